@@ -1,0 +1,6 @@
+"""pencils: exact large-dimension limits of rational expressions in Gaussian matrices."""
+from .gaussian import Gaussian
+from .pencil import Pencil, linearize
+from .sampling import SampleEstimate, sample_trace
+from .dyson import DysonSystem
+from .limits import derive, limit, trace_limit

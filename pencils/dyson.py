@@ -1,0 +1,188 @@
+r"""The matrix Dyson (self-consistent) equation of a linear pencil.
+
+Write the normalised pencil as :math:`L = \Lambda + R`, with :math:`\Lambda` the
+scalar-identity blocks and :math:`R` the Gaussian blocks (entry variance
+:math:`1/N`).  For :math:`G = L^{-1}` and the normalised block traces
+:math:`g_{ij} = \lim \mathbb E \operatorname{tr}(G_{ij})/N_i` (blocks of equal
+size), to leading order in :math:`1/N`,
+
+.. math::  g = \bigl(\Lambda - \eta(g)\bigr)^{-1},
+
+a :math:`K \times K` scalar matrix equation, where :math:`\eta` sums over the
+pairings of each Gaussian :math:`X` (:math:`N_a \times N_b`) with its own
+transpose:
+
+* :math:`X` in block :math:`(i, l)` with coefficient :math:`c` and
+  :math:`X^T` in block :math:`(m, j)` with coefficient :math:`c'`:
+  :math:`\eta_{ij} \mathrel{+}= c\,c'\,\alpha_b\, g_{lm}`;
+* :math:`X^T` in :math:`(i, l)` with :math:`c'` and :math:`X` in :math:`(m, j)`
+  with :math:`c`: :math:`\eta_{ij} \mathrel{+}= c'\,c\,\alpha_a\, g_{lm}`,
+
+with :math:`\alpha_a = N_a/N`.  Only the entries :math:`g_{lm}` that
+:math:`\eta` reads are unknowns; the target, the selected block of the pencil,
+follows from one inversion.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import sympy
+
+from .pencil import IDENTITY, Pencil
+
+__all__ = ["Coupling", "DysonSystem"]
+
+
+@dataclass(frozen=True)
+class Coupling:
+    r"""One term of :math:`\eta`: ``eta[row, col] += weight * g[unknown]``."""
+
+    row: int
+    col: int
+    unknown: int
+    weight: sympy.Expr
+
+
+class DysonSystem:
+    r"""The self-consistent equations of a pencil, in the few block traces that matter.
+
+    Parameters
+    ----------
+    pencil : Pencil
+        A (reduced) linear pencil, from :func:`pencils.linearize`.
+
+    Attributes
+    ----------
+    pencil : Pencil
+    deterministic : sympy.Matrix
+        :math:`\Lambda`, the ``K x K`` matrix of identity coefficients.
+    unknowns : list of tuple
+        The blocks ``(l, m)`` whose traces :math:`g_{lm}` enter :math:`\eta`.
+    symbols : list of sympy.Symbol
+        :math:`g_{lm}` as symbols, in the order of ``unknowns``.
+    couplings : list of Coupling
+        The linear map :math:`\eta`.
+    parameters : tuple of sympy.Symbol
+        The scalar symbols the solution depends on (ratios included), sorted by name.
+
+    Examples
+    --------
+    >>> import sympy
+    >>> from pencils import Gaussian, derive
+    >>> n, d, z = sympy.symbols("n d z")
+    >>> X = Gaussian("X", n, d)
+    >>> system = derive((X.T * X / n - z * sympy.Identity(d)).I, {n: 2 * d})
+    >>> system.symbols
+    [g_00, g_11]
+    >>> for equation in system.equations():
+    ...     print(equation)
+    Eq(g_00, 2/(g_11 + 2))
+    Eq(g_11, -1/(-g_00 + z))
+    """
+
+    def __init__(self, pencil: Pencil):
+        self.pencil = pencil
+        size = len(pencil.sizes)
+        self.ratios = pencil.ratios
+        self.deterministic = sympy.zeros(size, size)
+        occurrences: dict = {}
+        for (i, j), entry in pencil.entries.items():
+            for key, coefficient in entry.items():
+                if key is IDENTITY:
+                    self.deterministic[i, j] = coefficient
+                else:
+                    gaussian, transposed = key
+                    occurrences.setdefault(gaussian, []).append((i, j, coefficient, transposed))
+        terms: dict = {}
+        for gaussian, places in occurrences.items():
+            rows_ratio, cols_ratio = (pencil.dims.ratio(s) for s in gaussian.shape)
+            for i, l, c, transposed_left in places:
+                for m, j, c_prime, transposed_right in places:
+                    if transposed_left == transposed_right:
+                        continue  # X ... X pairings vanish in the limit
+                    ratio = rows_ratio if transposed_left else cols_ratio
+                    key = (i, j, l, m)
+                    terms[key] = terms.get(key, 0) + c * c_prime * ratio
+        self.unknowns = sorted({(l, m) for (_, _, l, m), w in terms.items() if sympy.simplify(w) != 0})
+        index = {block: k for k, block in enumerate(self.unknowns)}
+        self.couplings = [
+            Coupling(i, j, index[(l, m)], sympy.simplify(weight))
+            for (i, j, l, m), weight in sorted(terms.items())
+            if (l, m) in index and sympy.simplify(weight) != 0
+        ]
+        self.symbols = [sympy.Symbol(f"g_{l}{m}" if size <= 10 else f"g_{l},{m}") for l, m in self.unknowns]
+        free = set(self.deterministic.free_symbols) | set(pencil.scale.free_symbols)
+        for coupling in self.couplings:
+            free |= coupling.weight.free_symbols
+        for ratio in self.ratios:
+            free |= sympy.sympify(ratio).free_symbols
+        self.parameters = tuple(sorted(free, key=str))
+
+    # ----------------------------------------------------------------- symbolic forms
+
+    def matrix(self) -> sympy.Matrix:
+        r""":math:`\Lambda - \eta(g)` with the unknowns as symbols."""
+        result = self.deterministic.copy()
+        for coupling in self.couplings:
+            result[coupling.row, coupling.col] -= coupling.weight * self.symbols[coupling.unknown]
+        return result
+
+    @cached_property
+    def _inverse_entries(self) -> dict:
+        """Entries of ``(Lambda - eta(g))^{-1}`` needed by the equations and the target.
+
+        Blocks that are neither read by ``eta`` nor selected are eliminated by
+        Schur complements first, so that only a small matrix is inverted.
+        """
+        matrix = self.matrix()
+        wanted = sorted({b for pair in self.unknowns for b in pair} | {self.pencil.out, self.pencil.into})
+        entries = {(i, j): matrix[i, j] for i in range(matrix.rows) for j in range(matrix.cols) if matrix[i, j] != 0}
+        alive = set(range(matrix.rows))
+        for k in sorted(set(range(matrix.rows)) - set(wanted)):
+            pivot = entries.pop((k, k), 0)
+            column = {i: entries.pop((i, k)) for i in sorted(alive) if (i, k) in entries}
+            row = {j: entries.pop((k, j)) for j in sorted(alive) if (k, j) in entries}
+            for i, left in column.items():
+                for j, right in row.items():
+                    entries[(i, j)] = sympy.cancel(entries.get((i, j), 0) - left * right / pivot)
+            alive.discard(k)
+        small = sympy.Matrix(len(wanted), len(wanted), lambda r, c: entries.get((wanted[r], wanted[c]), 0))
+        inverse = small.inv(method="LU")
+        position = {block: k for k, block in enumerate(wanted)}
+        needed = set(self.unknowns) | {(self.pencil.out, self.pencil.into)}
+        return {pair: sympy.factor(sympy.cancel(inverse[position[pair[0]], position[pair[1]]])) for pair in needed}
+
+    def equations(self) -> list:
+        r"""The self-consistent equations :math:`g_{lm} = [(\Lambda - \eta(g))^{-1}]_{lm}`."""
+        return [sympy.Eq(symbol, self._inverse_entries[pair]) for symbol, pair in zip(self.symbols, self.unknowns)]
+
+    def target(self) -> sympy.Expr:
+        """The limit of the normalised trace, in terms of the unknowns and parameters."""
+        return self.pencil.scale * self._inverse_entries[(self.pencil.out, self.pencil.into)]
+
+    def latex(self) -> str:
+        r"""The equations and the target as a LaTeX ``aligned`` environment."""
+        lines = [f"{sympy.latex(eq.lhs)} &= {sympy.latex(eq.rhs)}" for eq in self.equations()]
+        lines.append(r"\lim \tfrac{1}{N}\operatorname{tr} &= " + sympy.latex(self.target()))
+        return "\\begin{aligned}\n" + " \\\\\n".join(lines) + "\n\\end{aligned}"
+
+    def __repr__(self) -> str:
+        return (
+            f"DysonSystem({len(self.unknowns)} unknowns, {len(self.pencil.sizes)} blocks, "
+            f"parameters {', '.join(map(str, self.parameters))})"
+        )
+
+    # ----------------------------------------------------------------- numbers
+
+    @cached_property
+    def solver(self):
+        """The compiled numeric solver (:class:`pencils.solve.Solver`)."""
+        from .solve import Solver
+
+        return Solver(self)
+
+    def solve(self, subs: dict | None = None, dps: int | None = None):
+        """Solve at parameter values and return the target (see :func:`pencils.trace_limit`)."""
+        return self.solver.target(subs or {}, dps=dps)

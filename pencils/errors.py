@@ -1,0 +1,54 @@
+"""Exceptions raised by :mod:`pencils`.
+
+Every error says what is wrong *and* what to change.  They all derive from
+:class:`PencilsError`, itself a :class:`ValueError`, so that ``except ValueError``
+keeps working for callers that do not care about the details.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "PencilsError",
+    "DimensionError",
+    "MisScaledError",
+    "UnsupportedOperationError",
+    "ParameterError",
+    "ConvergenceError",
+]
+
+
+class PencilsError(ValueError):
+    """Base class of every error raised by :mod:`pencils`."""
+
+
+class DimensionError(PencilsError):
+    """A dimension is missing from ``dims``, not proportional to the base, or shapes clash."""
+
+
+class MisScaledError(PencilsError):
+    """The expression has no finite, non-trivial limit as the dimensions grow."""
+
+
+class UnsupportedOperationError(PencilsError):
+    """The expression uses an operation that has no linear pencil in this package."""
+
+
+class ParameterError(PencilsError):
+    """A parameter value is missing, of the wrong kind, or outside its domain."""
+
+
+class ConvergenceError(PencilsError):
+    """A self-consistent solve did not converge.
+
+    Attributes
+    ----------
+    parameters : dict
+        The parameter values of the first points that failed.
+    residual : float
+        The largest relative residual reached at those points.
+    """
+
+    def __init__(self, message: str, parameters: dict | None = None, residual: float | None = None):
+        super().__init__(message)
+        self.parameters = parameters or {}
+        self.residual = residual

@@ -1,0 +1,333 @@
+r"""Reading SymPy matrix expressions: dimensions, scaling, and the normalised tree.
+
+A user writes Gaussians with :math:`\mathcal N(0, 1)` entries and explicit
+scalings, e.g. ``W * X / sqrt(d)``.  Before linearising, every dimension is
+written as a multiple of one base dimension :math:`N` and every Gaussian as
+:math:`X = \sqrt N\,\hat X`, with :math:`\hat X` of entry variance :math:`1/N`.
+Counting powers of :math:`N` recursively (a product adds the powers of its
+factors, an inverse negates, a transpose keeps, and the terms of a sum must all
+carry the same power) splits the expression into
+
+.. math::  r = N^{p}\,\hat r,
+
+where :math:`\hat r` has coefficients free of :math:`N` and operator norm of
+order one.  A trace limit :math:`\lim \operatorname{tr}(r)/N_r` is finite and
+non-trivial only when :math:`p = 0`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import sympy
+from sympy.matrices.expressions import (
+    Identity as SympyIdentity,
+    Inverse as SympyInverse,
+    MatAdd,
+    MatMul,
+    MatPow,
+    MatrixExpr,
+    MatrixSymbol,
+    Transpose,
+)
+
+from .errors import DimensionError, MisScaledError, UnsupportedOperationError
+from .gaussian import Gaussian
+
+__all__ = ["Dimensions", "Leaf", "Identity", "Sum", "Product", "Inverse", "normalise"]
+
+
+# --------------------------------------------------------------------------- dimensions
+
+
+@dataclass(frozen=True)
+class Dimensions:
+    r"""The proportional growth of all dimensions: :math:`N_k = \alpha_k N`.
+
+    Parameters
+    ----------
+    base : sympy.Symbol
+        The base dimension :math:`N`.
+    ratios : tuple of (sympy.Expr, sympy.Expr)
+        Pairs ``(dimension, alpha)`` with ``alpha`` free of ``base``; ``alpha`` may
+        contain parameter symbols (e.g. ``psi_n``) whose values are given later.
+
+    Examples
+    --------
+    >>> import sympy
+    >>> n, d, psi = sympy.symbols("n d psi", positive=True)
+    >>> dims = Dimensions.from_mapping({n: psi * d}, shape_symbols={n, d})
+    >>> dims.base
+    d
+    >>> dims.ratio(2 * n)
+    2*psi
+    """
+
+    base: sympy.Symbol
+    ratios: tuple
+
+    @classmethod
+    def from_mapping(cls, dims: Mapping, shape_symbols: set) -> "Dimensions":
+        """Check ``dims`` against the dimensions an expression uses, and find the base."""
+        if not isinstance(dims, Mapping):
+            raise DimensionError(
+                f"dims must be a dict mapping each dimension symbol to a multiple of one base "
+                f"symbol, e.g. {{n: 2*d, p: 3*d}}; got {type(dims).__name__}."
+            )
+        dims = {sympy.sympify(key): sympy.sympify(value) for key, value in dims.items()}
+        base = cls._find_base(dims, shape_symbols)
+        ratios = {base: sympy.Integer(1)}
+        for dimension, value in dims.items():
+            if dimension == base:
+                if sympy.simplify(value - base) != 0:
+                    raise DimensionError(f"the base dimension {base} must map to itself, not to {value}.")
+                continue
+            ratio = sympy.simplify(value / base)
+            if base in ratio.free_symbols or (ratio.is_number and not ratio.is_positive):
+                raise DimensionError(
+                    f"dimension {dimension} = {value} is not a positive multiple of the base "
+                    f"dimension {base}; write it as ratio*{base} with a ratio free of {base}."
+                )
+            if ratio.free_symbols & set(dims):
+                raise DimensionError(
+                    f"the ratio of {dimension} ({ratio}) uses another dimension; every ratio must "
+                    f"be a number or a parameter symbol."
+                )
+            ratios[dimension] = ratio
+        missing = {symbol for symbol in shape_symbols if symbol not in ratios}
+        if missing:
+            names = ", ".join(sorted(map(str, missing)))
+            raise DimensionError(
+                f"dimension(s) {names} missing from dims; add each as a multiple of the base "
+                f"{base}, e.g. {{{sorted(missing, key=str)[0]}: 2*{base}}}."
+            )
+        return cls(base, tuple(sorted(ratios.items(), key=lambda item: str(item[0]))))
+
+    @staticmethod
+    def _find_base(dims: dict, shape_symbols: set) -> sympy.Symbol:
+        identity_keys = [key for key, value in dims.items() if key == value]
+        if identity_keys:
+            return identity_keys[0]
+        values = list(dims.values())
+        candidates = set().union(*(value.free_symbols for value in values)) if values else set(shape_symbols)
+        candidates = {
+            symbol
+            for symbol in candidates
+            if symbol not in dims and all(symbol in value.free_symbols for value in values)
+        }
+        in_shapes = candidates & shape_symbols
+        if len(in_shapes) == 1:
+            return in_shapes.pop()
+        if len(candidates) == 1:
+            return candidates.pop()
+        raise DimensionError(
+            "cannot tell the base dimension from dims="
+            f"{dims}; make every dimension a multiple of one base symbol and include the base "
+            "mapped to itself, e.g. {d: d, n: 2*d}."
+        )
+
+    @property
+    def mapping(self) -> dict:
+        """``{dimension: ratio * base}`` for every dimension."""
+        return {dimension: ratio * self.base for dimension, ratio in self.ratios}
+
+    def ratio(self, size: sympy.Expr) -> sympy.Expr:
+        """The limit of ``size / N`` (free of the base), for a dimension expression."""
+        ratio = sympy.simplify(sympy.sympify(size).subs(self.mapping) / self.base)
+        if self.base in ratio.free_symbols:
+            raise DimensionError(
+                f"the size {size} does not grow proportionally to {self.base}; "
+                f"every matrix dimension must be a multiple of the base."
+            )
+        return ratio
+
+    def split_power(self, scalar: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr]:
+        r"""Write a scalar as ``coefficient * N**power`` with ``coefficient`` free of ``N``.
+
+        Raises
+        ------
+        MisScaledError
+            If the scalar is not a single power of ``N`` (e.g. ``d + 1``).
+        """
+        N = sympy.Dummy("N", positive=True)
+        value = sympy.sympify(scalar).subs(self.mapping).subs(self.base, N)
+        value = sympy.expand(sympy.expand_power_base(sympy.powsimp(value, force=True), force=True))
+        coefficient, power = value.as_coeff_exponent(N)
+        coefficient = sympy.expand_power_base(sympy.powsimp(coefficient, force=True), force=True)
+        if N in coefficient.free_symbols or N in power.free_symbols:
+            raise MisScaledError(
+                f"the scalar {scalar} is not a single power of the dimension {self.base} "
+                f"(with dims substituted it is {value.subs(N, self.base)}); its terms have "
+                f"different orders, so the lower ones vanish in the limit. Write scalings as "
+                f"products of powers of the dimensions, e.g. 1/sqrt({self.base})."
+            )
+        return sympy.simplify(coefficient), power
+
+
+# --------------------------------------------------------------------------- the tree
+
+
+@dataclass(frozen=True)
+class Leaf:
+    r"""A normalised Gaussian :math:`\hat X` (entry variance :math:`1/N`), or its transpose."""
+
+    gaussian: Gaussian
+    transposed: bool
+
+    @property
+    def shape(self) -> tuple:
+        rows, cols = self.gaussian.shape
+        return (cols, rows) if self.transposed else (rows, cols)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The identity of a given dimension."""
+
+    size: sympy.Expr
+
+    @property
+    def shape(self) -> tuple:
+        return (self.size, self.size)
+
+
+@dataclass(frozen=True)
+class Sum:
+    """``sum(coefficient * term)``: pairs ``(coefficient, node)``, all of one shape."""
+
+    terms: tuple
+
+    @property
+    def shape(self) -> tuple:
+        return self.terms[0][1].shape
+
+
+@dataclass(frozen=True)
+class Product:
+    """The product of its factors, left to right."""
+
+    factors: tuple
+
+    @property
+    def shape(self) -> tuple:
+        return (self.factors[0].shape[0], self.factors[-1].shape[1])
+
+
+@dataclass(frozen=True)
+class Inverse:
+    """The inverse of a square node."""
+
+    argument: object
+
+    @property
+    def shape(self) -> tuple:
+        return self.argument.shape
+
+
+def normalise(expr: MatrixExpr, dims: Dimensions) -> tuple[sympy.Expr, sympy.Expr, object]:
+    r"""Split ``expr`` into ``coefficient * N**power * node``.
+
+    ``node`` is a tree of :class:`Leaf`, :class:`Identity`, :class:`Sum`,
+    :class:`Product` and :class:`Inverse` whose coefficients are free of ``N``
+    and whose Gaussians are normalised; transposes are pushed down to the leaves.
+
+    Examples
+    --------
+    >>> import sympy
+    >>> from pencils import Gaussian
+    >>> n, d = sympy.symbols("n d", positive=True)
+    >>> X = Gaussian("X", n, d)
+    >>> dims = Dimensions.from_mapping({n: 2 * d}, shape_symbols={n, d})
+    >>> coefficient, power, node = normalise(X.T * X / n, dims)
+    >>> coefficient, power
+    (1/2, 0)
+    """
+    return _Normaliser(dims).convert(expr, transposed=False)
+
+
+class _Normaliser:
+    def __init__(self, dims: Dimensions):
+        self.dims = dims
+
+    def convert(self, expr, transposed: bool):
+        if isinstance(expr, Gaussian):
+            return sympy.Integer(1), sympy.Rational(1, 2), Leaf(expr, transposed)
+        if isinstance(expr, Transpose):
+            return self.convert(expr.arg, not transposed)
+        if isinstance(expr, SympyIdentity):
+            return sympy.Integer(1), sympy.Integer(0), Identity(expr.rows)
+        if isinstance(expr, MatMul):
+            return self._product(expr, transposed)
+        if isinstance(expr, MatAdd):
+            return self._sum(expr, transposed)
+        if isinstance(expr, SympyInverse):
+            coefficient, power, node = self.convert(expr.arg, transposed)
+            return 1 / coefficient, -power, Inverse(node)
+        if isinstance(expr, MatPow):
+            return self._power(expr, transposed)
+        if isinstance(expr, MatrixSymbol):
+            raise UnsupportedOperationError(
+                f"{expr} is a plain MatrixSymbol; only pencils.Gaussian matrices and identities "
+                f"can appear. Declare random matrices with pencils.Gaussian(name, rows, cols)."
+            )
+        if not getattr(expr, "is_Matrix", False):
+            raise UnsupportedOperationError(
+                f"{expr} is not a matrix expression; build the target from pencils.Gaussian "
+                f"matrices and sympy.Identity."
+            )
+        raise UnsupportedOperationError(
+            f"the operation {type(expr).__name__} in {expr} has no linear pencil here; "
+            f"supported: +, scalar *, matrix *, .T, inverse, integer powers."
+        )
+
+    def _product(self, expr: MatMul, transposed: bool):
+        scalar, matrices = expr.as_coeff_matrices()
+        coefficient, power = self.dims.split_power(scalar)
+        factors = []
+        for matrix in matrices:
+            factor_coefficient, factor_power, node = self.convert(matrix, transposed)
+            coefficient, power = coefficient * factor_coefficient, power + factor_power
+            factors.append(node)
+        if transposed:
+            factors.reverse()
+        if len(factors) == 1:
+            return coefficient, power, factors[0]
+        return coefficient, power, Product(tuple(factors))
+
+    def _sum(self, expr: MatAdd, transposed: bool):
+        converted = [self.convert(term, transposed) for term in expr.args]
+        powers = {sympy.nsimplify(power) for _, power, _ in converted}
+        if len(powers) > 1:
+            orders = "; ".join(f"{term}: N^{power}" for term, (_, power, _) in zip(expr.args, converted))
+            raise MisScaledError(
+                f"the terms of the sum {expr} grow at different rates ({orders}); the smaller ones "
+                f"vanish in the limit. Rescale them (e.g. divide a Wishart X.T*X by its dimension) "
+                f"so that every term has the same order."
+            )
+        terms = tuple((coefficient, node) for coefficient, _, node in converted)
+        return sympy.Integer(1), powers.pop(), Sum(terms)
+
+    def _power(self, expr: MatPow, transposed: bool):
+        exponent = expr.exp
+        if not (exponent.is_Integer and exponent != 0):
+            raise UnsupportedOperationError(
+                f"the power {expr} has a non-integer exponent; only integer powers of square "
+                f"matrices have linear pencils."
+            )
+        coefficient, power, node = self.convert(expr.base, transposed)
+        count = abs(int(exponent))
+        product = node if count == 1 else Product((node,) * count)
+        coefficient, power = coefficient**count, power * count
+        if exponent < 0:
+            return 1 / coefficient, -power, Inverse(product)
+        return coefficient, power, product
+
+
+def shape_symbols(expr: MatrixExpr) -> set:
+    """The symbols used in the shapes of every matrix inside ``expr``."""
+    symbols = set()
+    for matrix in expr.atoms(MatrixSymbol) | expr.atoms(SympyIdentity):
+        for size in matrix.shape:
+            symbols |= sympy.sympify(size).free_symbols
+    return symbols

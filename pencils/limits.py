@@ -1,0 +1,186 @@
+"""The user-facing entry points: derive the Dyson system of an expression and solve it."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Mapping
+
+import sympy
+
+import mpmath
+import numpy as np
+
+from .dyson import DysonSystem
+from .errors import MisScaledError, ParameterError
+from .expression import Dimensions, normalise, shape_symbols
+from .pencil import linearize
+
+__all__ = ["derive", "trace_limit", "limit"]
+
+
+def _key(dims: Mapping) -> tuple:
+    return tuple(sorted(((sympy.sympify(k), sympy.sympify(v)) for k, v in dims.items()), key=str))
+
+
+@lru_cache(maxsize=256)
+def _derive(expr, dims_key: tuple) -> DysonSystem:
+    return DysonSystem(linearize(expr, dict(dims_key)))
+
+
+def derive(expr: sympy.MatrixExpr, dims: Mapping) -> DysonSystem:
+    r"""Linearise ``expr`` and derive its self-consistent (Dyson) equations.
+
+    The result is cached per ``(expr, dims)`` in the process.
+
+    Parameters
+    ----------
+    expr : sympy.MatrixExpr
+        A square rational expression in :class:`pencils.Gaussian` matrices.
+    dims : dict
+        Each dimension symbol as a multiple of one base symbol.
+
+    Returns
+    -------
+    DysonSystem
+
+    Examples
+    --------
+    >>> import sympy
+    >>> from pencils import Gaussian, derive
+    >>> n, d, z = sympy.symbols("n d z")
+    >>> X = Gaussian("X", n, d)
+    >>> derive((X.T * X / n - z * sympy.Identity(d)).I, {n: 2 * d})
+    DysonSystem(2 unknowns, 2 blocks, parameters z)
+    """
+    if not getattr(expr, "is_Matrix", False) or expr.shape[0] != expr.shape[1]:
+        shape = getattr(expr, "shape", None)
+        raise ParameterError(
+            f"trace limits need a square matrix expression; got {expr} of shape {shape}. "
+            f"Multiply by a transpose (e.g. X.T*X) or pick a square sub-expression."
+        )
+    return _derive(expr, _key(dims))
+
+
+def trace_limit(expr: sympy.MatrixExpr, dims: Mapping, subs: Mapping | None = None, dps: int | None = None):
+    r"""The limit :math:`\lim \mathbb E[\operatorname{tr}(r)/N_r]` as all dimensions grow proportionally.
+
+    ``N_r`` is the number of rows of ``expr``.  The expression is normalised,
+    linearised (:func:`pencils.linearize`), its Dyson equation derived
+    (:func:`derive`) and solved on the physical branch.
+
+    Parameters
+    ----------
+    expr : sympy.MatrixExpr
+        A square rational expression in :class:`pencils.Gaussian` matrices
+        (``N(0, 1)`` entries) with explicit scalings.
+    dims : dict
+        Each dimension symbol as a multiple of one base symbol, e.g.
+        ``{n: 2*d, p: Rational(3, 2)*d}``; ratios may be parameter symbols.
+    subs : dict, optional
+        Values of the remaining scalar symbols: numbers, or numpy arrays that broadcast.
+    dps : int, optional
+        ``None`` for floats (arrays if any value is an array); ``k`` for mpmath
+        numbers correct to about ``k`` digits.
+
+    Returns
+    -------
+    float, complex, numpy.ndarray or mpmath number
+
+    Examples
+    --------
+    The Marchenko-Pastur Stieltjes transform at ``z = -1`` for ``n = 2 d``, whose
+    closed form is ``(sqrt(17) - 3) / 2``:
+
+    >>> import mpmath, sympy
+    >>> from pencils import Gaussian, trace_limit
+    >>> n, d, z = sympy.symbols("n d z")
+    >>> X = Gaussian("X", n, d)
+    >>> resolvent = (X.T * X / n - z * sympy.Identity(d)).I
+    >>> round(trace_limit(resolvent, {n: 2 * d}, {z: -1.0}), 12)
+    0.561552812809
+    >>> mpmath.nstr(trace_limit(resolvent, {n: 2 * d}, {z: -1}, dps=40), 40)
+    '0.5615528128088302749107049279870385125736'
+    >>> mpmath.mp.dps = 40; mpmath.nstr((mpmath.sqrt(17) - 3) / 2, 40); mpmath.mp.dps = 15
+    '0.5615528128088302749107049279870385125736'
+    """
+    return derive(expr, dims).solve(dict(subs or {}), dps=dps)
+
+
+def limit(quantity, dims: Mapping, subs: Mapping | None = None, dps: int | None = None):
+    r"""The large-dimension limit of a scalar expression in normalised traces.
+
+    ``quantity`` is a SymPy scalar expression containing :class:`sympy.Trace`
+    terms, e.g. ``1 + (Trace(B*U*B.T) - 2*Trace(B*V.T)) / d``.  Each trace
+    :math:`\operatorname{tr}(A)` is replaced by
+    :math:`N_A\, N^{p_A}\, \tau_A`, where :math:`N^{p_A}` is the order of
+    :math:`A` (see :mod:`pencils.expression`), :math:`N_A` its number of rows and
+    :math:`\tau_A` the limit of :math:`\operatorname{tr}(N^{-p_A} A)/N_A` from
+    :func:`trace_limit`; the result must then be free of the dimensions.
+
+    Parameters
+    ----------
+    quantity : sympy.Expr or sympy.MatrixExpr
+        A scalar expression of traces (a square matrix means its normalised trace).
+    dims, subs, dps
+        As in :func:`trace_limit`.
+
+    Raises
+    ------
+    MisScaledError
+        If the quantity still depends on the dimensions once the traces are
+        replaced (it grows or vanishes).
+
+    Examples
+    --------
+    The mean eigenvalue of a Wishart matrix, and its second moment minus one,
+    for ``n = 2 d``:
+
+    >>> import sympy
+    >>> from pencils import Gaussian, limit
+    >>> n, d = sympy.symbols("n d")
+    >>> X = Gaussian("X", n, d)
+    >>> S = X.T * X / n
+    >>> limit(sympy.Trace(S) / d, {n: 2 * d})
+    1.0
+    >>> limit(sympy.Trace(S * S) / d - 1, {n: 2 * d})
+    0.5
+    """
+    if getattr(quantity, "is_Matrix", False):
+        return trace_limit(quantity, dims, subs, dps)
+    quantity = sympy.sympify(quantity)
+    traces = sorted(quantity.atoms(sympy.Trace), key=sympy.default_sort_key)
+    symbols = set().union(*(shape_symbols(trace.arg) for trace in traces)) if traces else set()
+    dimensions = Dimensions.from_mapping(dims, symbols)
+    placeholders, replacements = [], {}
+    for k, trace in enumerate(traces):
+        _, power, _ = normalise(trace.arg, dimensions)
+        placeholder = sympy.Dummy(f"tau{k}")
+        placeholders.append((placeholder, trace.arg * dimensions.base ** (-power)))
+        replacements[trace] = trace.arg.shape[0] * dimensions.base**power * placeholder
+    reduced = sympy.simplify(quantity.subs(replacements).subs(dimensions.mapping))
+    if dimensions.base in reduced.free_symbols:
+        raise MisScaledError(
+            f"the quantity {quantity} still depends on {dimensions.base} once every trace is "
+            f"replaced by its limit ({reduced}); divide each trace by the dimension of its matrix."
+        )
+    values = [limit_value for limit_value in (trace_limit(a, dims, subs, dps) for _, a in placeholders)]
+    scalars = dict(subs or {})
+    arguments = [p for p, _ in placeholders] + sorted(reduced.free_symbols - {p for p, _ in placeholders}, key=str)
+    inputs = values + [_value(scalars, symbol) for symbol in arguments[len(values):]]
+    if dps is None:
+        return sympy.lambdify(arguments, reduced, modules="numpy")(*inputs)
+    with mpmath.workdps(dps + 15):
+        function = sympy.lambdify(arguments, reduced, modules="mpmath")
+        if any(isinstance(v, np.ndarray) for v in inputs):
+            result = np.frompyfunc(function, len(inputs), 1)(*inputs)
+        else:
+            result = function(*inputs)
+    with mpmath.workdps(dps):
+        return np.frompyfunc(lambda v: +v, 1, 1)(result) if isinstance(result, np.ndarray) else +result
+
+
+def _value(subs: Mapping, symbol):
+    for key, value in subs.items():
+        if sympy.sympify(key) == symbol:
+            return value
+    raise ParameterError(f"no value given for {symbol}; pass subs={{{symbol}: ...}}.")

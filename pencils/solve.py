@@ -1,0 +1,358 @@
+r"""Numeric solution of the Dyson equation: vectorised numpy and arbitrary-precision mpmath.
+
+The unknowns :math:`g_S` solve
+
+.. math::  F(g; s) = \bigl[(\Lambda - s\,\eta(g))^{-1}\bigr]_S - g_S = 0
+
+at :math:`s = 1`.  The *physical* solution is the one connected to
+:math:`g = \Lambda^{-1}` at :math:`s = 0` (no randomness: :math:`s = \tau^2`
+scales the variance of every Gaussian), so the solver follows it by
+continuation in :math:`s` from 0 to 1, with a tangent predictor and Newton's
+method with the exact Jacobian
+
+.. math::  \frac{\partial G_{ab}}{\partial g_u} = s \sum_{t:\,u_t = u} w_t\, G_{a i_t}\, G_{j_t b},
+
+which follows from :math:`dG = -G\,dM\,G` for :math:`M = \Lambda - s\,\eta(g)`.
+All points of a parameter array are solved together with batched numpy linear
+algebra.  Newton converges quadratically, so arbitrary precision costs a few
+extra iterations: the mpmath path polishes the float solution.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import mpmath
+import numpy as np
+import sympy
+
+from .errors import ConvergenceError, ParameterError
+
+__all__ = ["Solver"]
+
+
+class _Float:
+    """Batched float64 / complex128 linear algebra over a leading axis of points."""
+
+    epsilon = float(np.finfo(float).eps)
+    continuation_tolerance = 1e-9
+    residual_tolerance = 1e-12
+
+    @staticmethod
+    def zeros(shape, dtype):
+        return np.zeros(shape, dtype=dtype)
+
+    @staticmethod
+    def inv(matrices):
+        return np.linalg.inv(matrices)
+
+    @staticmethod
+    def solve(matrices, vectors):
+        return np.linalg.solve(matrices, vectors[..., None])[..., 0]
+
+    @staticmethod
+    def norm(vectors):
+        if vectors.shape[-1] == 0:
+            return np.zeros(vectors.shape[:-1])
+        return np.max(np.abs(vectors), axis=-1)
+
+    @staticmethod
+    def finite(array) -> np.ndarray:
+        return np.all(np.isfinite(array.reshape(array.shape[0], -1)), axis=1)
+
+
+class _Multiprecision:
+    """The same operations on object arrays of mpmath numbers, point by point."""
+
+    def __init__(self, dps: int):
+        self.epsilon = mpmath.mpf(10) ** (-dps)
+        self.continuation_tolerance = mpmath.mpf(10) ** -12
+        self.residual_tolerance = self.epsilon
+
+    @staticmethod
+    def zeros(shape, dtype=None):
+        array = np.empty(shape, dtype=object)
+        array[...] = mpmath.mpf(0)
+        return array
+
+    @staticmethod
+    def inv(matrices):
+        return np.array([(mpmath.matrix(m.tolist()) ** -1).tolist() for m in matrices], dtype=object)
+
+    @staticmethod
+    def solve(matrices, vectors):
+        return np.array(
+            [list(mpmath.lu_solve(mpmath.matrix(m.tolist()), mpmath.matrix(list(v)))) for m, v in zip(matrices, vectors)],
+            dtype=object,
+        ).reshape(vectors.shape)
+
+    @staticmethod
+    def norm(vectors):
+        return np.array([max((abs(x) for x in row), default=mpmath.mpf(0)) for row in vectors], dtype=object)
+
+    @staticmethod
+    def finite(array) -> np.ndarray:
+        return np.array([all(mpmath.isfinite(x) for x in row.ravel()) for row in array])
+
+
+class Solver:
+    r"""Compiled solvers for a :class:`pencils.dyson.DysonSystem`.
+
+    The coefficients (:math:`\Lambda`, the weights of :math:`\eta`, the block
+    ratios and the scale of the target) are compiled once with
+    :func:`sympy.lambdify`, for numpy and for mpmath.
+
+    Examples
+    --------
+    >>> import sympy
+    >>> from pencils import Gaussian, derive
+    >>> n, d, z = sympy.symbols("n d z")
+    >>> X = Gaussian("X", n, d)
+    >>> solver = derive((X.T * X / n - z * sympy.Identity(d)).I, {n: 2 * d}).solver
+    >>> round(float(solver.target({z: -1.0})), 12)
+    0.561552812809
+    """
+
+    max_newton = 60
+
+    def __init__(self, system):
+        self.system = system
+        pencil = system.pencil
+        self.size = size = len(pencil.sizes)
+        self.parameters = system.parameters
+        identity = [(i, j) for i in range(size) for j in range(size) if system.deterministic[i, j] != 0]
+        self._identity_rows = np.array([i for i, _ in identity], dtype=int)
+        self._identity_cols = np.array([j for _, j in identity], dtype=int)
+        couplings = system.couplings
+        self._rows = np.array([c.row for c in couplings], dtype=int)
+        self._cols = np.array([c.col for c in couplings], dtype=int)
+        self._sources = np.array([c.unknown for c in couplings], dtype=int)
+        self._unknown_rows = np.array([l for l, _ in system.unknowns], dtype=int)
+        self._unknown_cols = np.array([m for _, m in system.unknowns], dtype=int)
+        self._scatter = np.zeros((len(couplings), size * size))
+        self._scatter[np.arange(len(couplings)), self._rows * size + self._cols] = 1.0
+        self._gather = np.zeros((len(couplings), len(system.unknowns)))
+        self._gather[np.arange(len(couplings)), self._sources] = 1.0
+        expressions = (
+            [system.deterministic[i, j] for i, j in identity]
+            + [c.weight for c in couplings]
+            + [sympy.sympify(r) for r in system.ratios]
+            + [pencil.scale]
+        )
+        self._split = np.cumsum([len(identity), len(couplings), len(system.ratios)])
+        self._numpy = sympy.lambdify(self.parameters, expressions, modules="numpy")
+        self._mpmath = sympy.lambdify(self.parameters, expressions, modules="mpmath")
+
+    # ----------------------------------------------------------------- parameters
+
+    def _points(self, subs: Mapping, multiprecision: bool) -> tuple[tuple, list, int]:
+        """Broadcast the parameter values: ``(shape, flat columns, number of points)``."""
+        subs = {sympy.sympify(key): value for key, value in subs.items()}
+        missing = [p for p in self.parameters if p not in subs]
+        if missing:
+            names = ", ".join(map(str, missing))
+            raise ParameterError(
+                f"no value given for {names}; pass subs={{{missing[0]}: ...}} "
+                f"(every scalar of the expression and of the dims ratios needs a value)."
+            )
+        arrays = [np.asarray(subs[p], dtype=object if multiprecision else None) for p in self.parameters]
+        if not multiprecision:
+            for p, array in zip(self.parameters, arrays):
+                if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+                    raise ParameterError(f"the value of {p} must be a number or a numeric array; got {subs[p]!r}.")
+        arrays = np.broadcast_arrays(*arrays) if arrays else []
+        shape = arrays[0].shape if arrays else ()
+        count = int(np.prod(shape)) if shape else 1
+        return shape, [a.reshape(-1) for a in arrays], count
+
+    def _coefficients(self, columns: list, count: int, multiprecision: bool):
+        """Every compiled coefficient at the points: arrays of shape (P,) (object if multiprecision)."""
+        if multiprecision:
+            rows = [self._mpmath(*(mpmath.mpmathify(c[k]) for c in columns)) for k in range(count)]
+            table = np.array([[mpmath.mpmathify(x) for x in row] for row in rows], dtype=object).T
+            table = table.reshape(len(table), count)
+        else:
+            raw = self._numpy(*columns)
+            table = np.array([np.broadcast_to(np.asarray(x), (count,)) for x in raw])
+        lambdas, weights, ratios, rest = np.split(table, self._split)
+        return lambdas, weights, ratios, rest[0]
+
+    def _validate(self, coefficients, columns: list) -> None:
+        lambdas, weights, ratios, scale = coefficients
+        for block, (row, ratio) in enumerate(zip(ratios, self.system.ratios)):
+            values = np.array([complex(x) for x in row])
+            bad = ~np.isfinite(values) | (values.imag != 0) | (values.real < 0)
+            if block == self.system.pencil.out:
+                bad |= values.real == 0
+            if np.any(bad):
+                index = int(np.flatnonzero(bad)[0])
+                raise ParameterError(
+                    f"the dimension ratio {ratio} is {values[index].real:g} at {self._describe(columns, index)}; "
+                    f"ratios must be finite and > 0 (>= 0 for a block that may be empty)."
+                )
+        table = np.concatenate([lambdas, weights, scale[None]])
+        values = np.array([[complex(x) for x in row] for row in table])
+        finite = np.all(np.isfinite(values), axis=0)
+        if not np.all(finite):
+            index = int(np.flatnonzero(~finite)[0])
+            raise ParameterError(
+                f"a pencil coefficient is not finite at {self._describe(columns, index)} "
+                f"(a division by a zero parameter?); change that value."
+            )
+
+    def _describe(self, columns: list, index: int) -> str:
+        return ", ".join(f"{p}={columns[k][index]}" for k, p in enumerate(self.parameters)) or "the given values"
+
+    # ----------------------------------------------------------------- the iteration
+
+    def _inverse(self, lambdas, weights, g, step, algebra):
+        """:math:`(\\Lambda - s\\,\\eta(g))^{-1}` at every point."""
+        count = lambdas.shape[1] if lambdas.size else g.shape[0]
+        matrix = algebra.zeros((count, self.size, self.size), np.result_type(lambdas, weights, g))
+        matrix[:, self._identity_rows, self._identity_cols] = lambdas.T
+        if len(self._rows):
+            values = step * weights.T * g[:, self._sources]
+            matrix = matrix - (values @ self._scatter).reshape(count, self.size, self.size)
+        return algebra.inv(matrix)
+
+    def _linearise(self, weights, inverse, g, step):
+        """The Jacobian of ``F`` in ``g`` and the derivative of ``F`` in ``s``."""
+        left = inverse[:, self._unknown_rows][:, :, self._rows]  # G[a_r, i_t]
+        right = np.swapaxes(inverse[:, self._cols][:, :, self._unknown_cols], 1, 2)  # G[j_t, b_r]
+        base = weights.T[:, None, :] * left * right  # (P, U, T)
+        jacobian = step * (base @ self._gather) - np.eye(len(self._unknown_rows))
+        derivative = (base @ g[:, self._sources, None])[..., 0]
+        return jacobian, derivative
+
+    def _relative(self, vectors, g, algebra):
+        scale = algebra.norm(g)
+        return np.array([v / (s if s != 0 else 1) for v, s in zip(algebra.norm(vectors), scale)], dtype=object if g.dtype == object else float)
+
+    def _newton(self, lambdas, weights, g, step, algebra, tolerance, iterations):
+        """Newton iterations at fixed ``s``; returns ``(g, converged, relative residual)``."""
+        for _ in range(iterations):
+            inverse = self._inverse(lambdas, weights, g, step, algebra)
+            residual = inverse[:, self._unknown_rows, self._unknown_cols] - g
+            jacobian, _ = self._linearise(weights, inverse, g, step)
+            delta = algebra.solve(jacobian, -residual)
+            g = g + delta
+            finite = algebra.finite(g)
+            if not np.all(finite) or np.all(self._relative(delta, g, algebra) <= tolerance):
+                break
+        if not np.all(algebra.finite(g)):
+            return g, np.zeros(g.shape[0], dtype=bool), np.full(g.shape[0], np.inf)
+        inverse = self._inverse(lambdas, weights, g, step, algebra)
+        relative = self._relative(inverse[:, self._unknown_rows, self._unknown_cols] - g, g, algebra)
+        return g, relative <= max(tolerance, 100 * algebra.epsilon), relative
+
+    def _continue(self, lambdas, weights, algebra):
+        """Follow the physical branch from ``s = 0`` (``g = Lambda^{-1}``) to ``s = 1``.
+
+        Returns ``(g, reached)``: the solution at ``s = 1`` for the points that
+        ``reached`` it.  The step is shared by all points; it grows after easy
+        steps and shrinks when Newton fails anywhere.
+        """
+        count = lambdas.shape[1] if lambdas.size else weights.shape[1]
+        zero = algebra.zeros((count, len(self._unknown_rows)), np.result_type(lambdas, weights))
+        try:
+            deterministic = self._inverse(lambdas, weights, zero, 0, algebra)
+        except (np.linalg.LinAlgError, ZeroDivisionError) as error:
+            raise ConvergenceError(
+                "the deterministic part of the pencil is singular (the expression is undefined when "
+                "every Gaussian is set to zero, e.g. an inverse with no ridge or shift); add a ridge "
+                "such as + lam*Identity and take lam small."
+            ) from error
+        g = deterministic[:, self._unknown_rows, self._unknown_cols]
+        position, step = 0.0, 1e-4
+        while position < 1.0 and step >= 1e-13:
+            target = min(1.0, position + step)
+            inverse = self._inverse(lambdas, weights, g, position, algebra)
+            jacobian, derivative = self._linearise(weights, inverse, g, position)
+            velocity = algebra.solve(jacobian, -derivative)
+            candidate, converged, _ = self._newton(
+                lambdas, weights, g + (target - position) * velocity, target, algebra, algebra.continuation_tolerance, 6
+            )
+            if np.all(converged):
+                g, position, step = candidate, target, min(4 * step, 1.0)
+            else:
+                step /= 4
+        return g, position == 1.0
+
+    def _fail(self, failed: np.ndarray, relative, columns: list) -> None:
+        if not np.any(failed):
+            return
+        first = int(np.flatnonzero(failed)[0])
+        residual = float(np.nan_to_num(np.asarray(relative[first], dtype=float), nan=np.inf))
+        raise ConvergenceError(
+            f"the Dyson equation did not converge at {int(np.sum(failed))} of {len(failed)} point(s); first at "
+            f"{self._describe(columns, first)} (relative residual {residual:.2e}). The point may sit on a "
+            f"singularity (e.g. a vanishing ridge at an interpolation threshold): move it or increase the ridge.",
+            parameters={str(p): columns[k][first] for k, p in enumerate(self.parameters)},
+            residual=residual,
+        )
+
+    # ----------------------------------------------------------------- public
+
+    def solve(self, subs: Mapping, dps: int | None = None) -> tuple:
+        r"""Solve at every point of ``subs`` (broadcast).
+
+        Returns
+        -------
+        inverse : numpy.ndarray
+            :math:`(\Lambda - \eta(g))^{-1}` at the solution, shape (P, K, K)
+            (object dtype of mpmath numbers if ``dps``).
+        scale : numpy.ndarray
+            The scale of the target, shape (P,).
+        shape : tuple
+            The broadcast shape of the parameter values.
+        """
+        shape, columns, count = self._points(subs, multiprecision=dps is not None)
+        floats = [np.asarray(c, dtype=complex) if c.dtype == object else c for c in columns]
+        floats = [f.real if np.iscomplexobj(f) and np.all(f.imag == 0) else f for f in floats]
+        coefficients = self._coefficients(floats, count, multiprecision=False)
+        self._validate(coefficients, floats)
+        lambdas, weights, _, scale = coefficients
+        g, reached = self._continue(lambdas, weights, _Float())
+        g, converged, relative = self._newton(lambdas, weights, g, 1.0, _Float(), 4 * _Float.epsilon, self.max_newton)
+        converged &= reached & (relative <= _Float.residual_tolerance)
+        if dps is None:
+            self._fail(~converged, relative, floats)
+            return self._inverse(lambdas, weights, g, 1.0, _Float()), scale, shape
+        inverses, scales = [], []
+        algebra = _Multiprecision(dps)
+        with mpmath.workdps(dps + 15):
+            for index in range(count):
+                point = [c[index : index + 1] for c in columns]
+                lambdas, weights, _, scale = self._coefficients(point, 1, multiprecision=True)
+                if converged[index]:
+                    start = np.array([[mpmath.mpmathify(x) for x in g[index].tolist()]], dtype=object)
+                else:
+                    start, reached = self._continue(lambdas, weights, algebra)
+                    self._fail(~reached, [np.inf], [f[index : index + 1] for f in floats])
+                solution, ok, residual = self._newton(
+                    lambdas, weights, start, 1, algebra, mpmath.mpf(10) ** -(dps + 8), self.max_newton
+                )
+                self._fail(~ok, residual, [f[index : index + 1] for f in floats])
+                inverses.append(self._inverse(lambdas, weights, solution, 1, algebra)[0])
+                scales.append(scale[0])
+        return np.array(inverses, dtype=object), np.array(scales, dtype=object), shape
+
+    def target(self, subs: Mapping, dps: int | None = None):
+        """The limit of the normalised trace at the parameter values ``subs``.
+
+        Returns a float (complex if the values are complex), a numpy array if any
+        value is an array, or mpmath numbers (an object array for arrays) if ``dps``.
+        """
+        inverse, scale, shape = self.solve(subs, dps=dps)
+        out, into = self.system.pencil.out, self.system.pencil.into
+        if dps is None:
+            values = scale * inverse[:, out, into]
+            if np.iscomplexobj(values) and np.all(values.imag == 0):
+                values = values.real
+            values = values.reshape(shape)
+            return values if shape else values.item()
+        with mpmath.workdps(dps + 15):
+            values = [s * v for s, v in zip(scale, inverse[:, out, into])]
+        with mpmath.workdps(dps):
+            values = [+(v.real if isinstance(v, mpmath.mpc) and v.imag == 0 else v) for v in values]
+        return np.array(values, dtype=object).reshape(shape) if shape else values[0]
