@@ -31,6 +31,15 @@ from .errors import ConvergenceError, ParameterError
 __all__ = ["Solver"]
 
 
+def _to_mpmath(value):
+    """An mpmath number at the working precision (strings and SymPy numbers are exact)."""
+    if isinstance(value, sympy.Basic):
+        value = sympy.N(value, mpmath.mp.dps)
+        real, imaginary = (mpmath.mpf(part) for part in value.as_real_imag())
+        return real if imaginary == 0 else mpmath.mpc(real, imaginary)
+    return mpmath.mpmathify(value)
+
+
 class _Float:
     """Batched float64 / complex128 linear algebra over a leading axis of points."""
 
@@ -168,7 +177,7 @@ class Solver:
     def _coefficients(self, columns: list, count: int, multiprecision: bool):
         """Every compiled coefficient at the points: arrays of shape (P,) (object if multiprecision)."""
         if multiprecision:
-            rows = [self._mpmath(*(mpmath.mpmathify(c[k]) for c in columns)) for k in range(count)]
+            rows = [self._mpmath(*(_to_mpmath(c[k]) for c in columns)) for k in range(count)]
             table = np.array([[mpmath.mpmathify(x) for x in row] for row in rows], dtype=object).T
             table = table.reshape(len(table), count)
         else:
@@ -325,7 +334,7 @@ class Solver:
                 point = [c[index : index + 1] for c in columns]
                 lambdas, weights, _, scale = self._coefficients(point, 1, multiprecision=True)
                 if converged[index]:
-                    start = np.array([[mpmath.mpmathify(x) for x in g[index].tolist()]], dtype=object)
+                    start = np.array([[_to_mpmath(x) for x in g[index].tolist()]], dtype=object)
                 else:
                     start, reached = self._continue(lambdas, weights, algebra)
                     self._fail(~reached, [np.inf], [f[index : index + 1] for f in floats])

@@ -1,0 +1,1 @@
+"""Finite-size ground truth: the original problems, drawn and trained exactly at finite d."""

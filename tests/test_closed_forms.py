@@ -1,0 +1,117 @@
+"""trace_limit against closed forms from random-matrix theory, to 40 digits.
+
+The closed forms are written here from the textbook formulas (Marchenko-Pastur,
+Wigner's semicircle, moments of free variables), independently of the engine.
+"""
+
+import mpmath
+import numpy as np
+import pytest
+import sympy
+
+from pencils import Gaussian, limit, trace_limit
+
+DIGITS = 40
+
+
+def close(value, expected, digits=DIGITS):
+    with mpmath.workdps(digits + 20):
+        error = abs(mpmath.mpmathify(value) - expected) / max(abs(expected), mpmath.mpf(1))
+        return error < mpmath.mpf(10) ** (-digits)
+
+
+def marchenko_pastur(z, gamma):
+    """Root of gamma z m^2 + (z + gamma - 1) m + 1 = 0 that is a Stieltjes transform."""
+    z, gamma = mpmath.mpmathify(z), mpmath.mpmathify(gamma)
+    root = mpmath.sqrt((z - 1 - gamma) ** 2 - 4 * gamma)
+    candidates = [(1 - gamma - z + sign * root) / (2 * gamma * z) for sign in (1, -1)]
+    if mpmath.im(z) > 0:
+        return max(candidates, key=lambda m: mpmath.im(m))
+    return min((m for m in candidates if mpmath.re(m) > 0), key=lambda m: abs(m))
+
+
+def semicircle(z):
+    """Stieltjes transform of the semicircle law on [-2, 2]."""
+    z = mpmath.mpmathify(z)
+    candidates = [(-z + sign * mpmath.sqrt(z * z - 4)) / 2 for sign in (1, -1)]
+    if mpmath.im(z) > 0:
+        return max(candidates, key=lambda m: mpmath.im(m))
+    return min(candidates, key=abs)
+
+
+@pytest.fixture(scope="module")
+def wishart():
+    n, d, z, gamma = sympy.symbols("n d z gamma")
+    X = Gaussian("X", n, d)
+    return (X.T * X / n - z * sympy.Identity(d)).I, {d: d, n: d / gamma}, z, gamma
+
+
+@pytest.mark.parametrize("z", [-1, "-0.01", "-7.5", 0.3 + 0.25j, 5 + 1j])
+@pytest.mark.parametrize("gamma", ["0.5", 2, 1])
+def test_marchenko_pastur_40_digits(wishart, z, gamma):
+    """Complex points are binary fractions, so that the float input is exact."""
+    expr, dims, z_symbol, gamma_symbol = wishart
+    value = trace_limit(expr, dims, {z_symbol: z, gamma_symbol: gamma}, dps=50)
+    with mpmath.workdps(70):
+        assert close(value, marchenko_pastur(mpmath.mpmathify(z), mpmath.mpmathify(gamma)))
+
+
+def test_marchenko_pastur_float_vectorised(wishart):
+    expr, dims, z_symbol, gamma_symbol = wishart
+    z = np.linspace(-3, -0.05, 7)[:, None]
+    gamma = np.array([0.3, 1.0, 2.5])[None, :]
+    values = trace_limit(expr, dims, {z_symbol: z, gamma_symbol: gamma})
+    assert values.shape == (7, 3)
+    expected = np.array([[float(marchenko_pastur(zz, gg)) for gg in gamma[0]] for zz in z[:, 0]])
+    np.testing.assert_allclose(values, expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("z", ["-3", "2.5", 0.5 + 0.125j, -1.875 + 2.0**-10 * 1j])
+def test_semicircle_40_digits(z):
+    """(Y + Y^T)/sqrt(2d) for square Gaussian Y: the same Gaussian in two places."""
+    d, z_symbol = sympy.symbols("d z")
+    Y = Gaussian("Y", d, d)
+    H = (Y + Y.T) / sympy.sqrt(2 * d)
+    value = trace_limit((H - z_symbol * sympy.Identity(d)).I, {d: d}, {z_symbol: z}, dps=50)
+    with mpmath.workdps(70):
+        assert close(value, semicircle(mpmath.mpmathify(z)))
+
+
+def test_squared_resolvent_is_the_derivative(wishart):
+    """tr (S - z)^{-2} / d = m'(z): a product of two resolvents."""
+    expr, dims, z_symbol, gamma_symbol = wishart
+    values = {z_symbol: "-0.6", gamma_symbol: sympy.Rational(7, 10)}
+    value = trace_limit(expr * expr, dims, values, dps=50)
+    with mpmath.workdps(70):
+        expected = mpmath.diff(lambda z: marchenko_pastur(z, mpmath.mpf("0.7")), mpmath.mpf("-0.6"))
+        assert close(value, expected)
+
+
+def test_free_product_moment():
+    r"""Two independent Wisharts are asymptotically free:
+    phi(abab) = phi(a^2) phi(b)^2 + phi(a)^2 phi(b^2) - phi(a)^2 phi(b)^2 = 1 + gamma_1 + gamma_2."""
+    d, n, m = sympy.symbols("d n m")
+    X, Y = Gaussian("X", n, d), Gaussian("Y", m, d)
+    A, B = X.T * X / n, Y.T * Y / m
+    value = limit(sympy.Trace(A * B * A * B) / d, {n: 4 * d, m: sympy.Rational(5, 2) * d}, dps=50)
+    with mpmath.workdps(70):
+        assert close(value, 1 + mpmath.mpf(1) / 4 + mpmath.mpf(2) / 5)
+
+
+def test_ridge_identity(wishart):
+    """tr S (S + lam)^{-1} / d = 1 - lam m(-lam): sums and products with a shared Gaussian."""
+    n, d, lam, gamma = sympy.symbols("n d lam gamma")
+    X = Gaussian("X", n, d)
+    S = X.T * X / n
+    value = trace_limit(S * (S + lam * sympy.Identity(d)).I, {d: d, n: d / gamma},
+                        {lam: "0.01", gamma: 3}, dps=50)
+    with mpmath.workdps(70):
+        assert close(value, 1 - mpmath.mpf("0.01") * marchenko_pastur(-mpmath.mpf("0.01"), 3))
+
+
+def test_two_precisions_agree(wishart):
+    expr, dims, z_symbol, gamma_symbol = wishart
+    values = {z_symbol: -2, gamma_symbol: "1.5"}
+    low, high = trace_limit(expr, dims, values, dps=30), trace_limit(expr, dims, values, dps=60)
+    assert close(low, high, digits=30)
+    assert abs(float(low) - trace_limit(expr, dims, {z_symbol: -2.0, gamma_symbol: 1.5})) < 1e-14
