@@ -106,6 +106,12 @@ class Dimensions:
 
     @staticmethod
     def _find_base(dims: dict, shape_symbols: set) -> sympy.Symbol:
+        if not dims and len(shape_symbols) > 1:
+            names = ", ".join(sorted(map(str, shape_symbols)))
+            raise DimensionError(
+                f"dimensions {names} missing from dims; give each as a multiple of one base "
+                f"symbol, e.g. {{n: 2*d}}."
+            )
         identity_keys = [key for key, value in dims.items() if key == value]
         if identity_keys:
             return identity_keys[0]

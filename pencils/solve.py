@@ -53,11 +53,30 @@ class _Float:
 
     @staticmethod
     def inv(matrices):
-        return np.linalg.inv(matrices)
+        """Batched inverse; a singular point gets NaN (handled as non-converged) instead of failing all."""
+        try:
+            return np.linalg.inv(matrices)
+        except np.linalg.LinAlgError:
+            result = np.full_like(matrices, np.nan)
+            for k, matrix in enumerate(matrices):
+                try:
+                    result[k] = np.linalg.inv(matrix)
+                except np.linalg.LinAlgError:
+                    pass
+            return result
 
     @staticmethod
     def solve(matrices, vectors):
-        return np.linalg.solve(matrices, vectors[..., None])[..., 0]
+        try:
+            return np.linalg.solve(matrices, vectors[..., None])[..., 0]
+        except np.linalg.LinAlgError:
+            result = np.full_like(vectors, np.nan)
+            for k, (matrix, vector) in enumerate(zip(matrices, vectors)):
+                try:
+                    result[k] = np.linalg.solve(matrix, vector)
+                except np.linalg.LinAlgError:
+                    pass
+            return result
 
     @staticmethod
     def norm(vectors):
@@ -86,14 +105,23 @@ class _Multiprecision:
 
     @staticmethod
     def inv(matrices):
-        return np.array([(mpmath.matrix(m.tolist()) ** -1).tolist() for m in matrices], dtype=object)
+        def one(matrix):
+            try:
+                return (mpmath.matrix(matrix.tolist()) ** -1).tolist()
+            except ZeroDivisionError:
+                return np.full(matrix.shape, mpmath.nan).tolist()
+
+        return np.array([one(m) for m in matrices], dtype=object).reshape(matrices.shape)
 
     @staticmethod
     def solve(matrices, vectors):
-        return np.array(
-            [list(mpmath.lu_solve(mpmath.matrix(m.tolist()), mpmath.matrix(list(v)))) for m, v in zip(matrices, vectors)],
-            dtype=object,
-        ).reshape(vectors.shape)
+        def one(matrix, vector):
+            try:
+                return list(mpmath.lu_solve(mpmath.matrix(matrix.tolist()), mpmath.matrix(list(vector))))
+            except ZeroDivisionError:
+                return [mpmath.nan] * len(vector)
+
+        return np.array([one(m, v) for m, v in zip(matrices, vectors)], dtype=object).reshape(vectors.shape)
 
     @staticmethod
     def norm(vectors):
@@ -220,7 +248,7 @@ class Solver:
         matrix = algebra.zeros((count, self.size, self.size), np.result_type(lambdas, weights, g))
         matrix[:, self._identity_rows, self._identity_cols] = lambdas.T
         if len(self._rows):
-            values = step * weights.T * g[:, self._sources]
+            values = np.reshape(step, (-1, 1)) * weights.T * g[:, self._sources]
             matrix = matrix - (values @ self._scatter).reshape(count, self.size, self.size)
         return algebra.inv(matrix)
 
@@ -229,7 +257,7 @@ class Solver:
         left = inverse[:, self._unknown_rows][:, :, self._rows]  # G[a_r, i_t]
         right = np.swapaxes(inverse[:, self._cols][:, :, self._unknown_cols], 1, 2)  # G[j_t, b_r]
         base = weights.T[:, None, :] * left * right  # (P, U, T)
-        jacobian = step * (base @ self._gather) - np.eye(len(self._unknown_rows))
+        jacobian = np.reshape(step, (-1, 1, 1)) * (base @ self._gather) - np.eye(len(self._unknown_rows))
         derivative = (base @ g[:, self._sources, None])[..., 0]
         return jacobian, derivative
 
@@ -245,46 +273,51 @@ class Solver:
             jacobian, _ = self._linearise(weights, inverse, g, step)
             delta = algebra.solve(jacobian, -residual)
             g = g + delta
-            finite = algebra.finite(g)
-            if not np.all(finite) or np.all(self._relative(delta, g, algebra) <= tolerance):
+            if np.all((self._relative(delta, g, algebra) <= tolerance) | ~algebra.finite(g)):
                 break
-        if not np.all(algebra.finite(g)):
-            return g, np.zeros(g.shape[0], dtype=bool), np.full(g.shape[0], np.inf)
         inverse = self._inverse(lambdas, weights, g, step, algebra)
         relative = self._relative(inverse[:, self._unknown_rows, self._unknown_cols] - g, g, algebra)
-        return g, relative <= max(tolerance, 100 * algebra.epsilon), relative
+        finite = algebra.finite(g) & algebra.finite(inverse)
+        converged = np.array([bool(ok and r <= max(tolerance, 100 * algebra.epsilon)) for ok, r in zip(finite, relative)])
+        return g, converged, relative
 
     def _continue(self, lambdas, weights, algebra):
         """Follow the physical branch from ``s = 0`` (``g = Lambda^{-1}``) to ``s = 1``.
 
-        Returns ``(g, reached)``: the solution at ``s = 1`` for the points that
-        ``reached`` it.  The step is shared by all points; it grows after easy
-        steps and shrinks when Newton fails anywhere.
+        Every point has its own position and step: a step grows fourfold after
+        Newton converges and shrinks fourfold when it does not.  Returns
+        ``(g, reached)``, with ``reached`` false where the step fell below
+        ``1e-13`` before ``s = 1``.
         """
         count = lambdas.shape[1] if lambdas.size else weights.shape[1]
         zero = algebra.zeros((count, len(self._unknown_rows)), np.result_type(lambdas, weights))
-        try:
-            deterministic = self._inverse(lambdas, weights, zero, 0, algebra)
-        except (np.linalg.LinAlgError, ZeroDivisionError) as error:
+        deterministic = self._inverse(lambdas, weights, zero, np.zeros(count), algebra)
+        singular = ~algebra.finite(deterministic)
+        if np.any(singular):
             raise ConvergenceError(
                 "the deterministic part of the pencil is singular (the expression is undefined when "
                 "every Gaussian is set to zero, e.g. an inverse with no ridge or shift); add a ridge "
                 "such as + lam*Identity and take lam small."
-            ) from error
-        g = deterministic[:, self._unknown_rows, self._unknown_cols]
-        position, step = 0.0, 1e-4
-        while position < 1.0 and step >= 1e-13:
-            target = min(1.0, position + step)
-            inverse = self._inverse(lambdas, weights, g, position, algebra)
-            jacobian, derivative = self._linearise(weights, inverse, g, position)
-            velocity = algebra.solve(jacobian, -derivative)
-            candidate, converged, _ = self._newton(
-                lambdas, weights, g + (target - position) * velocity, target, algebra, algebra.continuation_tolerance, 6
             )
-            if np.all(converged):
-                g, position, step = candidate, target, min(4 * step, 1.0)
-            else:
-                step /= 4
+        g = deterministic[:, self._unknown_rows, self._unknown_cols]
+        position, step = np.zeros(count), np.full(count, 1e-4)
+        active = np.ones(count, dtype=bool)
+        while np.any(active):
+            index = np.flatnonzero(active)
+            here, lam, weight, start = position[index], lambdas[:, index], weights[:, index], g[index]
+            target = np.minimum(1.0, here + step[index])
+            inverse = self._inverse(lam, weight, start, here, algebra)
+            jacobian, derivative = self._linearise(weight, inverse, start, here)
+            velocity = algebra.solve(jacobian, -derivative)
+            predicted = start + (target - here)[:, None] * velocity
+            candidate, converged, _ = self._newton(
+                lam, weight, predicted, target, algebra, algebra.continuation_tolerance, 6
+            )
+            accepted, rejected = index[converged], index[~converged]
+            g[accepted], position[accepted] = candidate[converged], target[converged]
+            step[accepted] = np.minimum(4 * step[accepted], 1.0)
+            step[rejected] /= 4
+            active = (position < 1.0) & (step >= 1e-13)
         return g, position == 1.0
 
     def _fail(self, failed: np.ndarray, relative, columns: list) -> None:
@@ -295,7 +328,8 @@ class Solver:
         raise ConvergenceError(
             f"the Dyson equation did not converge at {int(np.sum(failed))} of {len(failed)} point(s); first at "
             f"{self._describe(columns, first)} (relative residual {residual:.2e}). The point may sit on a "
-            f"singularity (e.g. a vanishing ridge at an interpolation threshold): move it or increase the ridge.",
+            f"singularity (a vanishing ridge at an interpolation threshold, or a real spectral parameter "
+            f"inside the spectrum): move it, increase the ridge, or give z a small positive imaginary part.",
             parameters={str(p): columns[k][first] for k, p in enumerate(self.parameters)},
             residual=residual,
         )
@@ -315,6 +349,10 @@ class Solver:
         shape : tuple
             The broadcast shape of the parameter values.
         """
+        with np.errstate(all="ignore"):  # non-finite values are detected and reported below
+            return self._solve(subs, dps)
+
+    def _solve(self, subs: Mapping, dps: int | None) -> tuple:
         shape, columns, count = self._points(subs, multiprecision=dps is not None)
         floats = [np.asarray(c, dtype=complex) if c.dtype == object else c for c in columns]
         floats = [f.real if np.iscomplexobj(f) and np.all(f.imag == 0) else f for f in floats]
