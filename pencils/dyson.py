@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
+import numpy as np
 import sympy
 
 from .pencil import IDENTITY, Pencil
@@ -105,13 +106,13 @@ class DysonSystem:
                     ratio = rows_ratio if transposed_left else cols_ratio
                     key = (i, j, l, m)
                     terms[key] = terms.get(key, 0) + c * c_prime * ratio
-        self.unknowns = sorted({(l, m) for (_, _, l, m), w in terms.items() if sympy.simplify(w) != 0})
+        terms = {key: sympy.cancel(weight) for key, weight in sorted(terms.items())}
+        terms = {key: weight for key, weight in terms.items() if weight != 0}
+        nonzero = _structurally_nonzero(size, set(self._deterministic_pattern()), terms)
+        terms = {key: weight for key, weight in terms.items() if nonzero[key[2], key[3]]}
+        self.unknowns = sorted({(l, m) for (_, _, l, m) in terms})
         index = {block: k for k, block in enumerate(self.unknowns)}
-        self.couplings = [
-            Coupling(i, j, index[(l, m)], sympy.simplify(weight))
-            for (i, j, l, m), weight in sorted(terms.items())
-            if (l, m) in index and sympy.simplify(weight) != 0
-        ]
+        self.couplings = [Coupling(i, j, index[(l, m)], weight) for (i, j, l, m), weight in terms.items()]
         self.symbols = [sympy.Symbol(f"g_{l}{m}" if size <= 10 else f"g_{l},{m}") for l, m in self.unknowns]
         free = set(self.deterministic.free_symbols) | set(pencil.scale.free_symbols)
         for coupling in self.couplings:
@@ -119,6 +120,10 @@ class DysonSystem:
         for ratio in self.ratios:
             free |= sympy.sympify(ratio).free_symbols
         self.parameters = tuple(sorted(free, key=str))
+
+    def _deterministic_pattern(self):
+        return ((i, j) for i in range(self.deterministic.rows) for j in range(self.deterministic.cols)
+                if self.deterministic[i, j] != 0)
 
     # ----------------------------------------------------------------- symbolic forms
 
@@ -186,3 +191,30 @@ class DysonSystem:
     def solve(self, subs: dict | None = None, dps: int | None = None):
         """Solve at parameter values and return the target (see :func:`pencils.trace_limit`)."""
         return self.solver.target(subs or {}, dps=dps)
+
+
+def _structurally_nonzero(size: int, pattern: set, terms: dict) -> np.ndarray:
+    r"""Which entries of :math:`g = (\Lambda - \eta(g))^{-1}` can be non-zero.
+
+    :math:`G_{lm}` vanishes identically unless the graph of non-zero entries of
+    :math:`\Lambda - \eta(g)` has a path from :math:`l` to :math:`m`; and
+    :math:`\eta` writes :math:`(i, j)` only if the entry it reads can be
+    non-zero.  Starting from the pattern of :math:`\Lambda` (the solution at
+    zero variance) and adding the writes of non-zero reads until nothing changes
+    gives the entries that are non-zero on the physical branch; the others, and
+    the couplings that read them, are dropped.
+    """
+    adjacency = np.eye(size, dtype=bool)
+    for i, j in pattern:
+        adjacency[i, j] = True
+    while True:
+        reach = adjacency.copy()
+        for k in range(size):  # transitive closure (Floyd-Warshall on booleans)
+            reach |= reach[:, k : k + 1] & reach[k : k + 1, :]
+        grown = adjacency.copy()
+        for i, j, l, m in terms:
+            if reach[l, m]:
+                grown[i, j] = True
+        if np.array_equal(grown, adjacency):
+            return reach
+        adjacency = grown

@@ -18,6 +18,7 @@ non-trivial only when :math:`p = 0`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Mapping
 
 import sympy
@@ -138,6 +139,7 @@ class Dimensions:
         """``{dimension: ratio * base}`` for every dimension."""
         return {dimension: ratio * self.base for dimension, ratio in self.ratios}
 
+    @lru_cache(maxsize=4096)
     def ratio(self, size: sympy.Expr) -> sympy.Expr:
         """The limit of ``size / N`` (free of the base), for a dimension expression."""
         ratio = sympy.simplify(sympy.sympify(size).subs(self.mapping) / self.base)
@@ -148,6 +150,7 @@ class Dimensions:
             )
         return ratio
 
+    @lru_cache(maxsize=4096)
     def split_power(self, scalar: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr]:
         r"""Write a scalar as ``coefficient * N**power`` with ``coefficient`` free of ``N``.
 
@@ -302,7 +305,7 @@ class _Normaliser:
         return coefficient, power, Product(tuple(factors))
 
     def _sum(self, expr: MatAdd, transposed: bool):
-        converted = [self.convert(term, transposed) for term in expr.args]
+        converted = [self.convert(term, transposed) for term in expr.args if not term.is_ZeroMatrix]
         powers = {sympy.nsimplify(power) for _, power, _ in converted}
         if len(powers) > 1:
             orders = "; ".join(f"{term}: N^{power}" for term, (_, power, _) in zip(expr.args, converted))

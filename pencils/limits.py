@@ -151,6 +151,8 @@ def limit(quantity, dims: Mapping, subs: Mapping | None = None, dps: int | None 
     traces = sorted(quantity.atoms(sympy.Trace), key=sympy.default_sort_key)
     symbols = set().union(*(shape_symbols(trace.arg) for trace in traces)) if traces else set()
     dimensions = Dimensions.from_mapping(dims, symbols)
+    quantity = _merge_traces(quantity, traces, dimensions)
+    traces = sorted(quantity.atoms(sympy.Trace), key=sympy.default_sort_key)
     placeholders, replacements = [], {}
     for k, trace in enumerate(traces):
         _, power, _ = normalise(trace.arg, dimensions)
@@ -177,6 +179,28 @@ def limit(quantity, dims: Mapping, subs: Mapping | None = None, dps: int | None 
             result = function(*inputs)
     with mpmath.workdps(dps):
         return np.frompyfunc(lambda v: +v, 1, 1)(result) if isinstance(result, np.ndarray) else +result
+
+
+def _merge_traces(quantity: sympy.Expr, traces: list, dimensions: Dimensions) -> sympy.Expr:
+    r"""Write :math:`\sum_k c_k \operatorname{tr} A_k` as one trace per shape and order.
+
+    Where ``quantity`` is linear in its traces, the traces of matrices with the
+    same number of rows whose terms :math:`c_k \operatorname{tr} A_k` have the same
+    order in :math:`N` are merged into :math:`\operatorname{tr}(\sum_k c_k A_k)`,
+    so that one Dyson system is solved instead of several.
+    """
+    expanded = sympy.expand(quantity, deep=False)
+    coefficients = {trace: expanded.coeff(trace) for trace in traces}
+    rest = sympy.expand(expanded - sum(c * t for t, c in coefficients.items()), deep=False)
+    if any(rest.has(t) or c.has(sympy.Trace) for t, c in coefficients.items()):
+        return quantity
+    groups: dict = {}
+    for trace, coefficient in coefficients.items():
+        _, power, _ = normalise(trace.arg, dimensions)
+        _, scalar_power = dimensions.split_power(coefficient)
+        groups.setdefault((trace.arg.shape[0], power + scalar_power), []).append(coefficient * trace.arg)
+    merged = [sympy.Trace(sympy.MatAdd(*terms).doit() if len(terms) > 1 else terms[0]) for terms in groups.values()]
+    return rest + sum(merged)
 
 
 def _value(subs: Mapping, symbol):

@@ -318,31 +318,56 @@ def _has_gaussian(entry: dict) -> bool:
     return any(key is not IDENTITY for key in entry)
 
 
-def _eliminable(pencil: Pencil, k: int) -> bool:
-    if k in (pencil.out, pencil.into):
-        return False
-    pivot = pencil.entries.get((k, k), {})
-    if set(pivot) != {IDENTITY} or not pivot[IDENTITY].is_number:
-        return False
-    column = [entry for (i, j), entry in pencil.entries.items() if j == k and i != k]
-    row = [entry for (i, j), entry in pencil.entries.items() if i == k and j != k]
-    return not (any(map(_has_gaussian, column)) and any(map(_has_gaussian, row)))
+class _Elimination:
+    """The entries of a pencil with row and column indices, for cheap Schur complements."""
 
+    def __init__(self, pencil: Pencil):
+        self.pencil = pencil
+        self.entries = {key: dict(entry) for key, entry in pencil.entries.items()}
+        self.row: dict = {}
+        self.column: dict = {}
+        for i, j in self.entries:
+            self.row.setdefault(i, set()).add(j)
+            self.column.setdefault(j, set()).add(i)
 
-def _eliminate(pencil: Pencil, k: int) -> None:
-    """Schur complement on block ``k``: ``L <- L - L[:, k] L[k, k]^{-1} L[k, :]``."""
-    pivot = pencil.entries.pop((k, k))[IDENTITY]
-    column = {i: pencil.entries.pop((i, k)) for i in range(len(pencil.sizes)) if (i, k) in pencil.entries}
-    row = {j: pencil.entries.pop((k, j)) for j in range(len(pencil.sizes)) if (k, j) in pencil.entries}
-    for i, left in column.items():
-        for j, right in row.items():
-            entry = pencil.entries.setdefault((i, j), {})
-            for left_key, left_coefficient in left.items():
-                for right_key, right_coefficient in right.items():
-                    key = left_key if right_key is IDENTITY else right_key
-                    _add(entry, key, -left_coefficient * right_coefficient / pivot)
-            if not entry:
-                del pencil.entries[(i, j)]
+    def _pop(self, i: int, j: int) -> dict:
+        self.row[i].discard(j)
+        self.column[j].discard(i)
+        return self.entries.pop((i, j))
+
+    def eliminable(self, k: int) -> bool:
+        if k in (self.pencil.out, self.pencil.into):
+            return False
+        pivot = self.entries.get((k, k), {})
+        if set(pivot) != {IDENTITY} or not pivot[IDENTITY].is_number:
+            return False
+        column = any(_has_gaussian(self.entries[(i, k)]) for i in self.column.get(k, ()) if i != k)
+        row = any(_has_gaussian(self.entries[(k, j)]) for j in self.row.get(k, ()) if j != k)
+        return not (column and row)
+
+    def fill_in(self, k: int) -> int:
+        column, row = len(self.column.get(k, ())) - 1, len(self.row.get(k, ())) - 1
+        return column * row - column - row
+
+    def eliminate(self, k: int) -> None:
+        """Schur complement on block ``k``: ``L <- L - L[:, k] L[k, k]^{-1} L[k, :]``."""
+        pivot = self._pop(k, k)[IDENTITY]
+        column = {i: self._pop(i, k) for i in sorted(self.column.get(k, ()))}
+        row = {j: self._pop(k, j) for j in sorted(self.row.get(k, ()))}
+        for i, left in column.items():
+            for j, right in row.items():
+                entry = self.entries.setdefault((i, j), {})
+                for left_key, left_coefficient in left.items():
+                    for right_key, right_coefficient in right.items():
+                        key = left_key if right_key is IDENTITY else right_key
+                        _add(entry, key, -left_coefficient * right_coefficient / pivot)
+                if entry:
+                    self.row.setdefault(i, set()).add(j)
+                    self.column.setdefault(j, set()).add(i)
+                else:
+                    del self.entries[(i, j)]
+                    self.row[i].discard(j)
+                    self.column[j].discard(i)
 
 
 def _reachable(edges: dict, start: int) -> set:
@@ -380,32 +405,21 @@ def reduce_pencil(pencil: Pencil) -> Pencil:
     :math:`(L^{-1})_{\mathrm{out},\mathrm{in}}` only depends on blocks lying on a
     path from ``out`` to ``in`` in the graph of non-zero blocks.
     """
-    pencil = Pencil(
-        pencil.expression,
-        pencil.dims,
-        list(pencil.sizes),
-        {key: dict(entry) for key, entry in pencil.entries.items()},
-        pencil.out,
-        pencil.into,
-        pencil.scale,
-    )
+    elimination = _Elimination(pencil)
     alive = set(range(len(pencil.sizes)))
-    while True:
-        candidates = [k for k in sorted(alive) if _eliminable(pencil, k)]
-        if not candidates:
-            break
-
-        def fill_in(k):
-            column = sum(1 for (i, j) in pencil.entries if j == k and i != k)
-            row = sum(1 for (i, j) in pencil.entries if i == k and j != k)
-            return column * row - column - row
-
-        k = min(candidates, key=fill_in)
-        _eliminate(pencil, k)
+    candidates = {k for k in alive if elimination.eliminable(k)}
+    while candidates:
+        k = min(sorted(candidates), key=elimination.fill_in)
+        neighbours = elimination.row.get(k, set()) | elimination.column.get(k, set())
+        elimination.eliminate(k)
         alive.discard(k)
-    forward, backward = {}, {}
-    for i, j in pencil.entries:
-        forward.setdefault(i, set()).add(j)
-        backward.setdefault(j, set()).add(i)
-    keep = sorted(_reachable(forward, pencil.out) & _reachable(backward, pencil.into) & alive)
-    return _renumber(pencil, keep)
+        candidates.discard(k)
+        for neighbour in neighbours - {k}:  # only the neighbours' rows and columns changed
+            if elimination.eliminable(neighbour):
+                candidates.add(neighbour)
+            else:
+                candidates.discard(neighbour)
+    reduced = Pencil(pencil.expression, pencil.dims, list(pencil.sizes), elimination.entries,
+                     pencil.out, pencil.into, pencil.scale)
+    keep = sorted(_reachable(elimination.row, pencil.out) & _reachable(elimination.column, pencil.into) & alive)
+    return _renumber(reduced, keep)

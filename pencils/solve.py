@@ -160,7 +160,7 @@ class Solver:
         identity = [(i, j) for i in range(size) for j in range(size) if system.deterministic[i, j] != 0]
         self._identity_rows = np.array([i for i, _ in identity], dtype=int)
         self._identity_cols = np.array([j for _, j in identity], dtype=int)
-        couplings = system.couplings
+        couplings = sorted(system.couplings, key=lambda c: c.unknown)  # contiguous per unknown
         self._rows = np.array([c.row for c in couplings], dtype=int)
         self._cols = np.array([c.col for c in couplings], dtype=int)
         self._sources = np.array([c.unknown for c in couplings], dtype=int)
@@ -168,8 +168,7 @@ class Solver:
         self._unknown_cols = np.array([m for _, m in system.unknowns], dtype=int)
         self._scatter = np.zeros((len(couplings), size * size))
         self._scatter[np.arange(len(couplings)), self._rows * size + self._cols] = 1.0
-        self._gather = np.zeros((len(couplings), len(system.unknowns)))
-        self._gather[np.arange(len(couplings)), self._sources] = 1.0
+        self._first = np.searchsorted(self._sources, np.arange(len(system.unknowns)))
         expressions = (
             [system.deterministic[i, j] for i, j in identity]
             + [c.weight for c in couplings]
@@ -257,7 +256,8 @@ class Solver:
         left = inverse[:, self._unknown_rows][:, :, self._rows]  # G[a_r, i_t]
         right = np.swapaxes(inverse[:, self._cols][:, :, self._unknown_cols], 1, 2)  # G[j_t, b_r]
         base = weights.T[:, None, :] * left * right  # (P, U, T)
-        jacobian = np.reshape(step, (-1, 1, 1)) * (base @ self._gather) - np.eye(len(self._unknown_rows))
+        summed = np.add.reduceat(base, self._first, axis=2) if base.shape[2] else base[:, :, :0]
+        jacobian = np.reshape(step, (-1, 1, 1)) * summed - np.eye(len(self._unknown_rows))
         derivative = (base @ g[:, self._sources, None])[..., 0]
         return jacobian, derivative
 
@@ -265,20 +265,33 @@ class Solver:
         scale = algebra.norm(g)
         return np.array([v / (s if s != 0 else 1) for v, s in zip(algebra.norm(vectors), scale)], dtype=object if g.dtype == object else float)
 
-    def _newton(self, lambdas, weights, g, step, algebra, tolerance, iterations):
-        """Newton iterations at fixed ``s``; returns ``(g, converged, relative residual)``."""
+    def _newton(self, lambdas, weights, g, step, algebra, tolerance, accept, iterations):
+        """Newton iterations at fixed ``s``.
+
+        Iterates until every point's relative step is below ``tolerance``, or
+        below ``accept`` and no longer halving (the rounding floor of an
+        ill-conditioned point), or not finite.  Returns ``(g, converged,
+        relative residual)`` with ``converged`` where the relative residual of
+        the equations is at most ``accept``.
+        """
+        previous = None
         for _ in range(iterations):
             inverse = self._inverse(lambdas, weights, g, step, algebra)
             residual = inverse[:, self._unknown_rows, self._unknown_cols] - g
             jacobian, _ = self._linearise(weights, inverse, g, step)
             delta = algebra.solve(jacobian, -residual)
             g = g + delta
-            if np.all((self._relative(delta, g, algebra) <= tolerance) | ~algebra.finite(g)):
+            relative = self._relative(delta, g, algebra)
+            done = (relative <= tolerance) | ~algebra.finite(g)
+            if previous is not None:
+                done |= (relative <= accept) & (relative >= previous / 2)
+            if np.all(done):
                 break
+            previous = relative
         inverse = self._inverse(lambdas, weights, g, step, algebra)
         relative = self._relative(inverse[:, self._unknown_rows, self._unknown_cols] - g, g, algebra)
         finite = algebra.finite(g) & algebra.finite(inverse)
-        converged = np.array([bool(ok and r <= max(tolerance, 100 * algebra.epsilon)) for ok, r in zip(finite, relative)])
+        converged = np.array([bool(ok and r <= accept) for ok, r in zip(finite, relative)], dtype=bool)
         return g, converged, relative
 
     def _continue(self, lambdas, weights, algebra):
@@ -311,7 +324,8 @@ class Solver:
             velocity = algebra.solve(jacobian, -derivative)
             predicted = start + (target - here)[:, None] * velocity
             candidate, converged, _ = self._newton(
-                lam, weight, predicted, target, algebra, algebra.continuation_tolerance, 6
+                lam, weight, predicted, target, algebra, algebra.continuation_tolerance,
+                100 * algebra.continuation_tolerance, 6,
             )
             accepted, rejected = index[converged], index[~converged]
             g[accepted], position[accepted] = candidate[converged], target[converged]
@@ -360,8 +374,10 @@ class Solver:
         self._validate(coefficients, floats)
         lambdas, weights, _, scale = coefficients
         g, reached = self._continue(lambdas, weights, _Float())
-        g, converged, relative = self._newton(lambdas, weights, g, 1.0, _Float(), 4 * _Float.epsilon, self.max_newton)
-        converged &= reached & (relative <= _Float.residual_tolerance)
+        g, converged, relative = self._newton(
+            lambdas, weights, g, 1.0, _Float(), 4 * _Float.epsilon, _Float.residual_tolerance, self.max_newton
+        )
+        converged &= reached
         if dps is None:
             self._fail(~converged, relative, floats)
             return self._inverse(lambdas, weights, g, 1.0, _Float()), scale, shape
@@ -377,7 +393,8 @@ class Solver:
                     start, reached = self._continue(lambdas, weights, algebra)
                     self._fail(~reached, [np.inf], [f[index : index + 1] for f in floats])
                 solution, ok, residual = self._newton(
-                    lambdas, weights, start, 1, algebra, mpmath.mpf(10) ** -(dps + 8), self.max_newton
+                    lambdas, weights, start, 1, algebra, mpmath.mpf(10) ** -(dps + 8), algebra.residual_tolerance,
+                    self.max_newton,
                 )
                 self._fail(~ok, residual, [f[index : index + 1] for f in floats])
                 inverses.append(self._inverse(lambdas, weights, solution, 1, algebra)[0])

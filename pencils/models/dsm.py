@@ -1,0 +1,254 @@
+r"""Denoising score matching with a random-features score, from the engine.
+
+Conventions (``shared/spec/dsm.md``).  Data :math:`x_i \sim \mathcal N(0, I_d)`,
+:math:`i \le n`; at time :math:`t > 0`, :math:`a = e^{-t}`, :math:`h = 1 - e^{-2t}`,
+and each data point gets :math:`m` noisy copies
+:math:`x_{ij} = a x_i + \sqrt h\, z_{ij}`.  The score
+:math:`s_A(x) = A\rho(Wx/\sqrt d)/\sqrt p` (:math:`W \in \mathbb R^{p\times d}`
+fixed, :math:`\mathcal N(0,1)`) minimises
+
+.. math::  \frac{1}{nm}\sum_{ij}\bigl\|\sqrt h\, s_A(x_{ij}) + z_{ij}\bigr\|^2 + \frac{h\lambda}{p}\|A\|_F^2,
+
+so that :math:`\sqrt h\, s_{A^*}(x) = -B\rho(Wx/\sqrt d)` with
+:math:`B = (ZF^T/nm)(FF^T/nm + \lambda I_p)^{-1}`.  Errors are divided by
+:math:`d`; the test error is at fresh data and noise, the train error is the
+loss without the penalty, and the best possible test error is :math:`a^2`.
+
+Gaussian equivalence (centred :math:`\rho`, constants from
+:meth:`pencils.activations.Activation.correlated_split` at correlation
+:math:`a^2`): :math:`v_0^2` is the part of the features shared by the noisy
+copies of one data point, :math:`s^2` the part that changes from copy to copy,
+:math:`v^2 = v_0^2 + s^2`.
+
+* :math:`m = \infty`: :math:`U = F_t F_t^T/n + h\mu_1^2 WW^T/d + s^2 I_p`,
+  :math:`F_t = a\mu_1 WX/\sqrt d + v_0\Xi_0`, :math:`V = \sqrt h\,\mu_1 W^T/\sqrt d`,
+  :math:`B = V(U + \lambda I)^{-1}`.
+* finite :math:`m`: rotating the :math:`nm` columns by an orthogonal matrix
+  whose first :math:`n` columns are :math:`(I_n \otimes 1_m)/\sqrt m` leaves
+  the noise Gaussian and splits the features into
+  :math:`F_a = \mu_1 W(a\sqrt m X + \sqrt h Z_a)/\sqrt d + v_0\sqrt m\,\Xi_0 + s\,\Xi_a`
+  (:math:`n` columns) and :math:`F_b = \mu_1\sqrt h\,WZ_b/\sqrt d + s\,\Xi_b`
+  (:math:`n(m-1)` columns): :math:`m` enters as the size ratio of a second
+  sample block, so one derivation serves every real :math:`m \ge 1`.
+
+Every error is :math:`1 + \frac1d[\operatorname{tr}(BU_*B^T) - 2\operatorname{tr}(BV_*^T)]`
+with the matching :math:`U_*, V_*`, handed to :func:`pencils.limit` as matrix
+expressions; the test pair is :math:`U_{\rm test} = \mu_1^2 WW^T/d + v^2 I_p`,
+:math:`V_{\rm test} = V`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import mpmath
+import numpy as np
+import sympy
+
+from .. import activations
+from ..errors import ParameterError
+from ..gaussian import Gaussian
+from ..limits import limit
+
+__all__ = ["Errors", "errors", "quantities", "constants", "optimum", "symbols", "dims"]
+
+d, n, p, k = sympy.symbols("d n p k")
+psi_n, psi_p, lam, a, h, mu1, v0_squared, s_squared, v_squared, m = sympy.symbols(
+    "psi_n psi_p lambda a h mu_1 v_0^2 s^2 v^2 m"
+)
+symbols = {
+    "psi_n": psi_n, "psi_p": psi_p, "lam": lam, "a": a, "h": h, "mu1": mu1,
+    "v0_squared": v0_squared, "s_squared": s_squared, "v_squared": v_squared, "m": m,
+}
+#: Dimensions: ``n = psi_n d``, ``p = psi_p d`` and the second sample block ``k = (m - 1) n``.
+dims = {d: d, n: psi_n * d, p: psi_p * d, k: (m - 1) * psi_n * d}
+
+
+@lru_cache(maxsize=2)
+def quantities(finite_m: bool) -> dict:
+    r"""The test and train errors as SymPy expressions in traces.
+
+    Parameters
+    ----------
+    finite_m : bool
+        ``True`` for the rotated finite-:math:`m` problem, ``False`` for :math:`m = \infty`.
+
+    Examples
+    --------
+    >>> from pencils.models import dsm
+    >>> sorted(dsm.quantities(finite_m=True))
+    ['test', 'train']
+    """
+    sqrt, Tr = sympy.sqrt, sympy.Trace
+    I_p = sympy.Identity(p)
+    W, X, Xi0 = Gaussian("W", p, d), Gaussian("X", d, n), Gaussian("Xi_0", p, n)
+    V = sqrt(h) * mu1 * W.T / sqrt(d)
+    U_test = mu1**2 * W * W.T / d + v_squared * I_p
+    if finite_m:
+        Za, Zb = Gaussian("Z_a", d, n), Gaussian("Z_b", d, k)
+        Xia, Xib = Gaussian("Xi_a", p, n), Gaussian("Xi_b", p, k)
+        Fa = mu1 * W * (a * sqrt(m) * X + sqrt(h) * Za) / sqrt(d) + sqrt(v0_squared * m) * Xi0 + sqrt(s_squared) * Xia
+        Fb = mu1 * sqrt(h) * W * Zb / sqrt(d) + sqrt(s_squared) * Xib
+        B = (Za * Fa.T + Zb * Fb.T) / (n * m) * ((Fa * Fa.T + Fb * Fb.T) / (n * m) + lam * I_p).I
+        train = Tr((Za - B * Fa) * (Za - B * Fa).T + (Zb - B * Fb) * (Zb - B * Fb).T) / (n * m * d)
+    else:
+        Ft = a * mu1 * W * X / sqrt(d) + sqrt(v0_squared) * Xi0
+        U = Ft * Ft.T / n + h * mu1**2 * W * W.T / d + s_squared * I_p
+        B = V * (U + lam * I_p).I
+        train = 1 + Tr(B * U * B.T - 2 * B * V.T) / d
+    test = 1 + Tr(B * U_test * B.T - 2 * B * V.T) / d
+    return {"test": test, "train": train}
+
+
+def optimum(t):
+    r"""The best possible test error :math:`a^2 = e^{-2t}` (the true score is :math:`-x_t`).
+
+    Examples
+    --------
+    >>> from pencils.models import dsm
+    >>> round(dsm.optimum(0.5), 12)
+    0.367879441171
+    """
+    return np.exp(-2 * np.asarray(t, dtype=float)) if np.ndim(t) else math.exp(-2 * t)
+
+
+def constants(t, activation="relu", dps: int | None = None) -> dict:
+    r"""The Gaussian-equivalence constants of the DSM problem at time ``t``.
+
+    Returns ``mu1``, ``v0_squared`` (:math:`c(a^2) - \mu_0^2 - a^2\mu_1^2`),
+    ``s_squared`` (:math:`\|\rho\|^2 - c(a^2) - h\mu_1^2`) and ``v_squared``
+    (:math:`\|\rho\|^2 - \mu_0^2 - \mu_1^2`), for the centred activation.
+
+    Examples
+    --------
+    >>> from pencils.models import dsm
+    >>> values = dsm.constants(1.0, "relu")
+    >>> abs(values["v0_squared"] + values["s_squared"] - values["v_squared"]) < 1e-14
+    True
+    """
+    activation = activations.get(activation)
+    if dps is None:
+        r = np.exp(-2 * np.asarray(t, dtype=float))
+        split = activation.correlated_split(r)
+        mu = activation.mu1()
+    else:
+        with mpmath.workdps(dps + 15):
+            r = np.frompyfunc(lambda value: mpmath.exp(-2 * mpmath.mpmathify(value)), 1, 1)(np.asarray(t, dtype=object))
+            r = r.item() if np.ndim(r) == 0 else r
+            split = activation.correlated_split(r, dps=dps) if np.ndim(r) == 0 else _split_each(activation, r, dps)
+            mu = activation.mu1(dps=dps)
+    return {"mu1": mu, "v0_squared": split.shared, "s_squared": split.private, "v_squared": split.total}
+
+
+def _split_each(activation, r, dps):
+    parts = [activation.correlated_split(value, dps=dps) for value in r.ravel()]
+    fields = {name: np.array([getattr(part, name) for part in parts], dtype=object).reshape(r.shape)
+              for name in ("shared", "private", "total")}
+    return type("Split", (), fields)
+
+
+@dataclass(frozen=True)
+class Errors:
+    """Asymptotic DSM errors, broadcast over the parameters.
+
+    Attributes
+    ----------
+    test, train : numpy.ndarray or float
+        Test and train errors (divided by ``d``).
+    optimum : numpy.ndarray or float
+        The best possible test error :math:`e^{-2t}`.
+    """
+
+    test: np.ndarray | float
+    train: np.ndarray | float
+    optimum: np.ndarray | float
+
+    @property
+    def gap(self):
+        """The generalization gap ``test - train`` (large: memorization)."""
+        return self.test - self.train
+
+
+def errors(psi_n, psi_p, t, lam, m=math.inf, activation="relu", dps: int | None = None) -> Errors:
+    r"""Limits of the DSM test and train errors, for any :math:`m \ge 1` (``math.inf`` allowed).
+
+    Parameters
+    ----------
+    psi_n, psi_p : float or array_like
+        :math:`n/d` and :math:`p/d`, positive.
+    t : float or array_like
+        Diffusion time, :math:`t > 0`.
+    lam : float or array_like
+        Ridge :math:`\lambda > 0` on the empirical feature covariance.
+    m : float or array_like
+        Noise draws per data point: any real :math:`m \ge 1`, or ``math.inf``.
+    activation : str, callable or Activation
+        See :func:`pencils.activations.get`.
+    dps : int, optional
+        Decimal digits (mpmath) instead of floats.
+
+    Returns
+    -------
+    Errors
+        ``.test``, ``.train``, ``.optimum`` and ``.gap``, broadcast.
+
+    Examples
+    --------
+    >>> from pencils.models import dsm
+    >>> result = dsm.errors(psi_n=2.0, psi_p=1.0, t=0.5, lam=1e-2)
+    >>> bool(result.optimum < result.test) and bool(result.train < result.test)
+    True
+    """
+    _check(psi_n=psi_n, psi_p=psi_p, t=t, lam=lam, m=m)
+    shape = np.broadcast_shapes(*(np.shape(value) for value in (psi_n, psi_p, t, lam, m)))
+    dtype = object if dps is not None else float
+    psi_n, psi_p, t, lam, m = (np.broadcast_to(np.asarray(v, dtype=dtype), shape) for v in (psi_n, psi_p, t, lam, m))
+    infinite = np.array([float(value) == math.inf for value in m.ravel()], dtype=bool).reshape(shape)
+    test = np.empty(shape, dtype=object if dps is not None else float)
+    train = np.empty_like(test)
+    for finite_m, mask in ((False, infinite), (True, ~infinite)):
+        if not np.any(mask):
+            continue
+        values = constants(t[mask], activation, dps=dps)
+        with mpmath.workdps((dps or 15) + 15):
+            a_value = _apply(lambda x: mpmath.exp(-mpmath.mpmathify(x)), t[mask], dps) if dps else np.exp(-t[mask])
+            h_value = _apply(lambda x: -mpmath.expm1(-2 * mpmath.mpmathify(x)), t[mask], dps) if dps else -np.expm1(-2 * t[mask])
+        subs = {
+            symbols["psi_n"]: psi_n[mask], symbols["psi_p"]: psi_p[mask], symbols["lam"]: lam[mask],
+            a: a_value, h: h_value, mu1: values["mu1"], v0_squared: values["v0_squared"],
+            s_squared: values["s_squared"], v_squared: values["v_squared"],
+        }
+        if finite_m:
+            subs[symbols["m"]] = m[mask]
+        found = quantities(finite_m)
+        test[mask] = limit(found["test"], dims, subs, dps=dps)
+        train[mask] = limit(found["train"], dims, subs, dps=dps)
+    optimum_value = _apply(lambda x: mpmath.exp(-2 * mpmath.mpmathify(x)), t, dps) if dps else optimum(t)
+    if shape == ():
+        return Errors(test.item(), train.item(), optimum_value.item() if isinstance(optimum_value, np.ndarray) else optimum_value)
+    return Errors(test, train, optimum_value)
+
+
+def _apply(function, values, dps):
+    with mpmath.workdps(dps + 15):
+        return np.frompyfunc(function, 1, 1)(values)
+
+
+def _check(**values) -> None:
+    rules = {
+        "psi_n": (lambda x: x > 0, "> 0"), "psi_p": (lambda x: x > 0, "> 0"), "t": (lambda x: x > 0, "> 0"),
+        "lam": (lambda x: x > 0, "> 0"), "m": (lambda x: x >= 1, ">= 1 (or math.inf)"),
+    }
+    for name, value in values.items():
+        array = np.asarray(value, dtype=object)
+        try:
+            numbers = np.array([float(x) for x in array.ravel()])
+        except (TypeError, ValueError):
+            raise ParameterError(f"{name} must be a real number or an array of them; got {value!r}.") from None
+        test, bound = rules[name]
+        finite = np.isfinite(numbers) | ((name == "m") & (numbers == math.inf))
+        if not np.all(finite & test(numbers)):
+            bad = numbers[~(finite & test(numbers))][0]
+            raise ParameterError(f"{name} must be {bound}; got {bad}.")
