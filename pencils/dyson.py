@@ -188,9 +188,9 @@ class DysonSystem:
 
         return Solver(self)
 
-    def solve(self, subs: dict | None = None, dps: int | None = None):
+    def solve(self, subs: dict | None = None, dps: int | None = None, path_from: dict | None = None):
         """Solve at parameter values and return the target (see :func:`pencils.trace_limit`)."""
-        return self.solver.target(subs or {}, dps=dps)
+        return self.solver.target(subs or {}, dps=dps, path_from=path_from)
 
 
 def _structurally_nonzero(size: int, pattern: set, terms: dict) -> np.ndarray:

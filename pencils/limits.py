@@ -61,7 +61,13 @@ def derive(expr: sympy.MatrixExpr, dims: Mapping) -> DysonSystem:
     return _derive(expr, _key(dims))
 
 
-def trace_limit(expr: sympy.MatrixExpr, dims: Mapping, subs: Mapping | None = None, dps: int | None = None):
+def trace_limit(
+    expr: sympy.MatrixExpr,
+    dims: Mapping,
+    subs: Mapping | None = None,
+    dps: int | None = None,
+    path_from: Mapping | None = None,
+):
     r"""The limit :math:`\lim \mathbb E[\operatorname{tr}(r)/N_r]` as all dimensions grow proportionally.
 
     ``N_r`` is the number of rows of ``expr``.  The expression is normalised,
@@ -81,6 +87,13 @@ def trace_limit(expr: sympy.MatrixExpr, dims: Mapping, subs: Mapping | None = No
     dps : int, optional
         ``None`` for floats (arrays if any value is an array); ``k`` for mpmath
         numbers correct to about ``k`` digits.
+    path_from : dict, optional
+        Start values of some parameters.  By default the physical branch is
+        followed from zero variance (every Gaussian scaled by ``tau``, ``tau``
+        from 0 to 1); with ``path_from`` the solution is found at those values
+        and then followed along the straight line to ``subs``.  Use it where the
+        default path meets a singularity, e.g. a spectral parameter just above
+        the real axis inside the spectrum: ``path_from={z: x + 1j}``.
 
     Returns
     -------
@@ -103,7 +116,7 @@ def trace_limit(expr: sympy.MatrixExpr, dims: Mapping, subs: Mapping | None = No
     >>> mpmath.mp.dps = 40; mpmath.nstr((mpmath.sqrt(17) - 3) / 2, 40); mpmath.mp.dps = 15
     '0.5615528128088302749107049279870385125736'
     """
-    return derive(expr, dims).solve(dict(subs or {}), dps=dps)
+    return derive(expr, dims).solve(dict(subs or {}), dps=dps, path_from=path_from)
 
 
 def limit(quantity, dims: Mapping, subs: Mapping | None = None, dps: int | None = None):

@@ -297,37 +297,59 @@ class Solver:
     def _continue(self, lambdas, weights, algebra):
         """Follow the physical branch from ``s = 0`` (``g = Lambda^{-1}``) to ``s = 1``.
 
-        Every point has its own position and step: a step grows fourfold after
-        Newton converges and shrinks fourfold when it does not.  Returns
-        ``(g, reached)``, with ``reached`` false where the step fell below
-        ``1e-13`` before ``s = 1``.
+        Returns ``(g, reached)``, see :meth:`_follow`.
         """
         count = lambdas.shape[1] if lambdas.size else weights.shape[1]
         zero = algebra.zeros((count, len(self._unknown_rows)), np.result_type(lambdas, weights))
         deterministic = self._inverse(lambdas, weights, zero, np.zeros(count), algebra)
-        singular = ~algebra.finite(deterministic)
-        if np.any(singular):
+        if np.any(~algebra.finite(deterministic)):
             raise ConvergenceError(
                 "the deterministic part of the pencil is singular (the expression is undefined when "
                 "every Gaussian is set to zero, e.g. an inverse with no ridge or shift); add a ridge "
                 "such as + lam*Identity and take lam small."
             )
         g = deterministic[:, self._unknown_rows, self._unknown_cols]
+        return self._follow(g, algebra, lambda position, index: (lambdas[:, index], weights[:, index], position))
+
+    def _follow(self, g, algebra, path, tangent: bool = True):
+        """Follow solutions along ``path(position, index) -> (lambdas, weights, s)`` from 0 to 1.
+
+        Every point has its own position and step: a step grows fourfold after
+        Newton converges and shrinks fourfold when it does not, or when its
+        correction is large next to the predictor's move (a jump to another
+        branch).  The predictor is the exact tangent in ``s`` (``tangent``) or
+        the secant through the last two accepted solutions.  Returns
+        ``(g, reached)``, ``reached`` false where the step fell below ``1e-13``
+        before position 1.
+        """
+        count = g.shape[0]
         position, step = np.zeros(count), np.full(count, 1e-4)
+        last_g, last_position = g.copy(), np.full(count, np.nan)
         active = np.ones(count, dtype=bool)
         while np.any(active):
             index = np.flatnonzero(active)
-            here, lam, weight, start = position[index], lambdas[:, index], weights[:, index], g[index]
+            here, start = position[index], g[index]
             target = np.minimum(1.0, here + step[index])
-            inverse = self._inverse(lam, weight, start, here, algebra)
-            jacobian, derivative = self._linearise(weight, inverse, start, here)
-            velocity = algebra.solve(jacobian, -derivative)
+            lam, weight, s_here = path(here, index)
+            if tangent:
+                jacobian, derivative = self._linearise(weight, self._inverse(lam, weight, start, s_here, algebra), start, s_here)
+                velocity = algebra.solve(jacobian, -derivative)
+            else:
+                span = here - last_position[index]
+                secant = (start - last_g[index]) / np.where(np.isfinite(span) & (span > 0), span, np.inf)[:, None]
+                velocity = secant
             predicted = start + (target - here)[:, None] * velocity
+            lam, weight, s_target = path(target, index)
             candidate, converged, _ = self._newton(
-                lam, weight, predicted, target, algebra, algebra.continuation_tolerance,
+                lam, weight, predicted, s_target, algebra, algebra.continuation_tolerance,
                 100 * algebra.continuation_tolerance, 6,
             )
+            # Stay on the branch: the corrector must move much less than the predictor did.
+            correction = algebra.norm(candidate - predicted)
+            allowed = algebra.norm(predicted - start) / 4 + 1e-6 * algebra.norm(start)
+            converged &= np.array([bool(c <= a) for c, a in zip(correction, allowed)], dtype=bool)
             accepted, rejected = index[converged], index[~converged]
+            last_g[accepted], last_position[accepted] = g[accepted], position[accepted]
             g[accepted], position[accepted] = candidate[converged], target[converged]
             step[accepted] = np.minimum(4 * step[accepted], 1.0)
             step[rejected] /= 4
@@ -350,7 +372,30 @@ class Solver:
 
     # ----------------------------------------------------------------- public
 
-    def solve(self, subs: Mapping, dps: int | None = None) -> tuple:
+    def _continue_in_parameters(self, floats: list, count: int, path_from: Mapping):
+        """Solve at the ``path_from`` values, then follow the straight line to the requested ones."""
+        path_from = {sympy.sympify(key): value for key, value in path_from.items()}
+        unknown = [str(key) for key in path_from if key not in self.parameters]
+        if unknown:
+            raise ParameterError(f"path_from names {', '.join(unknown)}, which the expression does not use.")
+        starts = [
+            np.broadcast_to(np.asarray(path_from[p]), np.shape(f)).reshape(-1) if p in path_from else f
+            for p, f in zip(self.parameters, floats)
+        ]
+        dtype = np.result_type(*starts, *floats) if floats else float
+        starts, ends = [np.asarray(s, dtype=dtype) for s in starts], [np.asarray(f, dtype=dtype) for f in floats]
+        lambdas, weights, _, _ = self._coefficients(starts, count, multiprecision=False)
+        g, reached = self._continue(lambdas, weights, _Float())
+        self._fail(~reached, np.full(count, np.inf), starts)
+
+        def path(position, index):
+            columns = [s[index] + position * (e[index] - s[index]) for s, e in zip(starts, ends)]
+            lam, weight, _, _ = self._coefficients(columns, len(index), multiprecision=False)
+            return lam, weight, np.ones(len(index))
+
+        return self._follow(g, _Float(), path, tangent=False)
+
+    def solve(self, subs: Mapping, dps: int | None = None, path_from: Mapping | None = None) -> tuple:
         r"""Solve at every point of ``subs`` (broadcast).
 
         Returns
@@ -364,16 +409,19 @@ class Solver:
             The broadcast shape of the parameter values.
         """
         with np.errstate(all="ignore"):  # non-finite values are detected and reported below
-            return self._solve(subs, dps)
+            return self._solve(subs, dps, path_from)
 
-    def _solve(self, subs: Mapping, dps: int | None) -> tuple:
+    def _solve(self, subs: Mapping, dps: int | None, path_from: Mapping | None) -> tuple:
         shape, columns, count = self._points(subs, multiprecision=dps is not None)
         floats = [np.asarray(c, dtype=complex) if c.dtype == object else c for c in columns]
         floats = [f.real if np.iscomplexobj(f) and np.all(f.imag == 0) else f for f in floats]
         coefficients = self._coefficients(floats, count, multiprecision=False)
         self._validate(coefficients, floats)
         lambdas, weights, _, scale = coefficients
-        g, reached = self._continue(lambdas, weights, _Float())
+        if path_from:
+            g, reached = self._continue_in_parameters(floats, count, path_from)
+        else:
+            g, reached = self._continue(lambdas, weights, _Float())
         g, converged, relative = self._newton(
             lambdas, weights, g, 1.0, _Float(), 4 * _Float.epsilon, _Float.residual_tolerance, self.max_newton
         )
@@ -401,13 +449,15 @@ class Solver:
                 scales.append(scale[0])
         return np.array(inverses, dtype=object), np.array(scales, dtype=object), shape
 
-    def target(self, subs: Mapping, dps: int | None = None):
+    def target(self, subs: Mapping, dps: int | None = None, path_from: Mapping | None = None):
         """The limit of the normalised trace at the parameter values ``subs``.
 
         Returns a float (complex if the values are complex), a numpy array if any
         value is an array, or mpmath numbers (an object array for arrays) if ``dps``.
+        ``path_from`` (see :func:`pencils.trace_limit`) gives start values for a
+        continuation in the parameters.
         """
-        inverse, scale, shape = self.solve(subs, dps=dps)
+        inverse, scale, shape = self.solve(subs, dps=dps, path_from=path_from)
         out, into = self.system.pencil.out, self.system.pencil.into
         if dps is None:
             values = scale * inverse[:, out, into]

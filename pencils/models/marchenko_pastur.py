@@ -69,7 +69,8 @@ def density(x, ratio, epsilon: float = 1e-10):
 
     The continuous part only (for :math:`\gamma > 1` an atom of mass
     :math:`1 - 1/\gamma` sits at 0); the error is of order :math:`\varepsilon`
-    inside the bulk and :math:`\sqrt\varepsilon` at its edges.
+    inside the bulk and :math:`\sqrt\varepsilon` at its edges.  The solution
+    is followed from :math:`z = x + i` down to :math:`x + i\varepsilon`.
 
     Examples
     --------
@@ -79,8 +80,11 @@ def density(x, ratio, epsilon: float = 1e-10):
     >>> np.round(values, 6)
     array([0.63662 , 0.421084, 0.      ])
     """
+    _check_ratio(ratio)
     x = np.asarray(x, dtype=float)
-    return np.imag(stieltjes(x + 1j * epsilon, ratio)) / np.pi
+    z = sympy.Symbol("z")
+    values = system().solve({z: x + 1j * epsilon, sympy.Symbol("gamma"): ratio}, path_from={z: x + 1j})
+    return np.imag(values) / np.pi
 
 
 def _check_ratio(ratio) -> None:

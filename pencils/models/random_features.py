@@ -37,7 +37,7 @@ from functools import lru_cache
 import numpy as np
 import sympy
 
-from .. import activations  # noqa: F401  (resolved lazily below)
+from .. import activations
 from ..errors import ParameterError
 from ..gaussian import Gaussian
 from ..limits import limit
