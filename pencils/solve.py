@@ -105,23 +105,14 @@ class _Multiprecision:
 
     @staticmethod
     def inv(matrices):
-        def one(matrix):
-            try:
-                return (mpmath.matrix(matrix.tolist()) ** -1).tolist()
-            except ZeroDivisionError:
-                return np.full(matrix.shape, mpmath.nan).tolist()
-
-        return np.array([one(m) for m in matrices], dtype=object).reshape(matrices.shape)
+        identity = _Multiprecision.zeros(matrices.shape[-2:])
+        np.fill_diagonal(identity, mpmath.mpf(1))
+        return np.array([_gauss_solve(matrix, identity) for matrix in matrices], dtype=object).reshape(matrices.shape)
 
     @staticmethod
     def solve(matrices, vectors):
-        def one(matrix, vector):
-            try:
-                return list(mpmath.lu_solve(mpmath.matrix(matrix.tolist()), mpmath.matrix(list(vector))))
-            except ZeroDivisionError:
-                return [mpmath.nan] * len(vector)
-
-        return np.array([one(m, v) for m, v in zip(matrices, vectors)], dtype=object).reshape(vectors.shape)
+        solutions = [_gauss_solve(matrix, vector[:, None])[:, 0] for matrix, vector in zip(matrices, vectors)]
+        return np.array(solutions, dtype=object).reshape(vectors.shape)
 
     @staticmethod
     def norm(vectors):
@@ -130,6 +121,29 @@ class _Multiprecision:
     @staticmethod
     def finite(array) -> np.ndarray:
         return np.array([all(mpmath.isfinite(x) for x in row.ravel()) for row in array])
+
+
+def _gauss_solve(matrix: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Solve ``matrix @ x = right`` for object arrays of mpmath numbers (partial pivoting).
+
+    Row operations run as numpy object-array operations, much faster than
+    element-wise :class:`mpmath.matrix` access; a singular matrix gives NaN.
+    """
+    a, b = matrix.copy(), right.copy()
+    size = a.shape[0]
+    for k in range(size):
+        pivot = k + int(np.argmax([abs(x) for x in a[k:, k]]))
+        if a[pivot, k] == 0:
+            return np.full(right.shape, mpmath.nan, dtype=object)
+        if pivot != k:
+            a[[k, pivot]], b[[k, pivot]] = a[[pivot, k]], b[[pivot, k]]
+        factors = a[k + 1 :, k] / a[k, k]
+        a[k + 1 :, k:] -= np.multiply.outer(factors, a[k, k:])
+        b[k + 1 :] -= np.multiply.outer(factors, b[k])
+    x = np.empty_like(b)
+    for k in range(size - 1, -1, -1):
+        x[k] = (b[k] - a[k, k + 1 :] @ x[k + 1 :]) / a[k, k]
+    return x
 
 
 class Solver:
@@ -248,7 +262,11 @@ class Solver:
         matrix[:, self._identity_rows, self._identity_cols] = lambdas.T
         if len(self._rows):
             values = np.reshape(step, (-1, 1)) * weights.T * g[:, self._sources]
-            matrix = matrix - (values @ self._scatter).reshape(count, self.size, self.size)
+            if matrix.dtype == object:  # a dense product would multiply every mpf by 0.0
+                for t, (i, j) in enumerate(zip(self._rows, self._cols)):
+                    matrix[:, i, j] -= values[:, t]
+            else:
+                matrix = matrix - (values @ self._scatter).reshape(count, self.size, self.size)
         return algebra.inv(matrix)
 
     def _linearise(self, weights, inverse, g, step):
