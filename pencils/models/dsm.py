@@ -51,8 +51,9 @@ from .. import activations
 from ..errors import ParameterError
 from ..gaussian import Gaussian
 from ..limits import limit
+from ..simulation.dsm import SimulationResult, simulate
 
-__all__ = ["Errors", "errors", "quantities", "constants", "optimum", "symbols", "dims"]
+__all__ = ["Errors", "errors", "quantities", "constants", "optimum", "simulate", "SimulationResult", "symbols", "dims"]
 
 d, n, p, k = sympy.symbols("d n p k")
 psi_n, psi_p, lam, a, h, mu1, v0_squared, s_squared, v_squared, m = sympy.symbols(
@@ -130,23 +131,19 @@ def constants(t, activation="relu", dps: int | None = None) -> dict:
     """
     activation = activations.get(activation)
     if dps is None:
-        r = np.exp(-2 * np.asarray(t, dtype=float))
-        split = activation.correlated_split(r)
-        mu = activation.mu1()
-    else:
-        with mpmath.workdps(dps + 15):
-            r = np.frompyfunc(lambda value: mpmath.exp(-2 * mpmath.mpmathify(value)), 1, 1)(np.asarray(t, dtype=object))
-            r = r.item() if np.ndim(r) == 0 else r
-            split = activation.correlated_split(r, dps=dps) if np.ndim(r) == 0 else _split_each(activation, r, dps)
-            mu = activation.mu1(dps=dps)
-    return {"mu1": mu, "v0_squared": split.shared, "s_squared": split.private, "v_squared": split.total}
+        split = activation.correlated_split(np.exp(-2 * np.asarray(t, dtype=float)))
+        return {"mu1": activation.mu1(), "v0_squared": split.shared, "s_squared": split.private,
+                "v_squared": split.total}
+    with mpmath.workdps(dps + 15):
+        splits = [activation.correlated_split(mpmath.exp(-2 * mpmath.mpmathify(value)), dps=dps)
+                  for value in np.ravel(np.asarray(t, dtype=object))]
 
+    def field(name):
+        values = np.array([getattr(split, name) for split in splits], dtype=object).reshape(np.shape(t))
+        return values if np.ndim(t) else values.item()
 
-def _split_each(activation, r, dps):
-    parts = [activation.correlated_split(value, dps=dps) for value in r.ravel()]
-    fields = {name: np.array([getattr(part, name) for part in parts], dtype=object).reshape(r.shape)
-              for name in ("shared", "private", "total")}
-    return type("Split", (), fields)
+    return {"mu1": activation.mu1(dps=dps), "v0_squared": field("shared"), "s_squared": field("private"),
+            "v_squared": field("total")}
 
 
 @dataclass(frozen=True)

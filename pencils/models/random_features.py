@@ -41,8 +41,9 @@ from .. import activations
 from ..errors import ParameterError
 from ..gaussian import Gaussian
 from ..limits import limit
+from ..simulation.random_features import RandomFeaturesSample, simulate
 
-__all__ = ["Errors", "errors", "quantities", "symbols"]
+__all__ = ["Errors", "errors", "quantities", "simulate", "RandomFeaturesSample", "symbols"]
 
 d, n, p = sympy.symbols("d n p")
 psi_n, psi_p, lam, mu1, v2, signal, noise = sympy.symbols("psi_n psi_p lambda mu_1 v^2 signal noise")

@@ -1,0 +1,86 @@
+"""The DSM model: internal consistency (m = 1 is random-features regression, m -> infinity, optimum)."""
+
+import math
+
+import mpmath
+import numpy as np
+import pytest
+
+from pencils.errors import ParameterError
+from pencils.models import dsm, random_features
+
+
+@pytest.mark.parametrize("psi_n, psi_p, t, lam", [(2.0, 1.0, 0.5, 1e-2), (1.0, 3.0, 0.1, 1e-3)])
+def test_m_equal_one_is_random_features_regression(psi_n, psi_p, t, lam):
+    """dsm.md: regress z on x_t, signal h, label noise a^2, ridge lam/psi_p; two derivations, 30 digits."""
+    result = dsm.errors(psi_n, psi_p, t, lam, m=1, dps=30)
+    with mpmath.workdps(50):
+        a2 = mpmath.exp(-2 * mpmath.mpf(t))
+        signal, ridge = 1 - a2, mpmath.mpf(lam) / mpmath.mpf(psi_p)
+    reference = random_features.errors(psi_n, psi_p, ridge, signal=signal, noise=a2, dps=30)
+    with mpmath.workdps(40):
+        assert abs(result.test - reference.test) < mpmath.mpf(10) ** -28
+        assert abs(result.train - reference.train) < mpmath.mpf(10) ** -28
+
+
+def test_large_m_tends_to_infinite_m():
+    """The finite-m system approaches the separately derived m = inf one as c/m + O(1/m^2).
+
+    Richardson extrapolation of m = 10^2 and 10^3 removes the c/m term and must
+    then agree with m = inf to O(10^-5) (the O(1/m^2) remainder).
+    """
+    m = np.array([1e2, 1e3])
+    finite = dsm.errors(2.0, 3.0, 0.1, 1e-2, m=m)
+    infinite = dsm.errors(2.0, 3.0, 0.1, 1e-2, m=math.inf)
+    for name in ("test", "train"):
+        values = getattr(finite, name)
+        gaps = np.abs(values - getattr(infinite, name))
+        assert 5 < gaps[0] / gaps[1] < 20
+        richardson = (m[1] * values[1] - m[0] * values[0]) / (m[1] - m[0])
+        assert abs(richardson - getattr(infinite, name)) < 1e-4
+
+
+def test_test_error_above_the_optimum():
+    psi_p = np.logspace(-1, 1.5, 9)
+    for m in (1, 4, math.inf):
+        result = dsm.errors(5.0, psi_p, np.array([[0.01], [0.3], [2.0]]), 1e-3, m=m)
+        assert np.all(result.test >= result.optimum)
+        np.testing.assert_allclose(result.optimum, np.exp(-2 * np.array([[0.01], [0.3], [2.0]])) * np.ones(9))
+
+
+def test_mixed_m_array_matches_scalar_calls():
+    result = dsm.errors(2.0, 1.5, 0.2, 1e-2, m=np.array([1.0, 2.5, math.inf]))
+    for k, m in enumerate((1.0, 2.5, math.inf)):
+        single = dsm.errors(2.0, 1.5, 0.2, 1e-2, m=m)
+        assert abs(result.test[k] - single.test) < 1e-12
+        assert abs(result.gap[k] - single.gap) < 1e-12
+
+
+def test_crossover_memorization_for_p_above_n():
+    """The paper's picture at m = inf, psi_n = 20: small gap for p < n, large for p > n."""
+    result = dsm.errors(20.0, np.array([5.0, 80.0]), 0.01, 1e-3)
+    assert result.gap[0] < 0.05 < result.gap[1]
+
+
+def test_constants_split():
+    values = dsm.constants(np.array([0.01, 1.0]), "relu")
+    np.testing.assert_allclose(values["v0_squared"] + values["s_squared"], values["v_squared"], rtol=1e-14)
+    assert values["mu1"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(t=0.0), "t must be > 0"),
+        (dict(t=-1.0), "t must be > 0"),
+        (dict(lam=-1e-3), "lam must be > 0"),
+        (dict(m=0.5), "m must be >= 1"),
+        (dict(psi_n=0.0), "psi_n must be > 0"),
+        (dict(psi_p=np.array([1.0, -2.0])), "psi_p must be > 0"),
+        (dict(m="many"), "m must be a real number"),
+    ],
+)
+def test_bad_input(kwargs, message):
+    arguments = dict(psi_n=2.0, psi_p=1.0, t=0.1, lam=1e-3) | kwargs
+    with pytest.raises(ParameterError, match=message):
+        dsm.errors(**arguments)
