@@ -160,28 +160,9 @@ def limit(quantity, dims: Mapping, subs: Mapping | None = None, dps: int | None 
     """
     if getattr(quantity, "is_Matrix", False):
         return trace_limit(quantity, dims, subs, dps)
-    quantity = sympy.sympify(quantity)
-    traces = sorted(quantity.atoms(sympy.Trace), key=sympy.default_sort_key)
-    symbols = set().union(*(shape_symbols(trace.arg) for trace in traces)) if traces else set()
-    dimensions = Dimensions.from_mapping(dims, symbols)
-    quantity = _merge_traces(quantity, traces, dimensions)
-    traces = sorted(quantity.atoms(sympy.Trace), key=sympy.default_sort_key)
-    placeholders, replacements = [], {}
-    for k, trace in enumerate(traces):
-        _, power, _ = normalise(trace.arg, dimensions)
-        placeholder = sympy.Dummy(f"tau{k}")
-        placeholders.append((placeholder, trace.arg * dimensions.base ** (-power)))
-        replacements[trace] = trace.arg.shape[0] * dimensions.base**power * placeholder
-    reduced = sympy.simplify(quantity.subs(replacements).subs(dimensions.mapping))
-    if dimensions.base in reduced.free_symbols:
-        raise MisScaledError(
-            f"the quantity {quantity} still depends on {dimensions.base} once every trace is "
-            f"replaced by its limit ({reduced}); divide each trace by the dimension of its matrix."
-        )
-    values = [limit_value for limit_value in (trace_limit(a, dims, subs, dps) for _, a in placeholders)]
-    scalars = dict(subs or {})
-    arguments = [p for p, _ in placeholders] + sorted(reduced.free_symbols - {p for p, _ in placeholders}, key=str)
-    inputs = values + [_value(scalars, symbol) for symbol in arguments[len(values):]]
+    matrices, arguments, reduced = _prepare(sympy.sympify(quantity), _key(dims))
+    values = [trace_limit(matrix, dims, subs, dps) for matrix in matrices]
+    inputs = values + [_value(dict(subs or {}), symbol) for symbol in arguments[len(values) :]]
     if dps is None:
         return sympy.lambdify(arguments, reduced, modules="numpy")(*inputs)
     with mpmath.workdps(dps + 15):
@@ -192,6 +173,34 @@ def limit(quantity, dims: Mapping, subs: Mapping | None = None, dps: int | None 
             result = function(*inputs)
     with mpmath.workdps(dps):
         return np.frompyfunc(lambda v: +v, 1, 1)(result) if isinstance(result, np.ndarray) else +result
+
+
+@lru_cache(maxsize=64)
+def _prepare(quantity: sympy.Expr, dims_key: tuple) -> tuple:
+    """The normalised matrices whose traces enter ``quantity``, and the quantity in their limits.
+
+    Returns ``(matrices, arguments, reduced)``: ``reduced`` is a scalar expression
+    in ``arguments`` (one placeholder per matrix, then the remaining scalars).
+    """
+    traces = sorted(quantity.atoms(sympy.Trace), key=sympy.default_sort_key)
+    symbols = set().union(*(shape_symbols(trace.arg) for trace in traces)) if traces else set()
+    dimensions = Dimensions.from_mapping(dict(dims_key), symbols)
+    quantity = _merge_traces(quantity, traces, dimensions)
+    traces = sorted(quantity.atoms(sympy.Trace), key=sympy.default_sort_key)
+    placeholders, matrices, replacements = [], [], {}
+    for k, trace in enumerate(traces):
+        _, power, _ = normalise(trace.arg, dimensions)
+        placeholders.append(sympy.Dummy(f"tau{k}"))
+        matrices.append(trace.arg * dimensions.base ** (-power))
+        replacements[trace] = trace.arg.shape[0] * dimensions.base**power * placeholders[-1]
+    reduced = sympy.simplify(quantity.subs(replacements).subs(dimensions.mapping))
+    if dimensions.base in reduced.free_symbols:
+        raise MisScaledError(
+            f"the quantity {quantity} still depends on {dimensions.base} once every trace is "
+            f"replaced by its limit ({reduced}); divide each trace by the dimension of its matrix."
+        )
+    arguments = placeholders + sorted(reduced.free_symbols - set(placeholders), key=str)
+    return tuple(matrices), tuple(arguments), reduced
 
 
 def _merge_traces(quantity: sympy.Expr, traces: list, dimensions: Dimensions) -> sympy.Expr:
@@ -212,7 +221,7 @@ def _merge_traces(quantity: sympy.Expr, traces: list, dimensions: Dimensions) ->
         _, power, _ = normalise(trace.arg, dimensions)
         _, scalar_power = dimensions.split_power(coefficient)
         groups.setdefault((trace.arg.shape[0], power + scalar_power), []).append(coefficient * trace.arg)
-    merged = [sympy.Trace(sympy.MatAdd(*terms).doit() if len(terms) > 1 else terms[0]) for terms in groups.values()]
+    merged = [sympy.Trace(sympy.MatAdd(*terms) if len(terms) > 1 else terms[0]) for terms in groups.values()]
     return rest + sum(merged)
 
 
