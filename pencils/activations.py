@@ -31,21 +31,22 @@ passed to :func:`get`, goes through the quadrature described below.
 Quadrature
 ----------
 Activations are assumed smooth (analytic) except possibly for a kink at 0, as
-for ReLU or :math:`|x|`.  Folding the real line at 0,
+for ReLU or :math:`|x|`.  In float, the first moments fold the line at 0,
 
 .. math::
 
     E\,f(g) = \frac{1}{\sqrt{2\pi}} \int_0^\infty e^{-x^2/2}
               \bigl(f(x) + f(-x)\bigr)\,dx ,
 
-which a Gauss rule for the half-range weight :math:`e^{-x^2/2}` on
-:math:`(0, \infty)` integrates with exponential convergence.  For the kernel,
-write :math:`g = u`, :math:`g' = r u + \sqrt{1 - r^2}\,z` with :math:`u, z`
-independent standard normals, pass to polar coordinates :math:`(u, z) =
-R(\cos\theta, \sin\theta)` so that :math:`g = R\cos\theta` and :math:`g' =
-R\cos(\theta - \alpha)` with :math:`\alpha = \arccos r`, substitute
-:math:`\theta = \varphi + \pi/2` and fold :math:`\varphi \in [\pi, 2\pi)` onto
-:math:`[0, \pi)` (which flips the signs of both :math:`g` and :math:`g'`):
+and use a Gauss rule for the half-range weight :math:`e^{-x^2/2}` on
+:math:`(0, \infty)`; with mpmath, they use :func:`mpmath.quad` (tanh-sinh) on
+:math:`(-\infty, 0)` and :math:`(0, \infty)`.  For the kernel, write
+:math:`g = u`, :math:`g' = r u + \sqrt{1 - r^2}\,z` with :math:`u, z`
+independent standard normals and pass to polar coordinates :math:`(u, z) =
+R(\cos\theta, \sin\theta)`: then :math:`g = R\cos\theta`, :math:`g' =
+R\cos(\theta - \alpha)` with :math:`\alpha = \arccos r`.  Substituting
+:math:`\theta = \varphi + \pi/2` and folding :math:`\varphi \in [\pi, 2\pi)`
+onto :math:`[0, \pi)`, which flips the signs of both :math:`g` and :math:`g'`,
 
 .. math::
 
@@ -54,29 +55,35 @@ R\cos(\theta - \alpha)` with :math:`\alpha = \arccos r`, substitute
         + \rho(R\sin\varphi)\,\rho\bigl(-R\sin(\alpha-\varphi)\bigr)\Bigr)\,dR .
 
 On each of :math:`\varphi \in (0, \alpha)` and :math:`(\alpha, \pi)` neither
-argument of :math:`\rho` changes sign, so a kink at 0 is never crossed: the
-angular integrals use Gauss-Legendre rules on these two arcs and the radial
-one a Gauss rule for the weight :math:`R\,e^{-R^2/2}` on :math:`(0, \infty)`.
-Rule sizes grow geometrically (8, 12, 16, 24, ...) until two successive
-estimates agree to :math:`10^{-13}` (float) or :math:`10^{-\mathrm{dps}}`
-(mpmath) relative to :math:`E|f(g)|`, resp. :math:`E|\rho(g)\rho(g')|`; a
-:class:`RuntimeWarning` reports a failure to converge.
+argument of :math:`\rho` changes sign, so the kink is never crossed: the
+angular integrals use Gauss-Legendre rules on these two arcs, the radial one a
+Gauss rule for the weight :math:`R\,e^{-R^2/2}` on :math:`(0, \infty)`, in
+float and in mpmath alike.  Rule sizes run through 8, 11, 16, 23, ... (a
+factor :math:`\sqrt 2`) until the estimated error is below :math:`10^{-13}`
+(float) or :math:`10^{-\mathrm{dps}}` (mpmath) relative to the integral of
+the absolute value of the integrand.  A :class:`RuntimeWarning` reports a
+failure to converge, which is what kinks away from 0 (e.g. ReLU6) cause.
 
-Accuracy, measured against the closed forms and high-precision references:
-in float, :math:`10^{-13}` relative or better both for smooth activations
-(tanh, sigmoid, erf, sin, polynomials) and for activations with a kink at 0
-(ReLU, :math:`|x|`, whose kernels are then exact up to rounding).  A plain
-Gauss-Hermite rule would not do for kinks: with 200 nodes it leaves an error
-near :math:`10^{-5}` on a ReLU-type integrand, decaying only algebraically.
-Kinks away from 0 (e.g. ReLU6) break the exponential convergence and trigger
-the warning.  Convergence is slowest for activations with complex
-singularities close to the real axis: tanh needs about 30 nodes per dimension
-in float but roughly 200 at ``dps=50`` (a few seconds per kernel value).
+The half-range Gauss rules come from the moments of their weights by the
+Chebyshev algorithm (run with about :math:`1.25 n` extra digits, as it loses
+that many for :math:`n` nodes), then Golub-Welsch in float, polished by
+Newton's method on the three-term recurrence for mpmath.  They are cached per
+size and precision.
 
-Gauss rules for the half-range weights are computed once per size and
-precision from their moments with the Chebyshev algorithm (at raised
-precision, as it loses about 1.2 digits per node), diagonalised in float and,
-for mpmath, polished by Newton's method on the three-term recurrence.
+Accuracy and cost (measured against the closed forms and against nested
+:func:`mpmath.quad` references):
+
+* float: errors below :math:`10^{-13}` relative, whether smooth (tanh,
+  sigmoid, erf, sin, polynomials) or kinked at 0 (ReLU, :math:`|x|`), in
+  well under a millisecond per correlation.  A plain Gauss-Hermite rule
+  would not do: on a ReLU-type integrand it converges algebraically, leaving
+  an error near :math:`10^{-5}` with 200 nodes.
+* mpmath: first moments in well under a second.  Kernels at ``dps=50`` take
+  0.1 s for ReLU, 1-2 s for sin or cos and 20-70 s for erf (``mpmath.erf``
+  is slow at large arguments); tanh takes about 3 s at ``dps=30``, as its
+  poles at :math:`\pm i\pi/2` slow the convergence down (91 nodes per
+  dimension, against 32 in float).  Nested :func:`mpmath.quad` is far slower,
+  e.g. 35 s for one sine kernel value at ``dps=20``.
 
 Closed forms
 ------------
@@ -163,7 +170,7 @@ GUARD_DIGITS = 10
 Real = Any  # a float, a numpy array of floats, or an mpmath ``mpf``
 
 # Rule sizes tried in turn by the adaptive quadrature (about sqrt(2) apart).
-_SIZES = (8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
+_SIZES = (8, 11, 16, 23, 32, 45, 64, 91, 128, 181, 256)
 _MAX_FLOAT_SIZE = 128
 _FLOAT_TOLERANCE = 1e-13
 # Correlations processed at once by the float kernel quadrature (bounds memory).
@@ -329,38 +336,50 @@ _RECURRENCES = {
 
 def _monic_values(x: np.ndarray, alpha: list, beta: list) -> tuple[np.ndarray, ...]:
     """``pi_{n-1}(x)``, ``pi_n(x)`` and ``pi_n'(x)`` for the monic orthogonal polynomials."""
+    # Arrays stay on the left of mpf operands: mpf.__mul__(ndarray) is slow.
     p_old, p, dp_old, dp = 0 * x, 0 * x + 1, 0 * x, 0 * x
     for a, b in zip(alpha, beta):
-        p_old, p, dp_old, dp = p, (x - a) * p - b * p_old, dp, p + (x - a) * dp - b * dp_old
+        shifted = x - a
+        p_old, p, dp_old, dp = p, shifted * p - p_old * b, dp, p + shifted * dp - dp_old * b
     return p_old, p, dp
 
 
-@functools.lru_cache(maxsize=None)
-def _gauss_rule(kind: str, size: int, dps: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """Gauss rule with ``size`` nodes for the weight ``kind``.
+# Gauss rules by (kind, size, float?), with the precision (dps) they were computed at.
+_RULES: dict[tuple[str, int, bool], tuple[int, np.ndarray, np.ndarray]] = {}
 
-    Golub-Welsch in float; for ``dps`` (the working precision), the float
-    nodes are refined by Newton's method on the monic polynomial and the
-    weights come from the Christoffel formula ``w = beta_0 ... beta_{n-1} /
-    (pi_{n-1}(x) pi_n'(x))``.
+
+def _gauss_rule(kind: str, size: int, dps: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss rule with ``size`` nodes for the weight ``kind``, cached.
+
+    Golub-Welsch in float.  For a working precision ``dps``, the float nodes
+    are refined by Newton's method on the monic polynomial and the weights come
+    from the Christoffel formula ``w = beta_0 ... beta_{n-1} / (pi_{n-1}(x)
+    pi_n'(x))``; a rule cached at a higher precision serves as is.
     """
+    key = (kind, size, dps is None)
+    if key in _RULES and (dps is None or _RULES[key][0] >= dps):
+        return _RULES[key][1:]
     with mpmath.workdps(17 if dps is None else dps):
         alpha, beta = _RECURRENCES[kind](size)
         diagonal = np.array(alpha, dtype=float)
         off_diagonal = np.sqrt(np.array(beta[1:], dtype=float))
         nodes, vectors = scipy.linalg.eigh_tridiagonal(diagonal, off_diagonal)
         if dps is None:
-            return nodes, float(beta[0]) * vectors[0] ** 2
-        x = np.array([mpmath.mpf(v) for v in nodes], dtype=object)
-        converged = mpmath.mpf(10) ** (-(dps // 2 + 2)) * max(abs(x))
-        for _ in range(2 * dps):  # quadratic convergence: a handful suffices
-            _, p, dp = _monic_values(x, alpha, beta)
-            step = p / dp
-            x = x - step
-            if max(abs(step)) <= converged:
-                break
-        p_old, _, dp = _monic_values(x, alpha, beta)
-        return x, mpmath.fprod(beta) / (p_old * dp)
+            x, w = nodes, float(beta[0]) * vectors[0] ** 2
+        else:
+            x = np.array([mpmath.mpf(v) for v in nodes], dtype=object)
+            # Newton from the float nodes doubles the digits at each step; the
+            # weights use the polynomials at the last x, within a step of the root.
+            accurate = mpmath.mpf(10) ** (5 - dps) * max(abs(x))
+            for _ in range(dps):
+                p_old, p, dp = _monic_values(x, alpha, beta)
+                step = p / dp
+                x = x - step
+                if max(abs(step)) <= accurate:
+                    break
+            w = 1 / (p_old * dp) * mpmath.fprod(beta)
+    _RULES[key] = (dps, x, w)
+    return x, w
 
 
 # --------------------------------------------------------------------------
@@ -371,57 +390,101 @@ def _gauss_rule(kind: str, size: int, dps: int | None) -> tuple[np.ndarray, np.n
 def _adaptive(
     estimate: Callable[[int], tuple[np.ndarray, np.ndarray]], m: _Arithmetic, what: str
 ) -> np.ndarray:
-    """Refine ``estimate(size) -> (values, magnitudes)`` until two sizes agree."""
-    previous = None
+    """Refine ``estimate(size) -> (values, magnitudes)`` over growing rule sizes.
+
+    Changes between successive sizes are measured relative to the magnitudes
+    (the same rules applied to the absolute values of the integrands).  With ``d`` the largest relative
+    change between the last two sizes and ``d_prev`` the one before, the
+    error of the last values is estimated as ``d * min(1, d / d_prev)``: the
+    previous change measures the previous error, and convergence does not slow
+    down along the geometric sequence of sizes (true of errors ``exp(-c
+    n**b)``).  Stop once it is below the tolerance.
+    """
+    values = previous = change = None
     for size in _SIZES:
         if size > m.max_size:
             break
         values, magnitudes = estimate(size)
         if previous is not None:
-            change = max(abs(d) for d in np.ravel(values - previous))
-            if change <= m.tolerance * max(np.ravel(magnitudes)):
+            scale = np.where(magnitudes > 0, magnitudes, 1)
+            new_change = max(np.ravel(abs(values - previous) / scale))
+            error = new_change if not change else new_change * min(1, new_change / change)
+            if error <= m.tolerance:
                 return values
+            change = new_change
         previous = values
-    warnings.warn(
-        f"quadrature for {what} did not converge (last change {float(change):.1e}); "
-        "the activation may be non-smooth away from 0",
-        RuntimeWarning,
-        stacklevel=5,
-    )
+    _warn_unconverged(what, change)
     return values
 
 
-def _quadrature_moments(activation: Activation, m: _Arithmetic) -> tuple[Real, Real, Real]:
-    """``(mu0, mu1, ||rho||^2)`` by the folded half-range Gauss rule."""
-    rho = m.vectorize(activation)
+def _warn_unconverged(what: str, error: Real) -> None:
+    warnings.warn(
+        f"quadrature for {what} did not converge (relative error estimate {float(error):.1e}); "
+        "the activation may be non-smooth away from 0",
+        RuntimeWarning,
+        stacklevel=6,
+    )
+
+
+def _float_moments(activation: Activation) -> tuple[float, float, float]:
+    """``(mu0, mu1, ||rho||^2)`` in float by the folded half-range Gauss rule."""
+    rho = _FLOAT.vectorize(activation)
 
     def estimate(size: int) -> tuple[np.ndarray, np.ndarray]:
-        x, w = m.rule("half0", size)
-        w = w / m.sqrt(2 * m.pi)
+        x, w = _FLOAT.rule("half0", size)
+        w = w / np.sqrt(2 * np.pi)
         plus, minus = rho(x), rho(-x)
         integrands = np.stack([plus + minus, x * (plus - minus), plus * plus + minus * minus])
-        magnitudes = np.stack([abs(plus) + abs(minus), x * (abs(plus) + abs(minus))])
-        return m.weighted_sum(w, integrands), m.weighted_sum(w, magnitudes)
+        modulus = abs(plus) + abs(minus)
+        magnitudes = np.stack([modulus, x * modulus, integrands[2]])
+        return integrands @ w, magnitudes @ w
 
-    mu0, mu1, second = _adaptive(estimate, m, f"the moments of {activation.name}")
+    mu0, mu1, second = _adaptive(estimate, _FLOAT, f"the moments of {activation.name}")
     return mu0, mu1, second
+
+
+def _mpmath_moments(activation: Activation, m: _Arithmetic) -> tuple[Real, Real, Real]:
+    """``(mu0, mu1, ||rho||^2)`` by ``mpmath.quad`` on (-inf, 0) and (0, inf)."""
+
+    @functools.lru_cache(maxsize=None)  # the three integrals share their nodes
+    def weighted(x: mpmath.mpf) -> tuple[Any, mpmath.mpf]:
+        return activation.mpmath_fn(x), mpmath.npdf(x)
+
+    def expectation(f: Callable[[mpmath.mpf, Any], Any]) -> Real:
+        value, error = mpmath.quad(
+            lambda x: f(x, weighted(x)[0]) * weighted(x)[1],
+            [-mpmath.inf, 0, mpmath.inf],
+            error=True,
+        )
+        relative_error = error / max(1, abs(value))
+        if relative_error > m.tolerance:
+            _warn_unconverged(f"a moment of {activation.name}", relative_error)
+        return value
+
+    return (
+        expectation(lambda x, y: y),
+        expectation(lambda x, y: x * y),
+        expectation(lambda x, y: y * y),
+    )
 
 
 def _quadrature_kernel(activation: Activation, r: np.ndarray, m: _Arithmetic) -> np.ndarray:
     """``c(r)`` for a 1-D array ``r`` by the polar formula of the module docstring."""
     rho = m.vectorize(activation)
     alpha = m.acos(r)[:, np.newaxis]  # (len(r), 1)
+    # Arcs (0, alpha) and (alpha, pi) as (start, length); one is empty if r = +-1.
+    arcs = [(0 * alpha, alpha), (alpha, m.pi - alpha)]
+    arcs = [(start, length) for start, length in arcs if np.any(length != 0)]
 
     def estimate(size: int) -> tuple[np.ndarray, np.ndarray]:
         t, w_t = m.rule("legendre", size)
         radius, w_radius = m.rule("half1", size)
-        # Angles on the arcs (0, alpha) and (alpha, pi), shape (len(r), 2 size).
-        phi = np.concatenate([alpha * t, alpha + (m.pi - alpha) * t], axis=1)
-        w_phi = np.concatenate([alpha * w_t, (m.pi - alpha) * w_t], axis=1) / (2 * m.pi)
-        u = m.sin(phi)[..., np.newaxis] * radius  # -g, shape (len(r), 2 size, size)
+        phi = np.concatenate([start + length * t for start, length in arcs], axis=1)
+        w_phi = np.concatenate([length * w_t for _, length in arcs], axis=1) / (2 * m.pi)
+        u = m.sin(phi)[..., np.newaxis] * radius  # -g, shape (len(r), angles, radii)
         v = m.sin(alpha - phi)[..., np.newaxis] * radius  # g'
-        first, second = rho(-u) * rho(v), rho(u) * rho(-v)
-        radial = m.weighted_sum(w_radius, np.stack([first + second, abs(first) + abs(second)]))
+        integrand = rho(-u) * rho(v) + rho(u) * rho(-v)
+        radial = m.weighted_sum(w_radius, np.stack([integrand, abs(integrand)]))
         values, magnitudes = m.weighted_sum(w_phi, radial)
         return values, magnitudes
 
@@ -562,9 +625,9 @@ class Activation:
         Examples
         --------
         >>> erf.mu1()  # 2/sqrt(3 pi)
-        0.6514700776781233
+        0.6514700158705599
         >>> round(tanh.mu1(), 12)
-        0.605706837037
+        0.605705509602
         """
         return _moments(self, dps)[1]
 
@@ -576,7 +639,7 @@ class Activation:
         >>> relu.second_moment()
         0.5
         >>> mpmath.nstr(sin.second_moment(dps=25), 25)  # (1 - e^{-2}) / 2
-        '0.4323323583816936541907787'
+        '0.4323323583816936540530003'
         """
         return _moments(self, dps)[2]
 
@@ -607,7 +670,7 @@ class Activation:
         >>> mpmath.nstr(erf.kernel("0.75", dps=20), 20)  # (2/pi) asin(1/2) = 1/3
         '0.33333333333333333333'
         >>> round(tanh.kernel(0.5), 12)
-        0.198167331212
+        0.186324413203
         """
         with _arithmetic(dps) as m:
             return _kernel(self, _correlation(r, m), m)
@@ -624,7 +687,7 @@ class Activation:
         (0.0, 0.0, 0.0)
         >>> split = relu.correlated_split(np.array([0.0, 0.5, 1.0]))
         >>> split.shared  # zero at r = 0, the whole nonlinear variance at r = 1
-        array([0.        , 0.00439791, 0.09084506])
+        array([0.        , 0.02034395, 0.09084506])
         >>> bool(np.allclose(split.shared + split.private, split.total))
         True
         """
@@ -654,7 +717,7 @@ def _moments(activation: Activation, dps: int | None) -> tuple[Real, Real, Real]
     """``(mu0, mu1, ||rho||^2)``, cached per activation and precision."""
     with _arithmetic(dps) as m:
         if activation.closed_form is None:
-            values = _quadrature_moments(activation, m)
+            values = _float_moments(activation) if dps is None else _mpmath_moments(activation, m)
         else:
             form = activation.closed_form
             values = (form.mu0(m), form.mu1(m), form.second_moment(m))
@@ -669,11 +732,13 @@ def _kernel(activation: Activation, r: Real, m: _Arithmetic) -> Real:
     if m.dps is not None:
         return _quadrature_kernel(activation, np.array([r], dtype=object), m)[0]
     flat = r.ravel()
-    chunks = [
-        _quadrature_kernel(activation, flat[start : start + _CHUNK], m)
-        for start in range(0, flat.size, _CHUNK)
-    ]
-    return _to_output(np.concatenate(chunks).reshape(r.shape) if chunks else r.copy(), m)
+    values = np.empty_like(flat)
+    # A loop rather than a comprehension, which would add a frame to the stack
+    # that _warn_unconverged's stacklevel counts (before Python 3.12).
+    for start in range(0, flat.size, _CHUNK):
+        chunk = slice(start, start + _CHUNK)
+        values[chunk] = _quadrature_kernel(activation, flat[chunk], m)
+    return _to_output(values.reshape(r.shape), m)
 
 
 def _to_output(value: Real, m: _Arithmetic) -> Real:
@@ -761,7 +826,7 @@ cos = Activation(
     ),
 )
 
-#: Identity, also registered as ``"identity"``: ``mu0 = 0``, ``mu1 = ||rho||^2 = 1``, ``c(r) = r``.
+#: Identity ``x``, also registered as ``"identity"`` (closed forms in the module docstring).
 linear = Activation(
     "linear",
     lambda x: 1.0 * np.asarray(x),
@@ -777,7 +842,7 @@ linear = Activation(
 #: Hyperbolic tangent: odd, so ``mu0 = 0``; other moments by quadrature.
 tanh = Activation("tanh", np.tanh, mpmath.tanh)
 
-#: Logistic sigmoid ``1 / (1 + exp(-x))``: ``mu0 = 1/2`` by symmetry; other moments by quadrature.
+#: Logistic sigmoid ``1 / (1 + exp(-x))``: ``mu0 = 1/2`` by symmetry; the rest by quadrature.
 sigmoid = Activation("sigmoid", scipy.special.expit, _mp_sigmoid)
 
 #: Named activations, by lower-case name (read-only).
