@@ -115,3 +115,16 @@ def test_two_precisions_agree(wishart):
     low, high = trace_limit(expr, dims, values, dps=30), trace_limit(expr, dims, values, dps=60)
     assert close(low, high, digits=30)
     assert abs(float(low) - trace_limit(expr, dims, {z_symbol: -2.0, gamma_symbol: 1.5})) < 1e-14
+
+
+@pytest.mark.parametrize("z", [3, "1.5", -2])
+def test_circular_law_outside_the_disk(z):
+    """For a circular element c and |z| > 1: tr (z - c)^{-1} (z - c)^{-*} = 1/(|z|^2 - 1)
+    (the resolvent has the Neumann series sum_k c^k / z^{k+1}, and tr c^k c^{*l} = delta_kl)."""
+    d, z_symbol = sympy.symbols("d z")
+    Y = Gaussian("Y", d, d)
+    C = Y / sympy.sqrt(d)
+    I = sympy.Identity(d)
+    value = trace_limit((z_symbol * I - C).I * (z_symbol * I - C.T).I, {d: d}, {z_symbol: z}, dps=50)
+    with mpmath.workdps(70):
+        assert close(value, 1 / (mpmath.mpmathify(z) ** 2 - 1))
