@@ -52,8 +52,12 @@ from ..errors import ParameterError
 from ..gaussian import Gaussian
 from ..limits import limit
 from ..simulation.dsm import SimulationResult, simulate
+from ..sweep import Sweep, sweep
 
-__all__ = ["Errors", "errors", "quantities", "constants", "optimum", "simulate", "SimulationResult", "symbols", "dims"]
+__all__ = [
+    "Errors", "errors", "learning_curve", "phase_diagram", "quantities", "constants", "optimum",
+    "simulate", "SimulationResult", "symbols", "dims",
+]
 
 d, n, p, k = sympy.symbols("d n p k")
 psi_n, psi_p, lam, a, h, mu1, v0_squared, s_squared, v_squared, m = sympy.symbols(
@@ -226,6 +230,39 @@ def errors(psi_n, psi_p, t, lam, m=math.inf, activation="relu", dps: int | None 
     if shape == ():
         return Errors(test.item(), train.item(), optimum_value.item() if isinstance(optimum_value, np.ndarray) else optimum_value)
     return Errors(test, train, optimum_value)
+
+
+def learning_curve(over: str, values, executor=None, progress: bool | None = None, **fixed) -> Sweep:
+    r"""Errors along one parameter (``"psi_p"``, ``"psi_n"``, ``"m"``, ``"t"`` or ``"lam"``).
+
+    The other parameters of :func:`errors` are given as keywords; see
+    :func:`pencils.sweep.sweep` for ``executor`` and ``progress``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from pencils.models import dsm
+    >>> curve = dsm.learning_curve("psi_p", np.geomspace(1, 10, 4), psi_n=2.0, t=0.1, lam=1e-2)
+    >>> curve["test"].shape, sorted(curve.values)
+    ((4,), ['gap', 'optimum', 'test', 'train'])
+    """
+    if over not in ("psi_n", "psi_p", "t", "lam", "m"):
+        raise ParameterError(f"cannot sweep over {over!r}; choose psi_n, psi_p, t, lam or m.")
+    return sweep(errors, {over: values}, executor=executor, progress=progress, **fixed)
+
+
+def phase_diagram(psi_n, psi_p, executor=None, progress: bool | None = None, **fixed) -> Sweep:
+    r"""Errors on the grid ``psi_n x psi_p`` (axis 0: ``psi_n``); e.g. ``result["gap"]``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from pencils.models import dsm
+    >>> grid = dsm.phase_diagram(np.array([1.0, 4.0]), np.array([0.5, 2.0, 8.0]), t=0.1, lam=1e-2)
+    >>> grid["gap"].shape
+    (2, 3)
+    """
+    return sweep(errors, {"psi_n": psi_n, "psi_p": psi_p}, executor=executor, progress=progress, **fixed)
 
 
 def _apply(function, values, dps):
