@@ -1,7 +1,16 @@
-import sympy
 import pytest
+import sympy
+from threadpoolctl import threadpool_limits
 
 from pencils import Gaussian
+
+
+@pytest.fixture(scope="session", autouse=True)
+def single_threaded_blas():
+    """The tests run many small and mid-sized dense products; one BLAS thread keeps their time
+    predictable on a shared two-core machine (two threads were measured 13x slower under load)."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 @pytest.fixture(scope="session")
