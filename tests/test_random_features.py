@@ -10,7 +10,7 @@ from pencils.simulation.random_features import simulate
 
 from extrapolation import extrapolate
 
-SIZES_AND_SEEDS = [(100, 24), (200, 12), (400, 6)]
+SIZES_AND_SEEDS = [(100, 96), (200, 48), (400, 24)]
 POINTS = [
     dict(psi_n=2.0, psi_p=1.0, lam=0.1, noise=0.2, activation="relu"),
     dict(psi_n=1.0, psi_p=3.0, lam=0.05, noise=0.0, activation="relu"),
