@@ -156,16 +156,16 @@ class Pencil:
     def check(self, values: Mapping | None = None, size: int = 7, seed: int = 0) -> float:
         r"""Relative error between :math:`u^T L^{-1} v` and the expression, on one random draw.
 
-        The Gaussians are drawn at base dimension ``size`` (other dimensions scaled
-        by their ratios and rounded), the pencil is inverted densely, and the
-        selected block is compared with a direct evaluation of the expression.
+        The Gaussians are drawn at the smallest base dimension ``>= size`` at which
+        every ratio gives an integer dimension, the pencil is inverted densely, and
+        the selected block is compared with a direct evaluation of the expression.
 
         Parameters
         ----------
         values : dict, optional
             Values of the scalar symbols (ratio parameters included).
         size : int
-            The base dimension of the draw.
+            The smallest base dimension of the draw.
         seed : int
             Seed of the draw.
 
@@ -177,6 +177,7 @@ class Pencil:
         from .sampling import draw, evaluate
 
         values = {sympy.sympify(key): value for key, value in (values or {}).items()}
+        size = exact_size(self.dims, size, values)
         sizes = draw_sizes(self.dims, size, values)
         matrices = draw(self.expression, sizes, np.random.default_rng(seed))
         expected = evaluate(self.expression, matrices, sizes, values)
@@ -189,11 +190,32 @@ class Pencil:
         return float(np.linalg.norm(actual - expected) / max(np.linalg.norm(expected), 1e-300))
 
 
+def exact_size(dims: Dimensions, size: int, values: Mapping, search: int = 1000) -> int:
+    """The smallest base size ``>= size`` at which every dimension ``ratio * size`` is an integer.
+
+    The pencil's coefficients hold the exact ratios, so a self-check must draw at
+    sizes that realise them exactly.
+    """
+    for candidate in range(int(size), int(size) + search):
+        drawn = draw_sizes(dims, candidate, values)
+        if all(abs(complex(sympy.sympify(ratio).subs(values)).real * candidate - drawn[dimension]) < 1e-9
+               for dimension, ratio in dims.ratios):
+            return candidate
+    raise ParameterError(
+        f"no base size between {size} and {size + search} makes every dimension an integer for the ratios "
+        f"{dict(dims.ratios)}; use rational ratio values for the self-check."
+    )
+
+
 def draw_sizes(dims: Dimensions, size: int, values: Mapping) -> dict:
     """Integer dimensions at base ``size``: ``round(ratio * size)`` for each dimension."""
     sizes = {}
     for dimension, ratio in dims.ratios:
-        value = complex(sympy.sympify(ratio).subs(values))
+        substituted = sympy.sympify(ratio).subs(values)
+        if substituted.free_symbols:
+            names = ", ".join(sorted(map(str, substituted.free_symbols)))
+            raise ParameterError(f"the ratio {ratio} of {dimension} needs a value for {names}; add it to the values.")
+        value = complex(substituted)
         if value.imag != 0 or not np.isfinite(value.real):
             raise ParameterError(f"the ratio {ratio} of {dimension} must be a finite real number; got {value}.")
         if value.real < 0:

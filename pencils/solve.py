@@ -460,12 +460,29 @@ class Solver:
         )
         converged &= reached
         if dps is None:
+            inverse = self._inverse(lambdas, weights, g, 1.0, _Float())
+            # Points stuck just above the tolerance by rounding (an ill-conditioned system) are
+            # finished in extended precision and rounded back; genuinely failed points are not.
+            narrow = np.flatnonzero(~converged & reached & (relative < 1e-8))
+            if narrow.size:
+                polished, _ = self._polish(columns, floats, g, np.ones(count, dtype=bool), narrow, 30)
+                inverse[narrow] = np.array(polished.tolist(), dtype=inverse.dtype)
+                converged[narrow] = True
             self._fail(~converged, relative, floats)
-            return self._inverse(lambdas, weights, g, 1.0, _Float()), scale, shape
+            return inverse, scale, shape
+        inverses, scales = self._polish(columns, floats, g, converged, np.arange(count), dps)
+        return inverses, scales, shape
+
+    def _polish(self, columns: list, floats: list, g, converged, indices, dps: int) -> tuple:
+        """Newton in mpmath at ``dps + 15`` digits for the points ``indices``.
+
+        Starts from the float solution where it converged, else runs the
+        continuation in mpmath.  Returns the inverses and scales (object arrays).
+        """
         inverses, scales = [], []
         algebra = _Multiprecision(dps)
         with mpmath.workdps(dps + 15):
-            for index in range(count):
+            for index in indices:
                 point = [c[index : index + 1] for c in columns]
                 lambdas, weights, _, scale = self._coefficients(point, 1, multiprecision=True)
                 if converged[index]:
@@ -480,7 +497,7 @@ class Solver:
                 self._fail(~ok, residual, [f[index : index + 1] for f in floats])
                 inverses.append(self._inverse(lambdas, weights, solution, 1, algebra)[0])
                 scales.append(scale[0])
-        return np.array(inverses, dtype=object), np.array(scales, dtype=object), shape
+        return np.array(inverses, dtype=object), np.array(scales, dtype=object)
 
     def target(self, subs: Mapping, dps: int | None = None, path_from: Mapping | None = None):
         """The limit of the normalised trace at the parameter values ``subs``.
