@@ -160,7 +160,14 @@ class DysonSystem:
         return {pair: sympy.factor(sympy.cancel(inverse[position[pair[0]], position[pair[1]]])) for pair in needed}
 
     def equations(self) -> list:
-        r"""The self-consistent equations :math:`g_{lm} = [(\Lambda - \eta(g))^{-1}]_{lm}`."""
+        r"""The self-consistent equations :math:`g_{lm} = [(\Lambda - \eta(g))^{-1}]_{lm}`.
+
+        The right-hand sides come from a symbolic inversion (after eliminating the
+        blocks ``eta`` does not touch), which is quick for a handful of unknowns
+        and slow for tens of them; :meth:`matrix` gives the same system as the
+        matrix :math:`\Lambda - \eta(g)` at no cost.  The numeric solvers never
+        need this form.
+        """
         return [sympy.Eq(symbol, self._inverse_entries[pair]) for symbol, pair in zip(self.symbols, self.unknowns)]
 
     def target(self) -> sympy.Expr:
