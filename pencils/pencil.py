@@ -32,7 +32,7 @@ import numpy as np
 import sympy
 
 from .expression import Dimensions, Identity, Inverse, Leaf, Product, Sum, normalise, shape_symbols
-from .errors import MisScaledError, ParameterError
+from .errors import MisScaledError, ParameterError, UnsupportedOperationError
 
 __all__ = ["Pencil", "linearize"]
 
@@ -313,8 +313,6 @@ def linearize(expr: sympy.MatrixExpr, dims: Mapping, reduce: bool = True) -> Pen
     True
     """
     if not getattr(expr, "is_Matrix", False):
-        from .errors import UnsupportedOperationError
-
         raise UnsupportedOperationError(
             f"{expr!r} is not a matrix expression; build it from pencils.Gaussian and sympy.Identity."
         )

@@ -213,9 +213,8 @@ def errors(psi_n, psi_p, t, lam, m=math.inf, activation="relu", dps: int | None 
         if not np.any(mask):
             continue
         values = constants(t[mask], activation, dps=dps)
-        with mpmath.workdps((dps or 15) + 15):
-            a_value = _apply(lambda x: mpmath.exp(-mpmath.mpmathify(x)), t[mask], dps) if dps else np.exp(-t[mask])
-            h_value = _apply(lambda x: -mpmath.expm1(-2 * mpmath.mpmathify(x)), t[mask], dps) if dps else -np.expm1(-2 * t[mask])
+        a_value = _apply(lambda x: mpmath.exp(-mpmath.mpmathify(x)), t[mask], dps) if dps else np.exp(-t[mask])
+        h_value = _apply(lambda x: -mpmath.expm1(-2 * mpmath.mpmathify(x)), t[mask], dps) if dps else -np.expm1(-2 * t[mask])
         subs = {
             symbols["psi_n"]: psi_n[mask], symbols["psi_p"]: psi_p[mask], symbols["lam"]: lam[mask],
             a: a_value, h: h_value, mu1: values["mu1"], v0_squared: values["v0_squared"],
@@ -266,6 +265,7 @@ def phase_diagram(psi_n, psi_p, executor=None, progress: bool | None = None, **f
 
 
 def _apply(function, values, dps):
+    """``function`` on every element of ``values`` at ``dps + 15`` digits."""
     with mpmath.workdps(dps + 15):
         return np.frompyfunc(function, 1, 1)(values)
 
