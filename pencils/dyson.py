@@ -108,7 +108,7 @@ class DysonSystem:
                     terms[key] = terms.get(key, 0) + c * c_prime * ratio
         terms = {key: sympy.cancel(weight) for key, weight in sorted(terms.items())}
         terms = {key: weight for key, weight in terms.items() if weight != 0}
-        nonzero = _structurally_nonzero(size, set(self._deterministic_pattern()), terms)
+        nonzero = _structurally_nonzero(size, set(self.deterministic_pattern()), terms)
         terms = {key: weight for key, weight in terms.items() if nonzero[key[2], key[3]]}
         self.unknowns = sorted({(l, m) for (_, _, l, m) in terms})
         index = {block: k for k, block in enumerate(self.unknowns)}
@@ -121,7 +121,8 @@ class DysonSystem:
             free |= sympy.sympify(ratio).free_symbols
         self.parameters = tuple(sorted(free, key=str))
 
-    def _deterministic_pattern(self):
+    def deterministic_pattern(self):
+        """The blocks ``(i, j)`` where :math:`\\Lambda` is non-zero, row by row."""
         return ((i, j) for i in range(self.deterministic.rows) for j in range(self.deterministic.cols)
                 if self.deterministic[i, j] != 0)
 

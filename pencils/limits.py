@@ -160,13 +160,13 @@ def limit(quantity, dims: Mapping, subs: Mapping | None = None, dps: int | None 
     """
     if getattr(quantity, "is_Matrix", False):
         return trace_limit(quantity, dims, subs, dps)
-    matrices, arguments, reduced = _prepare(sympy.sympify(quantity), _key(dims))
+    matrices, arguments, compiled = _prepare(sympy.sympify(quantity), _key(dims))
     values = [trace_limit(matrix, dims, subs, dps) for matrix in matrices]
     inputs = values + [_value(dict(subs or {}), symbol) for symbol in arguments[len(values) :]]
     if dps is None:
-        return sympy.lambdify(arguments, reduced, modules="numpy")(*inputs)
+        return compiled["numpy"](*inputs)
     with mpmath.workdps(dps + 15):
-        function = sympy.lambdify(arguments, reduced, modules="mpmath")
+        function = compiled["mpmath"]
         if any(isinstance(v, np.ndarray) for v in inputs):
             result = np.frompyfunc(function, len(inputs), 1)(*inputs)
         else:
@@ -179,8 +179,9 @@ def limit(quantity, dims: Mapping, subs: Mapping | None = None, dps: int | None 
 def _prepare(quantity: sympy.Expr, dims_key: tuple) -> tuple:
     """The normalised matrices whose traces enter ``quantity``, and the quantity in their limits.
 
-    Returns ``(matrices, arguments, reduced)``: ``reduced`` is a scalar expression
-    in ``arguments`` (one placeholder per matrix, then the remaining scalars).
+    Returns ``(matrices, arguments, compiled)``: ``compiled["numpy"]`` and
+    ``compiled["mpmath"]`` evaluate the quantity from ``arguments`` (one
+    placeholder per matrix, then the remaining scalars).
     """
     traces = sorted(quantity.atoms(sympy.Trace), key=sympy.default_sort_key)
     symbols = set().union(*(shape_symbols(trace.arg) for trace in traces)) if traces else set()
@@ -200,7 +201,8 @@ def _prepare(quantity: sympy.Expr, dims_key: tuple) -> tuple:
             f"replaced by its limit ({reduced}); divide each trace by the dimension of its matrix."
         )
     arguments = placeholders + sorted(reduced.free_symbols - set(placeholders), key=str)
-    return tuple(matrices), tuple(arguments), reduced
+    compiled = {module: sympy.lambdify(arguments, reduced, modules=module) for module in ("numpy", "mpmath")}
+    return tuple(matrices), tuple(arguments), compiled
 
 
 def _merge_traces(quantity: sympy.Expr, traces: list, dimensions: Dimensions) -> sympy.Expr:

@@ -53,31 +53,25 @@ class _Float:
         return np.zeros(shape, dtype=dtype)
 
     @staticmethod
-    def inv(matrices):
-        """Batched inverse; a singular point gets NaN (handled as non-converged) instead of failing all."""
+    def _batched(function, like, *arrays):
+        """``function`` on the whole batch; if a point is singular, point by point with NaN there
+        (handled as non-converged) instead of failing every point."""
         try:
-            return np.linalg.inv(matrices)
+            return function(*arrays)
         except np.linalg.LinAlgError:
-            result = np.full_like(matrices, np.nan)
-            for k, matrix in enumerate(matrices):
+            result = np.full_like(like, np.nan)
+            for k, items in enumerate(zip(*arrays)):
                 try:
-                    result[k] = np.linalg.inv(matrix)
+                    result[k] = function(*items)
                 except np.linalg.LinAlgError:
                     pass
             return result
 
-    @staticmethod
-    def solve(matrices, vectors):
-        try:
-            return np.linalg.solve(matrices, vectors[..., None])[..., 0]
-        except np.linalg.LinAlgError:
-            result = np.full_like(vectors, np.nan)
-            for k, (matrix, vector) in enumerate(zip(matrices, vectors)):
-                try:
-                    result[k] = np.linalg.solve(matrix, vector)
-                except np.linalg.LinAlgError:
-                    pass
-            return result
+    def inv(self, matrices):
+        return self._batched(np.linalg.inv, matrices, matrices)
+
+    def solve(self, matrices, vectors):
+        return self._batched(lambda m, v: np.linalg.solve(m, v[..., None])[..., 0], vectors, matrices, vectors)
 
     @staticmethod
     def norm(vectors):
@@ -172,7 +166,7 @@ class Solver:
         pencil = system.pencil
         self.size = size = len(pencil.sizes)
         self.parameters = system.parameters
-        identity = [(i, j) for i in range(size) for j in range(size) if system.deterministic[i, j] != 0]
+        identity = list(system.deterministic_pattern())
         self._identity_rows = np.array([i for i, _ in identity], dtype=int)
         self._identity_cols = np.array([j for _, j in identity], dtype=int)
         couplings = sorted(system.couplings, key=lambda c: c.unknown)  # contiguous per unknown
