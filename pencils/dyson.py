@@ -189,16 +189,54 @@ class DysonSystem:
 
     # ----------------------------------------------------------------- numbers
 
+    def record(self) -> dict:
+        """The numeric problem as plain data: what :class:`pencils.solve.Solver` needs.
+
+        Integers, lists and strings only (expressions as :func:`sympy.srepr`), so
+        that it can be written to the on-disk cache as JSON.  The couplings are
+        sorted by unknown.
+
+        Examples
+        --------
+        >>> import sympy
+        >>> from pencils import Gaussian, derive
+        >>> n, d, z = sympy.symbols("n d z")
+        >>> X = Gaussian("X", n, d)
+        >>> record = derive((X.T * X / n - z * sympy.Identity(d)).I, {n: 2 * d}).record()
+        >>> record["unknowns"], record["parameters"]
+        ([[0, 0], [1, 1]], ["Symbol('z')"])
+        """
+        identity = list(self.deterministic_pattern())
+        couplings = sorted(self.couplings, key=lambda c: c.unknown)
+        expressions = (
+            [self.deterministic[i, j] for i, j in identity]
+            + [c.weight for c in couplings]
+            + [sympy.sympify(r) for r in self.ratios]
+            + [self.pencil.scale]
+        )
+        return {
+            "parameters": [sympy.srepr(p) for p in self.parameters],
+            "size": len(self.pencil.sizes),
+            "identity": [[int(i), int(j)] for i, j in identity],
+            "couplings": [[c.row, c.col, c.unknown] for c in couplings],
+            "unknowns": [[int(l), int(m)] for l, m in self.unknowns],
+            "ratios": [str(r) for r in self.ratios],
+            "coefficients": [sympy.srepr(e) for e in expressions],
+            "out": int(self.pencil.out),
+            "into": int(self.pencil.into),
+        }
+
     @cached_property
     def solver(self):
         """The compiled numeric solver (:class:`pencils.solve.Solver`)."""
         from .solve import Solver
 
-        return Solver(self)
+        return Solver(self.record())
 
-    def solve(self, subs: dict | None = None, dps: int | None = None, path_from: dict | None = None):
+    def solve(self, subs: dict | None = None, dps: int | None = None, path_from: dict | None = None,
+              continuation: str = "neighbours"):
         """Solve at parameter values and return the target (see :func:`pencils.trace_limit`)."""
-        return self.solver.target(subs or {}, dps=dps, path_from=path_from)
+        return self.solver.target(subs or {}, dps=dps, path_from=path_from, continuation=continuation)
 
 
 def _structurally_nonzero(size: int, pattern: set, terms: dict) -> np.ndarray:

@@ -67,6 +67,7 @@ def trace_limit(
     subs: Mapping | None = None,
     dps: int | None = None,
     path_from: Mapping | None = None,
+    continuation: str = "neighbours",
 ):
     r"""The limit :math:`\lim \mathbb E[\operatorname{tr}(r)/N_r]` as all dimensions grow proportionally.
 
@@ -94,6 +95,10 @@ def trace_limit(
         and then followed along the straight line to ``subs``.  Use it where the
         default path meets a singularity, e.g. a spectral parameter just above
         the real axis inside the spectrum: ``path_from={z: x + 1j}``.
+    continuation : {"neighbours", "variance"}
+        How the points of an array are reached: from solved neighbours in the
+        array (fast), or each on its own from zero variance (independent of the
+        other points); see :mod:`pencils.solve`.
 
     Returns
     -------
@@ -116,10 +121,12 @@ def trace_limit(
     >>> mpmath.mp.dps = 40; mpmath.nstr((mpmath.sqrt(17) - 3) / 2, 40); mpmath.mp.dps = 15
     '0.5615528128088302749107049279870385125736'
     """
-    return derive(expr, dims).solve(dict(subs or {}), dps=dps, path_from=path_from)
+    return derive(expr, dims).solve(dict(subs or {}), dps=dps, path_from=path_from, continuation=continuation)
 
 
-def limit(quantity, dims: Mapping, subs: Mapping | None = None, dps: int | None = None):
+def limit(
+    quantity, dims: Mapping, subs: Mapping | None = None, dps: int | None = None, continuation: str = "neighbours"
+):
     r"""The large-dimension limit of a scalar expression in normalised traces.
 
     ``quantity`` is a SymPy scalar expression containing :class:`sympy.Trace`
@@ -134,7 +141,7 @@ def limit(quantity, dims: Mapping, subs: Mapping | None = None, dps: int | None 
     ----------
     quantity : sympy.Expr or sympy.MatrixExpr
         A scalar expression of traces (a square matrix means its normalised trace).
-    dims, subs, dps
+    dims, subs, dps, continuation
         As in :func:`trace_limit`.
 
     Raises
@@ -159,9 +166,9 @@ def limit(quantity, dims: Mapping, subs: Mapping | None = None, dps: int | None 
     0.5
     """
     if getattr(quantity, "is_Matrix", False):
-        return trace_limit(quantity, dims, subs, dps)
+        return trace_limit(quantity, dims, subs, dps, continuation=continuation)
     matrices, arguments, compiled = _prepare(sympy.sympify(quantity), _key(dims))
-    values = [trace_limit(matrix, dims, subs, dps) for matrix in matrices]
+    values = [trace_limit(matrix, dims, subs, dps, continuation=continuation) for matrix in matrices]
     inputs = values + [_value(dict(subs or {}), symbol) for symbol in arguments[len(values) :]]
     if dps is None:
         return compiled["numpy"](*inputs)

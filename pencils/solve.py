@@ -2,25 +2,33 @@ r"""Numeric solution of the Dyson equation: vectorised numpy and arbitrary-preci
 
 The unknowns :math:`g_S` solve
 
-.. math::  F(g; s) = \bigl[(\Lambda - s\,\eta(g))^{-1}\bigr]_S - g_S = 0
+.. math::  F(g; s, \theta) = \bigl[(\Lambda_\theta - s\,\eta_\theta(g))^{-1}\bigr]_S - g_S = 0
 
 at :math:`s = 1`.  The *physical* solution is the one connected to
 :math:`g = \Lambda^{-1}` at :math:`s = 0` (no randomness: :math:`s = \tau^2`
-scales the variance of every Gaussian), so the solver follows it by
-continuation in :math:`s` from 0 to 1, with a tangent predictor and Newton's
-method with the exact Jacobian
+scales the variance of every Gaussian).  Newton's method uses the exact Jacobian
 
 .. math::  \frac{\partial G_{ab}}{\partial g_u} = s \sum_{t:\,u_t = u} w_t\, G_{a i_t}\, G_{j_t b},
 
-which follows from :math:`dG = -G\,dM\,G` for :math:`M = \Lambda - s\,\eta(g)`.
-All points of a parameter array are solved together with batched numpy linear
-algebra.  Newton converges quadratically, so arbitrary precision costs a few
-extra iterations: the mpmath path polishes the float solution.
+from :math:`dG = -G\,dM\,G` for :math:`M = \Lambda - s\,\eta(g)`, and the same
+identity gives the tangent of any path in :math:`(s, \theta)`.
+
+A batch of parameter points is solved by *continuation from neighbours*: one
+anchor per batch follows the variance path :math:`s: 0 \to 1`; the others are
+visited coarse to fine (cells of a dyadic grid in the normalised parameters,
+halved at each level) and each is followed along the straight line in
+:math:`\theta` from a solved point of its parent cell, with a tangent predictor
+and a branch guard.  A point whose path fails falls back to its own variance
+path, so the answer never depends on the order of the batch.  All points of a
+level are solved together with batched numpy linear algebra; the mpmath path
+polishes the float solution with Newton's method (quadratic: a few extra
+iterations for any precision).
 """
 
 from __future__ import annotations
 
-from typing import Mapping
+from functools import cached_property
+from typing import Mapping, NamedTuple
 
 import mpmath
 import numpy as np
@@ -30,6 +38,29 @@ from threadpoolctl import threadpool_limits
 from .errors import ConvergenceError, ParameterError
 
 __all__ = ["Solver"]
+
+
+def _sympy_namespace() -> dict:
+    """The names :func:`sympy.srepr` output refers to, for ``eval`` (its documented inverse)."""
+    namespace: dict = {}
+    exec("from sympy import *", namespace)
+    return namespace
+
+
+class _PathPoint(NamedTuple):
+    r"""The coefficients at one position of a continuation path, and their derivatives along it.
+
+    The matrix is :math:`\Lambda - s\,\eta_w(g)`; ``d_lambdas``, ``d_weights``
+    and ``d_step`` are the derivatives of :math:`\Lambda`, :math:`w` and :math:`s`
+    in the position.
+    """
+
+    lambdas: np.ndarray
+    weights: np.ndarray
+    step: np.ndarray
+    d_lambdas: np.ndarray
+    d_weights: np.ndarray
+    d_step: np.ndarray
 
 
 def _to_mpmath(value):
@@ -142,11 +173,16 @@ def _gauss_solve(matrix: np.ndarray, right: np.ndarray) -> np.ndarray:
 
 
 class Solver:
-    r"""Compiled solvers for a :class:`pencils.dyson.DysonSystem`.
+    r"""Compiled solvers for the numeric problem of a :class:`pencils.dyson.DysonSystem`.
 
-    The coefficients (:math:`\Lambda`, the weights of :math:`\eta`, the block
-    ratios and the scale of the target) are compiled once with
-    :func:`sympy.lambdify`, for numpy and for mpmath.
+    Parameters
+    ----------
+    record : dict
+        The problem as plain data, from :meth:`pencils.dyson.DysonSystem.record`
+        (or the on-disk cache).  The coefficients (:math:`\Lambda`, the weights
+        of :math:`\eta`, the block ratios and the scale of the target) are
+        compiled with :func:`sympy.lambdify`: for numpy at once, for mpmath and
+        their parameter gradient when first needed.
 
     Examples
     --------
@@ -160,33 +196,45 @@ class Solver:
     """
 
     max_newton = 60
+    #: The most points of a batch solved from zero variance before continuation from neighbours.
+    anchors = 16
+    continuations = ("neighbours", "variance")
 
-    def __init__(self, system):
-        self.system = system
-        pencil = system.pencil
-        self.size = size = len(pencil.sizes)
-        self.parameters = system.parameters
-        identity = list(system.deterministic_pattern())
-        self._identity_rows = np.array([i for i, _ in identity], dtype=int)
-        self._identity_cols = np.array([j for _, j in identity], dtype=int)
-        couplings = sorted(system.couplings, key=lambda c: c.unknown)  # contiguous per unknown
-        self._rows = np.array([c.row for c in couplings], dtype=int)
-        self._cols = np.array([c.col for c in couplings], dtype=int)
-        self._sources = np.array([c.unknown for c in couplings], dtype=int)
-        self._unknown_rows = np.array([l for l, _ in system.unknowns], dtype=int)
-        self._unknown_cols = np.array([m for _, m in system.unknowns], dtype=int)
+    def __init__(self, record: Mapping):
+        self.record = dict(record)
+        namespace = _sympy_namespace()
+        self.parameters = tuple(eval(text, namespace) for text in record["parameters"])  # srepr round trip
+        self.size = size = int(record["size"])
+        identity = np.array(record["identity"], dtype=int).reshape(-1, 2)
+        couplings = np.array(record["couplings"], dtype=int).reshape(-1, 3)  # sorted by unknown
+        unknowns = np.array(record["unknowns"], dtype=int).reshape(-1, 2)
+        self._identity_rows, self._identity_cols = identity.T
+        self._rows, self._cols, self._sources = couplings.T
+        self._unknown_rows, self._unknown_cols = unknowns.T
         self._scatter = np.zeros((len(couplings), size * size))
         self._scatter[np.arange(len(couplings)), self._rows * size + self._cols] = 1.0
-        self._first = np.searchsorted(self._sources, np.arange(len(system.unknowns)))
-        expressions = (
-            [system.deterministic[i, j] for i, j in identity]
-            + [c.weight for c in couplings]
-            + [sympy.sympify(r) for r in system.ratios]
-            + [pencil.scale]
-        )
-        self._split = np.cumsum([len(identity), len(couplings), len(system.ratios)])
-        self._numpy = sympy.lambdify(self.parameters, expressions, modules="numpy")
-        self._mpmath = sympy.lambdify(self.parameters, expressions, modules="mpmath")
+        self._first = np.searchsorted(self._sources, np.arange(len(unknowns)))
+        # Plain argument names (parameters such as ``s^2`` are not identifiers) keep lambdify quick.
+        self._arguments = sympy.symbols(f"x0:{len(self.parameters)}")
+        renaming = dict(zip(self.parameters, self._arguments))
+        self._expressions = [eval(text, namespace).xreplace(renaming) for text in record["coefficients"]]
+        self._split = np.cumsum([len(identity), len(couplings), len(record["ratios"])])
+        self._numpy = sympy.lambdify(self._arguments, self._expressions, modules="numpy", dummify=False)
+
+    @cached_property
+    def _mpmath(self):
+        return sympy.lambdify(self._arguments, self._expressions, modules="mpmath", dummify=False)
+
+    @cached_property
+    def _directional(self):
+        """The derivatives of :math:`\\Lambda` and the weights along a direction in the parameters.
+
+        Compiled for numpy with arguments ``(*parameters, *direction)``.
+        """
+        direction = sympy.symbols(f"y0:{len(self.parameters)}")
+        varying = self._expressions[: self._split[1]]
+        derivatives = [sum(e.diff(x) * y for x, y in zip(self._arguments, direction)) for e in varying]
+        return sympy.lambdify(self._arguments + direction, derivatives, "numpy", dummify=False)
 
     # ----------------------------------------------------------------- parameters
 
@@ -217,17 +265,16 @@ class Solver:
             table = np.array([[mpmath.mpmathify(x) for x in row] for row in rows], dtype=object).T
             table = table.reshape(len(table), count)
         else:
-            raw = self._numpy(*columns)
-            table = np.array([np.broadcast_to(np.asarray(x), (count,)) for x in raw])
+            table = _table(self._numpy(*columns), count)
         lambdas, weights, ratios, rest = np.split(table, self._split)
         return lambdas, weights, ratios, rest[0]
 
     def _validate(self, coefficients, columns: list) -> None:
         lambdas, weights, ratios, scale = coefficients
-        for block, (row, ratio) in enumerate(zip(ratios, self.system.ratios)):
+        for block, (row, ratio) in enumerate(zip(ratios, self.record["ratios"])):
             values = np.array([complex(x) for x in row])
             bad = ~np.isfinite(values) | (values.imag != 0) | (values.real < 0)
-            if block == self.system.pencil.out:
+            if block == self.record["out"]:
                 bad |= values.real == 0
             if np.any(bad):
                 index = int(np.flatnonzero(bad)[0])
@@ -250,9 +297,9 @@ class Solver:
 
     # ----------------------------------------------------------------- the iteration
 
-    def _inverse(self, lambdas, weights, g, step, algebra):
-        """:math:`(\\Lambda - s\\,\\eta(g))^{-1}` at every point."""
-        count = lambdas.shape[1] if lambdas.size else g.shape[0]
+    def _matrix(self, lambdas, weights, g, step, algebra):
+        r""":math:`\Lambda - s\,\eta_w(g)` at every point, shape (P, K, K)."""
+        count = g.shape[0]
         matrix = algebra.zeros((count, self.size, self.size), np.result_type(lambdas, weights, g))
         matrix[:, self._identity_rows, self._identity_cols] = lambdas.T
         if len(self._rows):
@@ -262,17 +309,32 @@ class Solver:
                     matrix[:, i, j] -= values[:, t]
             else:
                 matrix = matrix - (values @ self._scatter).reshape(count, self.size, self.size)
-        return algebra.inv(matrix)
+        return matrix
 
-    def _linearise(self, weights, inverse, g, step):
-        """The Jacobian of ``F`` in ``g`` and the derivative of ``F`` in ``s``."""
+    def _inverse(self, lambdas, weights, g, step, algebra):
+        """:math:`(\\Lambda - s\\,\\eta(g))^{-1}` at every point."""
+        return algebra.inv(self._matrix(lambdas, weights, g, step, algebra))
+
+    def _jacobian(self, weights, inverse, step):
+        """The Jacobian of ``F`` in ``g``, shape (P, U, U)."""
         left = inverse[:, self._unknown_rows][:, :, self._rows]  # G[a_r, i_t]
         right = np.swapaxes(inverse[:, self._cols][:, :, self._unknown_cols], 1, 2)  # G[j_t, b_r]
         base = weights.T[:, None, :] * left * right  # (P, U, T)
         summed = np.add.reduceat(base, self._first, axis=2) if base.shape[2] else base[:, :, :0]
-        jacobian = np.reshape(step, (-1, 1, 1)) * summed - np.eye(len(self._unknown_rows))
-        derivative = (base @ g[:, self._sources, None])[..., 0]
-        return jacobian, derivative
+        return np.reshape(step, (-1, 1, 1)) * summed - np.eye(len(self._unknown_rows))
+
+    def _velocity(self, point: _PathPoint, g, algebra):
+        r"""The tangent :math:`dg/d\text{position}` of the solution path at ``g``.
+
+        With :math:`dM = d\Lambda - \eta_{s\,dw + ds\,w}(g)`, the equations move by
+        :math:`-[G\,dM\,G]_S` at fixed ``g``, and the tangent solves
+        :math:`J\,v = [G\,dM\,G]_S`.
+        """
+        inverse = self._inverse(point.lambdas, point.weights, g, point.step, algebra)
+        moving = np.reshape(point.step, (1, -1)) * point.d_weights + np.reshape(point.d_step, (1, -1)) * point.weights
+        change = self._matrix(point.d_lambdas, moving, g, 1, algebra)
+        shift = (inverse @ change @ inverse)[:, self._unknown_rows, self._unknown_cols]
+        return algebra.solve(self._jacobian(point.weights, inverse, point.step), shift)
 
     def _relative(self, vectors, g, algebra):
         scale = algebra.norm(g)
@@ -281,31 +343,37 @@ class Solver:
     def _newton(self, lambdas, weights, g, step, algebra, tolerance, accept, iterations):
         """Newton iterations at fixed ``s``.
 
-        Iterates until every point's relative step is below ``tolerance``, or
+        A point stops when its relative Newton step is below ``tolerance``, or
         below ``accept`` and no longer halving (the rounding floor of an
-        ill-conditioned point), or not finite.  Returns ``(g, converged,
-        relative residual)`` with ``converged`` where the relative residual of
-        the equations is at most ``accept``.
+        ill-conditioned point), or not finite; the others go on, up to
+        ``iterations`` steps.  Returns ``(g, converged, relative residual,
+        inverse)`` with ``converged`` where the relative residual
+        :math:`\\|[G]_S - g\\|_\\infty / \\|g\\|_\\infty` is at most
+        ``accept`` and ``inverse`` the matrix :math:`G` at ``g``.
         """
-        previous = None
+        count = g.shape[0]
+        g = g.copy()
+        step = np.broadcast_to(np.asarray(step, dtype=object if g.dtype == object else None), (count,))
+        previous = np.full(count, np.inf, dtype=object if g.dtype == object else float)
+        active = np.arange(count)
         for _ in range(iterations):
-            inverse = self._inverse(lambdas, weights, g, step, algebra)
-            residual = inverse[:, self._unknown_rows, self._unknown_cols] - g
-            jacobian, _ = self._linearise(weights, inverse, g, step)
-            delta = algebra.solve(jacobian, -residual)
-            g = g + delta
-            relative = self._relative(delta, g, algebra)
-            done = (relative <= tolerance) | ~algebra.finite(g)
-            if previous is not None:
-                done |= (relative <= accept) & (relative >= previous / 2)
-            if np.all(done):
+            lam, weight, s = lambdas[:, active], weights[:, active], step[active]
+            inverse = self._inverse(lam, weight, g[active], s, algebra)
+            residual = inverse[:, self._unknown_rows, self._unknown_cols] - g[active]
+            delta = algebra.solve(self._jacobian(weight, inverse, s), -residual)
+            g[active] = g[active] + delta
+            relative = self._relative(delta, g[active], algebra)
+            done = (relative <= tolerance) | ~algebra.finite(g[active])
+            done |= (relative <= accept) & (relative >= previous[active] / 2)
+            previous[active] = relative
+            active = active[~done]
+            if not active.size:
                 break
-            previous = relative
         inverse = self._inverse(lambdas, weights, g, step, algebra)
         relative = self._relative(inverse[:, self._unknown_rows, self._unknown_cols] - g, g, algebra)
         finite = algebra.finite(g) & algebra.finite(inverse)
         converged = np.array([bool(ok and r <= accept) for ok, r in zip(finite, relative)], dtype=bool)
-        return g, converged, relative
+        return g, converged, relative, inverse
 
     def _continue(self, lambdas, weights, algebra):
         """Follow the physical branch from ``s = 0`` (``g = Lambda^{-1}``) to ``s = 1``.
@@ -322,25 +390,28 @@ class Solver:
                 "such as + lam*Identity and take lam small."
             )
         g = deterministic[:, self._unknown_rows, self._unknown_cols]
-        return self._follow(g, algebra, lambda position, index: (lambdas[:, index], weights[:, index], position))
 
-    def _follow(self, g, algebra, path, tangent: bool = True):
-        """Follow solutions along ``path(position, index) -> (lambdas, weights, s)`` from 0 to 1.
+        def path(position, index):
+            lam, weight = lambdas[:, index], weights[:, index]
+            return _PathPoint(lam, weight, position, 0 * lam, 0 * weight, np.ones(len(index)))
+
+        return self._follow(g, algebra, path, first_step=1e-4)
+
+    def _follow(self, g, algebra, path, first_step: float):
+        """Follow solutions along ``path(position, index) -> _PathPoint`` from position 0 to 1.
 
         Every point has its own position and step.  A step is accepted when
         Newton converges and its correction is small next to the predictor's
         move (at most 1/4: a larger one means a jump to another branch or a
         sharp turn); the next step is scaled to aim at 1/10 (between 1/4 and 4
         times), and a rejected one is cut at least fourfold.  The predictor is
-        second order in ``s`` (the exact tangent, and its change since the last
-        accepted point) when ``tangent``, else the secant through the last two
-        accepted solutions.  Returns
-        ``(g, reached)``, ``reached`` false where the step fell below ``1e-13``
-        before position 1.
+        second order: the exact tangent and its change since the last accepted
+        point.  Returns ``(g, reached)``, ``reached`` false where the step fell
+        below ``1e-13`` before position 1.
         """
         count = g.shape[0]
-        position, step = np.zeros(count), np.full(count, 1e-4)
-        last_g, last_position = g.copy(), np.full(count, np.nan)
+        position, step = np.zeros(count), np.full(count, first_step)
+        last_position = np.full(count, np.nan)
         last_velocity = np.zeros_like(g)
         active = np.ones(count, dtype=bool)
         while np.any(active):
@@ -349,20 +420,13 @@ class Solver:
             target = np.minimum(1.0, here + step[index])
             span = here - last_position[index]
             span = np.where(np.isfinite(span) & (span > 0), span, np.inf)[:, None]
-            lam, weight, s_here = path(here, index)
-            if tangent:
-                jacobian, derivative = self._linearise(weight, self._inverse(lam, weight, start, s_here, algebra), start, s_here)
-                velocity = algebra.solve(jacobian, -derivative)
-                # second order: the change of the tangent since the last accepted point
-                acceleration = (velocity - last_velocity[index]) / span
-            else:
-                velocity = (start - last_g[index]) / span
-                acceleration = 0 * velocity
+            velocity = self._velocity(path(here, index), start, algebra)
+            acceleration = (velocity - last_velocity[index]) / span  # the change of the tangent
             delta = (target - here)[:, None]
             predicted = start + delta * velocity + delta**2 / 2 * acceleration
-            lam, weight, s_target = path(target, index)
-            candidate, converged, _ = self._newton(
-                lam, weight, predicted, s_target, algebra, algebra.continuation_tolerance,
+            point = path(target, index)
+            candidate, converged, _, _ = self._newton(
+                point.lambdas, point.weights, predicted, point.step, algebra, algebra.continuation_tolerance,
                 100 * algebra.continuation_tolerance, 6,
             )
             # Stay on the branch: the corrector must move much less than the predictor did.
@@ -372,7 +436,7 @@ class Solver:
             ratio = correction / np.maximum(move, 1e-300)
             converged &= ratio <= 0.25
             accepted, rejected = index[converged], index[~converged]
-            last_g[accepted], last_position[accepted] = g[accepted], position[accepted]
+            last_position[accepted] = position[accepted]
             last_velocity[accepted] = velocity[converged]
             g[accepted], position[accepted] = candidate[converged], target[converged]
             scale = np.clip(0.1 / np.maximum(ratio, 1e-3), 0.25, 4.0)
@@ -380,6 +444,47 @@ class Solver:
             step[rejected] *= np.minimum(scale[~converged], 0.25)
             active = (position < 1.0) & (step >= 1e-13)
         return g, position == 1.0
+
+    def _between(self, starts: list, ends: list, g, algebra):
+        """Follow the solutions ``g`` at the parameter columns ``starts`` along straight lines to ``ends``."""
+        directions = [e - s for s, e in zip(starts, ends)]
+
+        def path(position, index):
+            columns = [s[index] + position * d[index] for s, d in zip(starts, directions)]
+            lam, weight, _, _ = self._coefficients(columns, len(index), multiprecision=False)
+            change = _table(self._directional(*columns, *(d[index] for d in directions)), len(index))
+            d_lam, d_weight = np.split(change, [lam.shape[0]])
+            zeros = np.zeros(len(index))
+            return _PathPoint(lam, weight, zeros + 1, d_lam, d_weight, zeros)
+
+        return self._follow(g, algebra, path, first_step=1.0)
+
+    def _continue_from_neighbours(self, columns: list, lambdas, weights):
+        """Solve every point by continuation from a solved neighbour (coarse to fine); see the module notes.
+
+        The anchors (at most :attr:`anchors`, one per cell of the coarsest
+        grids) follow the variance path together; each finer level follows
+        straight lines in the parameters from the level above.  Returns ``(g,
+        reached)`` like :meth:`_continue`, which it falls back to for the points
+        whose path from their neighbour fails.
+        """
+        count = lambdas.shape[1] if lambdas.size else weights.shape[1]
+        algebra = _Float()
+        features, groups = _features(columns)
+        anchors, representative, level = _anchors(features, groups, self.anchors)
+        start, anchor_reached = self._continue(lambdas[:, anchors], weights[:, anchors], algebra)
+        g = np.zeros((count, start.shape[1]), dtype=start.dtype)
+        reached, solved = np.ones(count, dtype=bool), np.zeros(count, dtype=bool)
+        g[anchors], reached[anchors], solved[anchors] = start, anchor_reached, True
+        for children, parents in _levels(features, groups, solved, representative, level + 1):
+            g[children], reached[children] = self._between(
+                [c[parents] for c in columns], [c[children] for c in columns], g[parents], algebra
+            )
+            reached[children] &= reached[parents]
+        lost = np.flatnonzero(~reached)
+        if lost.size:
+            g[lost], reached[lost] = self._continue(lambdas[:, lost], weights[:, lost], algebra)
+        return g, reached
 
     def _fail(self, failed: np.ndarray, relative, columns: list) -> None:
         if not np.any(failed):
@@ -397,7 +502,15 @@ class Solver:
 
     # ----------------------------------------------------------------- public
 
-    def _continue_in_parameters(self, floats: list, count: int, path_from: Mapping):
+    def _start(self, columns: list, lambdas, weights, continuation: str):
+        if continuation not in self.continuations:
+            raise ParameterError(f"continuation must be one of {', '.join(self.continuations)}; got {continuation!r}.")
+        count = lambdas.shape[1] if lambdas.size else weights.shape[1]
+        if continuation == "variance" or count == 1:
+            return self._continue(lambdas, weights, _Float())
+        return self._continue_from_neighbours(columns, lambdas, weights)
+
+    def _continue_in_parameters(self, floats: list, count: int, path_from: Mapping, continuation: str):
         """Solve at the ``path_from`` values, then follow the straight line to the requested ones."""
         path_from = {sympy.sympify(key): value for key, value in path_from.items()}
         unknown = [str(key) for key in path_from if key not in self.parameters]
@@ -410,18 +523,20 @@ class Solver:
         dtype = np.result_type(*starts, *floats) if floats else float
         starts, ends = [np.asarray(s, dtype=dtype) for s in starts], [np.asarray(f, dtype=dtype) for f in floats]
         lambdas, weights, _, _ = self._coefficients(starts, count, multiprecision=False)
-        g, reached = self._continue(lambdas, weights, _Float())
+        g, reached = self._start(starts, lambdas, weights, continuation)
         self._fail(~reached, np.full(count, np.inf), starts)
+        return self._between(starts, ends, g, _Float())
 
-        def path(position, index):
-            columns = [s[index] + position * (e[index] - s[index]) for s, e in zip(starts, ends)]
-            lam, weight, _, _ = self._coefficients(columns, len(index), multiprecision=False)
-            return lam, weight, np.ones(len(index))
-
-        return self._follow(g, _Float(), path, tangent=False)
-
-    def solve(self, subs: Mapping, dps: int | None = None, path_from: Mapping | None = None) -> tuple:
+    def solve(
+        self, subs: Mapping, dps: int | None = None, path_from: Mapping | None = None,
+        continuation: str = "neighbours",
+    ) -> tuple:
         r"""Solve at every point of ``subs`` (broadcast).
+
+        ``continuation`` is ``"neighbours"`` (each point continued from a solved
+        neighbour of the batch, see the module notes) or ``"variance"`` (each
+        point on its own path from zero variance: slower, and independent of
+        the other points).
 
         Returns
         -------
@@ -436,9 +551,9 @@ class Solver:
         # Non-finite values are detected and reported below.  The matrices are small and
         # batched: multi-threaded BLAS only adds contention (measured 100x slower on a loaded 2-core machine).
         with np.errstate(all="ignore"), threadpool_limits(limits=1, user_api="blas"):
-            return self._solve(subs, dps, path_from)
+            return self._solve(subs, dps, path_from, continuation)
 
-    def _solve(self, subs: Mapping, dps: int | None, path_from: Mapping | None) -> tuple:
+    def _solve(self, subs: Mapping, dps: int | None, path_from: Mapping | None, continuation: str) -> tuple:
         shape, columns, count = self._points(subs, multiprecision=dps is not None)
         floats = [np.asarray(c, dtype=complex) if c.dtype == object else c for c in columns]
         floats = [f.real if np.iscomplexobj(f) and np.all(f.imag == 0) else f for f in floats]
@@ -446,15 +561,14 @@ class Solver:
         self._validate(coefficients, floats)
         lambdas, weights, _, scale = coefficients
         if path_from:
-            g, reached = self._continue_in_parameters(floats, count, path_from)
+            g, reached = self._continue_in_parameters(floats, count, path_from, continuation)
         else:
-            g, reached = self._continue(lambdas, weights, _Float())
-        g, converged, relative = self._newton(
+            g, reached = self._start(floats, lambdas, weights, continuation)
+        g, converged, relative, inverse = self._newton(
             lambdas, weights, g, 1.0, _Float(), 4 * _Float.epsilon, _Float.residual_tolerance, self.max_newton
         )
         converged &= reached
         if dps is None:
-            inverse = self._inverse(lambdas, weights, g, 1.0, _Float())
             # Points stuck just above the tolerance by rounding (an ill-conditioned system) are
             # finished in extended precision and rounded back; genuinely failed points are not.
             narrow = np.flatnonzero(~converged & reached & (relative < 1e-8))
@@ -484,25 +598,28 @@ class Solver:
                 else:
                     start, reached = self._continue(lambdas, weights, algebra)
                     self._fail(~reached, [np.inf], [f[index : index + 1] for f in floats])
-                solution, ok, residual = self._newton(
+                _, ok, residual, inverse = self._newton(
                     lambdas, weights, start, 1, algebra, mpmath.mpf(10) ** -(dps + 8), algebra.residual_tolerance,
                     self.max_newton,
                 )
                 self._fail(~ok, residual, [f[index : index + 1] for f in floats])
-                inverses.append(self._inverse(lambdas, weights, solution, 1, algebra)[0])
+                inverses.append(inverse[0])
                 scales.append(scale[0])
         return np.array(inverses, dtype=object), np.array(scales, dtype=object)
 
-    def target(self, subs: Mapping, dps: int | None = None, path_from: Mapping | None = None):
+    def target(
+        self, subs: Mapping, dps: int | None = None, path_from: Mapping | None = None,
+        continuation: str = "neighbours",
+    ):
         """The limit of the normalised trace at the parameter values ``subs``.
 
         Returns a float (complex if the values are complex), a numpy array if any
         value is an array, or mpmath numbers (an object array for arrays) if ``dps``.
         ``path_from`` (see :func:`pencils.trace_limit`) gives start values for a
-        continuation in the parameters.
+        continuation in the parameters; ``continuation`` is described in :meth:`solve`.
         """
-        inverse, scale, shape = self.solve(subs, dps=dps, path_from=path_from)
-        out, into = self.system.pencil.out, self.system.pencil.into
+        inverse, scale, shape = self.solve(subs, dps=dps, path_from=path_from, continuation=continuation)
+        out, into = self.record["out"], self.record["into"]
         if dps is None:
             values = scale * inverse[:, out, into]
             if np.iscomplexobj(values) and np.all(values.imag == 0):
@@ -514,3 +631,101 @@ class Solver:
         with mpmath.workdps(dps):
             values = [+(v.real if isinstance(v, mpmath.mpc) and v.imag == 0 else v) for v in values]
         return np.array(values, dtype=object).reshape(shape) if shape else values[0]
+
+
+# --------------------------------------------------------------------- the order of a batch
+
+_DEPTH = 30  # the finest grid has 2**30 cells per coordinate
+
+
+def _table(values: list, count: int) -> np.ndarray:
+    """Compiled coefficients (numbers or arrays) as one array of shape (C, P)."""
+    dtype = complex if any(np.iscomplexobj(value) for value in values) else float
+    table = np.empty((len(values), count), dtype=dtype)
+    for row, value in zip(table, values):
+        row[...] = value
+    return table
+
+
+def _features(columns: list) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised coordinates of the points, and groups that no path may leave.
+
+    Each varying real coordinate (real and imaginary parts of complex
+    parameters) maps to [0, 1], logarithmically where it is positive.  Points
+    whose complex parameters lie on different sides of the real axis are in
+    different groups: the straight line between them would cross the real
+    axis, where a spectral parameter meets its branch cut.
+    """
+    count = len(columns[0]) if columns else 1
+    features, signs = [], []
+    for column in columns:
+        column = np.asarray(column)
+        parts = [column.real, column.imag] if np.iscomplexobj(column) else [column]
+        if np.iscomplexobj(column):
+            signs.append(np.sign(column.imag).astype(int))
+        for part in parts:
+            part = np.asarray(part, dtype=float)
+            if np.all(part > 0):
+                part = np.log(part)
+            low, high = np.min(part), np.max(part)
+            if high > low and np.isfinite(high - low):
+                features.append((part - low) / (high - low))
+    features = np.column_stack(features) if features else np.zeros((count, 0))
+    if not signs:
+        return features, np.zeros(count, dtype=int)
+    _, groups = np.unique(np.column_stack(signs), axis=0, return_inverse=True)
+    return features, groups.reshape(-1)
+
+
+def _cells(features: np.ndarray, groups: np.ndarray, level: int) -> np.ndarray:
+    """The cell of every point in a grid of ``2**level`` cells per coordinate, within its group."""
+    cells = np.minimum((features * 2**level).astype(np.int64), 2**level - 1)
+    _, cell = np.unique(np.column_stack([groups, cells]), axis=0, return_inverse=True)
+    return cell.reshape(-1)
+
+
+def _anchors(features: np.ndarray, groups: np.ndarray, budget: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """One point per cell of the finest grid with at most ``budget`` occupied cells (at least one per group).
+
+    Returns ``(anchors, representative, level)``: the anchor of every point's cell, and the level.
+    """
+    level, cell = 0, _cells(features, groups, 0)
+    while features.shape[1] and level < _DEPTH and cell.max() + 1 < len(cell):
+        finer = _cells(features, groups, level + 1)
+        if finer.max() + 1 > budget:
+            break
+        level, cell = level + 1, finer
+    order = np.argsort(cell, kind="stable")
+    anchors = order[np.searchsorted(cell[order], np.arange(cell.max() + 1))]
+    return anchors, anchors[cell], level
+
+
+def _levels(features: np.ndarray, groups: np.ndarray, solved: np.ndarray, representative: np.ndarray, first: int):
+    """Yield ``(children, parents)`` level by level, coarse to fine, from level ``first``.
+
+    At level ``l`` the points fall into the cells of a grid of ``2**l`` cells
+    per coordinate (within their group).  A cell with no solved point gets one
+    child, solved from the representative of its parent cell; after the last
+    level the points left (duplicates) start from the representative of their
+    cell.  ``representative`` holds, for every point, a solved point of its
+    current cell.
+    """
+    solved = solved.copy()
+    for level in range(first, _DEPTH + 1 if features.shape[1] else first):
+        if np.all(solved):
+            return
+        cell = _cells(features, groups, level)
+        chosen = np.full(cell.max() + 1, -1)
+        done = np.flatnonzero(solved)
+        chosen[cell[done]] = done
+        missing = np.flatnonzero(chosen < 0)
+        if missing.size:
+            order = np.argsort(cell, kind="stable")
+            children = order[np.searchsorted(cell[order], missing)]
+            yield children, representative[children]
+            chosen[missing] = children
+            solved[children] = True
+        representative = chosen[cell]
+    rest = np.flatnonzero(~solved)
+    if rest.size:
+        yield rest, representative[rest]

@@ -1,0 +1,127 @@
+"""Solving a batch by continuation from neighbours: the same physical branch as each point alone.
+
+``continuation="variance"`` solves every point on its own path from zero
+variance, independently of the rest of the batch; ``"neighbours"`` (the
+default) continues each point from a solved point nearby.  Both must give the
+same answer, whatever the order of the batch, including across branch cuts.
+"""
+
+import numpy as np
+import pytest
+import sympy
+
+from pencils import derive, limit, trace_limit
+from pencils.models import dsm, marchenko_pastur
+from pencils.solve import Solver, _anchors, _features, _levels
+
+
+def _order_of_solution(columns, budget):
+    """Replay the coarse-to-fine schedule: each point's parent and the level it is solved at."""
+    features, groups = _features(columns)
+    anchors, representative, level = _anchors(features, groups, budget)
+    solved = np.zeros(len(features), dtype=bool)
+    solved[anchors] = True
+    visits = [anchors]
+    for children, parents in _levels(features, groups, solved, representative, level + 1):
+        assert np.all(solved[parents]), "a parent must be solved before its children"
+        assert not np.any(solved[children]), "a point is solved once"
+        solved[children] = True
+        visits.append(children)
+    return solved, visits, groups
+
+
+@pytest.mark.parametrize("shape", [(1,), (7,), (200,), (30, 40), (5, 6, 7)])
+def test_every_point_is_solved_once_after_its_parent(shape):
+    rng = np.random.default_rng(0)
+    columns = [np.exp(rng.normal(size=shape)).ravel() for _ in shape] + [np.full(int(np.prod(shape)), 0.3)]
+    solved, visits, _ = _order_of_solution(columns, budget=16)
+    assert np.all(solved)
+    assert len(visits[0]) <= 16
+    assert sum(len(v) for v in visits) == int(np.prod(shape))
+
+
+def test_duplicate_points_and_a_single_value():
+    columns = [np.array([1.0, 2.0, 2.0, 2.0, 1.0])]
+    solved, visits, _ = _order_of_solution(columns, budget=1)
+    assert np.all(solved) and sum(len(v) for v in visits) == 5
+
+
+def test_paths_never_cross_the_real_axis():
+    """Points above and below the real axis are solved in separate groups, each with its own anchor."""
+    z = np.array([1 + 0.1j, 1 - 0.1j, 2 + 0.5j, 2 - 0.5j, 3 + 0.0j])
+    solved, visits, groups = _order_of_solution([z], budget=16)
+    assert len(set(groups)) == 3
+    features, groups = _features([z])
+    anchors, representative, _ = _anchors(features, groups, 1)
+    assert len(anchors) == 3 and np.all(groups[representative] == groups)
+
+
+def test_marchenko_pastur_on_both_sides_of_the_cut(matrices):
+    """Mixed signs of Im z in one batch: each side gets its own branch, m(conj z) = conj m(z)."""
+    X, n, d, z = matrices["X"], matrices["n"], matrices["d"], matrices["z"]
+    resolvent = (X.T * X / n - z * matrices["I_d"]).I
+    rng = np.random.default_rng(1)
+    values = rng.uniform(-1, 4, 60) + 1j * rng.choice([-1, 1], 60) * rng.uniform(0.01, 1, 60)
+    gamma = 0.5
+    together = trace_limit(resolvent, {n: d / sympy.Rational(1, 2)}, {z: values})
+    root = np.sqrt((values - 1 - gamma) ** 2 - 4 * gamma)
+    candidates = np.stack([(1 - gamma - values + s * root) / (2 * gamma * values) for s in (1, -1)])
+    # the Stieltjes transform maps the upper half plane to itself
+    expected = np.where(np.sign(candidates[0].imag) == np.sign(values.imag), candidates[0], candidates[1])
+    np.testing.assert_allclose(together, expected, rtol=1e-11)
+
+
+@pytest.mark.parametrize("lam", [1e-9, 1e-3, 1.0])
+def test_dsm_grid_neighbours_equal_variance_and_any_order(lam):
+    """A (psi_n, psi_p) grid through psi_p = psi_n at small ridge, in two orders, against point by point."""
+    psi = np.geomspace(0.1, 100, 9)
+    psi_n, psi_p = (a.ravel() for a in np.meshgrid(psi, psi, indexing="ij"))
+    subs = dsm_subs(psi_n, psi_p, t=0.01, lam=lam)
+    test = dsm.quantities(False)["test"]
+    alone = limit(test, dsm.dims, subs, continuation="variance")
+    together = limit(test, dsm.dims, subs)
+    permutation = np.random.default_rng(2).permutation(len(psi_n))
+    shuffled = limit(test, dsm.dims, {key: np.broadcast_to(value, psi_n.shape)[permutation] for key, value in subs.items()})
+    scale = np.max(np.abs(alone))
+    np.testing.assert_allclose(together, alone, rtol=1e-9, atol=1e-12 * scale)
+    np.testing.assert_allclose(shuffled, alone[permutation], rtol=1e-9, atol=1e-12 * scale)
+
+
+def dsm_subs(psi_n, psi_p, t, lam):
+    values = dsm.constants(t)
+    s = dsm.symbols
+    return {
+        s["psi_n"]: psi_n, s["psi_p"]: psi_p, s["lam"]: np.full_like(psi_n, lam), s["a"]: np.exp(-t),
+        s["h"]: -np.expm1(-2 * t), s["mu1"]: values["mu1"], s["v0_squared"]: values["v0_squared"],
+        s["s_squared"]: values["s_squared"], s["v_squared"]: values["v_squared"],
+    }
+
+
+def test_unknown_continuation_is_refused(matrices):
+    X, n, d, z = matrices["X"], matrices["n"], matrices["d"], matrices["z"]
+    with pytest.raises(ValueError, match="continuation"):
+        derive((X.T * X / n - z * matrices["I_d"]).I, {n: 2 * d}).solve({z: [-1.0, -2.0]}, continuation="random")
+
+
+def test_a_path_through_the_spectrum_falls_back_to_variance(matrices, monkeypatch):
+    """Real z on both sides of the Marchenko-Pastur support: the straight path between them
+    crosses the spectrum, so the points past it are solved from zero variance instead."""
+    monkeypatch.setattr(Solver, "anchors", 1)
+    followed = []
+    original = Solver._continue
+    monkeypatch.setattr(Solver, "_continue", lambda self, *a: followed.append(a[0].shape[1]) or original(self, *a))
+    X, n, d, z = matrices["X"], matrices["n"], matrices["d"], matrices["z"]
+    gamma, values = 0.5, np.array([-2.0, -1.0, -0.5, 3.5, 4.0, 6.0])
+    result = trace_limit((X.T * X / n - z * matrices["I_d"]).I, {n: 2 * d}, {z: values})
+    expected = (1 - gamma - values + np.sign(values) * np.sqrt((values - 1 - gamma) ** 2 - 4 * gamma)) / (2 * gamma * values)
+    np.testing.assert_allclose(result, expected, rtol=1e-12)
+    assert len(followed) == 2 and followed[1] >= 1  # the anchor, then the fallback
+
+
+def test_batch_equals_point_by_point_for_marchenko_pastur():
+    z = -np.logspace(-2, 1, 30)
+    np.testing.assert_allclose(
+        marchenko_pastur.stieltjes(z, 2.0),
+        np.array([marchenko_pastur.stieltjes(value, 2.0) for value in z]),
+        rtol=1e-12,
+    )
