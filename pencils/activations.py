@@ -144,8 +144,6 @@ from typing import Any, NamedTuple
 
 import mpmath
 import numpy as np
-import scipy.linalg
-import scipy.special
 
 __all__ = [
     "GUARD_DIGITS",
@@ -363,6 +361,8 @@ def _gauss_rule(kind: str, size: int, dps: int | None) -> tuple[np.ndarray, np.n
         alpha, beta = _RECURRENCES[kind](size)
         diagonal = np.array(alpha, dtype=float)
         off_diagonal = np.sqrt(np.array(beta[1:], dtype=float))
+        import scipy.linalg  # here: importing scipy costs a fresh process 0.3 s
+
         nodes, vectors = scipy.linalg.eigh_tridiagonal(diagonal, off_diagonal)
         if dps is None:
             x, w = nodes, float(beta[0]) * vectors[0] ** 2
@@ -787,10 +787,22 @@ absolute = Activation(
     ),
 )
 
+def _special(name: str):
+    """The numpy ufunc ``scipy.special.<name>``, imported at the first call (scipy is slow to import)."""
+
+    def function(x):
+        import scipy.special
+
+        return getattr(scipy.special, name)(x)
+
+    function.__name__ = name
+    return function
+
+
 #: Error function (closed forms in the module docstring).
 erf = Activation(
     "erf",
-    scipy.special.erf,
+    _special("erf"),
     mpmath.erf,
     closed_form=ClosedForm(
         mu0=lambda m: 0 * m.one,
@@ -843,7 +855,7 @@ linear = Activation(
 tanh = Activation("tanh", np.tanh, mpmath.tanh)
 
 #: Logistic sigmoid ``1 / (1 + exp(-x))``: ``mu0 = 1/2`` by symmetry; the rest by quadrature.
-sigmoid = Activation("sigmoid", scipy.special.expit, _mp_sigmoid)
+sigmoid = Activation("sigmoid", _special("expit"), _mp_sigmoid)
 
 #: Named activations, by lower-case name (read-only).
 REGISTRY: Mapping[str, Activation] = MappingProxyType(

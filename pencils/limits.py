@@ -1,19 +1,30 @@
-"""The user-facing entry points: derive the Dyson system of an expression and solve it."""
+"""The user-facing entry points: derive the Dyson system of an expression and solve it.
+
+What :func:`trace_limit` and :func:`limit` derive is kept in memory for the
+process and on disk (:mod:`pencils.cache`) for the next ones, keyed by the
+expression, the dimensions, the package version and the source of the modules
+that derive it.  The disk entry holds the plain data of the numeric problem
+(:meth:`pencils.dyson.DysonSystem.record`), so that a fresh process skips the
+linearisation and the derivation.
+"""
 
 from __future__ import annotations
 
-from functools import lru_cache
+import hashlib
+from functools import cached_property, lru_cache
+from pathlib import Path
 from typing import Mapping
-
-import sympy
 
 import mpmath
 import numpy as np
+import sympy
 
+from . import cache
 from .dyson import DysonSystem
 from .errors import MisScaledError, ParameterError
 from .expression import Dimensions, normalise, shape_symbols
 from .pencil import linearize
+from .solve import Solver, _sympy_namespace, compile_function
 
 __all__ = ["derive", "trace_limit", "limit"]
 
@@ -52,13 +63,41 @@ def derive(expr: sympy.MatrixExpr, dims: Mapping) -> DysonSystem:
     >>> derive((X.T * X / n - z * sympy.Identity(d)).I, {n: 2 * d})
     DysonSystem(2 unknowns, 2 blocks, parameters z)
     """
+    _check_square(expr)
+    return _derive(expr, _key(dims))
+
+
+def _check_square(expr) -> None:
     if not getattr(expr, "is_Matrix", False) or expr.shape[0] != expr.shape[1]:
         shape = getattr(expr, "shape", None)
         raise ParameterError(
             f"trace limits need a square matrix expression; got {expr} of shape {shape}. "
             f"Multiply by a transpose (e.g. X.T*X) or pick a square sub-expression."
         )
-    return _derive(expr, _key(dims))
+
+
+@lru_cache(maxsize=1)
+def _source_fingerprint() -> str:
+    """A hash of the modules that turn an expression into a numeric problem (part of every cache key)."""
+    digest = hashlib.sha256()
+    for name in ("gaussian", "expression", "pencil", "dyson", "solve", "limits"):
+        digest.update((Path(__file__).parent / f"{name}.py").read_bytes())
+    return digest.hexdigest()
+
+
+def _cache_key(kind: str, expr, dims_key: tuple) -> str:
+    return cache.key(kind, sympy.srepr(expr), sympy.srepr(dims_key), _source_fingerprint())
+
+
+@lru_cache(maxsize=256)
+def _solver(expr, dims_key: tuple) -> Solver:
+    """The compiled solver of ``expr``: from memory, the disk cache, or a derivation."""
+    digest = _cache_key("trace", expr, dims_key)
+    payload = cache.load("trace", digest)
+    if payload is None:
+        payload = {"record": _derive(expr, dims_key).record()}
+        cache.store("trace", digest, payload)
+    return Solver(payload["record"])
 
 
 def trace_limit(
@@ -121,7 +160,8 @@ def trace_limit(
     >>> mpmath.mp.dps = 40; mpmath.nstr((mpmath.sqrt(17) - 3) / 2, 40); mpmath.mp.dps = 15
     '0.5615528128088302749107049279870385125736'
     """
-    return derive(expr, dims).solve(dict(subs or {}), dps=dps, path_from=path_from, continuation=continuation)
+    _check_square(expr)
+    return _solver(expr, _key(dims)).target(dict(subs or {}), dps=dps, path_from=path_from, continuation=continuation)
 
 
 def limit(
@@ -167,13 +207,15 @@ def limit(
     """
     if getattr(quantity, "is_Matrix", False):
         return trace_limit(quantity, dims, subs, dps, continuation=continuation)
-    matrices, arguments, compiled = _prepare(sympy.sympify(quantity), _key(dims))
-    values = [trace_limit(matrix, dims, subs, dps, continuation=continuation) for matrix in matrices]
-    inputs = values + [_value(dict(subs or {}), symbol) for symbol in arguments[len(values) :]]
+    compiled = _compiled_limit(sympy.sympify(quantity), _key(dims))
+    values = [
+        solver.target(dict(subs or {}), dps=dps, continuation=continuation) for solver in compiled.solvers
+    ]
+    inputs = values + [_value(dict(subs or {}), symbol) for symbol in compiled.arguments[len(values) :]]
     if dps is None:
-        return compiled["numpy"](*inputs)
+        return compiled.numpy(*inputs)
     with mpmath.workdps(dps + 15):
-        function = compiled["mpmath"]
+        function = compiled.mpmath
         if any(isinstance(v, np.ndarray) for v in inputs):
             result = np.frompyfunc(function, len(inputs), 1)(*inputs)
         else:
@@ -182,14 +224,38 @@ def limit(
         return np.frompyfunc(lambda v: +v, 1, 1)(result) if isinstance(result, np.ndarray) else +result
 
 
-@lru_cache(maxsize=64)
-def _prepare(quantity: sympy.Expr, dims_key: tuple) -> tuple:
-    """The normalised matrices whose traces enter ``quantity``, and the quantity in their limits.
+class _CompiledLimit:
+    """The solvers of the traces in a scalar quantity, and the quantity as a function of their limits.
 
-    Returns ``(matrices, arguments, compiled)``: ``compiled["numpy"]`` and
-    ``compiled["mpmath"]`` evaluate the quantity from ``arguments`` (one
-    placeholder per matrix, then the remaining scalars).
+    Built from the plain data of :func:`_limit_payload`: ``arguments`` (one
+    placeholder per trace, then the other scalars) and ``formula`` as
+    :func:`sympy.srepr`, and one solver record per trace.
     """
+
+    def __init__(self, payload: dict):
+        namespace = _sympy_namespace()
+        self.arguments = tuple(eval(text, namespace) for text in payload["arguments"])
+        self.formula = eval(payload["formula"], namespace)
+        self.solvers = [Solver(record) for record in payload["records"]]
+        self.numpy = compile_function(self.arguments, self.formula, "numpy")
+
+    @cached_property
+    def mpmath(self):
+        return compile_function(self.arguments, self.formula, "mpmath")
+
+
+@lru_cache(maxsize=64)
+def _compiled_limit(quantity: sympy.Expr, dims_key: tuple) -> _CompiledLimit:
+    digest = _cache_key("limit", quantity, dims_key)
+    payload = cache.load("limit", digest)
+    if payload is None:
+        payload = _limit_payload(quantity, dims_key)
+        cache.store("limit", digest, payload)
+    return _CompiledLimit(payload)
+
+
+def _limit_payload(quantity: sympy.Expr, dims_key: tuple) -> dict:
+    """The normalised matrices whose traces enter ``quantity``, derived, and the quantity in their limits."""
     traces = sorted(quantity.atoms(sympy.Trace), key=sympy.default_sort_key)
     symbols = set().union(*(shape_symbols(trace.arg) for trace in traces)) if traces else set()
     dimensions = Dimensions.from_mapping(dict(dims_key), symbols)
@@ -198,7 +264,7 @@ def _prepare(quantity: sympy.Expr, dims_key: tuple) -> tuple:
     placeholders, matrices, replacements = [], [], {}
     for k, trace in enumerate(traces):
         _, power, _ = normalise(trace.arg, dimensions)
-        placeholders.append(sympy.Dummy(f"tau{k}"))
+        placeholders.append(sympy.Dummy(f"tau{k}", dummy_index=k))  # the same in every process
         matrices.append(trace.arg * dimensions.base ** (-power))
         replacements[trace] = trace.arg.shape[0] * dimensions.base**power * placeholders[-1]
     reduced = sympy.simplify(quantity.subs(replacements).subs(dimensions.mapping))
@@ -207,9 +273,12 @@ def _prepare(quantity: sympy.Expr, dims_key: tuple) -> tuple:
             f"the quantity {quantity} still depends on {dimensions.base} once every trace is "
             f"replaced by its limit ({reduced}); divide each trace by the dimension of its matrix."
         )
-    arguments = placeholders + sorted(reduced.free_symbols - set(placeholders), key=str)
-    compiled = {module: sympy.lambdify(arguments, reduced, modules=module) for module in ("numpy", "mpmath")}
-    return tuple(matrices), tuple(arguments), compiled
+    others = sorted(reduced.free_symbols - set(placeholders), key=str)
+    return {
+        "arguments": [sympy.srepr(s) for s in placeholders + others],
+        "formula": sympy.srepr(reduced),
+        "records": [_derive(matrix, dims_key).record() for matrix in matrices],
+    }
 
 
 def _merge_traces(quantity: sympy.Expr, traces: list, dimensions: Dimensions) -> sympy.Expr:

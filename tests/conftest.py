@@ -1,8 +1,19 @@
+import atexit
+import os
+import shutil
+import tempfile
+
 import pytest
 import sympy
 from threadpoolctl import threadpool_limits
 
 from pencils import Gaussian
+
+# Derivations go to a cache of this run (inherited by the subprocesses of the example and
+# notebook tests), not to the user's: every run starts cold and leaves nothing behind.
+if "PENCILS_CACHE_DIR" not in os.environ:
+    os.environ["PENCILS_CACHE_DIR"] = tempfile.mkdtemp(prefix="pencils-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["PENCILS_CACHE_DIR"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session", autouse=True)

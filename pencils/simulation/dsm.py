@@ -38,8 +38,6 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
-import scipy.linalg
-import scipy.special
 
 from pencils import activations
 from pencils.errors import ParameterError
@@ -161,6 +159,8 @@ class SimulationResult:
 
 
 def _reference_functions() -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+    import scipy.special  # imported when needed: scipy costs a fresh process 0.3 s
+
     return {
         "sin": np.sin,
         "cos": np.cos,
@@ -441,6 +441,8 @@ def _closed_fresh_moments(kind: str, act: Any, W: np.ndarray, t: float, centred:
 
 def _ridge(C: np.ndarray, G: np.ndarray, lam: float) -> np.ndarray:
     """``B = C (G + lam I)^{-1}`` by a symmetric (Cholesky) solve; min-norm if ``lam = 0``."""
+    import scipy.linalg  # imported when needed: scipy costs a fresh process 0.3 s
+
     A = G + lam * np.eye(G.shape[0])
     try:
         factor = scipy.linalg.cho_factor(A, lower=True, check_finite=False)
