@@ -172,7 +172,9 @@ class Errors:
         return self.test - self.train
 
 
-def errors(psi_n, psi_p, t, lam, m=math.inf, activation="relu", dps: int | None = None) -> Errors:
+def errors(
+    psi_n, psi_p, t, lam, m=math.inf, activation="relu", dps: int | None = None, continuation: str = "neighbours"
+) -> Errors:
     r"""Limits of the DSM test and train errors, for any :math:`m \ge 1` (``math.inf`` allowed).
 
     Parameters
@@ -189,6 +191,9 @@ def errors(psi_n, psi_p, t, lam, m=math.inf, activation="relu", dps: int | None 
         See :func:`pencils.activations.get`.
     dps : int, optional
         Decimal digits (mpmath) instead of floats.
+    continuation : {"neighbours", "variance"}
+        How the points of an array are solved (see :func:`pencils.trace_limit`):
+        "variance" solves each on its own, an independent check of the default.
 
     Returns
     -------
@@ -223,8 +228,8 @@ def errors(psi_n, psi_p, t, lam, m=math.inf, activation="relu", dps: int | None 
         if finite_m:
             subs[symbols["m"]] = m[mask]
         found = quantities(finite_m)
-        test[mask] = limit(found["test"], dims, subs, dps=dps)
-        train[mask] = limit(found["train"], dims, subs, dps=dps)
+        test[mask] = limit(found["test"], dims, subs, dps=dps, continuation=continuation)
+        train[mask] = limit(found["train"], dims, subs, dps=dps, continuation=continuation)
     optimum_value = _apply(lambda x: mpmath.exp(-2 * mpmath.mpmathify(x)), t, dps) if dps else optimum(t)
     if shape == ():
         return Errors(test.item(), train.item(), optimum_value.item() if isinstance(optimum_value, np.ndarray) else optimum_value)
