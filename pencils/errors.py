@@ -52,3 +52,14 @@ class ConvergenceError(PencilsError):
         super().__init__(message)
         self.parameters = parameters or {}
         self.residual = residual
+
+
+class PrecisionWarning(UserWarning):
+    """Double precision leaves some points less accurate than :attr:`pencils.solve.Solver.float_accuracy`.
+
+    Issued where the Dyson system converged but its unknowns span so many
+    orders of magnitude (a tiny ridge against entries of order one) that
+    rounding limits the result, and the system is too large to finish those
+    points in arbitrary precision automatically.  ``dps=`` solves them at any
+    precision.
+    """

@@ -27,6 +27,7 @@ iterations for any precision).
 
 from __future__ import annotations
 
+import warnings
 from functools import cached_property
 from typing import Mapping, NamedTuple
 
@@ -36,7 +37,7 @@ import sympy
 from threadpoolctl import threadpool_limits
 
 from .dyson import _structurally_nonzero
-from .errors import ConvergenceError, ParameterError
+from .errors import ConvergenceError, ParameterError, PrecisionWarning
 
 __all__ = ["Solver"]
 
@@ -224,6 +225,12 @@ class Solver:
     max_newton = 60
     #: The most points of a batch solved from zero variance before continuation from neighbours.
     anchors = 16
+    #: The relative rounding error of a float target (see ``_rounding``) above which the point is
+    #: finished in arbitrary precision.
+    float_accuracy = 1e-9
+    #: The largest system whose inaccurate float points are finished in arbitrary precision
+    #: automatically; larger ones issue a :class:`pencils.errors.PrecisionWarning`.
+    max_finished_unknowns = 80
     #: The most intermediate values of a Jacobian built at once (8 bytes each).
     chunk_entries = 2**20
     continuations = ("neighbours", "variance")
@@ -554,6 +561,56 @@ class Solver:
             g[lost], reached[lost] = self._continue(lambdas[:, lost], weights[:, lost], algebra)
         return g, reached
 
+    def _rounding(self, lambdas, weights, g, inverse) -> np.ndarray:
+        """The relative change of the target when the final matrix is inverted after equilibration.
+
+        Rows, then columns, of :math:`M = \\Lambda - \\eta(g)` are scaled to unit
+        maximum before inverting.  Where the two inverses disagree on the
+        target, rounding decides it (a tiny ridge against entries of order one:
+        the unknowns grow like a power of 1/ridge and cancel in the target);
+        a well-conditioned problem agrees to about 1e-14.
+        """
+        matrix = self._matrix(lambdas, weights, g, 1.0, _Float())
+        rows = np.max(np.abs(matrix), axis=2)
+        rows = np.where(rows > 0, 1 / rows, 1.0)[:, :, None]
+        cols = np.max(np.abs(matrix * rows), axis=1)
+        cols = np.where(cols > 0, 1 / cols, 1.0)[:, None, :]
+        other = _Float().inv(matrix * rows * cols) * np.swapaxes(cols, 1, 2) * np.swapaxes(rows, 1, 2)
+        out, into = self.record["out"], self.record["into"]
+        target = np.abs(inverse[:, out, into])
+        change = np.abs(other[:, out, into] - inverse[:, out, into])
+        return np.where(target > 0, change / np.where(target > 0, target, 1), change)
+
+    def _residual_by_unknown(self, inverse, g) -> np.ndarray:
+        """The largest residual of the equations relative to each unknown (not to the largest).
+
+        A converged float solution has a residual of order 1e-16 relative to its
+        largest unknown; when the unknowns span many orders of magnitude (a tiny
+        ridge), the small ones, which may decide the target, can still be wrong
+        in every digit.  Unknowns below 1e-6 of the largest are measured against
+        1e-6 of it.
+        """
+        residual = np.abs(inverse[:, self._unknown_rows, self._unknown_cols] - g)
+        size = np.abs(g)
+        floor = 1e-6 * np.max(size, axis=1, initial=0.0)[:, None]
+        measure = np.maximum(size, floor)
+        return np.max(np.where(measure > 0, residual / np.where(measure > 0, measure, 1), residual), axis=1, initial=0.0)
+
+    def _warn_imprecise(self, points: np.ndarray, columns: list, measure) -> None:
+        if not points.size:
+            return
+        first = int(points[0])
+        warnings.warn(
+            f"double precision limits the result at {points.size} of {len(columns[0]) if columns else 1} "
+            f"point(s) (first at {self._describe(columns, first)}): the unknowns span so many orders of "
+            f"magnitude (a tiny ridge against entries of order one) that their equations hold only to "
+            f"{float(np.max(measure)):.0e} or worse relative to some unknowns, and a target that cancels "
+            f"large terms (a small train error) can lose more. Pass dps=30 for these points (slow for this "
+            f"{len(self._unknown_rows)}-unknown system) or use a larger ridge.",
+            PrecisionWarning,
+            stacklevel=4,
+        )
+
     def _fail(self, failed: np.ndarray, relative, columns: list) -> None:
         if not np.any(failed):
             return
@@ -637,16 +694,27 @@ class Solver:
         )
         converged &= reached
         if dps is None:
-            # Points stuck just above the tolerance by rounding (an ill-conditioned system) are
-            # finished in extended precision and rounded back; genuinely failed points are not.
-            narrow = np.flatnonzero(~converged & reached & (relative < 1e-8))
-            if narrow.size:
-                polished, _ = self._polish(columns, floats, g, np.ones(count, dtype=bool), narrow, 30)
-                inverse[narrow] = np.array(polished.tolist(), dtype=inverse.dtype)
-                converged[narrow] = True
-            self._fail(~converged, relative, floats)
+            # Points stuck just above the tolerance by rounding, and converged points whose target
+            # rounding spoils, are finished in extended precision and rounded back; failed points are not.
+            narrow = ~converged & reached & (relative < 1e-8)
+            rounding = np.zeros(count)
+            rounding[converged] = np.maximum(
+                self._rounding(lambdas[:, converged], weights[:, converged], g[converged], inverse[converged]),
+                self._residual_by_unknown(inverse[converged], g[converged]),
+            )
+            inaccurate = rounding > self.float_accuracy
+            self._fail(~converged & ~narrow, relative, floats)
+            finish = np.flatnonzero(narrow | inaccurate)
+            if finish.size and len(self._unknown_rows) > self.max_finished_unknowns:
+                self._warn_imprecise(np.flatnonzero(inaccurate), floats, rounding)
+                finish = np.flatnonzero(narrow)
+            if finish.size:
+                polished, _ = self._polish(columns, floats, g, np.ones(count, dtype=bool), finish, 30)
+                inverse[finish] = np.array(polished.tolist(), dtype=inverse.dtype)
             return inverse, scale, shape
-        inverses, scales = self._polish(columns, floats, g, converged, np.arange(count), dps)
+        # Newton in arbitrary precision starts from the float solution wherever it nearly converged.
+        near = converged | (reached & (relative < 1e-8))
+        inverses, scales = self._polish(columns, floats, g, near, np.arange(count), dps)
         return inverses, scales, shape
 
     def _polish(self, columns: list, floats: list, g, converged, indices, dps: int) -> tuple:

@@ -1,0 +1,47 @@
+"""Double precision at a tiny ridge: finished in arbitrary precision, or a warning, never silently wrong.
+
+With p > n and a ridge of 1e-8, the unknowns of the random-features test error
+grow like 1/ridge^2 and cancel in the target; a float solution that satisfies
+the equations to 1e-16 of its largest unknown got every digit of the test error
+wrong (1.004 instead of 1.2154) before the solver measured the residual of each
+unknown.  The references are the same limits at dps = 30.
+"""
+
+import math
+import warnings
+
+import mpmath
+import pytest
+
+from pencils.errors import PrecisionWarning
+from pencils.models import dsm, random_features
+
+A2 = math.exp(-2e-3)
+
+
+@pytest.mark.parametrize("lam", [1e-6, 1e-8])
+def test_small_system_is_finished_in_arbitrary_precision(lam):
+    arguments = dict(psi_n=0.1, psi_p=0.72, lam=lam / 0.72, signal=1 - A2, noise=A2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = random_features.errors(**arguments)
+    reference = random_features.errors(**arguments, dps=30)
+    assert abs(result.test - reference.test) < 1e-12 * reference.test
+    assert abs(result.train - reference.train) < 1e-12 * reference.train
+
+
+@pytest.mark.slow
+def test_large_system_warns_where_double_precision_is_not_enough():
+    """The finite-m DSM train system (195 unknowns) is too large to finish automatically (40 s:
+    its points just above the residual tolerance are still finished, in arbitrary precision)."""
+    with pytest.warns(PrecisionWarning, match="dps=30"):
+        dsm.errors(0.1, 0.72, 1e-3, 1e-6, m=1.0)
+
+
+def test_well_conditioned_points_are_left_alone():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = dsm.errors(2.0, 1.0, 0.5, 1e-2, m=1.0)
+    reference = random_features.errors(2.0, 1.0, 1e-2, signal=1 - math.exp(-1.0), noise=math.exp(-1.0), dps=20)
+    with mpmath.workdps(20):
+        assert abs(result.test - reference.test) < 1e-10
