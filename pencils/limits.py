@@ -24,7 +24,7 @@ from .dyson import DysonSystem
 from .errors import MisScaledError, ParameterError
 from .expression import Dimensions, normalise, shape_symbols
 from .pencil import linearize
-from .solve import Solver, _sympy_namespace, compile_function
+from .solve import Solver, _sympy_namespace, _compile
 
 __all__ = ["derive", "trace_limit", "limit"]
 
@@ -237,11 +237,11 @@ class _CompiledLimit:
         self.arguments = tuple(eval(text, namespace) for text in payload["arguments"])
         self.formula = eval(payload["formula"], namespace)
         self.solvers = [Solver(record) for record in payload["records"]]
-        self.numpy = compile_function(self.arguments, self.formula, "numpy")
+        self.numpy = _compile(self.arguments, self.formula, "numpy")
 
     @cached_property
     def mpmath(self):
-        return compile_function(self.arguments, self.formula, "mpmath")
+        return _compile(self.arguments, self.formula, "mpmath")
 
 
 @lru_cache(maxsize=64)

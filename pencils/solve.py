@@ -49,7 +49,7 @@ def _sympy_namespace() -> dict:
     return namespace
 
 
-def compile_function(arguments, expressions, module: str):
+def _compile(arguments, expressions, module: str):
     """``sympy.lambdify(arguments, expressions)`` for ``module`` "numpy" or "mpmath", quick to build.
 
     The arguments are renamed ``x0, x1, ...`` (parameters such as ``s^2`` are not
@@ -251,11 +251,11 @@ class Solver:
         self._jacobian_terms(identity, couplings, unknowns)
         self._expressions = [eval(text, namespace) for text in record["coefficients"]]
         self._split = np.cumsum([len(identity), len(couplings), len(record["ratios"])])
-        self._numpy = compile_function(self.parameters, self._expressions, "numpy")
+        self._numpy = _compile(self.parameters, self._expressions, "numpy")
 
     @cached_property
     def _mpmath(self):
-        return compile_function(self.parameters, self._expressions, "mpmath")
+        return _compile(self.parameters, self._expressions, "mpmath")
 
     @cached_property
     def _directional(self):
@@ -266,7 +266,7 @@ class Solver:
         direction = sympy.symbols(f"delta0:{len(self.parameters)}", cls=sympy.Dummy)
         varying = self._expressions[: self._split[1]]
         derivatives = [sum(e.diff(p) * v for p, v in zip(self.parameters, direction)) for e in varying]
-        return compile_function(self.parameters + tuple(direction), derivatives, "numpy")
+        return _compile(self.parameters + tuple(direction), derivatives, "numpy")
 
     # ----------------------------------------------------------------- parameters
 
