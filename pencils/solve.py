@@ -224,7 +224,7 @@ class Solver:
 
     max_newton = 60
     #: The most points of a batch solved from zero variance before continuation from neighbours.
-    anchors = 16
+    anchors = 4
     #: The relative rounding error of a float target (see ``_rounding``) above which the point is
     #: finished in arbitrary precision.
     float_accuracy = 1e-9
@@ -411,16 +411,22 @@ class Solver:
         return self._solve_linearised(point.weights, inverse, point.step, shift, algebra)
 
     def _relative(self, vectors, g, algebra):
-        scale = algebra.norm(g)
-        return np.array([v / (s if s != 0 else 1) for v, s in zip(algebra.norm(vectors), scale)], dtype=object if g.dtype == object else float)
+        """The largest entry of each vector relative to the largest entry of ``g`` (or absolute where g = 0)."""
+        size, scale = algebra.norm(vectors), algebra.norm(g)
+        if g.dtype != object:
+            return size / np.where(scale != 0, scale, 1.0)
+        return np.array([v / (s if s != 0 else 1) for v, s in zip(size, scale)], dtype=object)
 
-    def _newton(self, lambdas, weights, g, step, algebra, tolerance, accept, iterations):
+    def _newton(self, lambdas, weights, g, step, algebra, tolerance, accept, iterations, settled=None):
         """Newton iterations at fixed ``s``.
 
         A point stops when its relative Newton step is below ``tolerance``, or
         below ``accept`` and no longer halving (the rounding floor of an
         ill-conditioned point), or not finite; the others go on, up to
-        ``iterations`` steps.  Returns ``(g, converged, relative residual,
+        ``iterations`` steps.  With ``settled``, a point whose relative residual
+        is already below it takes no step (the solution of a converged
+        continuation, whose last step was small enough for quadratic
+        convergence to have reached rounding).  Returns ``(g, converged, relative residual,
         inverse)`` with ``converged`` where the relative residual
         :math:`\\|[G]_S - g\\|_\\infty / \\|g\\|_\\infty` is at most
         ``accept`` and ``inverse`` the matrix :math:`G` at ``g``.
@@ -430,10 +436,16 @@ class Solver:
         step = np.broadcast_to(np.asarray(step, dtype=object if g.dtype == object else None), (count,))
         previous = np.full(count, np.inf, dtype=object if g.dtype == object else float)
         active = np.arange(count)
-        for _ in range(iterations):
+        for iteration in range(iterations):
             lam, weight, s = lambdas[:, active], weights[:, active], step[active]
             inverse = self._inverse(lam, weight, g[active], s, algebra)
             residual = inverse[:, self._unknown_rows, self._unknown_cols] - g[active]
+            if iteration == 0 and settled is not None:
+                moving = ~(self._relative(residual, g[active], algebra) <= settled)
+                active, lam, weight, s = active[moving], lam[:, moving], weight[:, moving], s[moving]
+                inverse, residual = inverse[moving], residual[moving]
+                if not active.size:
+                    break
             delta = self._solve_linearised(weight, inverse, s, -residual, algebra)
             g[active] = g[active] + delta
             relative = self._relative(delta, g[active], algebra)
@@ -446,7 +458,10 @@ class Solver:
         inverse = self._inverse(lambdas, weights, g, step, algebra)
         relative = self._relative(inverse[:, self._unknown_rows, self._unknown_cols] - g, g, algebra)
         finite = algebra.finite(g) & algebra.finite(inverse)
-        converged = np.array([bool(ok and r <= accept) for ok, r in zip(finite, relative)], dtype=bool)
+        if relative.dtype == object:
+            converged = np.array([bool(ok and r <= accept) for ok, r in zip(finite, relative)], dtype=bool)
+        else:
+            converged = finite & (relative <= accept)
         return g, converged, relative, inverse
 
     def _continue(self, lambdas, weights, algebra):
@@ -469,7 +484,7 @@ class Solver:
             lam, weight = lambdas[:, index], weights[:, index]
             return _PathPoint(lam, weight, position, 0 * lam, 0 * weight, np.ones(len(index)))
 
-        return self._follow(g, algebra, path, first_step=1e-4)
+        return self._follow(g, algebra, path, first_step=1e-2)
 
     def _follow(self, g, algebra, path, first_step: float):
         """Follow solutions along ``path(position, index) -> _PathPoint`` from position 0 to 1.
@@ -501,7 +516,7 @@ class Solver:
             point = path(target, index)
             candidate, converged, _, _ = self._newton(
                 point.lambdas, point.weights, predicted, point.step, algebra, algebra.continuation_tolerance,
-                100 * algebra.continuation_tolerance, 6,
+                100 * algebra.continuation_tolerance, 4,
             )
             # Stay on the branch: the corrector must move much less than the predictor did.
             # The ratio is O(step) for a smooth path; the next step aims at a ratio of 1/10.
@@ -521,13 +536,26 @@ class Solver:
         return g, position == 1.0
 
     def _between(self, starts: list, ends: list, g, algebra):
-        """Follow the solutions ``g`` at the parameter columns ``starts`` along straight lines to ``ends``."""
-        directions = [e - s for s, e in zip(starts, ends)]
+        """Follow the solutions ``g`` at the parameter columns ``starts`` to ``ends``.
+
+        A parameter that is positive at both ends moves geometrically
+        (:math:`\\theta_0 (\\theta_1/\\theta_0)^x`, a straight line in its logarithm,
+        the scale on which ratios and ridges act); the others move on a straight line.
+        """
+        geometric = [
+            not np.iscomplexobj(s) and not np.iscomplexobj(e) and bool(np.all(s > 0) and np.all(e > 0))
+            for s, e in zip(starts, ends)
+        ]
+        rates = [np.log(e / s) if log else e - s for s, e, log in zip(starts, ends, geometric)]
 
         def path(position, index):
-            columns = [s[index] + position * d[index] for s, d in zip(starts, directions)]
+            columns, directions = [], []
+            for s, rate, log in zip(starts, rates, geometric):
+                value = s[index] * np.exp(position * rate[index]) if log else s[index] + position * rate[index]
+                columns.append(value)
+                directions.append(value * rate[index] if log else rate[index])
             lam, weight, _, _ = self._coefficients(columns, len(index), multiprecision=False)
-            change = _table(self._directional(*columns, *(d[index] for d in directions)), len(index))
+            change = _table(self._directional(*columns, *directions), len(index))
             d_lam, d_weight = np.split(change, [lam.shape[0]])
             zeros = np.zeros(len(index))
             return _PathPoint(lam, weight, zeros + 1, d_lam, d_weight, zeros)
@@ -690,7 +718,8 @@ class Solver:
         else:
             g, reached = self._start(floats, lambdas, weights, continuation)
         g, converged, relative, inverse = self._newton(
-            lambdas, weights, g, 1.0, _Float(), 4 * _Float.epsilon, _Float.residual_tolerance, self.max_newton
+            lambdas, weights, g, 1.0, _Float(), 4 * _Float.epsilon, _Float.residual_tolerance, self.max_newton,
+            settled=16 * _Float.epsilon,
         )
         converged &= reached
         if dps is None:
