@@ -246,8 +246,11 @@ class Solver:
         self._identity_rows, self._identity_cols = identity.T
         self._rows, self._cols, self._sources = couplings.T
         self._unknown_rows, self._unknown_cols = unknowns.T
-        self._scatter = np.zeros((len(couplings), size * size))
-        self._scatter[np.arange(len(couplings)), self._rows * size + self._cols] = 1.0
+        entries = self._rows * size + self._cols  # where each coupling writes, grouped by entry
+        self._coupling_order = np.argsort(entries, kind="stable")
+        sorted_entries = entries[self._coupling_order]
+        self._coupling_start = np.flatnonzero(np.r_[True, np.diff(sorted_entries) != 0]) if entries.size else entries
+        self._coupling_entry = sorted_entries[self._coupling_start]
         self._jacobian_terms(identity, couplings, unknowns)
         self._expressions = [eval(text, namespace) for text in record["coefficients"]]
         self._split = np.cumsum([len(identity), len(couplings), len(record["ratios"])])
@@ -304,7 +307,7 @@ class Solver:
     def _validate(self, coefficients, columns: list) -> None:
         lambdas, weights, ratios, scale = coefficients
         for block, (row, ratio) in enumerate(zip(ratios, self.record["ratios"])):
-            values = np.array([complex(x) for x in row])
+            values = np.asarray(row, dtype=complex)
             bad = ~np.isfinite(values) | (values.imag != 0) | (values.real < 0)
             if block == self.record["out"]:
                 bad |= values.real == 0
@@ -315,8 +318,7 @@ class Solver:
                     f"ratios must be finite and > 0 (>= 0 for a block that may be empty)."
                 )
         table = np.concatenate([lambdas, weights, scale[None]])
-        values = np.array([[complex(x) for x in row] for row in table])
-        finite = np.all(np.isfinite(values), axis=0)
+        finite = np.all(np.isfinite(np.asarray(table, dtype=complex)), axis=0)
         if not np.all(finite):
             index = int(np.flatnonzero(~finite)[0])
             raise ParameterError(
@@ -336,11 +338,9 @@ class Solver:
         matrix[:, self._identity_rows, self._identity_cols] = lambdas.T
         if len(self._rows):
             values = np.reshape(step, (-1, 1)) * weights.T * g[:, self._sources]
-            if matrix.dtype == object:  # a dense product would multiply every mpf by 0.0
-                for t, (i, j) in enumerate(zip(self._rows, self._cols)):
-                    matrix[:, i, j] -= values[:, t]
-            else:
-                matrix = matrix - (values @ self._scatter).reshape(count, self.size, self.size)
+            summed = np.add.reduceat(values[:, self._coupling_order], self._coupling_start, axis=1)
+            flat = matrix.reshape(count, self.size * self.size)
+            flat[:, self._coupling_entry] -= summed
         return matrix
 
     def _inverse(self, lambdas, weights, g, step, algebra):
@@ -372,7 +372,7 @@ class Solver:
     def _jacobian(self, weights, inverse, step):
         """The Jacobian of ``F`` in ``g``, shape (P, U, U), from its structurally non-zero terms."""
         count, unknowns = inverse.shape[0], len(self._unknown_rows)
-        flat = inverse.reshape(count, -1)
+        flat = inverse.reshape(count, self.size * self.size)
         terms = weights.T[:, self._term_coupling] * flat[:, self._term_left] * flat[:, self._term_right]
         jacobian = np.zeros((count, unknowns * unknowns), dtype=terms.dtype)
         if inverse.dtype == object:
@@ -603,10 +603,13 @@ class Solver:
         rows = np.where(rows > 0, 1 / rows, 1.0)[:, :, None]
         cols = np.max(np.abs(matrix * rows), axis=1)
         cols = np.where(cols > 0, 1 / cols, 1.0)[:, None, :]
-        other = _Float().inv(matrix * rows * cols) * np.swapaxes(cols, 1, 2) * np.swapaxes(rows, 1, 2)
         out, into = self.record["out"], self.record["into"]
+        # the target of C (R M C)^{-1} R: one column, a solve instead of an inverse
+        unit = np.zeros(matrix.shape[:2], dtype=matrix.dtype)
+        unit[:, into] = rows[:, into, 0]
+        other = _Float().solve(matrix * rows * cols, unit)[:, out] * cols[:, 0, out]
         target = np.abs(inverse[:, out, into])
-        change = np.abs(other[:, out, into] - inverse[:, out, into])
+        change = np.abs(other - inverse[:, out, into])
         return np.where(target > 0, change / np.where(target > 0, target, 1), change)
 
     def _residual_by_unknown(self, inverse, g) -> np.ndarray:
