@@ -642,14 +642,20 @@ class Solver:
             stacklevel=4,
         )
 
-    def _fail(self, failed: np.ndarray, relative, columns: list) -> None:
+    def _fail(self, failed: np.ndarray, relative, columns: list, g=None) -> None:
         if not np.any(failed):
             return
         first = int(np.flatnonzero(failed)[0])
         residual = float(np.nan_to_num(np.asarray(relative[first], dtype=float), nan=np.inf))
+        largest = float(np.max(np.abs(g[first]), initial=0.0)) if g is not None and g.dtype != object else 0.0
+        scale = (
+            f" Its unknowns reached {largest:.0e}: a ridge this small makes them grow like a power of 1/ridge, "
+            f"beyond what double precision can follow."
+            if np.isfinite(largest) and largest > 1e12 else ""
+        )
         raise ConvergenceError(
             f"the Dyson equation did not converge at {int(np.sum(failed))} of {len(failed)} point(s); first at "
-            f"{self._describe(columns, first)} (relative residual {residual:.2e}). The point may sit on a "
+            f"{self._describe(columns, first)} (relative residual {residual:.2e}).{scale} The point may sit on a "
             f"singularity (a vanishing ridge at an interpolation threshold, or a real spectral parameter "
             f"inside the spectrum): move it, increase the ridge, or give z a small positive imaginary part.",
             parameters={str(p): columns[k][first] for k, p in enumerate(self.parameters)},
@@ -735,7 +741,7 @@ class Solver:
                 self._residual_by_unknown(inverse[converged], g[converged]),
             )
             inaccurate = rounding > self.float_accuracy
-            self._fail(~converged & ~narrow, relative, floats)
+            self._fail(~converged & ~narrow, relative, floats, g)
             finish = np.flatnonzero(narrow | inaccurate)
             if finish.size and len(self._unknown_rows) > self.max_finished_unknowns:
                 self._warn_imprecise(np.flatnonzero(inaccurate), floats, rounding)

@@ -45,3 +45,13 @@ def test_well_conditioned_points_are_left_alone():
     reference = random_features.errors(2.0, 1.0, 1e-2, signal=1 - math.exp(-1.0), noise=math.exp(-1.0), dps=20)
     with mpmath.workdps(20):
         assert abs(result.test - reference.test) < 1e-10
+
+
+def test_a_ridge_too_small_for_double_precision_says_so():
+    """Finite m, p > n m and a ridge of 1e-9: the unknowns pass 1e20 and the continuation cannot
+    follow them in floats; the error names the point and the reason."""
+    from pencils.errors import ConvergenceError
+
+    with pytest.raises(ConvergenceError, match="power of 1/ridge") as caught:
+        dsm.errors(0.1, 0.72, 1e-3, 1e-9, m=1.0)
+    assert caught.value.parameters["lambda"] == 1e-9
