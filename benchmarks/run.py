@@ -71,7 +71,7 @@ def throughput(grid_size: int) -> None:
     row(f"DSM m=inf: {grid_size}x{grid_size} (psi_n, psi_p) grid, t=0.1, lam=1e-3", f"{seconds:.2f} s",
         f"{seconds / grid_size**2 * 1e3:.2f} ms/point; target 2 s for 100x100")
     seconds = best_time(lambda: dsm.errors(psi[:, None], psi[None, :], 0.1, 1e-3, continuation="variance"), repeat=1)
-    row(f"same grid, each point on its own path from zero variance (the method before)", f"{seconds:.2f} s")
+    row("same grid, each point on its own path from zero variance (the method before)", f"{seconds:.2f} s")
     dsm.errors(20.0, psi_p[:3], 0.1, 1e-2, m=4)
     curve = np.geomspace(1.0, 10.0, 50)
     seconds = best_time(lambda: dsm.errors(20.0, curve, 0.1, 1e-2, m=4), repeat=1)
@@ -132,10 +132,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a 30x30 grid instead of 100x100, 4 seeds instead of 16")
     arguments = parser.parse_args()
-    import numpy
-
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.processor() or 'unknown CPU'}, "
-          f"Python {platform.python_version()}, numpy {numpy.__version__}\n")
+          f"Python {platform.python_version()}, numpy {np.__version__}\n")
     print("| figure | measured | note |\n|---|---|---|")
     derivation_and_cache()
     throughput(30 if arguments.quick else 100)

@@ -13,16 +13,17 @@ scales the variance of every Gaussian).  Newton's method uses the exact Jacobian
 from :math:`dG = -G\,dM\,G` for :math:`M = \Lambda - s\,\eta(g)`, and the same
 identity gives the tangent of any path in :math:`(s, \theta)`.
 
-A batch of parameter points is solved by *continuation from neighbours*: one
-anchor per batch follows the variance path :math:`s: 0 \to 1`; the others are
-visited coarse to fine (cells of a dyadic grid in the normalised parameters,
-halved at each level) and each is followed along the straight line in
-:math:`\theta` from a solved point of its parent cell, with a tangent predictor
-and a branch guard.  A point whose path fails falls back to its own variance
-path, so the answer never depends on the order of the batch.  All points of a
-level are solved together with batched numpy linear algebra; the mpmath path
-polishes the float solution with Newton's method (quadratic: a few extra
-iterations for any precision).
+A batch of parameter points is solved by *continuation from neighbours*: a few
+anchors (one per cell of the coarsest grids) follow the variance path
+:math:`s: 0 \to 1`; the others are visited coarse to fine (cells of a dyadic grid
+in the normalised parameters, halved at each level) and each is followed from a
+solved point of its parent cell (geometrically in positive parameters, else on a
+straight line), with a tangent predictor and a branch guard.  A point whose path
+fails falls back to its own variance path.  The float solution is then checked
+per unknown: ill-conditioned points are finished in arbitrary precision or
+reported.  All points of a level are solved together with batched numpy linear
+algebra; the mpmath path polishes the float solution with Newton's method
+(quadratic: a few extra iterations for any precision).
 """
 
 from __future__ import annotations
