@@ -85,18 +85,20 @@ def _source_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def _cache_key(kind: str, expr, dims_key: tuple) -> str:
-    return cache.key(kind, sympy.srepr(expr), sympy.srepr(dims_key), _source_fingerprint())
+def _cached_payload(kind: str, expr, dims_key: tuple, build) -> dict:
+    """The disk-cache entry of ``expr`` under ``kind``, made by ``build(expr, dims_key)`` on a miss."""
+    digest = cache.key(kind, sympy.srepr(expr), sympy.srepr(dims_key), _source_fingerprint())
+    payload = cache.load(kind, digest)
+    if payload is None:
+        payload = build(expr, dims_key)
+        cache.store(kind, digest, payload)
+    return payload
 
 
 @lru_cache(maxsize=256)
 def _solver(expr, dims_key: tuple) -> Solver:
     """The compiled solver of ``expr``: from memory, the disk cache, or a derivation."""
-    digest = _cache_key("trace", expr, dims_key)
-    payload = cache.load("trace", digest)
-    if payload is None:
-        payload = {"record": _derive(expr, dims_key).record()}
-        cache.store("trace", digest, payload)
+    payload = _cached_payload("trace", expr, dims_key, lambda e, k: {"record": _derive(e, k).record()})
     return Solver(payload["record"])
 
 
@@ -246,12 +248,7 @@ class _CompiledLimit:
 
 @lru_cache(maxsize=64)
 def _compiled_limit(quantity: sympy.Expr, dims_key: tuple) -> _CompiledLimit:
-    digest = _cache_key("limit", quantity, dims_key)
-    payload = cache.load("limit", digest)
-    if payload is None:
-        payload = _limit_payload(quantity, dims_key)
-        cache.store("limit", digest, payload)
-    return _CompiledLimit(payload)
+    return _CompiledLimit(_cached_payload("limit", quantity, dims_key, _limit_payload))
 
 
 def _limit_payload(quantity: sympy.Expr, dims_key: tuple) -> dict:

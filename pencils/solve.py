@@ -29,7 +29,7 @@ algebra; the mpmath path polishes the float solution with Newton's method
 from __future__ import annotations
 
 import warnings
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Mapping, NamedTuple
 
 import mpmath
@@ -43,6 +43,7 @@ from .errors import ConvergenceError, ParameterError, PrecisionWarning
 __all__ = ["Solver"]
 
 
+@lru_cache(maxsize=1)
 def _sympy_namespace() -> dict:
     """The names :func:`sympy.srepr` output refers to, for ``eval`` (its documented inverse)."""
     namespace: dict = {}
@@ -210,7 +211,7 @@ class Solver:
         (or the on-disk cache).  The coefficients (:math:`\Lambda`, the weights
         of :math:`\eta`, the block ratios and the scale of the target) are
         compiled with :func:`sympy.lambdify`: for numpy at once, for mpmath and
-        their parameter gradient when first needed.
+        their derivatives along a direction in the parameters when first needed.
 
     Examples
     --------

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import sympy
 
-from pencils import derive, limit, trace_limit
+from pencils import derive, trace_limit
 from pencils.models import dsm, marchenko_pastur
 from pencils.solve import Solver, _anchors, _features, _levels
 
@@ -76,25 +76,15 @@ def test_dsm_grid_neighbours_equal_variance_and_any_order(lam):
     """A (psi_n, psi_p) grid through psi_p = psi_n at small ridge, in two orders, against point by point."""
     psi = np.geomspace(0.1, 100, 9)
     psi_n, psi_p = (a.ravel() for a in np.meshgrid(psi, psi, indexing="ij"))
-    subs = dsm_subs(psi_n, psi_p, t=0.01, lam=lam)
-    test = dsm.quantities(False)["test"]
-    alone = limit(test, dsm.dims, subs, continuation="variance")
-    together = limit(test, dsm.dims, subs)
     permutation = np.random.default_rng(2).permutation(len(psi_n))
-    shuffled = limit(test, dsm.dims, {key: np.broadcast_to(value, psi_n.shape)[permutation] for key, value in subs.items()})
-    scale = np.max(np.abs(alone))
-    np.testing.assert_allclose(together, alone, rtol=1e-9, atol=1e-12 * scale)
-    np.testing.assert_allclose(shuffled, alone[permutation], rtol=1e-9, atol=1e-12 * scale)
-
-
-def dsm_subs(psi_n, psi_p, t, lam):
-    values = dsm.constants(t)
-    s = dsm.symbols
-    return {
-        s["psi_n"]: psi_n, s["psi_p"]: psi_p, s["lam"]: np.full_like(psi_n, lam), s["a"]: np.exp(-t),
-        s["h"]: -np.expm1(-2 * t), s["mu1"]: values["mu1"], s["v0_squared"]: values["v0_squared"],
-        s["s_squared"]: values["s_squared"], s["v_squared"]: values["v_squared"],
-    }
+    alone = dsm.errors(psi_n, psi_p, 0.01, lam, continuation="variance")
+    together = dsm.errors(psi_n, psi_p, 0.01, lam)
+    shuffled = dsm.errors(psi_n[permutation], psi_p[permutation], 0.01, lam)
+    for name in ("test", "train"):
+        reference = getattr(alone, name)
+        scale = np.max(np.abs(reference))
+        np.testing.assert_allclose(getattr(together, name), reference, rtol=1e-9, atol=1e-12 * scale)
+        np.testing.assert_allclose(getattr(shuffled, name), reference[permutation], rtol=1e-9, atol=1e-12 * scale)
 
 
 def test_unknown_continuation_is_refused(matrices):
