@@ -23,6 +23,7 @@ from typing import Mapping
 
 import sympy
 from sympy.matrices.expressions import (
+    BlockMatrix,
     Identity as SympyIdentity,
     Inverse as SympyInverse,
     MatAdd,
@@ -36,7 +37,7 @@ from sympy.matrices.expressions import (
 from .errors import DimensionError, MisScaledError, UnsupportedOperationError
 from .gaussian import Gaussian
 
-__all__ = ["Dimensions", "Leaf", "Identity", "Sum", "Product", "Inverse", "normalise"]
+__all__ = ["Dimensions", "Leaf", "Identity", "Sum", "Product", "Inverse", "Block", "normalise", "parts"]
 
 
 # --------------------------------------------------------------------------- dimensions
@@ -234,12 +235,60 @@ class Inverse:
         return self.argument.shape
 
 
+@dataclass(frozen=True)
+class Block:
+    r"""A block matrix :math:`(c_{ij} r_{ij})`: rows of pairs ``(coefficient, node)``, ``None`` for a zero block.
+
+    ``row_sizes`` and ``col_sizes`` are the sizes of the block rows and columns
+    (its :func:`parts`); every non-zero block is an unsplit node.
+    """
+
+    rows: tuple
+    row_sizes: tuple
+    col_sizes: tuple
+
+    @property
+    def shape(self) -> tuple:
+        return (sympy.Add(*self.row_sizes), sympy.Add(*self.col_sizes))
+
+
+def parts(node) -> tuple[tuple, tuple]:
+    """The sizes of the row blocks and column blocks of a node (one each unless it holds a :class:`Block`).
+
+    A product takes the row blocks of its first factor and the column blocks of
+    its last; a sum, those of its terms (an identity term is split like them);
+    an inverse, those of its argument.
+
+    Examples
+    --------
+    >>> import sympy
+    >>> from pencils import Gaussian
+    >>> n, k, d = sympy.symbols("n k d", positive=True)
+    >>> A, B = Gaussian("A", d, n), Gaussian("B", d, k)
+    >>> dims = Dimensions.from_mapping({n: 2 * d, k: d}, shape_symbols={n, k, d})
+    >>> _, _, node = normalise(sympy.BlockMatrix([[A, B]]).T * A, dims)
+    >>> parts(node)
+    ((n, k), (n,))
+    """
+    if isinstance(node, Block):
+        return node.row_sizes, node.col_sizes
+    if isinstance(node, Product):
+        return parts(node.factors[0])[0], parts(node.factors[-1])[1]
+    if isinstance(node, Sum):  # an identity term may be split like the others
+        return max((parts(term) for _, term in node.terms), key=lambda both: len(both[0]) + len(both[1]))
+    if isinstance(node, Inverse):
+        return parts(node.argument)
+    rows, cols = node.shape
+    return (rows,), (cols,)
+
+
 def normalise(expr: MatrixExpr, dims: Dimensions) -> tuple[sympy.Expr, sympy.Expr, object]:
     r"""Split ``expr`` into ``coefficient * N**power * node``.
 
     ``node`` is a tree of :class:`Leaf`, :class:`Identity`, :class:`Sum`,
-    :class:`Product` and :class:`Inverse` whose coefficients are free of ``N``
-    and whose Gaussians are normalised; transposes are pushed down to the leaves.
+    :class:`Product`, :class:`Inverse` and :class:`Block` whose coefficients are
+    free of ``N`` and whose Gaussians are normalised; transposes are pushed down
+    to the leaves.
 
     Examples
     --------
@@ -275,6 +324,8 @@ class _Normaliser:
             return 1 / coefficient, -power, Inverse(node)
         if isinstance(expr, MatPow):
             return self._power(expr, transposed)
+        if isinstance(expr, BlockMatrix):
+            return self._block(expr, transposed)
         if isinstance(expr, MatrixSymbol):
             raise UnsupportedOperationError(
                 f"{expr} is a plain MatrixSymbol; only pencils.Gaussian matrices and identities "
@@ -287,7 +338,7 @@ class _Normaliser:
             )
         raise UnsupportedOperationError(
             f"the operation {type(expr).__name__} in {expr} has no linear pencil here; "
-            f"supported: +, scalar *, matrix *, .T, inverse, integer powers."
+            f"supported: +, scalar *, matrix *, .T, inverse, integer powers, block matrices."
         )
 
     def _product(self, expr: MatMul, transposed: bool):
@@ -316,6 +367,37 @@ class _Normaliser:
             )
         terms = tuple((coefficient, node) for coefficient, _, node in converted)
         return sympy.Integer(1), powers.pop(), Sum(terms)
+
+    def _block(self, expr: BlockMatrix, transposed: bool):
+        """A block matrix: every non-zero block carries the same power of ``N`` (like the terms of a sum)."""
+        grid = expr.blocks.T if transposed else expr.blocks
+        rows, powers = [], {}
+        for i in range(grid.rows):
+            row = []
+            for j in range(grid.cols):
+                block = grid[i, j]
+                if block.is_ZeroMatrix:
+                    row.append(None)
+                    continue
+                coefficient, power, node = self.convert(block, transposed)
+                if len(parts(node)[0]) > 1 or len(parts(node)[1]) > 1:
+                    raise UnsupportedOperationError(
+                        f"the block {block} of {expr} is itself split into blocks; write the whole "
+                        f"matrix as one block matrix with unsplit blocks."
+                    )
+                powers[block] = sympy.nsimplify(power)
+                row.append((coefficient, node))
+            rows.append(tuple(row))
+        if len(set(powers.values())) > 1:
+            orders = "; ".join(f"{block}: N^{power}" for block, power in powers.items())
+            raise MisScaledError(
+                f"the blocks of {expr} grow at different rates ({orders}); rescale them so that every "
+                f"block has the same order."
+            )
+        row_sizes = tuple(grid[i, 0].shape[int(transposed)] for i in range(grid.rows))
+        col_sizes = tuple(grid[0, j].shape[1 - int(transposed)] for j in range(grid.cols))
+        power = powers.popitem()[1] if powers else sympy.Integer(0)
+        return sympy.Integer(1), power, Block(tuple(rows), row_sizes, col_sizes)
 
     def _power(self, expr: MatPow, transposed: bool):
         exponent = expr.exp

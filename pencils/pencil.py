@@ -16,7 +16,13 @@ recursively:
   :math:`L_{O,\mathrm{out}_k} = -c_k` and :math:`L_{\mathrm{in}_k, I} = -1`;
 * inverse :math:`r^{-1}`: one new block a with :math:`L_{aa} = 0`,
   :math:`L_{a,\mathrm{out}} = -1`, :math:`L_{\mathrm{in},a} = 1`, since the Schur
-  complement of :math:`L` in the enlarged matrix is :math:`-(-r) = r`.
+  complement of :math:`L` in the enlarged matrix is :math:`-(-r) = r`;
+* block matrix :math:`(c_{ij} r_{ij})`: new identity blocks :math:`O_i` and
+  :math:`I_j` per block row and column, with :math:`L_{O_i,\mathrm{out}_{ij}} = -c_{ij}`
+  and :math:`L_{\mathrm{in}_{ij}, I_j} = -1` (a sum whose terms land in different
+  blocks).  A node that holds a block matrix has one ``out`` and one ``in``
+  block per block row and column, and the rules above apply block by block
+  (e.g. the inverse of a 2 x 2 block matrix gets two new blocks).
 
 The naive pencil is then reduced: identity pivots are eliminated by Schur
 complements wherever the fill-in stays affine, and blocks that lie on no path
@@ -31,7 +37,7 @@ from typing import Mapping
 import numpy as np
 import sympy
 
-from .expression import Dimensions, Identity, Inverse, Leaf, Product, Sum, normalise, shape_symbols
+from .expression import Block, Dimensions, Identity, Inverse, Leaf, Product, Sum, normalise, parts, shape_symbols
 from .errors import MisScaledError, ParameterError, UnsupportedOperationError
 
 __all__ = ["Pencil", "linearize"]
@@ -228,7 +234,12 @@ def draw_sizes(dims: Dimensions, size: int, values: Mapping) -> dict:
 
 
 class _Builder:
-    """Grows one pencil block by block."""
+    """Grows one pencil block by block.
+
+    :meth:`build` returns the ``(out, in)`` *ports* of a node: one pencil block
+    per block row and per block column of the node (a single one unless it
+    holds a block matrix, see :func:`pencils.expression.parts`).
+    """
 
     def __init__(self):
         self.sizes: list = []
@@ -245,38 +256,70 @@ class _Builder:
         if not entry:
             del self.entries[(i, j)]
 
-    def build(self, node) -> tuple[int, int]:
-        """Add the pencil of ``node``; return its ``(out, in)`` blocks."""
+    def _join(self, into: tuple, out: tuple, coefficient, context) -> None:
+        """Add ``coefficient`` times the identity from each block of port ``into`` to the matching block of ``out``."""
+        into_sizes, out_sizes = [self.sizes[b] for b in into], [self.sizes[b] for b in out]
+        if len(into) != len(out) or any(sympy.simplify(a - b) != 0 for a, b in zip(into_sizes, out_sizes)):
+            raise UnsupportedOperationError(
+                f"{context} joins a matrix split into blocks of sizes {tuple(into_sizes)} with one split as "
+                f"{tuple(out_sizes)}; split both the same way (e.g. write the identity or the other "
+                f"factor as a block matrix too)."
+            )
+        for i, j in zip(into, out):
+            self._add(i, j, IDENTITY, coefficient)
+
+    def build(self, node, split: tuple | None = None) -> tuple[tuple, tuple]:
+        """Add the pencil of ``node``; return its ``(out, in)`` ports.
+
+        ``split`` asks an :class:`~pencils.expression.Identity` to come as one
+        identity block per given size (a ridge added to a block matrix).
+        """
         if isinstance(node, Leaf):
             rows, cols = node.shape
             out, into = self.block(rows), self.block(cols)
             self._add(out, into, (node.gaussian, node.transposed), -1)
-            return out, into
+            return (out,), (into,)
         if isinstance(node, Identity):
+            if split is not None and sympy.simplify(sympy.Add(*split) - node.size) == 0:
+                port = tuple(self.block(size) for size in split)
+                return port, port
             out = self.block(node.size)
-            return out, out
+            return (out,), (out,)
         if isinstance(node, Product):
             out, into = self.build(node.factors[0])
             for factor in node.factors[1:]:
                 factor_out, factor_in = self.build(factor)
-                self._add(into, factor_out, IDENTITY, -1)
+                self._join(into, factor_out, -1, "a product")
                 into = factor_in
             return out, into
         if isinstance(node, Sum):
-            rows, cols = node.shape
-            out, into = self.block(rows), self.block(cols)
+            rows, cols = parts(node)
+            out, into = tuple(self.block(size) for size in rows), tuple(self.block(size) for size in cols)
             for coefficient, term in node.terms:
-                term_out, term_in = self.build(term)
-                self._add(out, term_out, IDENTITY, -coefficient)
-                self._add(term_in, into, IDENTITY, -1)
+                term_out, term_in = self.build(term, split=rows if rows == cols else None)
+                self._join(out, term_out, -coefficient, "a sum")
+                self._join(term_in, into, -1, "a sum")
             return out, into
         if isinstance(node, Inverse):
             argument_out, argument_in = self.build(node.argument)
-            self.sizes.append(node.shape[0])
-            new = len(self.sizes) - 1
-            self._add(new, argument_out, IDENTITY, -1)
-            self._add(argument_in, new, IDENTITY, 1)
-            return new, new
+            new = []
+            for out, into in zip(argument_out, argument_in):
+                self.sizes.append(self.sizes[out])
+                new.append(len(self.sizes) - 1)
+                self._add(new[-1], out, IDENTITY, -1)
+                self._add(into, new[-1], IDENTITY, 1)
+            return tuple(new), tuple(new)
+        if isinstance(node, Block):
+            out = tuple(self.block(size) for size in node.row_sizes)
+            into = tuple(self.block(size) for size in node.col_sizes)
+            for row, row_block in zip(node.rows, out):
+                for entry, col_block in zip(row, into):
+                    if entry is not None:
+                        coefficient, term = entry
+                        (term_out,), (term_in,) = self.build(term)
+                        self._add(row_block, term_out, IDENTITY, -coefficient)
+                        self._add(term_in, col_block, IDENTITY, -1)
+            return out, into
         raise TypeError(f"unknown node {node!r}")  # pragma: no cover - normalise() emits no other
 
 
@@ -325,8 +368,14 @@ def linearize(expr: sympy.MatrixExpr, dims: Mapping, reduce: bool = True) -> Pen
             f"it has no finite non-zero limit. Multiply it by {dimensions.base}^({-power}) or "
             f"normalise each Wishart-like product by its dimension (X.T*X/n, W*X/sqrt(d))."
         )
+    rows, cols = parts(node)
+    if len(rows) > 1 or len(cols) > 1:
+        raise UnsupportedOperationError(
+            f"the expression {expr} is a block matrix (blocks of sizes {rows} x {cols}); take the "
+            f"trace of each diagonal block instead (e.g. Trace(A) + Trace(D) for [[A, B], [C, D]])."
+        )
     builder = _Builder()
-    out, into = builder.build(node)
+    (out,), (into,) = builder.build(node)
     pencil = Pencil(expr, dimensions, builder.sizes, builder.entries, out, into, coefficient)
     return reduce_pencil(pencil) if reduce else pencil
 

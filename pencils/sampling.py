@@ -11,7 +11,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 import sympy
-from sympy.matrices.expressions import Identity, Inverse, MatAdd, MatMul, MatPow, Transpose
+from sympy.matrices.expressions import BlockMatrix, Identity, Inverse, MatAdd, MatMul, MatPow, Transpose
 
 from .errors import ParameterError, UnsupportedOperationError
 from .expression import Dimensions, shape_symbols
@@ -54,6 +54,10 @@ def evaluate(expr: sympy.MatrixExpr, matrices: Mapping, sizes: Mapping, values: 
             return matrices[node]
         if isinstance(node, Identity):
             return np.eye(int(sympy.sympify(node.rows).subs(sizes)))
+        if node.is_ZeroMatrix:
+            return np.zeros(tuple(int(sympy.sympify(size).subs(sizes)) for size in node.shape))
+        if isinstance(node, BlockMatrix):
+            return np.block([[walk(node.blocks[i, j]) for j in range(node.blocks.cols)] for i in range(node.blocks.rows)])
         if isinstance(node, Transpose):
             return walk(node.arg).T
         if isinstance(node, Inverse):
