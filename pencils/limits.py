@@ -167,7 +167,8 @@ def trace_limit(
 
 
 def limit(
-    quantity, dims: Mapping, subs: Mapping | None = None, dps: int | None = None, continuation: str = "neighbours"
+    quantity, dims: Mapping, subs: Mapping | None = None, dps: int | None = None,
+    path_from: Mapping | None = None, continuation: str = "neighbours",
 ):
     r"""The large-dimension limit of a scalar expression in normalised traces.
 
@@ -183,8 +184,8 @@ def limit(
     ----------
     quantity : sympy.Expr or sympy.MatrixExpr
         A scalar expression of traces (a square matrix means its normalised trace).
-    dims, subs, dps, continuation
-        As in :func:`trace_limit`.
+    dims, subs, dps, path_from, continuation
+        As in :func:`trace_limit` (``path_from`` applies to every trace).
 
     Raises
     ------
@@ -208,10 +209,12 @@ def limit(
     0.5
     """
     if getattr(quantity, "is_Matrix", False):
-        return trace_limit(quantity, dims, subs, dps, continuation=continuation)
+        return trace_limit(quantity, dims, subs, dps, path_from=path_from, continuation=continuation)
     compiled = _compiled_limit(sympy.sympify(quantity), _key(dims))
+    starts = _starts_by_trace(path_from, compiled.solvers)
     values = [
-        solver.target(dict(subs or {}), dps=dps, continuation=continuation) for solver in compiled.solvers
+        solver.target(dict(subs or {}), dps=dps, path_from=start, continuation=continuation)
+        for solver, start in zip(compiled.solvers, starts)
     ]
     inputs = values + [_value(dict(subs or {}), symbol) for symbol in compiled.arguments[len(values) :]]
     if dps is None:
@@ -224,6 +227,19 @@ def limit(
             result = function(*inputs)
     with mpmath.workdps(dps):
         return np.frompyfunc(lambda v: +v, 1, 1)(result) if isinstance(result, np.ndarray) else +result
+
+
+def _starts_by_trace(path_from: Mapping | None, solvers: list) -> list:
+    """``path_from`` restricted to the parameters of each trace's solver (``None`` where it names none)."""
+    if not path_from:
+        return [None] * len(solvers)
+    path_from = {sympy.sympify(key): value for key, value in path_from.items()}
+    used = set().union(*(solver.parameters for solver in solvers)) if solvers else set()
+    unused = [str(key) for key in path_from if key not in used]
+    if unused:
+        raise ParameterError(f"path_from names {', '.join(unused)}, which the quantity does not use.")
+    starts = [{key: value for key, value in path_from.items() if key in solver.parameters} for solver in solvers]
+    return [start or None for start in starts]
 
 
 class _CompiledLimit:
