@@ -166,7 +166,7 @@ class _Multiprecision:
 
     @staticmethod
     def solve(matrices, vectors):
-        solutions = [_gauss_solve(matrix, vector[:, None])[:, 0] for matrix, vector in zip(matrices, vectors)]
+        solutions = [_refined_solve(matrix, vector) for matrix, vector in zip(matrices, vectors)]
         return np.array(solutions, dtype=object).reshape(vectors.shape)
 
     @staticmethod
@@ -176,6 +176,42 @@ class _Multiprecision:
     @staticmethod
     def finite(array) -> np.ndarray:
         return np.array([all(mpmath.isfinite(x) for x in row.ravel()) for row in array])
+
+
+def _refined_solve(matrix: np.ndarray, right: np.ndarray) -> np.ndarray:
+    r"""Solve ``matrix @ x = right`` (object arrays of mpmath numbers) by mixed-precision refinement.
+
+    With :math:`\tilde A^{-1}` the inverse in double precision,
+    :math:`x \leftarrow x + \tilde A^{-1}(b - Ax)` with the residual in the
+    working precision gains about :math:`-\log_{10}(\kappa(A)\,10^{-16})`
+    digits per step, at :math:`O(n^2)` multiprecision operations instead of the
+    :math:`O(n^3)` of elimination; where it does not contract (:math:`\kappa(A)
+    \gtrsim 10^{15}`) the system is solved by :func:`_gauss_solve`.
+    """
+    complex_values = any(isinstance(x, mpmath.mpc) for x in matrix.ravel()) or any(
+        isinstance(x, mpmath.mpc) for x in right
+    )
+    kind = complex if complex_values else float
+    try:
+        approximate = np.linalg.inv(np.array(matrix.tolist(), dtype=kind))
+    except (np.linalg.LinAlgError, OverflowError):
+        approximate = None
+    if approximate is None or not np.all(np.isfinite(approximate)):
+        return _gauss_solve(matrix, right[:, None])[:, 0]
+    convert = np.frompyfunc(mpmath.mpc if complex_values else mpmath.mpf, 1, 1)
+    floor = mpmath.mpf(2) ** (-mpmath.mp.prec + 4) * max(abs(x) for x in right.ravel()) if right.size else 0
+    x = convert(approximate @ np.array(right.tolist(), dtype=kind))
+    previous = None
+    for _ in range(200):
+        residual = right - matrix @ x
+        size = max((abs(r) for r in residual), default=mpmath.mpf(0))
+        if size <= floor * (1 + max(abs(v) for v in x.ravel())):
+            return x
+        if previous is not None and size > previous / 2:
+            break
+        previous = size
+        x = x + convert(approximate @ np.array(residual.tolist(), dtype=kind))
+    return _gauss_solve(matrix, right[:, None])[:, 0]
 
 
 def _gauss_solve(matrix: np.ndarray, right: np.ndarray) -> np.ndarray:
