@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from pencils.errors import ParameterError
+from pencils import limit
 from pencils.models import dsm, random_features
 
 
@@ -37,6 +38,53 @@ def test_m_equal_one_is_random_features_regression_to_28_digits():
     with mpmath.workdps(40):
         assert abs(result.test - reference.test) < mpmath.mpf(10) ** -28
         assert abs(result.train - reference.train) < mpmath.mpf(10) ** -28
+
+
+@pytest.mark.parametrize("psi_n, psi_p, t, lam", [(0.5, 4.0, 1.0, 1e-6), (2.0, 1.0, 0.5, 1e-9)])
+def test_m_equal_one_at_a_tiny_ridge_is_random_features_regression(psi_n, psi_p, t, lam):
+    """A tiny ridge: p > n (the dual form, continued in the ridge) and p < n (the primal form).
+
+    The reference is random-features regression in 30 digits (its float solution is
+    ill-conditioned there), so the DSM floats must be right to rounding: 1e-12 relative
+    on the test error; the train error (2e-13 at p > n, the interpolating regime) to 1e-10
+    relative.
+    """
+    result = dsm.errors(psi_n, psi_p, t, lam, m=1)
+    a2 = math.exp(-2 * t)
+    reference = random_features.errors(psi_n, psi_p, lam / psi_p, signal=1 - a2, noise=a2, dps=30)
+    assert abs(result.test - float(reference.test)) < 1e-12 * float(reference.test)
+    assert abs(result.train - float(reference.train)) < 1e-10 * float(reference.train)
+
+
+@pytest.mark.parametrize("m", [1.0, 2.5, 4.0])
+def test_primal_and_dual_forms_agree_where_both_are_well_conditioned(m):
+    """p > n m with a moderate ridge: the p x p and the nm x nm (block) forms of the estimator
+    are two derivations of the same errors; both are well conditioned, so they agree to rounding."""
+    psi_n, t = 1.0, 0.2
+    psi_p = np.array([1.5, 4.0]) * m
+    lam = np.array([[1e-2], [1e-1]])
+    values = dsm.constants(t)
+    subs = {
+        dsm.symbols["psi_n"]: psi_n, dsm.symbols["psi_p"]: psi_p, dsm.symbols["lam"]: lam, dsm.symbols["m"]: m,
+        dsm.symbols["a"]: math.exp(-t), dsm.symbols["h"]: -math.expm1(-2 * t), dsm.symbols["mu1"]: values["mu1"],
+        dsm.symbols["v0_squared"]: values["v0_squared"], dsm.symbols["s_squared"]: values["s_squared"],
+        dsm.symbols["v_squared"]: values["v_squared"],
+    }
+    primal, dual = dsm.quantities(finite_m=True), dsm.quantities(finite_m=True, dual=True)
+    for name in ("test", "train"):
+        np.testing.assert_allclose(limit(dual[name], dsm.dims, subs), limit(primal[name], dsm.dims, subs), rtol=1e-10)
+
+
+@pytest.mark.parametrize("m", [1.0, 4.0])
+def test_finite_m_at_a_tiny_ridge(m):
+    """lam = 1e-9 on both sides of p = n m: finite, above the optimum, and in the interpolating
+    regime p > n m the train error is lam^2 times a constant (the dual form's lam^2 tr(Z K^-2 Z^T))."""
+    psi_p = np.array([0.3, 0.8, 3.0, 20.0]) * m
+    tiny = dsm.errors(1.0, psi_p, 0.1, 1e-9, m=m)
+    assert np.all(np.isfinite(tiny.test)) and np.all(np.isfinite(tiny.train))
+    assert np.all(tiny.test >= tiny.optimum) and np.all(tiny.train >= 0)
+    smaller = dsm.errors(1.0, psi_p[2:], 0.1, 1e-10, m=m)
+    np.testing.assert_allclose(tiny.train[2:] / 1e-9**2, smaller.train / 1e-10**2, rtol=1e-6)
 
 
 def test_large_m_tends_to_infinite_m():

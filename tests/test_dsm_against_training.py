@@ -30,7 +30,7 @@ Seeds are ``(tag, s)`` with a tag per point, so different points are independent
 (points with equal ``psi_n``, ``psi_p`` and ``d`` would otherwise share ``W`` and ``X``).
 
 The points cover ``p < n`` and ``p > n`` (and ``p > n m``), small ``t`` (0.1) and
-moderate ``t`` (0.5 to 1), ridges 1e-2 to 1e-1, and ``m = 1, 2, 3, 8, inf``
+moderate ``t`` (0.5 to 1), ridges 1e-2 to 1e-1 (and 1e-6 at ``p > n m``), and ``m = 1, 2, 3, 8, inf``
 (``inf`` with ``sin``, exact in the simulator); ReLU for finite ``m``, plus one
 ``tanh`` point (generic activation, constants by quadrature).  The last test checks
 that the uncentred and the centred ReLU (``rho - mu0``) give the same limits.
@@ -93,6 +93,8 @@ POINTS = [
     Point(5, psi_n=2.0, psi_p=1.0, t=0.7, lam=0.1, m=math.inf, activation="sin"),
     # generic activation (test error by a Hermite series in the simulator), p < n, moderate t
     Point(6, psi_n=2.0, psi_p=1.0, t=1.0, lam=0.1, m=2, activation="tanh"),
+    # p > n m with a tiny ridge: memorization (train ~ 2e-10), the dual form continued in the ridge
+    Point(8, psi_n=0.5, psi_p=2.0, t=0.1, lam=1e-6, m=2, activation="relu"),
 ]
 # uncentred against centred ReLU: m = 2, n < p < n m, small t
 CENTRING_POINT = Point(7, psi_n=1.0, psi_p=1.5, t=0.1, lam=0.05, m=2, activation="relu")
@@ -124,8 +126,8 @@ class Fit:
     chi2: float
 
     def describe(self) -> str:
-        sizes = ", ".join(f"d={d} ({SEEDS[d]} seeds): {m:.5f} +- {e:.5f}" for d, m, e in zip(SIZES, self.means, self.errors))
-        return f"{sizes}; extrapolated {self.limit:.5f} +- {self.stderr:.5f} (chi2 {self.chi2:.2f}, 1 dof)"
+        sizes = ", ".join(f"d={d} ({SEEDS[d]} seeds): {m:.6g} +- {e:.2g}" for d, m, e in zip(SIZES, self.means, self.errors))
+        return f"{sizes}; extrapolated {self.limit:.6g} +- {self.stderr:.2g} (chi2 {self.chi2:.2f}, 1 dof)"
 
 
 def _fit(samples: list) -> Fit:
@@ -141,7 +143,7 @@ def _fit(samples: list) -> Fit:
 
 def _check_against_theory(point: Point, name: str, fit: Fit, theory: float, what: str = "") -> None:
     sigmas = (fit.limit - theory) / fit.stderr
-    message = (f"{point.label} {what}{name}: {fit.describe()}; theory {theory:.5f}, "
+    message = (f"{point.label} {what}{name}: {fit.describe()}; theory {theory:.6g}, "
                f"gap {fit.limit - theory:+.2e} = {sigmas:+.2f} sigma")
     print(message)
     assert fit.chi2 < SIGMAS**2, "the 1/d law does not fit the three sizes (use larger d): " + message

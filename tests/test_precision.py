@@ -32,10 +32,12 @@ def test_small_system_is_finished_in_arbitrary_precision(lam):
 
 @pytest.mark.slow
 def test_large_system_warns_where_double_precision_is_not_enough():
-    """The finite-m DSM train system (195 unknowns) is too large to finish automatically (40 s:
-    its points just above the residual tolerance are still finished, in arbitrary precision)."""
+    """At the interpolation threshold p = n m with a ridge of 1e-9 the errors are large
+    (the test error ~ 1e4) and the finite-m systems (106 and 195 unknowns) too large to
+    finish automatically: a warning (its points just above the residual tolerance are
+    still finished, in arbitrary precision, which takes tens of seconds)."""
     with pytest.warns(PrecisionWarning, match="dps=30"):
-        dsm.errors(0.1, 0.72, 1e-3, 1e-6, m=1.0)
+        dsm.errors(1.0, 1.0, 0.1, 1e-9, m=1.0)
 
 
 def test_well_conditioned_points_are_left_alone():
@@ -48,10 +50,22 @@ def test_well_conditioned_points_are_left_alone():
 
 
 def test_a_ridge_too_small_for_double_precision_says_so():
-    """Finite m, p > n m and a ridge of 1e-9: the unknowns pass 1e20 and the continuation cannot
-    follow them in floats; the error names the point and the reason."""
+    """Finite m, p > n m and a ridge of 1e-9 in the primal (p x p) form: the unknowns pass 1e20
+    and the continuation cannot follow them in floats; the error names the point and the reason.
+    ``dsm.errors`` uses the dual form there (see ``tests/test_dsm.py``)."""
+    from pencils import limit
     from pencils.errors import ConvergenceError
 
+    values = dsm.constants(1e-3)
+    symbols = dsm.symbols
+    subs = {
+        symbols["psi_n"]: 0.1, symbols["psi_p"]: 0.72, symbols["lam"]: 1e-9, symbols["m"]: 1.0,
+        symbols["a"]: math.exp(-1e-3), symbols["h"]: -math.expm1(-2e-3), symbols["mu1"]: values["mu1"],
+        symbols["v0_squared"]: values["v0_squared"], symbols["s_squared"]: values["s_squared"],
+        symbols["v_squared"]: values["v_squared"],
+    }
     with pytest.raises(ConvergenceError, match="power of 1/ridge") as caught:
-        dsm.errors(0.1, 0.72, 1e-3, 1e-9, m=1.0)
+        limit(dsm.quantities(finite_m=True)["test"], dsm.dims, subs)
     assert caught.value.parameters["lambda"] == 1e-9
+    result = dsm.errors(0.1, 0.72, 1e-3, 1e-9, m=1.0)
+    assert 0 < result.train < 1e-15 and math.isfinite(result.test)

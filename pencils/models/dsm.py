@@ -30,6 +30,20 @@ copies of one data point, :math:`s^2` the part that changes from copy to copy,
   (:math:`n` columns) and :math:`F_b = \mu_1\sqrt h\,WZ_b/\sqrt d + s\,\Xi_b`
   (:math:`n(m-1)` columns): :math:`m` enters as the size ratio of a second
   sample block, so one derivation serves every real :math:`m \ge 1`.
+  With :math:`F = (F_a\ F_b)` and :math:`Z = (Z_a\ Z_b)`, the ridge estimator
+  has two equal forms,
+
+  .. math::  B = \frac{ZF^T}{nm}\Bigl(\frac{FF^T}{nm} + \lambda I_p\Bigr)^{-1}
+             = Z\Bigl(\frac{F^TF}{nm} + \lambda I_{nm}\Bigr)^{-1}\frac{F^T}{nm},
+
+  and :math:`Z - BF = \lambda Z (F^TF/nm + \lambda)^{-1}`.  The first
+  (*primal*) is used for :math:`p \le nm`; the second (*dual*, a block matrix
+  in the two sample blocks) for :math:`p > nm`, where :math:`FF^T` has a null
+  space and the primal unknowns grow like :math:`1/\lambda^2`, beyond double
+  precision at :math:`\lambda = 10^{-9}`.  Finite-:math:`m` points with
+  :math:`\lambda <` ``RIDGE_START`` are continued in :math:`\lambda` from
+  ``RIDGE_START``: the default path from zero variance starts at unknowns of
+  order :math:`1/\lambda^2` there.
 
 Every error is :math:`1 + \frac1d[\operatorname{tr}(BU_*B^T) - 2\operatorname{tr}(BV_*^T)]`
 with the matching :math:`U_*, V_*`, handed to :func:`pencils.limit` as matrix
@@ -69,23 +83,33 @@ symbols = {
 }
 #: Dimensions: ``n = psi_n d``, ``p = psi_p d`` and the second sample block ``k = (m - 1) n``.
 dims = {d: d, n: psi_n * d, p: psi_p * d, k: (m - 1) * psi_n * d}
+#: Finite-m points with a smaller ridge are continued in the ridge from this value (see the module notes).
+RIDGE_START = 1e-2
 
 
-@lru_cache(maxsize=2)
-def quantities(finite_m: bool) -> dict:
+@lru_cache(maxsize=3)
+def quantities(finite_m: bool, dual: bool = False) -> dict:
     r"""The test and train errors as SymPy expressions in traces.
 
     Parameters
     ----------
     finite_m : bool
         ``True`` for the rotated finite-:math:`m` problem, ``False`` for :math:`m = \infty`.
+    dual : bool
+        For finite :math:`m`: the estimator written with the :math:`nm \times nm`
+        Gram matrix of the samples (a block matrix), well conditioned for
+        :math:`p > nm` (see the module notes).
 
     Examples
     --------
     >>> from pencils.models import dsm
     >>> sorted(dsm.quantities(finite_m=True))
     ['test', 'train']
+    >>> dsm.quantities(finite_m=True, dual=True)["train"].has(sympy.BlockMatrix)
+    True
     """
+    if dual and not finite_m:
+        raise ParameterError("the dual form is for finite m (for m = inf the features have a full-rank part).")
     sqrt, Tr = sympy.sqrt, sympy.Trace
     I_p = sympy.Identity(p)
     W, X, Xi0 = Gaussian("W", p, d), Gaussian("X", d, n), Gaussian("Xi_0", p, n)
@@ -96,8 +120,14 @@ def quantities(finite_m: bool) -> dict:
         Xia, Xib = Gaussian("Xi_a", p, n), Gaussian("Xi_b", p, k)
         Fa = mu1 * W * (a * sqrt(m) * X + sqrt(h) * Za) / sqrt(d) + sqrt(v0_squared * m) * Xi0 + sqrt(s_squared) * Xia
         Fb = mu1 * sqrt(h) * W * Zb / sqrt(d) + sqrt(s_squared) * Xib
-        B = (Za * Fa.T + Zb * Fb.T) / (n * m) * ((Fa * Fa.T + Fb * Fb.T) / (n * m) + lam * I_p).I
-        train = Tr((Za - B * Fa) * (Za - B * Fa).T + (Zb - B * Fb) * (Zb - B * Fb).T) / (n * m * d)
+        if dual:
+            F, Z = sympy.BlockMatrix([[Fa, Fb]]), sympy.BlockMatrix([[Za, Zb]])
+            gram = (F.T * F / (n * m) + lam * sympy.Identity(n + k)).I
+            B = Z * gram * F.T / (n * m)
+            train = lam**2 * Tr(Z * gram**2 * Z.T) / (n * m * d)
+        else:
+            B = (Za * Fa.T + Zb * Fb.T) / (n * m) * ((Fa * Fa.T + Fb * Fb.T) / (n * m) + lam * I_p).I
+            train = Tr((Za - B * Fa) * (Za - B * Fa).T + (Zb - B * Fb) * (Zb - B * Fb).T) / (n * m * d)
     else:
         Ft = a * mu1 * W * X / sqrt(d) + sqrt(v0_squared) * Xi0
         U = Ft * Ft.T / n + h * mu1**2 * W * W.T / d + s_squared * I_p
@@ -212,9 +242,12 @@ def errors(
     dtype = object if dps is not None else float
     psi_n, psi_p, t, lam, m = (np.broadcast_to(np.asarray(v, dtype=dtype), shape) for v in (psi_n, psi_p, t, lam, m))
     infinite = np.array([float(value) == math.inf for value in m.ravel()], dtype=bool).reshape(shape)
+    wide = np.array([float(q) > float(r) * float(s) for q, r, s in zip(psi_p.ravel(), psi_n.ravel(), m.ravel())],
+                    dtype=bool).reshape(shape)  # p > n m
     test = np.empty(shape, dtype=object if dps is not None else float)
     train = np.empty_like(test)
-    for finite_m, mask in ((False, infinite), (True, ~infinite)):
+    forms = ((False, False, infinite), (True, False, ~infinite & ~wide), (True, True, ~infinite & wide))
+    for finite_m, dual, mask in forms:
         if not np.any(mask):
             continue
         values = constants(t[mask], activation, dps=dps)
@@ -225,11 +258,15 @@ def errors(
             a: a_value, h: h_value, mu1: values["mu1"], v0_squared: values["v0_squared"],
             s_squared: values["s_squared"], v_squared: values["v_squared"],
         }
+        path_from = None
         if finite_m:
             subs[symbols["m"]] = m[mask]
-        found = quantities(finite_m)
-        test[mask] = limit(found["test"], dims, subs, dps=dps, continuation=continuation)
-        train[mask] = limit(found["train"], dims, subs, dps=dps, continuation=continuation)
+            ridges = np.array([float(value) for value in lam[mask]])
+            if np.any(ridges < RIDGE_START):
+                path_from = {symbols["lam"]: np.maximum(ridges, RIDGE_START)}
+        found = quantities(finite_m, dual)
+        for name, values in (("test", test), ("train", train)):
+            values[mask] = limit(found[name], dims, subs, dps=dps, path_from=path_from, continuation=continuation)
     optimum_value = _apply(lambda x: mpmath.exp(-2 * mpmath.mpmathify(x)), t, dps) if dps else optimum(t)
     if shape == ():
         return Errors(test.item(), train.item(), optimum_value.item() if isinstance(optimum_value, np.ndarray) else optimum_value)
