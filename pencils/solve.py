@@ -73,7 +73,7 @@ def _compile(arguments, expressions, module: str):
         "mpmath": (MpmathPrinter, {"mpmath": mpmath}),
     }[module]
     settings = {"fully_qualified_modules": True, "inline": True, "allow_unknown_functions": True, "user_functions": {}}
-    return sympy.lambdify(names, renamed, modules=[namespace], printer=printer(settings), dummify=False)
+    return sympy.lambdify(names, renamed, modules=[namespace], printer=printer(settings), dummify=False, cse=True)
 
 
 class _PathPoint(NamedTuple):
@@ -815,12 +815,22 @@ _DEPTH = 30  # the finest grid has 2**30 cells per coordinate
 
 
 def _table(values: list, count: int) -> np.ndarray:
-    """Compiled coefficients (numbers or arrays) as one array of shape (C, P)."""
-    dtype = complex if any(np.iscomplexobj(value) for value in values) else float
+    """Compiled coefficients (numbers or arrays) as one array of shape (C, P).
+
+    The values are Python or numpy numbers and arrays (``np.complex128`` is a
+    ``complex``); checking their types is much quicker than ``np.iscomplexobj``.
+    """
+    dtype = complex if any(isinstance(value, complex) or _kind(value) == "c" for value in values) else float
     table = np.empty((len(values), count), dtype=dtype)
     for row, value in zip(table, values):
         row[...] = value
     return table
+
+
+def _kind(value) -> str:
+    """The numpy kind of an array or numpy scalar (``"c"`` complex, ``"f"`` float, ...); "" for other values."""
+    dtype = getattr(value, "dtype", None)
+    return dtype.kind if isinstance(dtype, np.dtype) else ""
 
 
 def _features(columns: list) -> tuple[np.ndarray, np.ndarray]:
