@@ -376,12 +376,13 @@ class Solver:
         count, unknowns = inverse.shape[0], len(self._unknown_rows)
         flat = inverse.reshape(count, self.size * self.size)
         terms = weights.T[:, self._term_coupling] * flat[:, self._term_left] * flat[:, self._term_right]
-        jacobian = np.zeros((count, unknowns * unknowns), dtype=terms.dtype)
-        if inverse.dtype == object:
-            jacobian[...] = mpmath.mpf(0)
+        # Filled in place: a fresh array from np.zeros is paged in on first write, slow for large batches.
+        jacobian = np.empty((count, unknowns * unknowns), dtype=terms.dtype)
+        jacobian[...] = mpmath.mpf(0) if inverse.dtype == object else 0
         if terms.shape[1]:
             jacobian[:, self._entry] = np.reshape(step, (-1, 1)) * np.add.reduceat(terms, self._entry_start, axis=1)
-        return jacobian.reshape(count, unknowns, unknowns) - np.eye(unknowns)
+        jacobian[:, :: unknowns + 1] -= 1
+        return jacobian.reshape(count, unknowns, unknowns)
 
     def _solve_linearised(self, weights, inverse, step, right, algebra):
         """Solve :math:`J x = \\text{right}` at every point, building :math:`J` for a chunk of points at a time.
