@@ -617,15 +617,19 @@ class Solver:
         a well-conditioned problem agrees to about 1e-14.
         """
         matrix = self._matrix(lambdas, weights, g, 1.0, _Float())
-        rows = np.max(np.abs(matrix), axis=2)
+        magnitude = np.abs(matrix)
+        rows = np.max(magnitude, axis=2)
         rows = np.where(rows > 0, 1 / rows, 1.0)[:, :, None]
-        cols = np.max(np.abs(matrix * rows), axis=1)
+        magnitude *= rows
+        cols = np.max(magnitude, axis=1)
         cols = np.where(cols > 0, 1 / cols, 1.0)[:, None, :]
         out, into = self.record["out"], self.record["into"]
         # the target of C (R M C)^{-1} R: one column, a solve instead of an inverse
         unit = np.zeros(matrix.shape[:2], dtype=matrix.dtype)
         unit[:, into] = rows[:, into, 0]
-        other = _Float().solve(matrix * rows * cols, unit)[:, out] * cols[:, 0, out]
+        matrix *= rows  # scaled in place: large batches are slow to allocate
+        matrix *= cols
+        other = _Float().solve(matrix, unit)[:, out] * cols[:, 0, out]
         target = np.abs(inverse[:, out, into])
         change = np.abs(other - inverse[:, out, into])
         return np.where(target > 0, change / np.where(target > 0, target, 1), change)
