@@ -23,7 +23,10 @@ fails falls back to its own variance path.  The float solution is then checked
 per unknown: ill-conditioned points are finished in arbitrary precision or
 reported.  All points of a level are solved together with batched numpy linear
 algebra; the mpmath path polishes the float solution with Newton's method
-(quadratic: a few extra iterations for any precision).
+(quadratic: a few extra iterations for any precision).  Every solved point
+carries its matrix :math:`G = (\Lambda - s\,\eta(g))^{-1}`, which the last
+Newton iteration computes for its residual: the tangent at that point and the
+final check at the requested parameters reuse it instead of inverting again.
 """
 
 from __future__ import annotations
