@@ -23,7 +23,10 @@ fails falls back to its own variance path.  The float solution is then checked
 per unknown: ill-conditioned points are finished in arbitrary precision or
 reported.  All points of a level are solved together with batched numpy linear
 algebra; the mpmath path polishes the float solution with Newton's method
-(quadratic: a few extra iterations for any precision).
+(quadratic: a few extra iterations for any precision).  Every solved point
+carries its matrix :math:`G = (\Lambda - s\,\eta(g))^{-1}`, which the last
+Newton iteration computes for its residual: the tangent at that point and the
+final check at the requested parameters reuse it instead of inverting again.
 """
 
 from __future__ import annotations
@@ -73,7 +76,7 @@ def _compile(arguments, expressions, module: str):
         "mpmath": (MpmathPrinter, {"mpmath": mpmath}),
     }[module]
     settings = {"fully_qualified_modules": True, "inline": True, "allow_unknown_functions": True, "user_functions": {}}
-    return sympy.lambdify(names, renamed, modules=[namespace], printer=printer(settings), dummify=False)
+    return sympy.lambdify(names, renamed, modules=[namespace], printer=printer(settings), dummify=False, cse=True)
 
 
 class _PathPoint(NamedTuple):
@@ -412,12 +415,13 @@ class Solver:
         count, unknowns = inverse.shape[0], len(self._unknown_rows)
         flat = inverse.reshape(count, self.size * self.size)
         terms = weights.T[:, self._term_coupling] * flat[:, self._term_left] * flat[:, self._term_right]
-        jacobian = np.zeros((count, unknowns * unknowns), dtype=terms.dtype)
-        if inverse.dtype == object:
-            jacobian[...] = mpmath.mpf(0)
+        # Filled in place: a fresh array from np.zeros is paged in on first write, slow for large batches.
+        jacobian = np.empty((count, unknowns * unknowns), dtype=terms.dtype)
+        jacobian[...] = mpmath.mpf(0) if inverse.dtype == object else 0
         if terms.shape[1]:
             jacobian[:, self._entry] = np.reshape(step, (-1, 1)) * np.add.reduceat(terms, self._entry_start, axis=1)
-        return jacobian.reshape(count, unknowns, unknowns) - np.eye(unknowns)
+        jacobian[:, :: unknowns + 1] -= 1
+        return jacobian.reshape(count, unknowns, unknowns)
 
     def _solve_linearised(self, weights, inverse, step, right, algebra):
         """Solve :math:`J x = \\text{right}` at every point, building :math:`J` for a chunk of points at a time.
@@ -435,14 +439,13 @@ class Solver:
             parts.append(algebra.solve(self._jacobian(weights[:, part], inverse[part], step[part]), right[part]))
         return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
-    def _velocity(self, point: _PathPoint, g, algebra):
-        r"""The tangent :math:`dg/d\text{position}` of the solution path at ``g``.
+    def _velocity(self, point: _PathPoint, g, inverse, algebra):
+        r"""The tangent :math:`dg/d\text{position}` of the solution path at ``g``, where :math:`G` is ``inverse``.
 
         With :math:`dM = d\Lambda - \eta_{s\,dw + ds\,w}(g)`, the equations move by
         :math:`-[G\,dM\,G]_S` at fixed ``g``, and the tangent solves
         :math:`J\,v = [G\,dM\,G]_S`.
         """
-        inverse = self._inverse(point.lambdas, point.weights, g, point.step, algebra)
         moving = np.reshape(point.step, (1, -1)) * point.d_weights + np.reshape(point.d_step, (1, -1)) * point.weights
         change = self._matrix(point.d_lambdas, moving, g, 1, algebra)
         shift = (inverse @ change @ inverse)[:, self._unknown_rows, self._unknown_cols]
@@ -455,8 +458,8 @@ class Solver:
             return size / np.where(scale != 0, scale, 1.0)
         return np.array([v / (s if s != 0 else 1) for v, s in zip(size, scale)], dtype=object)
 
-    def _newton(self, lambdas, weights, g, step, algebra, tolerance, accept, iterations, settled=None):
-        """Newton iterations at fixed ``s``.
+    def _newton(self, lambdas, weights, g, step, algebra, tolerance, accept, iterations, settled=None, inverse=None):
+        """Newton iterations at fixed ``s``, from ``g`` (where :math:`G` is ``inverse``, if given).
 
         A point stops when its relative Newton step is below ``tolerance``, or
         below ``accept`` and no longer halving (the rounding floor of an
@@ -467,25 +470,32 @@ class Solver:
         convergence to have reached rounding).  Returns ``(g, converged, relative residual,
         inverse)`` with ``converged`` where the relative residual
         :math:`\\|[G]_S - g\\|_\\infty / \\|g\\|_\\infty` is at most
-        ``accept`` and ``inverse`` the matrix :math:`G` at ``g``.
+        ``accept`` and ``inverse`` the matrix :math:`G` at ``g`` (computed again only
+        where ``g`` moved).
         """
         count = g.shape[0]
         g = g.copy()
         step = np.broadcast_to(np.asarray(step, dtype=object if g.dtype == object else None), (count,))
         previous = np.full(count, np.inf, dtype=object if g.dtype == object else float)
         active = np.arange(count)
+        if inverse is None:
+            inverse = self._inverse(lambdas, weights, g, step, algebra)
+        current = inverse  # G at g[active]
+        moved = np.zeros(count, dtype=bool)
         for iteration in range(iterations):
             lam, weight, s = lambdas[:, active], weights[:, active], step[active]
-            inverse = self._inverse(lam, weight, g[active], s, algebra)
-            residual = inverse[:, self._unknown_rows, self._unknown_cols] - g[active]
+            if iteration:
+                current = self._inverse(lam, weight, g[active], s, algebra)
+            residual = current[:, self._unknown_rows, self._unknown_cols] - g[active]
             if iteration == 0 and settled is not None:
                 moving = ~(self._relative(residual, g[active], algebra) <= settled)
                 active, lam, weight, s = active[moving], lam[:, moving], weight[:, moving], s[moving]
-                inverse, residual = inverse[moving], residual[moving]
+                current, residual = current[moving], residual[moving]
                 if not active.size:
                     break
-            delta = self._solve_linearised(weight, inverse, s, -residual, algebra)
+            delta = self._solve_linearised(weight, current, s, -residual, algebra)
             g[active] = g[active] + delta
+            moved[active] = True
             relative = self._relative(delta, g[active], algebra)
             done = (relative <= tolerance) | ~algebra.finite(g[active])
             done |= (relative <= accept) & (relative >= previous[active] / 2)
@@ -493,7 +503,11 @@ class Solver:
             active = active[~done]
             if not active.size:
                 break
-        inverse = self._inverse(lambdas, weights, g, step, algebra)
+        if np.all(moved):
+            inverse = self._inverse(lambdas, weights, g, step, algebra)
+        elif np.any(moved):
+            inverse = inverse.copy()
+            inverse[moved] = self._inverse(lambdas[:, moved], weights[:, moved], g[moved], step[moved], algebra)
         relative = self._relative(inverse[:, self._unknown_rows, self._unknown_cols] - g, g, algebra)
         finite = algebra.finite(g) & algebra.finite(inverse)
         if relative.dtype == object:
@@ -505,7 +519,7 @@ class Solver:
     def _continue(self, lambdas, weights, algebra):
         """Follow the physical branch from ``s = 0`` (``g = Lambda^{-1}``) to ``s = 1``.
 
-        Returns ``(g, reached)``, see :meth:`_follow`.
+        Returns ``(g, inverse, reached)``, see :meth:`_follow`.
         """
         count = lambdas.shape[1] if lambdas.size else weights.shape[1]
         zero = algebra.zeros((count, len(self._unknown_rows)), np.result_type(lambdas, weights))
@@ -522,10 +536,11 @@ class Solver:
             lam, weight = lambdas[:, index], weights[:, index]
             return _PathPoint(lam, weight, position, 0 * lam, 0 * weight, np.ones(len(index)))
 
-        return self._follow(g, algebra, path, first_step=1e-2)
+        return self._follow(g, deterministic, algebra, path, first_step=1e-2)
 
-    def _follow(self, g, algebra, path, first_step: float):
-        """Follow solutions along ``path(position, index) -> _PathPoint`` from position 0 to 1.
+    def _follow(self, g, inverse, algebra, path, first_step: float):
+        """Follow solutions ``g`` (with their matrices :math:`G`, ``inverse``) along
+        ``path(position, index) -> _PathPoint`` from position 0 to 1.
 
         Every point has its own position and step.  A step is accepted when
         Newton converges and its correction is small next to the predictor's
@@ -533,8 +548,9 @@ class Solver:
         sharp turn); the next step is scaled to aim at 1/10 (between 1/4 and 4
         times), and a rejected one is cut at least fourfold.  The predictor is
         second order: the exact tangent and its change since the last accepted
-        point.  Returns ``(g, reached)``, ``reached`` false where the step fell
-        below ``1e-13`` before position 1.
+        point.  Returns ``(g, inverse, reached)`` at position 1 (the arrays given,
+        updated in place), ``reached`` false where the step fell below ``1e-13``
+        before it.
         """
         count = g.shape[0]
         position, step = np.zeros(count), np.full(count, first_step)
@@ -547,12 +563,12 @@ class Solver:
             target = np.minimum(1.0, here + step[index])
             span = here - last_position[index]
             span = np.where(np.isfinite(span) & (span > 0), span, np.inf)[:, None]
-            velocity = self._velocity(path(here, index), start, algebra)
+            velocity = self._velocity(path(here, index), start, inverse[index], algebra)
             acceleration = (velocity - last_velocity[index]) / span  # the change of the tangent
             delta = (target - here)[:, None]
             predicted = start + delta * velocity + delta**2 / 2 * acceleration
             point = path(target, index)
-            candidate, converged, _, _ = self._newton(
+            candidate, converged, _, candidate_inverse = self._newton(
                 point.lambdas, point.weights, predicted, point.step, algebra, algebra.continuation_tolerance,
                 100 * algebra.continuation_tolerance, 4,
             )
@@ -567,18 +583,20 @@ class Solver:
             last_position[accepted] = position[accepted]
             last_velocity[accepted] = velocity[converged]
             g[accepted], position[accepted] = candidate[converged], target[converged]
+            inverse[accepted] = candidate_inverse[converged]
             scale = np.clip(0.1 / np.maximum(ratio, 1e-3), 0.25, 4.0)
             step[accepted] = np.minimum(step[accepted] * scale[converged], 1.0)
             step[rejected] *= np.minimum(scale[~converged], 0.25)
             active = (position < 1.0) & (step >= 1e-13)
-        return g, position == 1.0
+        return g, inverse, position == 1.0
 
-    def _between(self, starts: list, ends: list, g, algebra):
-        """Follow the solutions ``g`` at the parameter columns ``starts`` to ``ends``.
+    def _between(self, starts: list, ends: list, g, inverse, algebra):
+        """Follow the solutions ``g`` (matrices :math:`G` ``inverse``) at the parameter columns ``starts`` to ``ends``.
 
         A parameter that is positive at both ends moves geometrically
         (:math:`\\theta_0 (\\theta_1/\\theta_0)^x`, a straight line in its logarithm,
         the scale on which ratios and ridges act); the others move on a straight line.
+        Position 1 is exactly ``ends``.  Returns ``(g, inverse, reached)`` like :meth:`_follow`.
         """
         geometric = [
             not np.iscomplexobj(s) and not np.iscomplexobj(e) and bool(np.all(s > 0) and np.all(e > 0))
@@ -588,9 +606,9 @@ class Solver:
 
         def path(position, index):
             columns, directions = [], []
-            for s, rate, log in zip(starts, rates, geometric):
+            for s, e, rate, log in zip(starts, ends, rates, geometric):
                 value = s[index] * np.exp(position * rate[index]) if log else s[index] + position * rate[index]
-                columns.append(value)
+                columns.append(np.where(position == 1.0, e[index], value))
                 directions.append(value * rate[index] if log else rate[index])
             lam, weight, _, _ = self._coefficients(columns, len(index), multiprecision=False)
             change = _table(self._directional(*columns, *directions), len(index))
@@ -598,7 +616,7 @@ class Solver:
             zeros = np.zeros(len(index))
             return _PathPoint(lam, weight, zeros + 1, d_lam, d_weight, zeros)
 
-        return self._follow(g, algebra, path, first_step=1.0)
+        return self._follow(g, inverse, algebra, path, first_step=1.0)
 
     def _continue_from_neighbours(self, columns: list, lambdas, weights):
         """Solve every point by continuation from a solved neighbour (coarse to fine); see the module notes.
@@ -606,26 +624,27 @@ class Solver:
         The anchors (at most :attr:`anchors`, one per cell of the coarsest
         grids) follow the variance path together; each finer level follows
         straight lines in the parameters from the level above.  Returns ``(g,
-        reached)`` like :meth:`_continue`, which it falls back to for the points
-        whose path from their neighbour fails.
+        inverse, reached)`` like :meth:`_continue`, which it falls back to for the
+        points whose path from their neighbour fails.
         """
         count = lambdas.shape[1] if lambdas.size else weights.shape[1]
         algebra = _Float()
         features, groups = _features(columns)
         anchors, representative, level = _anchors(features, groups, self.anchors)
-        start, anchor_reached = self._continue(lambdas[:, anchors], weights[:, anchors], algebra)
+        start, start_inverse, anchor_reached = self._continue(lambdas[:, anchors], weights[:, anchors], algebra)
         g = np.zeros((count, start.shape[1]), dtype=start.dtype)
+        inverse = np.zeros((count, *start_inverse.shape[1:]), dtype=start_inverse.dtype)
         reached, solved = np.ones(count, dtype=bool), np.zeros(count, dtype=bool)
-        g[anchors], reached[anchors], solved[anchors] = start, anchor_reached, True
+        g[anchors], inverse[anchors], reached[anchors], solved[anchors] = start, start_inverse, anchor_reached, True
         for children, parents in _levels(features, groups, solved, representative, level + 1):
-            g[children], reached[children] = self._between(
-                [c[parents] for c in columns], [c[children] for c in columns], g[parents], algebra
+            g[children], inverse[children], reached[children] = self._between(
+                [c[parents] for c in columns], [c[children] for c in columns], g[parents], inverse[parents], algebra
             )
             reached[children] &= reached[parents]
         lost = np.flatnonzero(~reached)
         if lost.size:
-            g[lost], reached[lost] = self._continue(lambdas[:, lost], weights[:, lost], algebra)
-        return g, reached
+            g[lost], inverse[lost], reached[lost] = self._continue(lambdas[:, lost], weights[:, lost], algebra)
+        return g, inverse, reached
 
     def _rounding(self, lambdas, weights, g, inverse) -> np.ndarray:
         """The relative change of the target when the final matrix is inverted after equilibration.
@@ -637,15 +656,19 @@ class Solver:
         a well-conditioned problem agrees to about 1e-14.
         """
         matrix = self._matrix(lambdas, weights, g, 1.0, _Float())
-        rows = np.max(np.abs(matrix), axis=2)
+        magnitude = np.abs(matrix)
+        rows = np.max(magnitude, axis=2)
         rows = np.where(rows > 0, 1 / rows, 1.0)[:, :, None]
-        cols = np.max(np.abs(matrix * rows), axis=1)
+        magnitude *= rows
+        cols = np.max(magnitude, axis=1)
         cols = np.where(cols > 0, 1 / cols, 1.0)[:, None, :]
         out, into = self.record["out"], self.record["into"]
         # the target of C (R M C)^{-1} R: one column, a solve instead of an inverse
         unit = np.zeros(matrix.shape[:2], dtype=matrix.dtype)
         unit[:, into] = rows[:, into, 0]
-        other = _Float().solve(matrix * rows * cols, unit)[:, out] * cols[:, 0, out]
+        matrix *= rows  # scaled in place: large batches are slow to allocate
+        matrix *= cols
+        other = _Float().solve(matrix, unit)[:, out] * cols[:, 0, out]
         target = np.abs(inverse[:, out, into])
         change = np.abs(other - inverse[:, out, into])
         return np.where(target > 0, change / np.where(target > 0, target, 1), change)
@@ -723,9 +746,9 @@ class Solver:
         dtype = np.result_type(*starts, *floats) if floats else float
         starts, ends = [np.asarray(s, dtype=dtype) for s in starts], [np.asarray(f, dtype=dtype) for f in floats]
         lambdas, weights, _, _ = self._coefficients(starts, count, multiprecision=False)
-        g, reached = self._start(starts, lambdas, weights, continuation)
+        g, inverse, reached = self._start(starts, lambdas, weights, continuation)
         self._fail(~reached, np.full(count, np.inf), starts)
-        return self._between(starts, ends, g, _Float())
+        return self._between(starts, ends, g, inverse, _Float())
 
     def solve(
         self, subs: Mapping, dps: int | None = None, path_from: Mapping | None = None,
@@ -761,12 +784,12 @@ class Solver:
         self._validate(coefficients, floats)
         lambdas, weights, _, scale = coefficients
         if path_from:
-            g, reached = self._continue_in_parameters(floats, count, path_from, continuation)
+            g, inverse, reached = self._continue_in_parameters(floats, count, path_from, continuation)
         else:
-            g, reached = self._start(floats, lambdas, weights, continuation)
+            g, inverse, reached = self._start(floats, lambdas, weights, continuation)
         g, converged, relative, inverse = self._newton(
             lambdas, weights, g, 1.0, _Float(), 4 * _Float.epsilon, _Float.residual_tolerance, self.max_newton,
-            settled=16 * _Float.epsilon,
+            settled=16 * _Float.epsilon, inverse=inverse,
         )
         converged &= reached
         if dps is None:
@@ -808,7 +831,7 @@ class Solver:
                 if converged[index]:
                     start = np.array([[_to_mpmath(x) for x in g[index].tolist()]], dtype=object)
                 else:
-                    start, reached = self._continue(lambdas, weights, algebra)
+                    start, _, reached = self._continue(lambdas, weights, algebra)
                     self._fail(~reached, [np.inf], [f[index : index + 1] for f in floats])
                 _, ok, residual, inverse = self._newton(
                     lambdas, weights, start, 1, algebra, mpmath.mpf(10) ** -(dps + 8), algebra.residual_tolerance,
@@ -851,12 +874,22 @@ _DEPTH = 30  # the finest grid has 2**30 cells per coordinate
 
 
 def _table(values: list, count: int) -> np.ndarray:
-    """Compiled coefficients (numbers or arrays) as one array of shape (C, P)."""
-    dtype = complex if any(np.iscomplexobj(value) for value in values) else float
+    """Compiled coefficients (numbers or arrays) as one array of shape (C, P).
+
+    The values are Python or numpy numbers and arrays (``np.complex128`` is a
+    ``complex``); checking their types is much quicker than ``np.iscomplexobj``.
+    """
+    dtype = complex if any(isinstance(value, complex) or _kind(value) == "c" for value in values) else float
     table = np.empty((len(values), count), dtype=dtype)
     for row, value in zip(table, values):
         row[...] = value
     return table
+
+
+def _kind(value) -> str:
+    """The numpy kind of an array or numpy scalar (``"c"`` complex, ``"f"`` float, ...); "" for other values."""
+    dtype = getattr(value, "dtype", None)
+    return dtype.kind if isinstance(dtype, np.dtype) else ""
 
 
 def _features(columns: list) -> tuple[np.ndarray, np.ndarray]:
