@@ -115,3 +115,28 @@ def test_batch_equals_point_by_point_for_marchenko_pastur():
         np.array([marchenko_pastur.stieltjes(value, 2.0) for value in z]),
         rtol=1e-12,
     )
+
+
+def test_limit_follows_path_from_for_the_traces_that_use_it(matrices):
+    """``limit(path_from=...)``: a quantity with two traces, only one of which depends on ``lam``.
+
+    The start ``lam = 10`` is followed down to the requested ridges and gives the same
+    values as the default path; the Marchenko-Pastur closed form (companion: the Stieltjes
+    transform at ``-lam`` with ``gamma = d/n = 1/2``) checks both; a start for a symbol
+    no trace uses is refused.
+    """
+    from pencils import limit
+    from pencils.errors import ParameterError
+    from test_closed_forms import marchenko_pastur
+
+    n, d, lam, X = matrices["n"], matrices["d"], matrices["lam"], matrices["X"]
+    S = X.T * X / n
+    quantity = sympy.Trace((S + lam * matrices["I_d"]).I) / d + sympy.Trace(S) / d
+    ridges = np.array([1e-3, 0.1, 2.0])
+    direct = limit(quantity, {n: 2 * d}, {lam: ridges})
+    followed = limit(quantity, {n: 2 * d}, {lam: ridges}, path_from={lam: 10.0})
+    np.testing.assert_allclose(followed, direct, rtol=1e-12)
+    expected = [float(marchenko_pastur(-r, 0.5)) + 1 for r in ridges]
+    np.testing.assert_allclose(followed, expected, rtol=1e-12)
+    with pytest.raises(ParameterError, match="does not use"):
+        limit(quantity, {n: 2 * d}, {lam: ridges}, path_from={sympy.Symbol("z"): 1.0})
