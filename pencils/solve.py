@@ -274,6 +274,9 @@ class Solver:
     max_finished_unknowns = 80
     #: The most intermediate values of a Jacobian built at once (8 bytes each).
     chunk_entries = 2**20
+    #: Batches of at least this many points solve Newton's linear systems block by block (see
+    #: ``_block_solve``); smaller batches cost per numpy call and solve each system at once.
+    block_solve_points = 64
     continuations = ("neighbours", "variance")
 
     def __init__(self, record: Mapping):
@@ -408,27 +411,43 @@ class Solver:
         self._term_left = rows_of[equation] * size + self._rows[coupling]  # G[a_r, i_t], flattened
         self._term_right = self._cols[coupling] * size + cols_of[equation]  # G[j_t, b_r]
         self._entry_start = np.flatnonzero(np.r_[True, np.diff(entry) != 0]) if entry.size else entry
-        self._entry = entry[self._entry_start]
+        diagonal = np.arange(count) * (count + 1)
+        self._pattern = np.union1d(entry[self._entry_start], diagonal)  # flat positions of the entries
+        self._pattern_of_terms = np.searchsorted(self._pattern, entry[self._entry_start])
+        self._pattern_of_diagonal = np.searchsorted(self._pattern, diagonal)
 
-    def _jacobian(self, weights, inverse, step):
-        """The Jacobian of ``F`` in ``g``, shape (P, U, U), from its structurally non-zero terms."""
-        count, unknowns = inverse.shape[0], len(self._unknown_rows)
+    def _jacobian_entries(self, weights, inverse, step):
+        """The structurally non-zero entries of the Jacobian of ``F`` in ``g``, shape (P, E).
+
+        Entry ``e`` is at the flat position ``_pattern[e]`` of the ``U x U``
+        Jacobian (every diagonal entry included: :math:`J = \partial [G]_S/\partial g - I`).
+        """
+        count = inverse.shape[0]
         flat = inverse.reshape(count, self.size * self.size)
         terms = weights.T[:, self._term_coupling] * flat[:, self._term_left] * flat[:, self._term_right]
-        # Filled in place: a fresh array from np.zeros is paged in on first write, slow for large batches.
-        jacobian = np.empty((count, unknowns * unknowns), dtype=terms.dtype)
-        jacobian[...] = mpmath.mpf(0) if inverse.dtype == object else 0
+        entries = np.empty((count, len(self._pattern)), dtype=terms.dtype)
+        entries[...] = mpmath.mpf(0) if inverse.dtype == object else 0
         if terms.shape[1]:
-            jacobian[:, self._entry] = np.reshape(step, (-1, 1)) * np.add.reduceat(terms, self._entry_start, axis=1)
-        jacobian[:, :: unknowns + 1] -= 1
+            entries[:, self._pattern_of_terms] = np.reshape(step, (-1, 1)) * np.add.reduceat(terms, self._entry_start, axis=1)
+        entries[:, self._pattern_of_diagonal] -= 1
+        return entries
+
+    def _jacobian(self, entries):
+        """The dense Jacobian, shape (P, U, U), from its entries."""
+        count, unknowns = entries.shape[0], len(self._unknown_rows)
+        # Filled in place: a fresh array from np.zeros is paged in on first write, slow for large batches.
+        jacobian = np.empty((count, unknowns * unknowns), dtype=entries.dtype)
+        jacobian[...] = mpmath.mpf(0) if entries.dtype == object else 0
+        jacobian[:, self._pattern] = entries
         return jacobian.reshape(count, unknowns, unknowns)
 
     def _solve_linearised(self, weights, inverse, step, right, algebra):
-        """Solve :math:`J x = \\text{right}` at every point, building :math:`J` for a chunk of points at a time.
+        """Solve :math:`J x = \text{right}` at every point, building :math:`J` for a chunk of points at a time.
 
         Chunks of at most :attr:`chunk_entries` intermediate values (terms or
         entries of the Jacobian) bound the memory of large systems and keep the
-        work in cache.
+        work in cache.  Chunks of at least :attr:`block_solve_points` float
+        points are solved block by block (:meth:`_block_solve`).
         """
         count = inverse.shape[0]
         step = np.broadcast_to(np.reshape(np.asarray(step, dtype=object if inverse.dtype == object else None), -1), (count,))
@@ -436,8 +455,94 @@ class Solver:
         parts = []
         for k in range(0, count, chunk):
             part = slice(k, k + chunk)
-            parts.append(algebra.solve(self._jacobian(weights[:, part], inverse[part], step[part]), right[part]))
+            entries = self._jacobian_entries(weights[:, part], inverse[part], step[part])
+            if inverse.dtype != object and entries.shape[0] >= self.block_solve_points:
+                parts.append(self._block_solve(entries, right[part], algebra))
+            else:
+                parts.append(algebra.solve(self._jacobian(entries), right[part]))
         return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    @cached_property
+    def _blocks(self) -> list:
+        """The strongly connected components of the Jacobian's pattern, in order of dependency.
+
+        Equation ``r`` depends on unknown ``u`` where the Jacobian entry ``(r, u)``
+        is structurally non-zero.  A component's level is one more than the
+        highest level it depends on, so the components of a level only need the
+        unknowns of earlier levels.  The components of a level are grouped by
+        size ``k``; each group is a dict with ``unknowns`` (its ``G k`` unknowns,
+        component by component), ``block`` (the entries of the ``G`` diagonal
+        blocks, shape ``(G, k, k)``, -1 where structurally zero), and ``needed``, ``sources``, ``rows``,
+        ``starts``: the off-block entries, the unknowns they multiply, the rows
+        (positions in ``unknowns``) they belong to and where each row's run starts.
+        """
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        count = len(self._unknown_rows)
+        rows, cols = np.divmod(self._pattern, count)
+        position = np.full((count, count), -1)
+        position[rows, cols] = np.arange(len(rows))
+        graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(count, count)).tocsr()
+        components, label = connected_components(graph, directed=True, connection="strong")
+        needs = [set() for _ in range(components)]
+        for r, u in zip(label[rows], label[cols]):
+            if r != u:
+                needs[r].add(u)
+        level = np.full(components, -1)
+
+        def depth(component: int) -> int:  # the condensation of a graph is acyclic
+            if level[component] < 0:
+                level[component] = 1 + max((depth(other) for other in needs[component]), default=-1)
+            return level[component]
+
+        for component in range(components):
+            depth(component)
+        groups = []
+        for value in range(level.max() + 1 if components else 0):
+            by_size: dict = {}
+            for component in np.flatnonzero(level == value):
+                members = np.flatnonzero(label == component)
+                by_size.setdefault(len(members), []).append(members)
+            for members in map(np.array, by_size.values()):
+                unknowns = members.reshape(-1)
+                outside = np.flatnonzero(np.isin(rows, unknowns) & (label[rows] != label[cols]))
+                row_of = {u: k for k, u in enumerate(unknowns)}
+                outside = outside[np.argsort([row_of[r] for r in rows[outside]], kind="stable")]
+                run_rows = np.array([row_of[r] for r in rows[outside]], dtype=int)
+                starts = np.flatnonzero(np.r_[True, np.diff(run_rows) != 0]) if run_rows.size else run_rows
+                groups.append({
+                    "unknowns": unknowns, "block": position[members[:, :, None], members[:, None, :]],
+                    "needed": outside, "sources": cols[outside], "rows": run_rows[starts] if run_rows.size else run_rows,
+                    "starts": starts,
+                })
+        return groups
+
+    def _block_solve(self, entries, right, algebra):
+        r"""Solve :math:`J x = b` from the Jacobian's entries by block forward substitution.
+
+        For each component :math:`C` of :attr:`_blocks` in order,
+        :math:`J_{CC}\, x_C = b_C - \sum_{u \notin C} J_{Cu} x_u` (only earlier
+        levels contribute); the components of a level with the same size are
+        one batched solve.  The Jacobians of the DSM systems split into blocks
+        of at most 7 of their 33 and 43 unknowns, so a large batch costs a
+        fraction of one dense solve per point.
+        """
+        count = right.shape[0]
+        x = np.zeros(right.shape, dtype=np.result_type(entries, right))
+        for group in self._blocks:
+            unknowns, block = group["unknowns"], group["block"]
+            rhs = right[:, unknowns].copy()
+            if group["needed"].size:
+                products = entries[:, group["needed"]] * x[:, group["sources"]]
+                rhs[:, group["rows"]] -= np.add.reduceat(products, group["starts"], axis=1)
+            groups, size = block.shape[:2]
+            if size == 1:  # a diagonal entry: a division (0 gives inf, reported as not converged)
+                x[:, unknowns] = rhs / entries[:, block.reshape(-1)]
+                continue
+            matrices = np.where(block >= 0, entries[:, block], 0).reshape(count * groups, size, size)
+            x[:, unknowns] = algebra.solve(matrices, rhs.reshape(count * groups, size)).reshape(count, groups * size)
+        return x
 
     def _velocity(self, point: _PathPoint, g, inverse, algebra):
         r"""The tangent :math:`dg/d\text{position}` of the solution path at ``g``, where :math:`G` is ``inverse``.
@@ -925,7 +1030,14 @@ def _features(columns: list) -> tuple[np.ndarray, np.ndarray]:
 def _cells(features: np.ndarray, groups: np.ndarray, level: int) -> np.ndarray:
     """The cell of every point in a grid of ``2**level`` cells per coordinate, within its group."""
     cells = np.minimum((features * 2**level).astype(np.int64), 2**level - 1)
-    _, cell = np.unique(np.column_stack([groups, cells]), axis=0, return_inverse=True)
+    if level * features.shape[1] + int(groups.max(initial=0)).bit_length() < 63:
+        # one integer per cell (mixed radix): np.unique of a vector, much faster than of rows
+        key = groups.astype(np.int64)
+        for column in cells.T:
+            key = key * 2**level + column
+        _, cell = np.unique(key, return_inverse=True)
+    else:
+        _, cell = np.unique(np.column_stack([groups, cells]), axis=0, return_inverse=True)
     return cell.reshape(-1)
 
 
