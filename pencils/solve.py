@@ -275,7 +275,7 @@ class Solver:
     #: The most intermediate values of a Jacobian built at once (8 bytes each).
     chunk_entries = 2**20
     #: Batches of at least this many points solve Newton's linear systems block by block (see
-    #: ``_block_solve``); smaller batches cost per numpy call and solve each system at once.
+    #: ``_BlockTriangular``); smaller batches cost per numpy call and are solved densely.
     block_solve_points = 64
     continuations = ("neighbours", "variance")
 
@@ -294,7 +294,11 @@ class Solver:
         self._coupling_order = np.argsort(entries, kind="stable")
         sorted_entries = entries[self._coupling_order]
         self._coupling_start = np.flatnonzero(np.r_[True, np.diff(sorted_entries) != 0]) if entries.size else entries
-        self._coupling_entry = sorted_entries[self._coupling_start]
+        coupling_entry = sorted_entries[self._coupling_start]
+        identity_entry = self._identity_rows * size + self._identity_cols
+        self._matrix_pattern = np.union1d(identity_entry, coupling_entry)  # flat positions of M's entries
+        self._matrix_of_identity = np.searchsorted(self._matrix_pattern, identity_entry)
+        self._matrix_of_couplings = np.searchsorted(self._matrix_pattern, coupling_entry)
         self._jacobian_terms(identity, couplings, unknowns)
         self._expressions = [eval(text, namespace) for text in record["coefficients"]]
         self._split = np.cumsum([len(identity), len(couplings), len(record["ratios"])])
@@ -375,20 +379,31 @@ class Solver:
 
     # ----------------------------------------------------------------- the iteration
 
+    def _matrix_entries(self, lambdas, weights, g, step):
+        r"""The structurally non-zero entries of :math:`\Lambda - s\,\eta_w(g)`, shape (P, E), at ``_matrix_pattern``."""
+        count = g.shape[0]
+        entries = np.empty((count, len(self._matrix_pattern)), dtype=np.result_type(lambdas, weights, g))
+        entries[...] = mpmath.mpf(0) if entries.dtype == object else 0
+        entries[:, self._matrix_of_identity] = lambdas.T
+        if len(self._rows):
+            values = np.reshape(step, (-1, 1)) * weights.T * g[:, self._sources]
+            entries[:, self._matrix_of_couplings] -= np.add.reduceat(values[:, self._coupling_order], self._coupling_start, axis=1)
+        return entries
+
     def _matrix(self, lambdas, weights, g, step, algebra):
         r""":math:`\Lambda - s\,\eta_w(g)` at every point, shape (P, K, K)."""
         count = g.shape[0]
-        matrix = algebra.zeros((count, self.size, self.size), np.result_type(lambdas, weights, g))
-        matrix[:, self._identity_rows, self._identity_cols] = lambdas.T
-        if len(self._rows):
-            values = np.reshape(step, (-1, 1)) * weights.T * g[:, self._sources]
-            summed = np.add.reduceat(values[:, self._coupling_order], self._coupling_start, axis=1)
-            flat = matrix.reshape(count, self.size * self.size)
-            flat[:, self._coupling_entry] -= summed
-        return matrix
+        matrix = algebra.zeros((count, self.size * self.size), np.result_type(lambdas, weights, g))
+        matrix[:, self._matrix_pattern] = self._matrix_entries(lambdas, weights, g, step)
+        return matrix.reshape(count, self.size, self.size)
 
     def _inverse(self, lambdas, weights, g, step, algebra):
-        """:math:`(\\Lambda - s\\,\\eta(g))^{-1}` at every point."""
+        r""":math:`(\Lambda - s\,\eta(g))^{-1}` at every point.
+
+        (Block forward substitution over the matrix's components, as for the
+        Jacobian, was measured as slow as LAPACK's inverse here: 18 to 21
+        right-hand sides make its off-block products as costly as the inverse.)
+        """
         return algebra.inv(self._matrix(lambdas, weights, g, step, algebra))
 
     def _jacobian_terms(self, identity, couplings, unknowns) -> None:
@@ -417,7 +432,7 @@ class Solver:
         self._pattern_of_diagonal = np.searchsorted(self._pattern, diagonal)
 
     def _jacobian_entries(self, weights, inverse, step):
-        """The structurally non-zero entries of the Jacobian of ``F`` in ``g``, shape (P, E).
+        r"""The structurally non-zero entries of the Jacobian of ``F`` in ``g``, shape (P, E).
 
         Entry ``e`` is at the flat position ``_pattern[e]`` of the ``U x U``
         Jacobian (every diagonal entry included: :math:`J = \partial [G]_S/\partial g - I`).
@@ -447,7 +462,7 @@ class Solver:
         Chunks of at most :attr:`chunk_entries` intermediate values (terms or
         entries of the Jacobian) bound the memory of large systems and keep the
         work in cache.  Chunks of at least :attr:`block_solve_points` float
-        points are solved block by block (:meth:`_block_solve`).
+        points are solved block by block (:class:`_BlockTriangular`).
         """
         count = inverse.shape[0]
         step = np.broadcast_to(np.reshape(np.asarray(step, dtype=object if inverse.dtype == object else None), -1), (count,))
@@ -457,92 +472,14 @@ class Solver:
             part = slice(k, k + chunk)
             entries = self._jacobian_entries(weights[:, part], inverse[part], step[part])
             if inverse.dtype != object and entries.shape[0] >= self.block_solve_points:
-                parts.append(self._block_solve(entries, right[part], algebra))
+                parts.append(self._jacobian_blocks.solve(entries, right[part], algebra))
             else:
                 parts.append(algebra.solve(self._jacobian(entries), right[part]))
         return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
     @cached_property
-    def _blocks(self) -> list:
-        """The strongly connected components of the Jacobian's pattern, in order of dependency.
-
-        Equation ``r`` depends on unknown ``u`` where the Jacobian entry ``(r, u)``
-        is structurally non-zero.  A component's level is one more than the
-        highest level it depends on, so the components of a level only need the
-        unknowns of earlier levels.  The components of a level are grouped by
-        size ``k``; each group is a dict with ``unknowns`` (its ``G k`` unknowns,
-        component by component), ``block`` (the entries of the ``G`` diagonal
-        blocks, shape ``(G, k, k)``, -1 where structurally zero), and ``needed``, ``sources``, ``rows``,
-        ``starts``: the off-block entries, the unknowns they multiply, the rows
-        (positions in ``unknowns``) they belong to and where each row's run starts.
-        """
-        from scipy.sparse import coo_matrix
-        from scipy.sparse.csgraph import connected_components
-
-        count = len(self._unknown_rows)
-        rows, cols = np.divmod(self._pattern, count)
-        position = np.full((count, count), -1)
-        position[rows, cols] = np.arange(len(rows))
-        graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(count, count)).tocsr()
-        components, label = connected_components(graph, directed=True, connection="strong")
-        needs = [set() for _ in range(components)]
-        for r, u in zip(label[rows], label[cols]):
-            if r != u:
-                needs[r].add(u)
-        level = np.full(components, -1)
-
-        def depth(component: int) -> int:  # the condensation of a graph is acyclic
-            if level[component] < 0:
-                level[component] = 1 + max((depth(other) for other in needs[component]), default=-1)
-            return level[component]
-
-        for component in range(components):
-            depth(component)
-        groups = []
-        for value in range(level.max() + 1 if components else 0):
-            by_size: dict = {}
-            for component in np.flatnonzero(level == value):
-                members = np.flatnonzero(label == component)
-                by_size.setdefault(len(members), []).append(members)
-            for members in map(np.array, by_size.values()):
-                unknowns = members.reshape(-1)
-                outside = np.flatnonzero(np.isin(rows, unknowns) & (label[rows] != label[cols]))
-                row_of = {u: k for k, u in enumerate(unknowns)}
-                outside = outside[np.argsort([row_of[r] for r in rows[outside]], kind="stable")]
-                run_rows = np.array([row_of[r] for r in rows[outside]], dtype=int)
-                starts = np.flatnonzero(np.r_[True, np.diff(run_rows) != 0]) if run_rows.size else run_rows
-                groups.append({
-                    "unknowns": unknowns, "block": position[members[:, :, None], members[:, None, :]],
-                    "needed": outside, "sources": cols[outside], "rows": run_rows[starts] if run_rows.size else run_rows,
-                    "starts": starts,
-                })
-        return groups
-
-    def _block_solve(self, entries, right, algebra):
-        r"""Solve :math:`J x = b` from the Jacobian's entries by block forward substitution.
-
-        For each component :math:`C` of :attr:`_blocks` in order,
-        :math:`J_{CC}\, x_C = b_C - \sum_{u \notin C} J_{Cu} x_u` (only earlier
-        levels contribute); the components of a level with the same size are
-        one batched solve.  The Jacobians of the DSM systems split into blocks
-        of at most 7 of their 33 and 43 unknowns, so a large batch costs a
-        fraction of one dense solve per point.
-        """
-        count = right.shape[0]
-        x = np.zeros(right.shape, dtype=np.result_type(entries, right))
-        for group in self._blocks:
-            unknowns, block = group["unknowns"], group["block"]
-            rhs = right[:, unknowns].copy()
-            if group["needed"].size:
-                products = entries[:, group["needed"]] * x[:, group["sources"]]
-                rhs[:, group["rows"]] -= np.add.reduceat(products, group["starts"], axis=1)
-            groups, size = block.shape[:2]
-            if size == 1:  # a diagonal entry: a division (0 gives inf, reported as not converged)
-                x[:, unknowns] = rhs / entries[:, block.reshape(-1)]
-                continue
-            matrices = np.where(block >= 0, entries[:, block], 0).reshape(count * groups, size, size)
-            x[:, unknowns] = algebra.solve(matrices, rhs.reshape(count * groups, size)).reshape(count, groups * size)
-        return x
+    def _jacobian_blocks(self) -> "_BlockTriangular":
+        return _BlockTriangular(self._pattern, len(self._unknown_rows))
 
     def _velocity(self, point: _PathPoint, g, inverse, algebra):
         r"""The tangent :math:`dg/d\text{position}` of the solution path at ``g``, where :math:`G` is ``inverse``.
@@ -971,6 +908,101 @@ class Solver:
         with mpmath.workdps(dps):
             values = [+(v.real if isinstance(v, mpmath.mpc) and v.imag == 0 else v) for v in values]
         return np.array(values, dtype=object).reshape(shape) if shape else values[0]
+
+
+class _BlockTriangular:
+    r"""Batched solves with matrices of one sparsity pattern, by block forward substitution.
+
+    The strongly connected components of the pattern's graph (row ``r``
+    depends on column ``u`` where entry ``(r, u)`` may be non-zero) are put in
+    levels: one more than the highest level a component depends on (the
+    condensation of a graph is acyclic).  For each component :math:`C`, level
+    by level,
+
+    .. math::  A_{CC}\, x_C = b_C - \sum_{u \notin C} A_{Cu}\, x_u,
+
+    where only earlier levels contribute; the components of a level with the
+    same size are one batched solve (a division for size one).  This is
+    Gaussian elimination with pivoting inside each diagonal block only, exact
+    for the block-triangular structure.  The DSM matrices split into blocks of
+    at most 3 of 18 and 21 rows, their Jacobians into blocks of at most 7 of
+    33 and 43 unknowns, so a large batch of Jacobian solves costs a fraction of
+    dense LAPACK calls.
+
+    Parameters
+    ----------
+    positions : numpy.ndarray
+        The sorted flat positions ``r * n + u`` of the entries that may be non-zero.
+    n : int
+        The size of the matrices.
+    """
+
+    def __init__(self, positions: np.ndarray, n: int):
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        rows, cols = np.divmod(positions, n)
+        where = np.full((n, n), -1)
+        where[rows, cols] = np.arange(len(rows))
+        graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n)).tocsr()
+        components, label = connected_components(graph, directed=True, connection="strong")
+        needs = [set() for _ in range(components)]
+        for r, u in zip(label[rows], label[cols]):
+            if r != u:
+                needs[r].add(u)
+        level = np.full(components, -1)
+
+        def depth(component: int) -> int:
+            if level[component] < 0:
+                level[component] = 1 + max((depth(other) for other in needs[component]), default=-1)
+            return level[component]
+
+        for component in range(components):
+            depth(component)
+        self.groups = []
+        for value in range(level.max() + 1 if components else 0):
+            by_size: dict = {}
+            for component in np.flatnonzero(level == value):
+                members = np.flatnonzero(label == component)
+                by_size.setdefault(len(members), []).append(members)
+            for members in map(np.array, by_size.values()):
+                self.groups.append(self._group(members, rows, cols, label, where))
+
+    @staticmethod
+    def _group(members: np.ndarray, rows, cols, label, where) -> dict:
+        """``unknowns`` (the rows of the group, component by component), ``block`` (the entries of
+        the diagonal blocks, shape (G, k, k), -1 where structurally zero), and the off-block entries
+        ``needed`` with the columns ``sources`` they multiply, the group rows they add to and where
+        each row's run starts (``rows``, ``starts``)."""
+        unknowns = members.reshape(-1)
+        row_of = np.full(len(where), -1)
+        row_of[unknowns] = np.arange(len(unknowns))
+        outside = np.flatnonzero((row_of[rows] >= 0) & (label[rows] != label[cols]))
+        outside = outside[np.argsort(row_of[rows[outside]], kind="stable")]
+        run_rows = row_of[rows[outside]]
+        starts = np.flatnonzero(np.r_[True, np.diff(run_rows) != 0]) if run_rows.size else run_rows
+        return {
+            "unknowns": unknowns, "block": where[members[:, :, None], members[:, None, :]],
+            "needed": outside, "sources": cols[outside], "rows": run_rows[starts], "starts": starts,
+        }
+
+    def solve(self, entries: np.ndarray, right: np.ndarray, algebra) -> np.ndarray:
+        """Solve :math:`A x = b` at every point: ``entries`` (P, E) of :math:`A`, ``right`` (P, n)."""
+        count = right.shape[0]
+        x = np.zeros(right.shape, dtype=np.result_type(entries, right))
+        for group in self.groups:
+            unknowns, block = group["unknowns"], group["block"]
+            rhs = right[:, unknowns].copy()
+            if group["needed"].size:
+                products = entries[:, group["needed"]] * x[:, group["sources"]]
+                rhs[:, group["rows"]] -= np.add.reduceat(products, group["starts"], axis=1)
+            groups, size = block.shape[:2]
+            if size == 1:  # a diagonal entry: a division (0 gives inf, reported as not converged)
+                x[:, unknowns] = rhs / entries[:, block.reshape(-1)]
+                continue
+            matrices = np.where(block >= 0, entries[:, block], 0).reshape(count * groups, size, size)
+            x[:, unknowns] = algebra.solve(matrices, rhs.reshape(count * groups, size)).reshape(count, groups * size)
+        return x
 
 
 # --------------------------------------------------------------------- the order of a batch
