@@ -77,6 +77,11 @@ def throughput(grid_size: int) -> None:
     seconds = best_time(lambda: dsm.errors(20.0, curve, 0.1, 1e-2, m=4), repeat=1)
     row("DSM m=4: 50-point learning curve, psi_p in [1, 10], lam=1e-2", f"{seconds:.2f} s",
         f"{seconds / 50 * 1e3:.0f} ms/point (106 + 195 unknowns)")
+    wide = np.geomspace(4.5, 100.0, 50)  # p > n m = 4 psi_n: the dual (block) form, continued in lam
+    dsm.errors(1.0, wide[:3], 0.1, 1e-9, m=4)
+    seconds = best_time(lambda: dsm.errors(1.0, wide, 0.1, 1e-9, m=4), repeat=1)
+    row("DSM m=4, lam=1e-9: 50-point curve at p > n m, psi_n=1, psi_p in [4.5, 100]", f"{seconds:.2f} s",
+        f"{seconds / 50 * 1e3:.0f} ms/point (dual form: 48 + 90 unknowns, continued from lam=1e-2)")
 
 
 def precision() -> None:
@@ -88,6 +93,10 @@ def precision() -> None:
     dsm.errors(*point, dps=30)
     seconds = best_time(lambda: dsm.errors(*point, dps=50), repeat=2)
     row("DSM m=inf: one point at dps=50 (test and train, warm)", f"{seconds:.2f} s", "target 1 s")
+    dsm.errors(2.0, 5.0, 0.1, 1e-2, m=4, dps=30)
+    seconds = best_time(lambda: dsm.errors(2.0, 5.0, 0.1, 1e-2, m=4, dps=30), repeat=1)
+    row("DSM m=4: one point at dps=30 (106 + 195 unknowns, warm)", f"{seconds:.2f} s",
+        "Newton's systems by mixed-precision refinement")
     precise, floats, higher = dsm.errors(*point, dps=50), dsm.errors(*point), dsm.errors(*point, dps=60)
     for name in ("test", "train"):
         exact = getattr(precise, name)
