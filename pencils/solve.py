@@ -274,8 +274,9 @@ class Solver:
     max_finished_unknowns = 80
     #: The most intermediate values of a Jacobian built at once (8 bytes each).
     chunk_entries = 2**20
-    #: Batches of at least this many points solve Newton's linear systems block by block (see
-    #: ``_BlockTriangular``); smaller batches cost per numpy call and are solved densely.
+    #: Float batches of at least this many points solve Newton's linear systems block by block
+    #: (see ``_BlockTriangular``, as do all multiprecision ones); smaller float batches cost per
+    #: numpy call and are solved densely.
     block_solve_points = 64
     continuations = ("neighbours", "variance")
 
@@ -462,7 +463,8 @@ class Solver:
         Chunks of at most :attr:`chunk_entries` intermediate values (terms or
         entries of the Jacobian) bound the memory of large systems and keep the
         work in cache.  Chunks of at least :attr:`block_solve_points` float
-        points are solved block by block (:class:`_BlockTriangular`).
+        points, and every multiprecision system (where each operation costs the
+        same whatever the batch), are solved block by block (:class:`_BlockTriangular`).
         """
         count = inverse.shape[0]
         step = np.broadcast_to(np.reshape(np.asarray(step, dtype=object if inverse.dtype == object else None), -1), (count,))
@@ -471,7 +473,7 @@ class Solver:
         for k in range(0, count, chunk):
             part = slice(k, k + chunk)
             entries = self._jacobian_entries(weights[:, part], inverse[part], step[part])
-            if inverse.dtype != object and entries.shape[0] >= self.block_solve_points:
+            if inverse.dtype == object or entries.shape[0] >= self.block_solve_points:
                 parts.append(self._jacobian_blocks.solve(entries, right[part], algebra))
             else:
                 parts.append(algebra.solve(self._jacobian(entries), right[part]))
