@@ -265,8 +265,8 @@ def errors(
             if np.any(ridges < RIDGE_START):
                 path_from = {symbols["lam"]: np.maximum(ridges, RIDGE_START)}
         found = quantities(finite_m, dual)
-        for name, values in (("test", test), ("train", train)):
-            values[mask] = limit(found[name], dims, subs, dps=dps, path_from=path_from, continuation=continuation)
+        for name, output in (("test", test), ("train", train)):
+            output[mask] = limit(found[name], dims, subs, dps=dps, path_from=path_from, continuation=continuation)
     optimum_value = _apply(lambda x: mpmath.exp(-2 * mpmath.mpmathify(x)), t, dps) if dps else optimum(t)
     if shape == ():
         return Errors(test.item(), train.item(), optimum_value.item() if isinstance(optimum_value, np.ndarray) else optimum_value)
