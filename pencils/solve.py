@@ -27,6 +27,14 @@ algebra; the mpmath path polishes the float solution with Newton's method
 carries its matrix :math:`G = (\Lambda - s\,\eta(g))^{-1}`, which the last
 Newton iteration computes for its residual: the tangent at that point and the
 final check at the requested parameters reuse it instead of inverting again.
+
+Newton's linear systems :math:`J x = b` are solved by block forward
+substitution over the strongly connected components of the Jacobian's pattern
+(:class:`_BlockTriangular`) for large float batches and in arbitrary precision,
+where they cut the work most; small float batches use one dense LAPACK call.
+In arbitrary precision each block is solved by mixed-precision refinement (a
+double-precision inverse, residuals at the working precision), with
+elimination in mpmath only where that does not contract.
 """
 
 from __future__ import annotations
