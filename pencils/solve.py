@@ -112,16 +112,23 @@ def _to_mpmath(value):
     return mpmath.mpmathify(value)
 
 
+def _zeros(shape, dtype) -> np.ndarray:
+    """Zeros of ``dtype``; ``mpmath.mpf(0)`` in object arrays, so that their arithmetic stays in mpmath.
+
+    Filled in place: a fresh array from ``np.zeros`` is paged in on first write,
+    slow for large batches.
+    """
+    array = np.empty(shape, dtype=dtype)
+    array[...] = mpmath.mpf(0) if array.dtype == object else 0
+    return array
+
+
 class _Float:
     """Batched float64 / complex128 linear algebra over a leading axis of points."""
 
     epsilon = float(np.finfo(float).eps)
     continuation_tolerance = 1e-9
     residual_tolerance = 1e-12
-
-    @staticmethod
-    def zeros(shape, dtype):
-        return np.zeros(shape, dtype=dtype)
 
     @staticmethod
     def _batched(function, like, *arrays):
@@ -164,14 +171,8 @@ class _Multiprecision:
         self.residual_tolerance = self.epsilon
 
     @staticmethod
-    def zeros(shape, dtype=None):
-        array = np.empty(shape, dtype=object)
-        array[...] = mpmath.mpf(0)
-        return array
-
-    @staticmethod
     def inv(matrices):
-        identity = _Multiprecision.zeros(matrices.shape[-2:])
+        identity = _zeros(matrices.shape[-2:], object)
         np.fill_diagonal(identity, mpmath.mpf(1))
         return np.array([_gauss_solve(matrix, identity) for matrix in matrices], dtype=object).reshape(matrices.shape)
 
@@ -303,11 +304,8 @@ class Solver:
         self._coupling_order = np.argsort(entries, kind="stable")
         sorted_entries = entries[self._coupling_order]
         self._coupling_start = np.flatnonzero(np.r_[True, np.diff(sorted_entries) != 0]) if entries.size else entries
-        coupling_entry = sorted_entries[self._coupling_start]
-        identity_entry = self._identity_rows * size + self._identity_cols
-        self._matrix_pattern = np.union1d(identity_entry, coupling_entry)  # flat positions of M's entries
-        self._matrix_of_identity = np.searchsorted(self._matrix_pattern, identity_entry)
-        self._matrix_of_couplings = np.searchsorted(self._matrix_pattern, coupling_entry)
+        self._coupling_entry = sorted_entries[self._coupling_start]
+        self._identity_entry = self._identity_rows * size + self._identity_cols
         self._jacobian_terms(identity, couplings, unknowns)
         self._expressions = [eval(text, namespace) for text in record["coefficients"]]
         self._split = np.cumsum([len(identity), len(couplings), len(record["ratios"])])
@@ -388,22 +386,14 @@ class Solver:
 
     # ----------------------------------------------------------------- the iteration
 
-    def _matrix_entries(self, lambdas, weights, g, step):
-        r"""The structurally non-zero entries of :math:`\Lambda - s\,\eta_w(g)`, shape (P, E), at ``_matrix_pattern``."""
-        count = g.shape[0]
-        entries = np.empty((count, len(self._matrix_pattern)), dtype=np.result_type(lambdas, weights, g))
-        entries[...] = mpmath.mpf(0) if entries.dtype == object else 0
-        entries[:, self._matrix_of_identity] = lambdas.T
-        if len(self._rows):
-            values = np.reshape(step, (-1, 1)) * weights.T * g[:, self._sources]
-            entries[:, self._matrix_of_couplings] -= np.add.reduceat(values[:, self._coupling_order], self._coupling_start, axis=1)
-        return entries
-
     def _matrix(self, lambdas, weights, g, step, algebra):
         r""":math:`\Lambda - s\,\eta_w(g)` at every point, shape (P, K, K)."""
         count = g.shape[0]
-        matrix = algebra.zeros((count, self.size * self.size), np.result_type(lambdas, weights, g))
-        matrix[:, self._matrix_pattern] = self._matrix_entries(lambdas, weights, g, step)
+        matrix = _zeros((count, self.size * self.size), np.result_type(lambdas, weights, g))
+        matrix[:, self._identity_entry] = lambdas.T
+        if len(self._rows):
+            values = np.reshape(step, (-1, 1)) * weights.T * g[:, self._sources]
+            matrix[:, self._coupling_entry] -= np.add.reduceat(values[:, self._coupling_order], self._coupling_start, axis=1)
         return matrix.reshape(count, self.size, self.size)
 
     def _inverse(self, lambdas, weights, g, step, algebra):
@@ -449,8 +439,7 @@ class Solver:
         count = inverse.shape[0]
         flat = inverse.reshape(count, self.size * self.size)
         terms = weights.T[:, self._term_coupling] * flat[:, self._term_left] * flat[:, self._term_right]
-        entries = np.empty((count, len(self._pattern)), dtype=terms.dtype)
-        entries[...] = mpmath.mpf(0) if inverse.dtype == object else 0
+        entries = _zeros((count, len(self._pattern)), terms.dtype)
         if terms.shape[1]:
             entries[:, self._pattern_of_terms] = np.reshape(step, (-1, 1)) * np.add.reduceat(terms, self._entry_start, axis=1)
         entries[:, self._pattern_of_diagonal] -= 1
@@ -459,14 +448,12 @@ class Solver:
     def _jacobian(self, entries):
         """The dense Jacobian, shape (P, U, U), from its entries."""
         count, unknowns = entries.shape[0], len(self._unknown_rows)
-        # Filled in place: a fresh array from np.zeros is paged in on first write, slow for large batches.
-        jacobian = np.empty((count, unknowns * unknowns), dtype=entries.dtype)
-        jacobian[...] = mpmath.mpf(0) if entries.dtype == object else 0
+        jacobian = _zeros((count, unknowns * unknowns), entries.dtype)
         jacobian[:, self._pattern] = entries
         return jacobian.reshape(count, unknowns, unknowns)
 
     def _solve_linearised(self, weights, inverse, step, right, algebra):
-        """Solve :math:`J x = \text{right}` at every point, building :math:`J` for a chunk of points at a time.
+        r"""Solve :math:`J x = \text{right}` at every point, building :math:`J` for a chunk of points at a time.
 
         Chunks of at most :attr:`chunk_entries` intermediate values (terms or
         entries of the Jacobian) bound the memory of large systems and keep the
@@ -574,7 +561,7 @@ class Solver:
         Returns ``(g, inverse, reached)``, see :meth:`_follow`.
         """
         count = lambdas.shape[1] if lambdas.size else weights.shape[1]
-        zero = algebra.zeros((count, len(self._unknown_rows)), np.result_type(lambdas, weights))
+        zero = _zeros((count, len(self._unknown_rows)), np.result_type(lambdas, weights))
         deterministic = self._inverse(lambdas, weights, zero, np.zeros(count), algebra)
         if np.any(~algebra.finite(deterministic)):
             raise ConvergenceError(
@@ -999,7 +986,7 @@ class _BlockTriangular:
     def solve(self, entries: np.ndarray, right: np.ndarray, algebra) -> np.ndarray:
         """Solve :math:`A x = b` at every point: ``entries`` (P, E) of :math:`A`, ``right`` (P, n)."""
         count = right.shape[0]
-        x = np.zeros(right.shape, dtype=np.result_type(entries, right))
+        x = _zeros(right.shape, np.result_type(entries, right))
         for group in self.groups:
             unknowns, block = group["unknowns"], group["block"]
             rhs = right[:, unknowns].copy()
