@@ -268,6 +268,12 @@ class _Builder:
         for i, j in zip(into, out):
             self._add(i, j, IDENTITY, coefficient)
 
+    def _term(self, out: tuple, into: tuple, coefficient, term, split: tuple | None = None) -> None:
+        """Wire ``coefficient * term`` between the ports ``out`` and ``into`` (one term of a sum)."""
+        term_out, term_in = self.build(term, split)
+        self._join(out, term_out, -coefficient, "a sum")
+        self._join(term_in, into, -1, "a sum")
+
     def build(self, node, split: tuple | None = None) -> tuple[tuple, tuple]:
         """Add the pencil of ``node``; return its ``(out, in)`` ports.
 
@@ -296,9 +302,7 @@ class _Builder:
             rows, cols = parts(node)
             out, into = tuple(self.block(size) for size in rows), tuple(self.block(size) for size in cols)
             for coefficient, term in node.terms:
-                term_out, term_in = self.build(term, split=rows if rows == cols else None)
-                self._join(out, term_out, -coefficient, "a sum")
-                self._join(term_in, into, -1, "a sum")
+                self._term(out, into, coefficient, term, split=rows if rows == cols else None)
             return out, into
         if isinstance(node, Inverse):
             argument_out, argument_in = self.build(node.argument)
@@ -315,10 +319,7 @@ class _Builder:
             for row, row_block in zip(node.rows, out):
                 for entry, col_block in zip(row, into):
                     if entry is not None:
-                        coefficient, term = entry
-                        (term_out,), (term_in,) = self.build(term)
-                        self._add(row_block, term_out, IDENTITY, -coefficient)
-                        self._add(term_in, col_block, IDENTITY, -1)
+                        self._term((row_block,), (col_block,), *entry)
             return out, into
         raise TypeError(f"unknown node {node!r}")  # pragma: no cover - normalise() emits no other
 
