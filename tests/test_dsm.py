@@ -63,13 +63,7 @@ def test_primal_and_dual_forms_agree_where_both_are_well_conditioned(m):
     psi_n, t = 1.0, 0.2
     psi_p = np.array([1.5, 4.0]) * m
     lam = np.array([[1e-2], [1e-1]])
-    values = dsm.constants(t)
-    subs = {
-        dsm.symbols["psi_n"]: psi_n, dsm.symbols["psi_p"]: psi_p, dsm.symbols["lam"]: lam, dsm.symbols["m"]: m,
-        dsm.symbols["a"]: math.exp(-t), dsm.symbols["h"]: -math.expm1(-2 * t), dsm.symbols["mu1"]: values["mu1"],
-        dsm.symbols["v0_squared"]: values["v0_squared"], dsm.symbols["s_squared"]: values["s_squared"],
-        dsm.symbols["v_squared"]: values["v_squared"],
-    }
+    subs = dsm.substitutions(psi_n, psi_p, t, lam, m)
     primal, dual = dsm.quantities(finite_m=True), dsm.quantities(finite_m=True, dual=True)
     for name in ("test", "train"):
         np.testing.assert_allclose(limit(dual[name], dsm.dims, subs), limit(primal[name], dsm.dims, subs), rtol=1e-10)

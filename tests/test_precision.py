@@ -56,14 +56,7 @@ def test_a_ridge_too_small_for_double_precision_says_so():
     from pencils import limit
     from pencils.errors import ConvergenceError
 
-    values = dsm.constants(1e-3)
-    symbols = dsm.symbols
-    subs = {
-        symbols["psi_n"]: 0.1, symbols["psi_p"]: 0.72, symbols["lam"]: 1e-9, symbols["m"]: 1.0,
-        symbols["a"]: math.exp(-1e-3), symbols["h"]: -math.expm1(-2e-3), symbols["mu1"]: values["mu1"],
-        symbols["v0_squared"]: values["v0_squared"], symbols["s_squared"]: values["s_squared"],
-        symbols["v_squared"]: values["v_squared"],
-    }
+    subs = dsm.substitutions(0.1, 0.72, 1e-3, 1e-9, m=1.0)
     with pytest.raises(ConvergenceError, match="power of 1/ridge") as caught:
         limit(dsm.quantities(finite_m=True)["test"], dsm.dims, subs)
     assert caught.value.parameters["lambda"] == 1e-9

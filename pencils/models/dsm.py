@@ -69,7 +69,7 @@ from ..simulation.dsm import SimulationResult, simulate
 from ..sweep import Sweep, sweep
 
 __all__ = [
-    "Errors", "errors", "learning_curve", "phase_diagram", "quantities", "constants", "optimum",
+    "Errors", "errors", "learning_curve", "phase_diagram", "quantities", "substitutions", "constants", "optimum",
     "simulate", "SimulationResult", "symbols", "dims",
 ]
 
@@ -250,17 +250,9 @@ def errors(
     for finite_m, dual, mask in forms:
         if not np.any(mask):
             continue
-        values = constants(t[mask], activation, dps=dps)
-        a_value = _apply(lambda x: mpmath.exp(-mpmath.mpmathify(x)), t[mask], dps) if dps else np.exp(-t[mask])
-        h_value = _apply(lambda x: -mpmath.expm1(-2 * mpmath.mpmathify(x)), t[mask], dps) if dps else -np.expm1(-2 * t[mask])
-        subs = {
-            symbols["psi_n"]: psi_n[mask], symbols["psi_p"]: psi_p[mask], symbols["lam"]: lam[mask],
-            a: a_value, h: h_value, mu1: values["mu1"], v0_squared: values["v0_squared"],
-            s_squared: values["s_squared"], v_squared: values["v_squared"],
-        }
+        subs = substitutions(psi_n[mask], psi_p[mask], t[mask], lam[mask], m[mask], activation, dps)
         path_from = None
         if finite_m:
-            subs[symbols["m"]] = m[mask]
             ridges = np.array([float(value) for value in lam[mask]])
             if np.any(ridges < RIDGE_START):
                 path_from = {symbols["lam"]: np.maximum(ridges, RIDGE_START)}
@@ -271,6 +263,35 @@ def errors(
     if shape == ():
         return Errors(test.item(), train.item(), optimum_value.item() if isinstance(optimum_value, np.ndarray) else optimum_value)
     return Errors(test, train, optimum_value)
+
+
+def substitutions(psi_n, psi_p, t, lam, m=math.inf, activation="relu", dps: int | None = None) -> dict:
+    r"""The value of every symbol of :func:`quantities` at the given parameters, for :func:`pencils.limit`.
+
+    ``a``, ``h`` and the Gaussian-equivalence constants (:func:`constants`) follow
+    from ``t`` and the activation; ``m`` is included where it is finite (the
+    :math:`m = \infty` quantities do not use it).  Mpmath numbers if ``dps``.
+
+    Examples
+    --------
+    >>> from pencils import limit
+    >>> from pencils.models import dsm
+    >>> subs = dsm.substitutions(2.0, 1.0, 0.5, 1e-2, m=4.0)
+    >>> test = limit(dsm.quantities(finite_m=True)["test"], dsm.dims, subs)
+    >>> bool(abs(test - dsm.errors(2.0, 1.0, 0.5, 1e-2, m=4.0).test) < 1e-12)
+    True
+    """
+    values = constants(t, activation, dps=dps)
+    a_value = _apply(lambda x: mpmath.exp(-mpmath.mpmathify(x)), t, dps) if dps else np.exp(-np.asarray(t, dtype=float))
+    h_value = _apply(lambda x: -mpmath.expm1(-2 * mpmath.mpmathify(x)), t, dps) if dps else -np.expm1(-2 * np.asarray(t, dtype=float))
+    subs = {
+        symbols["psi_n"]: psi_n, symbols["psi_p"]: psi_p, symbols["lam"]: lam, a: a_value, h: h_value,
+        mu1: values["mu1"], v0_squared: values["v0_squared"], s_squared: values["s_squared"],
+        v_squared: values["v_squared"],
+    }
+    if np.all([float(value) != math.inf for value in np.ravel(np.asarray(m, dtype=object))]):
+        subs[symbols["m"]] = m
+    return subs
 
 
 def learning_curve(over: str, values, executor=None, progress: bool | None = None, **fixed) -> Sweep:
