@@ -21,10 +21,10 @@ import sympy
 
 from . import cache
 from .dyson import DysonSystem
-from .errors import MisScaledError, ParameterError
+from .errors import MisScaledError, ParameterError, UnsupportedOperationError
 from .expression import Dimensions, normalise, shape_symbols
 from .pencil import linearize
-from .solve import Solver, _sympy_namespace, _compile
+from .solve import Solver, _compile, _sympy_namespace, _to_mpmath
 
 __all__ = ["derive", "trace_limit", "limit"]
 
@@ -170,7 +170,7 @@ def limit(
     quantity, dims: Mapping, subs: Mapping | None = None, dps: int | None = None,
     path_from: Mapping | None = None, continuation: str = "neighbours",
 ):
-    r"""The large-dimension limit of a scalar expression in normalised traces.
+    r"""The large-dimension limit of a scalar expression in normalised traces (and their derivatives).
 
     ``quantity`` is a SymPy scalar expression containing :class:`sympy.Trace`
     terms, e.g. ``1 + (Trace(B*U*B.T) - 2*Trace(B*V.T)) / d``.  Each trace
@@ -180,9 +180,20 @@ def limit(
     :math:`\tau_A` the limit of :math:`\operatorname{tr}(N^{-p_A} A)/N_A` from
     :func:`trace_limit`; the result must then be free of the dimensions.
 
+    A term ``sympy.Derivative(Trace(A), theta)`` (unevaluated, first order in a
+    scalar parameter) is the derivative of that replacement, with
+    :math:`\partial_\theta \tau_A` computed exactly from the same Dyson solution
+    (see :meth:`pencils.solve.Solver.target`).  It turns a trace of a product of
+    resolvents into one resolvent: :math:`\operatorname{tr}(R A R) =
+    -\partial_t \operatorname{tr}\,(R^{-1} + tA)^{-1}` at :math:`t = 0`, a much
+    smaller pencil.
+
+    A list or tuple of quantities gives a list of limits, and each distinct
+    trace is solved once for all of them.
+
     Parameters
     ----------
-    quantity : sympy.Expr or sympy.MatrixExpr
+    quantity : sympy.Expr, sympy.MatrixExpr, or a list or tuple of them
         A scalar expression of traces (a square matrix means its normalised trace).
     dims, subs, dps, path_from, continuation
         As in :func:`trace_limit` (``path_from`` applies to every trace).
@@ -192,6 +203,8 @@ def limit(
     MisScaledError
         If the quantity still depends on the dimensions once the traces are
         replaced (it grows or vanishes).
+    UnsupportedOperationError
+        For a derivative that is not a first derivative of one trace in one symbol.
 
     Examples
     --------
@@ -200,33 +213,59 @@ def limit(
 
     >>> import sympy
     >>> from pencils import Gaussian, limit
-    >>> n, d = sympy.symbols("n d")
+    >>> n, d, z = sympy.symbols("n d z")
     >>> X = Gaussian("X", n, d)
     >>> S = X.T * X / n
     >>> limit(sympy.Trace(S) / d, {n: 2 * d})
     1.0
     >>> limit(sympy.Trace(S * S) / d - 1, {n: 2 * d})
     0.5
+
+    A derivative: :math:`\partial_z \operatorname{tr}(I - zS)^{-1}/d = \operatorname{tr} S/d` at
+    :math:`z = 0`, with both quantities solved in one call:
+
+    >>> resolvent = (sympy.Identity(d) - z * S).I
+    >>> mean, slope = limit([sympy.Trace(S) / d, sympy.Derivative(sympy.Trace(resolvent), z) / d],
+    ...                     {n: 2 * d}, {z: 0.0})
+    >>> round(mean, 12), round(slope, 12)
+    (1.0, 1.0)
     """
+    if isinstance(quantity, (list, tuple)):
+        if any(getattr(q, "is_Matrix", False) for q in quantity):
+            quantity = [sympy.Trace(q) / q.shape[0] if getattr(q, "is_Matrix", False) else q for q in quantity]
+        return list(_evaluate(sympy.Tuple(*map(sympy.sympify, quantity)), dims, subs, dps, path_from, continuation))
     if getattr(quantity, "is_Matrix", False):
         return trace_limit(quantity, dims, subs, dps, path_from=path_from, continuation=continuation)
-    compiled = _compiled_limit(sympy.sympify(quantity), _key(dims))
+    return _evaluate(sympy.Tuple(sympy.sympify(quantity)), dims, subs, dps, path_from, continuation)[0]
+
+
+def _evaluate(quantities: sympy.Tuple, dims, subs, dps, path_from, continuation) -> list:
+    """The limits of ``quantities`` (see :func:`limit`): each solver once, with the derivatives asked of it."""
+    compiled = _compiled_limit(quantities, _key(dims))
     starts = _starts_by_trace(path_from, compiled.solvers)
-    values = [
-        solver.target(dict(subs or {}), dps=dps, path_from=start, continuation=continuation)
-        for solver, start in zip(compiled.solvers, starts)
-    ]
-    inputs = values + [_value(dict(subs or {}), symbol) for symbol in compiled.arguments[len(values) :]]
+    subs = dict(subs or {})
+    values: list = [None] * len(compiled.outputs)
+    for index, (solver, start) in enumerate(zip(compiled.solvers, starts)):
+        wanted = [k for k, (record, _) in enumerate(compiled.outputs) if record == index]
+        parameters = list(dict.fromkeys(p for k in wanted if (p := compiled.outputs[k][1]) is not None))
+        results = solver.target(subs, dps=dps, path_from=start, continuation=continuation, derivatives=parameters)
+        results = results if parameters else (results,)
+        for k in wanted:
+            parameter = compiled.outputs[k][1]
+            values[k] = results[0 if parameter is None else 1 + parameters.index(parameter)]
+    inputs = values + [_value(subs, symbol) for symbol in compiled.arguments[len(values) :]]
     if dps is None:
-        return compiled.numpy(*inputs)
+        return list(compiled.numpy(*inputs))
     with mpmath.workdps(dps + 15):
         function = compiled.mpmath
+        inputs = [np.frompyfunc(_to_mpmath, 1, 1)(v) if isinstance(v, np.ndarray) else _to_mpmath(v) for v in inputs]
         if any(isinstance(v, np.ndarray) for v in inputs):
-            result = np.frompyfunc(function, len(inputs), 1)(*inputs)
+            results = [np.frompyfunc(lambda *x, k=k: function(*x)[k], len(inputs), 1)(*inputs)
+                       for k in range(len(quantities))]
         else:
-            result = function(*inputs)
+            results = list(function(*inputs))
     with mpmath.workdps(dps):
-        return np.frompyfunc(lambda v: +v, 1, 1)(result) if isinstance(result, np.ndarray) else +result
+        return [np.frompyfunc(lambda v: +v, 1, 1)(r) if isinstance(r, np.ndarray) else +r for r in results]
 
 
 def _starts_by_trace(path_from: Mapping | None, solvers: list) -> list:
@@ -243,55 +282,97 @@ def _starts_by_trace(path_from: Mapping | None, solvers: list) -> list:
 
 
 class _CompiledLimit:
-    """The solvers of the traces in a scalar quantity, and the quantity as a function of their limits.
+    """The solvers of the traces in scalar quantities, and the quantities as functions of their limits.
 
     Built from the plain data of :func:`_limit_payload`: ``arguments`` (one
-    placeholder per trace, then the other scalars) and ``formula`` as
-    :func:`sympy.srepr`, and one solver record per trace.
+    placeholder per trace or derivative of a trace, then the other scalars),
+    ``formulas`` as :func:`sympy.srepr`, one solver record per distinct trace,
+    and ``outputs``: for each placeholder, its record and the parameter it is
+    differentiated in (``None`` for the trace itself).
     """
 
     def __init__(self, payload: dict):
         namespace = _sympy_namespace()
         self.arguments = tuple(eval(text, namespace) for text in payload["arguments"])
-        self.formula = eval(payload["formula"], namespace)
+        self.formulas = [eval(text, namespace) for text in payload["formulas"]]
         self.solvers = [Solver(record) for record in payload["records"]]
-        self.numpy = _compile(self.arguments, self.formula, "numpy")
+        self.outputs = [(record, eval(text, namespace) if text else None) for record, text in payload["outputs"]]
+        self.numpy = _compile(self.arguments, self.formulas, "numpy")
 
     @cached_property
     def mpmath(self):
-        return _compile(self.arguments, self.formula, "mpmath")
+        return _compile(self.arguments, self.formulas, "mpmath")
 
 
 @lru_cache(maxsize=64)
-def _compiled_limit(quantity: sympy.Expr, dims_key: tuple) -> _CompiledLimit:
-    return _CompiledLimit(_cached_payload("limit", quantity, dims_key, _limit_payload))
+def _compiled_limit(quantities: sympy.Tuple, dims_key: tuple) -> _CompiledLimit:
+    return _CompiledLimit(_cached_payload("limit", quantities, dims_key, _limit_payload))
 
 
-def _limit_payload(quantity: sympy.Expr, dims_key: tuple) -> dict:
-    """The normalised matrices whose traces enter ``quantity``, derived, and the quantity in their limits."""
-    traces = sorted(quantity.atoms(sympy.Trace), key=sympy.default_sort_key)
-    symbols = set().union(*(shape_symbols(trace.arg) for trace in traces)) if traces else set()
+def _limit_payload(quantities: sympy.Tuple, dims_key: tuple) -> dict:
+    """The normalised matrices whose traces enter ``quantities``, derived, and the quantities in their limits."""
+    derivatives = sorted(set().union(*(q.atoms(sympy.Derivative) for q in quantities)), key=sympy.default_sort_key)
+    for derivative in derivatives:
+        _check_derivative(derivative)
+    hidden = {derivative: sympy.Dummy() for derivative in derivatives}
+    quantities = [q.xreplace(hidden) for q in quantities]
+    matrices_in = [d.expr.arg for d in derivatives] + [t.arg for q in quantities for t in q.atoms(sympy.Trace)]
+    symbols = set().union(*(shape_symbols(matrix) for matrix in matrices_in)) if matrices_in else set()
     dimensions = Dimensions.from_mapping(dict(dims_key), symbols)
-    quantity = _merge_traces(quantity, traces, dimensions)
-    traces = sorted(quantity.atoms(sympy.Trace), key=sympy.default_sort_key)
-    placeholders, matrices, replacements = [], [], {}
-    for k, trace in enumerate(traces):
+    quantities = [_merge_traces(q, sorted(q.atoms(sympy.Trace), key=sympy.default_sort_key), dimensions)
+                  for q in quantities]
+    matrices: list = []
+    placeholders: list = []
+    outputs: list = []
+
+    def placeholder(trace, parameter) -> tuple:
+        """The placeholder of the limit of ``trace`` (differentiated in ``parameter``), and the trace's size N_A N^p."""
         _, power, _ = normalise(trace.arg, dimensions)
-        placeholders.append(sympy.Dummy(f"tau{k}", dummy_index=k))  # the same in every process
-        matrices.append(trace.arg * dimensions.base ** (-power))
-        replacements[trace] = trace.arg.shape[0] * dimensions.base**power * placeholders[-1]
-    reduced = sympy.simplify(quantity.subs(replacements).subs(dimensions.mapping))
-    if dimensions.base in reduced.free_symbols:
-        raise MisScaledError(
-            f"the quantity {quantity} still depends on {dimensions.base} once every trace is "
-            f"replaced by its limit ({reduced}); divide each trace by the dimension of its matrix."
-        )
-    others = sorted(reduced.free_symbols - set(placeholders), key=str)
+        matrix = trace.arg * dimensions.base ** (-power)
+        if matrix not in matrices:
+            matrices.append(matrix)
+        key = [matrices.index(matrix), sympy.srepr(parameter) if parameter is not None else ""]
+        if key not in outputs:
+            outputs.append(key)
+            placeholders.append(sympy.Dummy(f"tau{len(placeholders)}", dummy_index=len(placeholders)))
+        size = (trace.arg.shape[0] * dimensions.base**power).subs(dimensions.mapping)
+        return placeholders[outputs.index(key)], size
+
+    replacements = {}
+    for trace in sorted(set().union(*(q.atoms(sympy.Trace) for q in quantities)), key=sympy.default_sort_key):
+        tau, size = placeholder(trace, None)
+        replacements[trace] = size * tau
+    for derivative in derivatives:
+        trace, parameter = derivative.expr, derivative.variables[0]
+        tau, size = placeholder(trace, None)
+        slope, _ = placeholder(trace, parameter)
+        replacements[hidden[derivative]] = sympy.diff(size, parameter) * tau + size * slope
+    formulas = []
+    for quantity in quantities:
+        reduced = sympy.simplify(quantity.subs(replacements).subs(dimensions.mapping))
+        if dimensions.base in reduced.free_symbols:
+            raise MisScaledError(
+                f"the quantity {quantity} still depends on {dimensions.base} once every trace is "
+                f"replaced by its limit ({reduced}); divide each trace by the dimension of its matrix."
+            )
+        formulas.append(reduced)
+    others = sorted(set().union(*(f.free_symbols for f in formulas)) - set(placeholders), key=str)
     return {
         "arguments": [sympy.srepr(s) for s in placeholders + others],
-        "formula": sympy.srepr(reduced),
+        "formulas": [sympy.srepr(f) for f in formulas],
         "records": [_derive(matrix, dims_key).record() for matrix in matrices],
+        "outputs": outputs,
     }
+
+
+def _check_derivative(derivative: sympy.Derivative) -> None:
+    variables = derivative.variable_count
+    if (not isinstance(derivative.expr, sympy.Trace) or len(variables) != 1 or variables[0][1] != 1
+            or not isinstance(variables[0][0], sympy.Symbol)):
+        raise UnsupportedOperationError(
+            f"{derivative} is not a first derivative of one trace in one scalar symbol; write "
+            f"sympy.Derivative(sympy.Trace(A), theta) with A a matrix expression (and nest nothing in it)."
+        )
 
 
 def _merge_traces(quantity: sympy.Expr, traces: list, dimensions: Dimensions) -> sympy.Expr:
@@ -300,7 +381,8 @@ def _merge_traces(quantity: sympy.Expr, traces: list, dimensions: Dimensions) ->
     Where ``quantity`` is linear in its traces, the traces of matrices with the
     same number of rows whose terms :math:`c_k \operatorname{tr} A_k` have the same
     order in :math:`N` are merged into :math:`\operatorname{tr}(\sum_k c_k A_k)`,
-    so that one Dyson system is solved instead of several.
+    so that one Dyson system is solved instead of several.  A trace alone in its
+    group is kept as it is (the same matrix may be needed for a derivative).
     """
     expanded = sympy.expand(quantity, deep=False)
     coefficients = {trace: expanded.coeff(trace) for trace in traces}
@@ -311,8 +393,11 @@ def _merge_traces(quantity: sympy.Expr, traces: list, dimensions: Dimensions) ->
     for trace, coefficient in coefficients.items():
         _, power, _ = normalise(trace.arg, dimensions)
         _, scalar_power = dimensions.split_power(coefficient)
-        groups.setdefault((trace.arg.shape[0], power + scalar_power), []).append(coefficient * trace.arg)
-    merged = [sympy.Trace(sympy.MatAdd(*terms) if len(terms) > 1 else terms[0]) for terms in groups.values()]
+        groups.setdefault((trace.arg.shape[0], power + scalar_power), []).append((coefficient, trace))
+    merged = [
+        sympy.Trace(sympy.MatAdd(*(c * t.arg for c, t in terms))) if len(terms) > 1 else terms[0][0] * terms[0][1]
+        for terms in groups.values()
+    ]
     return rest + sum(merged)
 
 

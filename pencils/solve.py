@@ -39,9 +39,10 @@ elimination in mpmath only where that does not contract.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from functools import cached_property, lru_cache
-from typing import Mapping, NamedTuple
+from typing import Mapping, NamedTuple, Sequence
 
 import mpmath
 import numpy as np
@@ -316,15 +317,36 @@ class Solver:
         return _compile(self.parameters, self._expressions, "mpmath")
 
     @cached_property
-    def _directional(self):
-        """The derivatives of :math:`\\Lambda` and the weights along a direction in the parameters.
-
-        Compiled for numpy with arguments ``(*parameters, *direction)``.
-        """
+    def _directional_expressions(self) -> tuple:
+        r"""The derivatives of :math:`\Lambda`, the weights of :math:`\eta` and the scale of the target
+        along a direction :math:`\delta` in the parameters: ``(direction symbols, expressions)``."""
         direction = sympy.symbols(f"delta0:{len(self.parameters)}", cls=sympy.Dummy)
-        varying = self._expressions[: self._split[1]]
+        varying = self._expressions[: self._split[1]] + self._expressions[-1:]
         derivatives = [sum(e.diff(p) * v for p, v in zip(self.parameters, direction)) for e in varying]
-        return _compile(self.parameters + tuple(direction), derivatives, "numpy")
+        return self.parameters + tuple(direction), derivatives
+
+    @cached_property
+    def _directional(self):
+        """:attr:`_directional_expressions` compiled for numpy, arguments ``(*parameters, *direction)``."""
+        return _compile(*self._directional_expressions, "numpy")
+
+    @cached_property
+    def _directional_mpmath(self):
+        return _compile(*self._directional_expressions, "mpmath")
+
+    def _changes(self, columns: list, directions: list, count: int, multiprecision: bool) -> tuple:
+        """The derivatives ``(d_lambdas, d_weights, d_scale)`` along ``directions`` at the points (see
+        :attr:`_directional_expressions`), like :meth:`_coefficients`."""
+        if multiprecision:
+            rows = [
+                self._directional_mpmath(*(_to_mpmath(c[k]) for c in columns + directions)) for k in range(count)
+            ]
+            table = np.array([[mpmath.mpmathify(x) for x in row] for row in rows], dtype=object).T
+            table = table.reshape(len(table), count)
+        else:
+            table = _table(self._directional(*columns, *directions), count)
+        d_lambdas, d_weights, d_scale = np.split(table, self._split[:2])
+        return d_lambdas, d_weights, d_scale[0]
 
     # ----------------------------------------------------------------- parameters
 
@@ -650,8 +672,7 @@ class Solver:
                 columns.append(np.where(position == 1.0, e[index], value))
                 directions.append(value * rate[index] if log else rate[index])
             lam, weight, _, _ = self._coefficients(columns, len(index), multiprecision=False)
-            change = _table(self._directional(*columns, *directions), len(index))
-            d_lam, d_weight = np.split(change, [lam.shape[0]])
+            d_lam, d_weight, _ = self._changes(columns, directions, len(index), multiprecision=False)
             zeros = np.zeros(len(index))
             return _PathPoint(lam, weight, zeros + 1, d_lam, d_weight, zeros)
 
@@ -817,8 +838,7 @@ class Solver:
 
     def _solve(self, subs: Mapping, dps: int | None, path_from: Mapping | None, continuation: str) -> tuple:
         shape, columns, count = self._points(subs, multiprecision=dps is not None)
-        floats = [np.asarray(c, dtype=complex) if c.dtype == object else c for c in columns]
-        floats = [f.real if np.iscomplexobj(f) and np.all(f.imag == 0) else f for f in floats]
+        floats = _floats(columns)
         coefficients = self._coefficients(floats, count, multiprecision=False)
         self._validate(coefficients, floats)
         lambdas, weights, _, scale = coefficients
@@ -883,28 +903,78 @@ class Solver:
 
     def target(
         self, subs: Mapping, dps: int | None = None, path_from: Mapping | None = None,
-        continuation: str = "neighbours",
+        continuation: str = "neighbours", derivatives: Sequence = (),
     ):
-        """The limit of the normalised trace at the parameter values ``subs``.
+        r"""The limit of the normalised trace at the parameter values ``subs``, and its derivatives.
 
         Returns a float (complex if the values are complex), a numpy array if any
         value is an array, or mpmath numbers (an object array for arrays) if ``dps``.
         ``path_from`` (see :func:`pencils.trace_limit`) gives start values for a
         continuation in the parameters; ``continuation`` is described in :meth:`solve`.
+
+        With ``derivatives`` (parameter symbols), returns the tuple ``(value,
+        d value / d theta_1, ...)``.  They are exact: with
+        :math:`M = \Lambda - \eta(g)` and :math:`G = M^{-1}`, the solution moves by
+        :math:`\partial_\theta g = J^{-1} [G\, \partial_\theta M|_g\, G]_S` (the tangent of
+        :meth:`_velocity`), and the target :math:`c\, G_{\mathrm{out},\mathrm{in}}` by
+        :math:`\partial_\theta c\, G_{\mathrm{out},\mathrm{in}} - c\,(G\, \partial_\theta M\, G)_{\mathrm{out},\mathrm{in}}`,
+        with :math:`\partial_\theta M = \partial_\theta \Lambda - \eta_{\partial_\theta w}(g) - \eta_w(\partial_\theta g)`:
+        one linear solve per point and parameter.  A parameter the trace does not
+        depend on has derivative 0.
         """
         inverse, scale, shape = self.solve(subs, dps=dps, path_from=path_from, continuation=continuation)
         out, into = self.record["out"], self.record["into"]
-        if dps is None:
-            values = scale * inverse[:, out, into]
-            if np.iscomplexobj(values) and np.all(values.imag == 0):
-                values = values.real
-            values = values.reshape(shape)
-            return values if shape else values.item()
-        with mpmath.workdps(dps + 15):
-            values = [s * v for s, v in zip(scale, inverse[:, out, into])]
-        with mpmath.workdps(dps):
-            values = [+(v.real if isinstance(v, mpmath.mpc) and v.imag == 0 else v) for v in values]
-        return np.array(values, dtype=object).reshape(shape) if shape else values[0]
+        precision = mpmath.workdps(dps + 15) if dps is not None else contextlib.nullcontext()
+        with precision, np.errstate(all="ignore"), threadpool_limits(limits=1, user_api="blas"):
+            values = [scale * inverse[:, out, into]]
+            if derivatives:
+                _, columns, count = self._points(subs, multiprecision=dps is not None)
+                columns = columns if dps is not None else _floats(columns)
+                values += self._derivatives(columns, inverse, scale, derivatives, dps)
+        results = [_shaped(value, shape, dps) for value in values]
+        return tuple(results) if derivatives else results[0]
+
+    def _derivatives(self, columns: list, inverse, scale, parameters: Sequence, dps: int | None) -> list:
+        """The derivatives of the target at solved points (see :meth:`target`), one array per parameter."""
+        count, multiprecision = inverse.shape[0], dps is not None
+        algebra = _Multiprecision(dps) if multiprecision else _Float()
+        lambdas, weights, _, _ = self._coefficients(columns, count, multiprecision)
+        g = inverse[:, self._unknown_rows, self._unknown_cols]
+        zeros = _zeros(count, object if multiprecision else float)
+        ones = zeros + 1
+        out, into = self.record["out"], self.record["into"]
+        results = []
+        for parameter in map(sympy.sympify, parameters):
+            if parameter not in self.parameters:
+                results.append(0 * scale)
+                continue
+            directions = [ones if p == parameter else zeros for p in self.parameters]
+            d_lambdas, d_weights, d_scale = self._changes(columns, directions, count, multiprecision)
+            point = _PathPoint(lambdas, weights, ones, d_lambdas, d_weights, zeros)
+            moved = self._velocity(point, g, inverse, algebra)
+            change = self._matrix(d_lambdas, d_weights, g, 1, algebra) + self._matrix(0 * lambdas, weights, moved, 1, algebra)
+            entry = (inverse[:, out, None, :] @ change @ inverse[:, :, into, None])[:, 0, 0]
+            results.append(d_scale * inverse[:, out, into] - scale * entry)
+        return results
+
+
+def _floats(columns: list) -> list:
+    """Parameter columns as float (or complex, where a value is) arrays."""
+    floats = [np.asarray(c, dtype=complex) if c.dtype == object else c for c in columns]
+    return [f.real if np.iscomplexobj(f) and np.all(f.imag == 0) else f for f in floats]
+
+
+def _shaped(values: np.ndarray, shape: tuple, dps: int | None):
+    """Values at the points in the shape of the parameters: real where the imaginary parts vanish,
+    a scalar for scalar parameters, rounded to ``dps`` digits in arbitrary precision."""
+    if dps is None:
+        if np.iscomplexobj(values) and np.all(values.imag == 0):
+            values = values.real
+        values = values.reshape(shape)
+        return values if shape else values.item()
+    with mpmath.workdps(dps):
+        values = [+(v.real if isinstance(v, mpmath.mpc) and v.imag == 0 else v) for v in values]
+    return np.array(values, dtype=object).reshape(shape) if shape else values[0]
 
 
 class _BlockTriangular:
