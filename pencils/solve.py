@@ -93,7 +93,9 @@ class _PathPoint(NamedTuple):
 
     The matrix is :math:`\Lambda - s\,\eta_w(g)`; ``d_lambdas``, ``d_weights``
     and ``d_step`` are the derivatives of :math:`\Lambda`, :math:`w` and :math:`s`
-    in the position.
+    in the position.  ``affine``: they are affine in the position (the
+    variance path), so that the second derivative of the solution is exact
+    (:meth:`Solver._acceleration`).
     """
 
     lambdas: np.ndarray
@@ -102,6 +104,7 @@ class _PathPoint(NamedTuple):
     d_lambdas: np.ndarray
     d_weights: np.ndarray
     d_step: np.ndarray
+    affine: bool = False
 
 
 def _to_mpmath(value):
@@ -111,6 +114,36 @@ def _to_mpmath(value):
         real, imaginary = (mpmath.mpf(part) for part in value.as_real_imag())
         return real if imaginary == 0 else mpmath.mpc(real, imaginary)
     return mpmath.mpmathify(value)
+
+
+def _predict(start, velocity, acceleration, delta):
+    r"""The predicted solution a distance ``delta`` along a path, from its value, tangent and second derivative.
+
+    Each component :math:`x` is predicted by the [1/1] Padé approximant that
+    matches its value, slope :math:`v` and curvature :math:`a`,
+
+    .. math::  x + \frac{v\delta}{1 - b}, \qquad b = \frac{a\delta}{2v},
+
+    exact for :math:`x_0 + c/(x_1 - \delta)`: the shape of a resolvent entry
+    along the variance path, :math:`1/(\lambda + s c)`, which a polynomial only
+    follows in steps much smaller than :math:`\lambda/c`.  Where its pole falls
+    within the step (:math:`b \ge 0.9`, or :math:`v = 0`), and in arbitrary
+    precision, the Taylor polynomial :math:`x + v\delta + a\delta^2/2` is used.
+    """
+    linear, quadratic = delta * velocity, delta**2 / 2 * acceleration
+    if start.dtype == object:
+        return start + linear + quadratic
+    with np.errstate(all="ignore"):
+        bend = quadratic / linear
+    rational = np.isfinite(bend) & (bend.real < 0.9)
+    return start + np.where(rational, linear / np.where(rational, 1 - bend, 1), linear + quadratic)
+
+
+def _per_point(value, count: int, dtype) -> np.ndarray:
+    """``value`` (a number or an array of ``count`` values) as an array of ``count`` values (object if ``dtype`` is)."""
+    if isinstance(value, np.ndarray) and value.shape == (count,) and (value.dtype == object) == (dtype == object):
+        return value
+    return np.broadcast_to(np.reshape(np.asarray(value, dtype=object if dtype == object else None), -1), (count,))
 
 
 def _zeros(shape, dtype) -> np.ndarray:
@@ -156,11 +189,11 @@ class _Float:
     def norm(vectors):
         if vectors.shape[-1] == 0:
             return np.zeros(vectors.shape[:-1])
-        return np.max(np.abs(vectors), axis=-1)
+        return np.abs(vectors).max(axis=-1)
 
     @staticmethod
     def finite(array) -> np.ndarray:
-        return np.all(np.isfinite(array.reshape(array.shape[0], -1)), axis=1)
+        return np.isfinite(array).reshape(array.shape[0], -1).all(axis=1)
 
 
 class _Multiprecision:
@@ -484,7 +517,7 @@ class Solver:
         same whatever the batch), are solved block by block (:class:`_BlockTriangular`).
         """
         count = inverse.shape[0]
-        step = np.broadcast_to(np.reshape(np.asarray(step, dtype=object if inverse.dtype == object else None), -1), (count,))
+        step = _per_point(step, count, inverse.dtype)
         chunk = max(1, self.chunk_entries // max(1, len(self._term_coupling), len(self._unknown_rows) ** 2))
         parts = []
         for k in range(0, count, chunk):
@@ -507,10 +540,32 @@ class Solver:
         :math:`-[G\,dM\,G]_S` at fixed ``g``, and the tangent solves
         :math:`J\,v = [G\,dM\,G]_S`.
         """
-        moving = np.reshape(point.step, (1, -1)) * point.d_weights + np.reshape(point.d_step, (1, -1)) * point.weights
-        change = self._matrix(point.d_lambdas, moving, g, 1, algebra)
+        change = self._matrix(point.d_lambdas, self._moving(point), g, 1, algebra)
         shift = (inverse @ change @ inverse)[:, self._unknown_rows, self._unknown_cols]
         return self._solve_linearised(point.weights, inverse, point.step, shift, algebra)
+
+    @staticmethod
+    def _moving(point: _PathPoint):
+        """The derivative :math:`s'w + s w'` of the weights times the variance along the path."""
+        return np.reshape(point.step, (1, -1)) * point.d_weights + np.reshape(point.d_step, (1, -1)) * point.weights
+
+    def _acceleration(self, point: _PathPoint, g, inverse, velocity, algebra):
+        r"""The second derivative :math:`a = g''` of an affine path (``point.affine``) at ``g``, tangent ``velocity``.
+
+        Differentiating :math:`G = M^{-1}` twice, :math:`G'' = 2GM'GM'G - GM''G`, with
+        :math:`M' = \Lambda' - \eta_{m}(g) - s\,\eta_w(g')` (:math:`m = s'w + sw'`) and,
+        the coefficients being affine, :math:`M'' = -\eta_{2s'w'}(g) - 2\eta_m(g') - s\,\eta_w(a)`;
+        the last term moves to the left as for the tangent, so :math:`J a = [GM''_0G]_S - 2[GM'GM'G]_S`
+        with :math:`M''_0` the other two terms.  One more solve with the tangent's Jacobian.
+        """
+        moving = self._moving(point)
+        zero = 0 * point.lambdas
+        first = self._matrix(point.d_lambdas, moving, g, 1, algebra) + self._matrix(zero, point.weights, velocity, point.step, algebra)
+        bend = 2 * np.reshape(point.d_step, (1, -1)) * point.d_weights
+        second = self._matrix(zero, bend, g, 1, algebra) + 2 * self._matrix(zero, moving, velocity, 1, algebra)
+        left = inverse @ first
+        right = inverse @ second @ inverse - 2 * (left @ left @ inverse)
+        return self._solve_linearised(point.weights, inverse, point.step, right[:, self._unknown_rows, self._unknown_cols], algebra)
 
     def _relative(self, vectors, g, algebra):
         """The largest entry of each vector relative to the largest entry of ``g`` (or absolute where g = 0)."""
@@ -536,7 +591,7 @@ class Solver:
         """
         count = g.shape[0]
         g = g.copy()
-        step = np.broadcast_to(np.asarray(step, dtype=object if g.dtype == object else None), (count,))
+        step = _per_point(step, count, g.dtype)
         previous = np.full(count, np.inf, dtype=object if g.dtype == object else float)
         active = np.arange(count)
         if inverse is None:
@@ -595,7 +650,7 @@ class Solver:
 
         def path(position, index):
             lam, weight = lambdas[:, index], weights[:, index]
-            return _PathPoint(lam, weight, position, 0 * lam, 0 * weight, np.ones(len(index)))
+            return _PathPoint(lam, weight, position, 0 * lam, 0 * weight, np.ones(len(index)), affine=True)
 
         return self._follow(g, deterministic, algebra, path, first_step=1e-2)
 
@@ -624,10 +679,13 @@ class Solver:
             target = np.minimum(1.0, here + step[index])
             span = here - last_position[index]
             span = np.where(np.isfinite(span) & (span > 0), span, np.inf)[:, None]
-            velocity = self._velocity(path(here, index), start, inverse[index], algebra)
-            acceleration = (velocity - last_velocity[index]) / span  # the change of the tangent
-            delta = (target - here)[:, None]
-            predicted = start + delta * velocity + delta**2 / 2 * acceleration
+            point = path(here, index)
+            velocity = self._velocity(point, start, inverse[index], algebra)
+            if point.affine:
+                acceleration = self._acceleration(point, start, inverse[index], velocity, algebra)
+            else:  # the change of the tangent since the last accepted point
+                acceleration = (velocity - last_velocity[index]) / span
+            predicted = _predict(start, velocity, acceleration, (target - here)[:, None])
             point = path(target, index)
             candidate, converged, _, candidate_inverse = self._newton(
                 point.lambdas, point.weights, predicted, point.step, algebra, algebra.continuation_tolerance,

@@ -140,3 +140,58 @@ def test_limit_follows_path_from_for_the_traces_that_use_it(matrices):
     np.testing.assert_allclose(followed, expected, rtol=1e-12)
     with pytest.raises(ParameterError, match="does not use"):
         limit(quantity, {n: 2 * d}, {lam: ridges}, path_from={sympy.Symbol("z"): 1.0})
+
+
+def test_the_second_derivative_of_the_variance_path_is_exact():
+    """Solver._velocity and Solver._acceleration against central differences in the variance s.
+
+    The solution at variance s is the one at s = 1 with every weight of eta scaled
+    by s.  Central differences converge to the exact derivatives like step**2:
+    halving the step divides their distance by 4 (measured 3.99 to 4.00), which a
+    wrong derivative would not do.
+    """
+    from pencils import Gaussian
+    from pencils.solve import _Float, _PathPoint
+
+    n, d, p, lam = sympy.symbols("n d p lambda")
+    W, X, Xi = Gaussian("W", p, d), Gaussian("X", d, n), Gaussian("Xi", p, n)
+    features = W * X / sympy.sqrt(d) + Xi / 2
+    solver = derive((features * features.T / n + lam * sympy.Identity(p)).I, {n: 2 * d, p: 3 * d}).solver
+    _, columns, _ = solver._points({lam: 0.05}, multiprecision=False)
+    lambdas, weights, _, _ = solver._coefficients(columns, 1, multiprecision=False)
+
+    def solution(s):
+        g, inverse, reached = solver._continue(lambdas, weights * s, _Float())
+        assert reached.all()
+        return g, inverse
+
+    s = 0.4
+    g, inverse = solution(s)
+    point = _PathPoint(lambdas, weights, np.array([s]), 0 * lambdas, 0 * weights, np.ones(1), affine=True)
+    velocity = solver._velocity(point, g, inverse, _Float())
+    acceleration = solver._acceleration(point, g, inverse, velocity, _Float())
+    distances = []
+    for step in (2e-3, 1e-3):
+        (up, _), (down, _) = solution(s + step), solution(s - step)
+        distances.append([
+            np.max(np.abs(velocity - (up - down) / (2 * step))) / np.max(np.abs(velocity)),
+            np.max(np.abs(acceleration - (up - 2 * g + down) / step**2)) / np.max(np.abs(acceleration)),
+        ])
+    distances = np.array(distances)
+    assert np.all(distances[1] < 1e-5)
+    assert np.allclose(distances[0] / distances[1], 4, rtol=0.05)
+
+
+def test_the_rational_predictor():
+    """Exact for c0 + c1/(c2 + s) (a resolvent entry along the variance path) ten times its scale
+    away; the Taylor polynomial where the pole falls inside the step."""
+    from pencils.solve import _predict
+
+    entry = lambda s: 2 + 3 / (0.01 + s)  # noqa: E731
+    s, delta = 0.05, 0.5
+    value, slope, curvature = entry(s), -3 / (0.01 + s) ** 2, 6 / (0.01 + s) ** 3
+    predicted = _predict(np.array([[value]]), np.array([[slope]]), np.array([[curvature]]), np.array([[delta]]))
+    assert predicted[0, 0] == pytest.approx(entry(s + delta), rel=1e-13)
+    # 1/(1 - s) from s = 0 over a step of 2 crosses its pole: 1 + 2 + 2**2 instead
+    taylor = _predict(np.array([[1.0]]), np.array([[1.0]]), np.array([[2.0]]), np.array([[2.0]]))
+    assert taylor[0, 0] == 7.0
