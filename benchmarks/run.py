@@ -59,19 +59,34 @@ def throughput(grid_size: int) -> None:
     """Target 2: a 200-point learning curve and a (psi_n, psi_p) grid, after warm-up."""
     from pencils.models import dsm
 
+    from pencils import limit
+
+    direct = dsm.quantities(finite_m=False, direct=True)
+
+    def direct_form(psi_n, psi_p, t, lam):
+        return limit([direct["test"], direct["train"]], dsm.dims, dsm.substitutions(psi_n, psi_p, t, lam))
+
     psi_p = np.geomspace(1.0, 100.0, 200)
     psi = np.geomspace(0.1, 100.0, grid_size)
     for t in (0.01, 1.0):
         dsm.errors(20.0, psi_p, t, 1e-3)  # warm-up: derivation, compilation, lazily compiled derivatives
-        seconds = best_time(lambda: dsm.errors(20.0, psi_p, t, 1e-3), repeat=3)
+        seconds = best_time(lambda: dsm.errors(20.0, psi_p, t, 1e-3), repeat=5)
         row(f"DSM m=inf: 200-point psi_p learning curve, psi_n=20, t={t}, lam=1e-3 (test and train)",
             f"{seconds * 1e3:.0f} ms", f"{seconds / 200 * 1e3:.2f} ms/point; target 50 ms")
+        direct_form(20.0, psi_p, t, 1e-3)
+        before = best_time(lambda: direct_form(20.0, psi_p, t, 1e-3), repeat=3)
+        row("same curve, the errors written with two resolvents (dsm.quantities(False, direct=True))",
+            f"{before * 1e3:.0f} ms", f"{before / seconds:.1f}x the time: pencils of 18 and 21 blocks, solved once each")
+    grid = (psi[:, None], psi[None, :], 0.1, 1e-3)
     dsm.errors(psi[:4, None], psi[None, :4], 0.1, 1e-3)
-    seconds = best_time(lambda: dsm.errors(psi[:, None], psi[None, :], 0.1, 1e-3), repeat=1)
+    seconds = best_time(lambda: dsm.errors(*grid), repeat=2)
     row(f"DSM m=inf: {grid_size}x{grid_size} (psi_n, psi_p) grid, t=0.1, lam=1e-3", f"{seconds:.2f} s",
-        f"{seconds / grid_size**2 * 1e3:.2f} ms/point; target 2 s for 100x100")
-    seconds = best_time(lambda: dsm.errors(psi[:, None], psi[None, :], 0.1, 1e-3, continuation="variance"), repeat=1)
-    row("same grid, each point on its own path from zero variance (the method before)", f"{seconds:.2f} s")
+        f"{seconds / grid_size**2 * 1e3:.3f} ms/point; target 2 s for 100x100")
+    before = best_time(lambda: direct_form(*grid), repeat=1)
+    row("same grid, the two-resolvent form", f"{before:.2f} s", f"{before / seconds:.1f}x the time")
+    variance = best_time(lambda: dsm.errors(*grid, continuation="variance"), repeat=1)
+    row("same grid, each point on its own path from zero variance", f"{variance:.2f} s",
+        f"{variance / seconds:.1f}x the time of continuation from neighbours")
     dsm.errors(20.0, psi_p[:3], 0.1, 1e-2, m=4)
     curve = np.geomspace(1.0, 10.0, 50)
     seconds = best_time(lambda: dsm.errors(20.0, curve, 0.1, 1e-2, m=4), repeat=1)

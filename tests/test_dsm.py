@@ -5,7 +5,6 @@ import math
 import mpmath
 import numpy as np
 import pytest
-import sympy
 
 from pencils.errors import ParameterError
 from pencils import limit
@@ -28,29 +27,16 @@ def test_m_equal_one_is_random_features_regression(psi_n, psi_p, t, lam):
     assert abs(result.train - reference.train) < 1e-11
 
 
-def _direct_infinite_m_errors():
-    """The m = inf errors as written in dsm.md: traces of products of two resolvents (18- and 21-block pencils)."""
-    from pencils import Gaussian
-    from pencils.models.dsm import a, d, h, lam, mu1, n, p, s_squared, v0_squared, v_squared
-
-    sqrt, trace, identity = sympy.sqrt, sympy.Trace, sympy.Identity(p)
-    W, X, Xi0 = Gaussian("W", p, d), Gaussian("X", d, n), Gaussian("Xi_0", p, n)
-    V = sqrt(h) * mu1 * W.T / sqrt(d)
-    features = a * mu1 * W * X / sqrt(d) + sqrt(v0_squared) * Xi0
-    U = features * features.T / n + h * mu1**2 * W * W.T / d + s_squared * identity
-    B = V * (U + lam * identity).I
-    U_test = mu1**2 * W * W.T / d + v_squared * identity
-    return [1 + trace(B * U_test * B.T - 2 * B * V.T) / d, 1 + trace(B * U * B.T - 2 * B * V.T) / d]
-
-
 @pytest.mark.parametrize("t, lam", [(0.01, 1e-3), (0.01, 1.0), (1.0, 1e-3), (1.0, 1.0)])
 def test_infinite_m_from_one_resolvent_equals_the_direct_form(t, lam):
-    """dsm.errors uses one resolvent trace and its derivatives; the direct form is a different pencil.
+    """dsm.errors uses one resolvent trace and its derivatives; the direct form (dsm.md's formulas,
+    traces of products of two resolvents) is a different pencil.
 
     Both are solved to a relative residual of 1e-12 or better; measured agreement 4e-12.
     """
     psi_n, psi_p = np.meshgrid([0.5, 20.0], [0.3, 20.0, 80.0])
-    test, train = limit(_direct_infinite_m_errors(), dsm.dims, dsm.substitutions(psi_n, psi_p, t, lam))
+    direct = dsm.quantities(finite_m=False, direct=True)
+    test, train = limit([direct["test"], direct["train"]], dsm.dims, dsm.substitutions(psi_n, psi_p, t, lam))
     result = dsm.errors(psi_n, psi_p, t, lam)
     assert np.allclose(result.test, test, rtol=2e-11, atol=0)
     assert np.allclose(result.train, train, rtol=2e-11, atol=0)
@@ -58,7 +44,8 @@ def test_infinite_m_from_one_resolvent_equals_the_direct_form(t, lam):
 
 def test_infinite_m_from_one_resolvent_equals_the_direct_form_to_28_digits():
     subs = dsm.substitutions(20.0, 30.0, 0.01, "0.001", dps=30)
-    test, train = limit(_direct_infinite_m_errors(), dsm.dims, subs, dps=30)
+    direct = dsm.quantities(finite_m=False, direct=True)
+    test, train = limit([direct["test"], direct["train"]], dsm.dims, subs, dps=30)
     result = dsm.errors(20.0, 30.0, 0.01, "0.001", dps=30)
     with mpmath.workdps(40):
         assert abs(result.test - test) < mpmath.mpf(10) ** -28

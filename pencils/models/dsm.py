@@ -99,8 +99,8 @@ dims = {d: d, n: psi_n * d, p: psi_p * d, k: (m - 1) * psi_n * d}
 RIDGE_START = 1e-2
 
 
-@lru_cache(maxsize=3)
-def quantities(finite_m: bool, dual: bool = False) -> dict:
+@lru_cache(maxsize=4)
+def quantities(finite_m: bool, dual: bool = False, direct: bool = False) -> dict:
     r"""The test and train errors as SymPy expressions in traces (for :math:`m = \infty`, one trace
     and its derivatives; evaluate them at ``symbols["tilt"] = 0``, as :func:`substitutions` does).
 
@@ -112,6 +112,10 @@ def quantities(finite_m: bool, dual: bool = False) -> dict:
         For finite :math:`m`: the estimator written with the :math:`nm \times nm`
         Gram matrix of the samples (a block matrix), well conditioned for
         :math:`p > nm` (see the module notes).
+    direct : bool
+        For :math:`m = \infty`: the errors as written above the module notes,
+        traces of products of two resolvents (pencils of 18 and 21 blocks) instead
+        of one resolvent and its derivatives: slower, a check of the default.
 
     Examples
     --------
@@ -123,6 +127,8 @@ def quantities(finite_m: bool, dual: bool = False) -> dict:
     """
     if dual and not finite_m:
         raise ParameterError("the dual form is for finite m (for m = inf the features have a full-rank part).")
+    if direct and finite_m:
+        raise ParameterError("direct=True is for m = inf (finite m is always written directly).")
     sqrt, Tr = sympy.sqrt, sympy.Trace
     I_p = sympy.Identity(p)
     W, X, Xi0 = Gaussian("W", p, d), Gaussian("X", d, n), Gaussian("Xi_0", p, n)
@@ -145,6 +151,9 @@ def quantities(finite_m: bool, dual: bool = False) -> dict:
         return {"test": test, "train": train}
     Ft = a * mu1 * W * X / sqrt(d) + sqrt(v0_squared) * Xi0
     U = Ft * Ft.T / n + h * mu1**2 * W * W.T / d + s_squared * I_p
+    if direct:
+        B = V * (U + lam * I_p).I
+        return {"test": 1 + Tr(B * U_test * B.T - 2 * B * V.T) / d, "train": 1 + Tr(B * U * B.T - 2 * B * V.T) / d}
     T = Tr(V * (U + lam * I_p + tilt * U_test).I * V.T)  # at tilt = 0 (see the module notes)
     return {"test": 1 - (sympy.Derivative(T, tilt) + 2 * T) / d, "train": 1 + (lam * sympy.Derivative(T, lam) - T) / d}
 
