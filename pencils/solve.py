@@ -18,8 +18,10 @@ anchors (one per cell of the coarsest grids) follow the variance path
 :math:`s: 0 \to 1`; the others are visited coarse to fine (cells of a dyadic grid
 in the normalised parameters, halved at each level) and each is followed from a
 solved point of its parent cell (geometrically in positive parameters, else on a
-straight line), with a tangent predictor and a branch guard.  A point whose path
-fails falls back to its own variance path.  The float solution is then checked
+straight line), with a second-order predictor (componentwise rational, see
+:func:`_predict`) and a branch guard.  A point whose path fails falls back to
+its own variance path.  The same tangent gives exact derivatives of a limit in
+any parameter (:meth:`Solver.target`).  The float solution is then checked
 per unknown: ill-conditioned points are finished in arbitrary precision or
 reported.  All points of a level are solved together with batched numpy linear
 algebra; the mpmath path polishes the float solution with Newton's method
@@ -662,9 +664,10 @@ class Solver:
         Newton converges and its correction is small next to the predictor's
         move (at most 1/4: a larger one means a jump to another branch or a
         sharp turn); the next step is scaled to aim at 1/10 (between 1/4 and 4
-        times), and a rejected one is cut at least fourfold.  The predictor is
-        second order: the exact tangent and its change since the last accepted
-        point.  Returns ``(g, inverse, reached)`` at position 1 (the arrays given,
+        times), and a rejected one is cut at least fourfold.  The predictor
+        (:func:`_predict`) is second order: the exact tangent, and the exact
+        curvature on an affine path (:meth:`_acceleration`) or else the change of
+        the tangent since the last accepted point.  Returns ``(g, inverse, reached)`` at position 1 (the arrays given,
         updated in place), ``reached`` false where the step fell below ``1e-13``
         before it.
         """
@@ -1049,10 +1052,9 @@ class _BlockTriangular:
     where only earlier levels contribute; the components of a level with the
     same size are one batched solve (a division for size one).  This is
     Gaussian elimination with pivoting inside each diagonal block only, exact
-    for the block-triangular structure.  The DSM matrices split into blocks of
-    at most 3 of 18 and 21 rows, their Jacobians into blocks of at most 7 of
-    33 and 43 unknowns, so a large batch of Jacobian solves costs a fraction of
-    dense LAPACK calls.
+    for the block-triangular structure.  The Jacobians of the finite-m DSM
+    systems split into blocks of at most 12 of 106 and 195 unknowns, so a large
+    batch of their solves costs a fraction of dense LAPACK calls.
 
     Parameters
     ----------
