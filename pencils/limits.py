@@ -260,8 +260,10 @@ def _evaluate(quantities: sympy.Tuple, dims, subs, dps, path_from, continuation)
         function = compiled.mpmath
         inputs = [np.frompyfunc(_to_mpmath, 1, 1)(v) if isinstance(v, np.ndarray) else _to_mpmath(v) for v in inputs]
         if any(isinstance(v, np.ndarray) for v in inputs):
-            results = [np.frompyfunc(lambda *x, k=k: function(*x)[k], len(inputs), 1)(*inputs)
-                       for k in range(len(quantities))]
+            count = len(quantities)  # np.frompyfunc wants a tuple for several outputs, the value for one
+            each = (lambda *x: tuple(function(*x))) if count > 1 else (lambda *x: function(*x)[0])
+            results = np.frompyfunc(each, len(inputs), count)(*inputs)
+            results = list(results) if count > 1 else [results]
         else:
             results = list(function(*inputs))
     with mpmath.workdps(dps):

@@ -682,10 +682,10 @@ class Solver:
             target = np.minimum(1.0, here + step[index])
             span = here - last_position[index]
             span = np.where(np.isfinite(span) & (span > 0), span, np.inf)[:, None]
-            point = path(here, index)
-            velocity = self._velocity(point, start, inverse[index], algebra)
-            if point.affine:
-                acceleration = self._acceleration(point, start, inverse[index], velocity, algebra)
+            origin = path(here, index)
+            velocity = self._velocity(origin, start, inverse[index], algebra)
+            if origin.affine:
+                acceleration = self._acceleration(origin, start, inverse[index], velocity, algebra)
             else:  # the change of the tangent since the last accepted point
                 acceleration = (velocity - last_velocity[index]) / span
             predicted = _predict(start, velocity, acceleration, (target - here)[:, None])

@@ -104,3 +104,16 @@ def test_several_quantities_share_each_solve(monkeypatch):
 def test_unsupported_derivatives_say_what_to_write(bad):
     with pytest.raises(UnsupportedOperationError, match="first derivative of one trace"):
         limit(bad / d, {n: 2 * d}, {lam: 0.5, z: 0.0})
+
+
+def test_several_quantities_in_arbitrary_precision_over_an_array():
+    resolvent = sympy.Trace((S + lam * I_d).I)
+    quantities = [resolvent / d, sympy.Derivative(resolvent, lam) / d]
+    ridges = np.array(["0.5", "2"], dtype=object)
+    together = limit(quantities, {n: 2 * d}, {lam: ridges}, dps=25)
+    for quantity, values in zip(quantities, together):
+        alone = limit(quantity, {n: 2 * d}, {lam: ridges}, dps=25)
+        assert values.shape == (2,) and all(a == b for a, b in zip(values, alone))
+    with mpmath.workdps(40):  # Marchenko-Pastur: d/dlam of m(-lam) is -m'(-lam)
+        expected = -mpmath.diff(lambda x: stieltjes(x, mpmath.mpf(1) / 2), -2)
+        assert abs(together[1][1] - expected) < mpmath.mpf(10) ** -23 * abs(expected)
