@@ -563,8 +563,8 @@ class Solver:
         moving = self._moving(point)
         zero = 0 * point.lambdas
         first = self._matrix(point.d_lambdas, moving, g, 1, algebra) + self._matrix(zero, point.weights, velocity, point.step, algebra)
-        bend = 2 * np.reshape(point.d_step, (1, -1)) * point.d_weights
-        second = self._matrix(zero, bend, g, 1, algebra) + 2 * self._matrix(zero, moving, velocity, 1, algebra)
+        cross = 2 * np.reshape(point.d_step, (1, -1)) * point.d_weights  # 2 s' w'
+        second = self._matrix(zero, cross, g, 1, algebra) + 2 * self._matrix(zero, moving, velocity, 1, algebra)
         left = inverse @ first
         right = inverse @ second @ inverse - 2 * (left @ left @ inverse)
         return self._solve_linearised(point.weights, inverse, point.step, right[:, self._unknown_rows, self._unknown_cols], algebra)
@@ -666,10 +666,10 @@ class Solver:
         sharp turn); the next step is scaled to aim at 1/10 (between 1/4 and 4
         times), and a rejected one is cut at least fourfold.  The predictor
         (:func:`_predict`) is second order: the exact tangent, and the exact
-        curvature on an affine path (:meth:`_acceleration`) or else the change of
-        the tangent since the last accepted point.  Returns ``(g, inverse, reached)`` at position 1 (the arrays given,
-        updated in place), ``reached`` false where the step fell below ``1e-13``
-        before it.
+        curvature on an affine path (:meth:`_acceleration`) or else the change
+        of the tangent since the last accepted point.  Returns ``(g, inverse,
+        reached)`` at position 1 (the arrays given, updated in place),
+        ``reached`` false where the step fell below ``1e-13`` before it.
         """
         count = g.shape[0]
         position, step = np.zeros(count), np.full(count, first_step)
@@ -989,7 +989,7 @@ class Solver:
         with precision, np.errstate(all="ignore"), threadpool_limits(limits=1, user_api="blas"):
             values = [scale * inverse[:, out, into]]
             if derivatives:
-                _, columns, count = self._points(subs, multiprecision=dps is not None)
+                _, columns, _ = self._points(subs, multiprecision=dps is not None)
                 columns = columns if dps is not None else _floats(columns)
                 values += self._derivatives(columns, inverse, scale, derivatives, dps)
         results = [_shaped(value, shape, dps) for value in values]
