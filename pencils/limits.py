@@ -317,7 +317,7 @@ def _limit_payload(quantities: sympy.Tuple, dims_key: tuple) -> dict:
     for derivative in derivatives:
         _check_derivative(derivative)
     hidden = {derivative: sympy.Dummy() for derivative in derivatives}
-    quantities = [q.xreplace(hidden) for q in quantities]
+    originals, quantities = quantities, [q.xreplace(hidden) for q in quantities]
     matrices_in = [d.expr.arg for d in derivatives] + [t.arg for q in quantities for t in q.atoms(sympy.Trace)]
     symbols = set().union(*(shape_symbols(matrix) for matrix in matrices_in)) if matrices_in else set()
     dimensions = Dimensions.from_mapping(dict(dims_key), symbols)
@@ -350,11 +350,11 @@ def _limit_payload(quantities: sympy.Tuple, dims_key: tuple) -> dict:
         slope, _ = placeholder(trace, parameter)
         replacements[hidden[derivative]] = sympy.diff(size, parameter) * tau + size * slope
     formulas = []
-    for quantity in quantities:
+    for original, quantity in zip(originals, quantities):
         reduced = sympy.simplify(quantity.subs(replacements).subs(dimensions.mapping))
         if dimensions.base in reduced.free_symbols:
             raise MisScaledError(
-                f"the quantity {quantity} still depends on {dimensions.base} once every trace is "
+                f"the quantity {original} still depends on {dimensions.base} once every trace is "
                 f"replaced by its limit ({reduced}); divide each trace by the dimension of its matrix."
             )
         formulas.append(reduced)

@@ -117,3 +117,10 @@ def test_several_quantities_in_arbitrary_precision_over_an_array():
     with mpmath.workdps(40):  # Marchenko-Pastur: d/dlam of m(-lam) is -m'(-lam)
         expected = -mpmath.diff(lambda x: stieltjes(x, mpmath.mpf(1) / 2), -2)
         assert abs(together[1][1] - expected) < mpmath.mpf(10) ** -23 * abs(expected)
+
+
+def test_a_mis_scaled_derivative_names_the_quantity():
+    from pencils.errors import MisScaledError
+
+    with pytest.raises(MisScaledError, match="Derivative"):
+        limit(sympy.Derivative(sympy.Trace((S + lam * I_d).I), lam), {n: 2 * d}, {lam: 0.5})  # not divided by d
