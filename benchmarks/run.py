@@ -57,9 +57,8 @@ def derivation_and_cache() -> None:
 
 def throughput(grid_size: int) -> None:
     """Target 2: a 200-point learning curve and a (psi_n, psi_p) grid, after warm-up."""
-    from pencils.models import dsm
-
     from pencils import limit
+    from pencils.models import dsm
 
     direct = dsm.quantities(finite_m=False, direct=True)
 

@@ -372,14 +372,8 @@ class Solver:
     def _changes(self, columns: list, directions: list, count: int, multiprecision: bool) -> tuple:
         """The derivatives ``(d_lambdas, d_weights, d_scale)`` along ``directions`` at the points (see
         :attr:`_directional_expressions`), like :meth:`_coefficients`."""
-        if multiprecision:
-            rows = [
-                self._directional_mpmath(*(_to_mpmath(c[k]) for c in columns + directions)) for k in range(count)
-            ]
-            table = np.array([[mpmath.mpmathify(x) for x in row] for row in rows], dtype=object).T
-            table = table.reshape(len(table), count)
-        else:
-            table = _table(self._directional(*columns, *directions), count)
+        function = self._directional_mpmath if multiprecision else self._directional
+        table = _tabulate(function, columns + directions, count, multiprecision)
         d_lambdas, d_weights, d_scale = np.split(table, self._split[:2])
         return d_lambdas, d_weights, d_scale[0]
 
@@ -407,12 +401,7 @@ class Solver:
 
     def _coefficients(self, columns: list, count: int, multiprecision: bool):
         """Every compiled coefficient at the points: arrays of shape (P,) (object if multiprecision)."""
-        if multiprecision:
-            rows = [self._mpmath(*(_to_mpmath(c[k]) for c in columns)) for k in range(count)]
-            table = np.array([[mpmath.mpmathify(x) for x in row] for row in rows], dtype=object).T
-            table = table.reshape(len(table), count)
-        else:
-            table = _table(self._numpy(*columns), count)
+        table = _tabulate(self._mpmath if multiprecision else self._numpy, columns, count, multiprecision)
         lambdas, weights, ratios, rest = np.split(table, self._split)
         return lambdas, weights, ratios, rest[0]
 
@@ -1135,6 +1124,18 @@ class _BlockTriangular:
 # --------------------------------------------------------------------- the order of a batch
 
 _DEPTH = 30  # the finest grid has 2**30 cells per coordinate
+
+
+def _tabulate(function, columns: list, count: int, multiprecision: bool) -> np.ndarray:
+    """A compiled function of the parameter columns at every point, as one array of shape (C, P).
+
+    In arbitrary precision it is called point by point on mpmath numbers (an object array).
+    """
+    if not multiprecision:
+        return _table(function(*columns), count)
+    rows = [function(*(_to_mpmath(c[k]) for c in columns)) for k in range(count)]
+    table = np.array([[mpmath.mpmathify(x) for x in row] for row in rows], dtype=object).T
+    return table.reshape(len(table), count)
 
 
 def _table(values: list, count: int) -> np.ndarray:

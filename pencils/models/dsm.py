@@ -147,15 +147,17 @@ def quantities(finite_m: bool, dual: bool = False, direct: bool = False) -> dict
         else:
             B = (Za * Fa.T + Zb * Fb.T) / (n * m) * ((Fa * Fa.T + Fb * Fb.T) / (n * m) + lam * I_p).I
             train = Tr((Za - B * Fa) * (Za - B * Fa).T + (Zb - B * Fb) * (Zb - B * Fb).T) / (n * m * d)
-        test = 1 + Tr(B * U_test * B.T - 2 * B * V.T) / d
-        return {"test": test, "train": train}
-    Ft = a * mu1 * W * X / sqrt(d) + sqrt(v0_squared) * Xi0
-    U = Ft * Ft.T / n + h * mu1**2 * W * W.T / d + s_squared * I_p
-    if direct:
+    else:
+        Ft = a * mu1 * W * X / sqrt(d) + sqrt(v0_squared) * Xi0
+        U = Ft * Ft.T / n + h * mu1**2 * W * W.T / d + s_squared * I_p
+        if not direct:
+            T = Tr(V * (U + lam * I_p + tilt * U_test).I * V.T)  # at tilt = 0 (see the module notes)
+            return {"test": 1 - (sympy.Derivative(T, tilt) + 2 * T) / d,
+                    "train": 1 + (lam * sympy.Derivative(T, lam) - T) / d}
         B = V * (U + lam * I_p).I
-        return {"test": 1 + Tr(B * U_test * B.T - 2 * B * V.T) / d, "train": 1 + Tr(B * U * B.T - 2 * B * V.T) / d}
-    T = Tr(V * (U + lam * I_p + tilt * U_test).I * V.T)  # at tilt = 0 (see the module notes)
-    return {"test": 1 - (sympy.Derivative(T, tilt) + 2 * T) / d, "train": 1 + (lam * sympy.Derivative(T, lam) - T) / d}
+        train = 1 + Tr(B * U * B.T - 2 * B * V.T) / d
+    test = 1 + Tr(B * U_test * B.T - 2 * B * V.T) / d
+    return {"test": test, "train": train}
 
 
 def optimum(t):
