@@ -32,6 +32,7 @@ import numpy as np
 import sympy
 
 from .pencil import IDENTITY, Pencil
+from .validation import check_solve_arguments
 
 __all__ = ["Coupling", "DysonSystem"]
 
@@ -236,7 +237,8 @@ class DysonSystem:
     def solve(self, subs: dict | None = None, dps: int | None = None, path_from: dict | None = None,
               continuation: str = "neighbours"):
         """Solve at parameter values and return the target (see :func:`pencils.trace_limit`)."""
-        return self.solver.target(subs or {}, dps=dps, path_from=path_from, continuation=continuation)
+        subs, dps, path_from = check_solve_arguments(subs, dps, path_from)
+        return self.solver.target(subs, dps=dps, path_from=path_from, continuation=continuation)
 
 
 def _structurally_nonzero(size: int, pattern: set, terms: dict) -> np.ndarray:

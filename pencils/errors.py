@@ -13,6 +13,7 @@ __all__ = [
     "MisScaledError",
     "UnsupportedOperationError",
     "ParameterError",
+    "ParameterTypeError",
     "ConvergenceError",
 ]
 
@@ -35,6 +36,13 @@ class UnsupportedOperationError(PencilsError):
 
 class ParameterError(PencilsError):
     """A parameter value is missing, of the wrong kind, or outside its domain."""
+
+
+class ParameterTypeError(ParameterError, TypeError):
+    """A parameter is of the wrong type (e.g. an activation that is neither a name nor a callable).
+
+    Also a :class:`TypeError`, so that ``except TypeError`` keeps working.
+    """
 
 
 class ConvergenceError(PencilsError):

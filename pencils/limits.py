@@ -21,15 +21,18 @@ import sympy
 
 from . import cache
 from .dyson import DysonSystem
-from .errors import MisScaledError, ParameterError, UnsupportedOperationError
-from .expression import Dimensions, normalise, shape_symbols
+from .errors import DimensionError, MisScaledError, ParameterError, UnsupportedOperationError
+from .expression import Dimensions, check_rational, normalise, shape_symbols
 from .pencil import linearize
-from .solve import Solver, _compile, _sympy_namespace, _to_mpmath
+from .solve import Solver, _compile, _floats, _sympy_namespace, _to_mpmath
+from .validation import check_solve_arguments
 
 __all__ = ["derive", "trace_limit", "limit"]
 
 
 def _key(dims: Mapping) -> tuple:
+    if not isinstance(dims, Mapping):
+        raise DimensionError(f"dims must be a dict {{dimension: multiple of the base}}, e.g. {{n: 2*d}}; got {dims!r}.")
     return tuple(sorted(((sympy.sympify(k), sympy.sympify(v)) for k, v in dims.items()), key=str))
 
 
@@ -68,12 +71,24 @@ def derive(expr: sympy.MatrixExpr, dims: Mapping) -> DysonSystem:
 
 
 def _check_square(expr) -> None:
+    check_rational(expr)
     if not getattr(expr, "is_Matrix", False) or expr.shape[0] != expr.shape[1]:
         shape = getattr(expr, "shape", None)
         raise ParameterError(
             f"trace limits need a square matrix expression; got {expr} of shape {shape}. "
             f"Multiply by a transpose (e.g. X.T*X) or pick a square sub-expression."
         )
+
+
+def check_trace_arguments(expr: sympy.MatrixExpr, dims: Mapping, subs: Mapping) -> None:
+    """Refuse what :func:`trace_limit` refuses before it solves: an expression with no pencil,
+    bad ``dims``, and values that are missing, not numbers, or give a negative dimension ratio or a
+    coefficient that is not finite (used by :func:`pencils.sample_trace`, which must agree)."""
+    _check_square(expr)
+    solver = _solver(expr, _key(dims))
+    _, columns, count = solver._points(subs, multiprecision=False)
+    floats = _floats(columns)
+    solver._validate(solver._coefficients(floats, count, multiprecision=False), floats)
 
 
 @lru_cache(maxsize=1)
@@ -162,8 +177,9 @@ def trace_limit(
     >>> mpmath.mp.dps = 40; mpmath.nstr((mpmath.sqrt(17) - 3) / 2, 40); mpmath.mp.dps = 15
     '0.5615528128088302749107049279870385125736'
     """
+    subs, dps, path_from = check_solve_arguments(subs, dps, path_from)
     _check_square(expr)
-    return _solver(expr, _key(dims)).target(dict(subs or {}), dps=dps, path_from=path_from, continuation=continuation)
+    return _solver(expr, _key(dims)).target(subs, dps=dps, path_from=path_from, continuation=continuation)
 
 
 def limit(
@@ -230,6 +246,7 @@ def limit(
     >>> round(mean, 12), round(slope, 12)
     (1.0, 1.0)
     """
+    subs, dps, path_from = check_solve_arguments(subs, dps, path_from)
     if isinstance(quantity, (list, tuple)):
         if any(getattr(q, "is_Matrix", False) for q in quantity):
             quantity = [sympy.Trace(q) / q.shape[0] if getattr(q, "is_Matrix", False) else q for q in quantity]
@@ -313,6 +330,7 @@ def _compiled_limit(quantities: sympy.Tuple, dims_key: tuple) -> _CompiledLimit:
 
 def _limit_payload(quantities: sympy.Tuple, dims_key: tuple) -> dict:
     """The normalised matrices whose traces enter ``quantities``, derived, and the quantities in their limits."""
+    check_rational(quantities)
     derivatives = sorted(set().union(*(q.atoms(sympy.Derivative) for q in quantities)), key=sympy.default_sort_key)
     for derivative in derivatives:
         _check_derivative(derivative)

@@ -6,6 +6,7 @@ normalisation), so it is an independent check of everything the engine derives.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
@@ -14,6 +15,8 @@ import sympy
 from sympy.matrices.expressions import BlockMatrix, Identity, Inverse, MatAdd, MatMul, MatPow, Transpose
 
 from .errors import ParameterError, UnsupportedOperationError
+from .limits import check_trace_arguments
+from .validation import check_positive_int, check_values
 from .expression import Dimensions, shape_symbols
 from .gaussian import Gaussian
 
@@ -119,15 +122,17 @@ def sample_trace(
     >>> abs(estimate.mean - 1.0) < 5 * estimate.stderr + 1e-2
     True
     """
-    if expr.shape[0] != expr.shape[1]:
-        raise ParameterError(f"the expression has shape {expr.shape}; a trace needs a square expression.")
-    if int(size) < 1:
-        raise ParameterError(f"size must be a positive integer; got {size}.")
-    seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    size = check_positive_int(size, "size")
+    if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
+        seeds = list(range(check_positive_int(seeds, "seeds")))
+    else:
+        seeds = [_seed(seed) for seed in seeds]
     if not seeds:
         raise ParameterError("seeds is empty; give at least one seed (two for a standard error).")
+    subs = check_values(subs)
+    check_trace_arguments(expr, dims, subs)
     dimensions = Dimensions.from_mapping(dims, shape_symbols(expr))
-    subs = {sympy.sympify(key): value for key, value in (subs or {}).items()}
+    subs = {sympy.sympify(key): value for key, value in subs.items()}
     keys = list(subs)
     arrays = np.broadcast_arrays(*(np.asarray(subs[key]) for key in keys)) if keys else []
     shape = arrays[0].shape if arrays else ()
@@ -150,3 +155,9 @@ def sample_trace(
     if shape == ():
         return SampleEstimate(means.item(), errors.item(), len(seeds))
     return SampleEstimate(means, errors, len(seeds))
+
+
+def _seed(seed) -> int:
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ParameterError(f"each seed must be a non-negative integer; got {seed!r}.")
+    return int(seed)

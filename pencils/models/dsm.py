@@ -79,6 +79,7 @@ from ..gaussian import Gaussian
 from ..limits import limit
 from ..simulation.dsm import SimulationResult, simulate
 from ..sweep import Sweep, sweep
+from ..validation import check_dps, check_real, check_shapes
 
 __all__ = [
     "Errors", "errors", "learning_curve", "phase_diagram", "quantities", "substitutions", "constants", "optimum",
@@ -260,8 +261,8 @@ def errors(
     >>> bool(result.optimum < result.test) and bool(result.train < result.test)
     True
     """
-    _check(psi_n=psi_n, psi_p=psi_p, t=t, lam=lam, m=m)
-    shape = np.broadcast_shapes(*(np.shape(value) for value in (psi_n, psi_p, t, lam, m)))
+    shape, dps = _check(psi_n=psi_n, psi_p=psi_p, t=t, lam=lam, m=m), check_dps(dps)
+    activation = activations.get(activation)
     dtype = object if dps is not None else float
     psi_n, psi_p, t, lam, m = (np.broadcast_to(np.asarray(v, dtype=dtype), shape) for v in (psi_n, psi_p, t, lam, m))
     infinite = np.array([float(value) == math.inf for value in m.ravel()], dtype=bool).reshape(shape)
@@ -357,19 +358,11 @@ def _apply(function, values, dps):
         return np.frompyfunc(function, 1, 1)(values)
 
 
-def _check(**values) -> None:
-    rules = {
-        "psi_n": (lambda x: x > 0, "> 0"), "psi_p": (lambda x: x > 0, "> 0"), "t": (lambda x: x > 0, "> 0"),
-        "lam": (lambda x: x > 0, "> 0"), "m": (lambda x: x >= 1, ">= 1 (or math.inf)"),
-    }
+def _check(**values) -> tuple:
+    """Check the parameters of :func:`errors` and return their broadcast shape."""
     for name, value in values.items():
-        array = np.asarray(value, dtype=object)
-        try:
-            numbers = np.array([float(x) for x in array.ravel()])
-        except (TypeError, ValueError):
-            raise ParameterError(f"{name} must be a real number or an array of them; got {value!r}.") from None
-        test, bound = rules[name]
-        finite = np.isfinite(numbers) | ((name == "m") & (numbers == math.inf))
-        if not np.all(finite & test(numbers)):
-            bad = numbers[~(finite & test(numbers))][0]
-            raise ParameterError(f"{name} must be {bound}; got {bad}.")
+        if name == "m":
+            check_real(value, name, minimum=1, strict=False, infinite=True)
+        else:
+            check_real(value, name)
+    return check_shapes(values)
