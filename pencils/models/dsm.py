@@ -77,13 +77,14 @@ from .. import activations
 from ..errors import ParameterError
 from ..gaussian import Gaussian
 from ..limits import limit
+from . import difference
 from ..simulation.dsm import SimulationResult, simulate
 from ..sweep import Sweep, sweep
 from ..validation import check_dps, check_real, check_shapes
 
 __all__ = [
     "Errors", "errors", "learning_curve", "phase_diagram", "quantities", "substitutions", "constants", "optimum",
-    "simulate", "SimulationResult", "symbols", "dims",
+    "simulate", "SimulationResult", "symbols", "dims", "check_parameters",
 ]
 
 d, n, p, k = sympy.symbols("d n p k")
@@ -223,7 +224,7 @@ class Errors:
     @property
     def gap(self):
         """The generalization gap ``test - train`` (large: memorization)."""
-        return self.test - self.train
+        return difference(self.test, self.train)
 
 
 def errors(
@@ -261,7 +262,7 @@ def errors(
     >>> bool(result.optimum < result.test) and bool(result.train < result.test)
     True
     """
-    shape, dps = _check(psi_n=psi_n, psi_p=psi_p, t=t, lam=lam, m=m), check_dps(dps)
+    shape, dps = check_parameters(psi_n=psi_n, psi_p=psi_p, t=t, lam=lam, m=m), check_dps(dps)
     activation = activations.get(activation)
     dtype = object if dps is not None else float
     psi_n, psi_p, t, lam, m = (np.broadcast_to(np.asarray(v, dtype=dtype), shape) for v in (psi_n, psi_p, t, lam, m))
@@ -358,9 +359,23 @@ def _apply(function, values, dps):
         return np.frompyfunc(function, 1, 1)(values)
 
 
-def _check(**values) -> tuple:
-    """Check the parameters of :func:`errors` and return their broadcast shape."""
+def check_parameters(**values) -> tuple:
+    """Check parameters of :func:`errors` given by name (any of ``psi_n``, ``psi_p``, ``t``, ``lam``
+    and ``m``) and return their broadcast shape; a :class:`ParameterError` names the first bad one.
+
+    Examples
+    --------
+    >>> from pencils.models import dsm
+    >>> dsm.check_parameters(psi_n=2.0, m=math.inf)
+    ()
+    >>> dsm.check_parameters(t=-1.0)
+    Traceback (most recent call last):
+    ...
+    pencils.errors.ParameterError: t must be > 0 and finite; got -1.0.
+    """
     for name, value in values.items():
+        if name not in ("psi_n", "psi_p", "t", "lam", "m"):
+            raise ParameterError(f"{name} is not a parameter of dsm.errors; use psi_n, psi_p, t, lam or m.")
         if name == "m":
             check_real(value, name, minimum=1, strict=False, infinite=True)
         else:

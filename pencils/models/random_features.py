@@ -40,6 +40,7 @@ import sympy
 from .. import activations
 from ..gaussian import Gaussian
 from ..limits import limit
+from . import difference
 from ..simulation.random_features import RandomFeaturesSample, simulate
 from ..validation import check_dps, check_real, check_shapes
 
@@ -88,7 +89,7 @@ class Errors:
     @property
     def gap(self):
         """The generalization gap ``test - train``."""
-        return self.test - self.train
+        return difference(self.test, self.train)
 
 
 def errors(psi_n, psi_p, lam, activation="relu", signal=1.0, noise=0.0, dps: int | None = None) -> Errors:
