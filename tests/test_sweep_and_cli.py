@@ -133,7 +133,6 @@ def test_command_line_refuses_bad_input_before_computing(arguments, word, capsys
     assert word in captured.err and len(captured.err.strip().splitlines()) == 1
 
 
-@pytest.mark.timeout(300)
 def test_command_line_interrupted_keeps_the_rows_done():
     import signal
 
