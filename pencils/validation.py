@@ -68,14 +68,15 @@ def check_positive_int(value: Any, name: str) -> int:
 
 
 def check_real(value: Any, name: str, minimum: float = 0.0, strict: bool = True, infinite: bool = False,
-               hint: str = "") -> Any:
+               strings: bool = False, hint: str = "") -> Any:
     """A real number or array of them, every element ``> minimum`` (``>=`` if not ``strict``).
 
-    ``infinite=True`` also accepts ``+inf`` (e.g. ``m = math.inf`` noise draws).
+    ``infinite=True`` also accepts ``+inf`` (e.g. ``m = math.inf`` noise draws), ``strings=True``
+    numeric strings (read exactly in arbitrary precision).
     Numbers may be mpmath or SymPy numbers (arbitrary precision); the value is
     returned unchanged.
     """
-    numbers_ = _as_complex(value, name, "a real number").reshape(-1)
+    numbers_ = _as_complex(value, name, "a real number", strings).reshape(-1)
     if numbers_.size == 0:
         raise ParameterError(f"{name} is an empty array; give at least one value.")
     if np.any(numbers_.imag != 0):
@@ -90,8 +91,11 @@ def check_real(value: Any, name: str, minimum: float = 0.0, strict: bool = True,
     return value
 
 
-def check_values(values: Mapping | None, name: str = "subs") -> dict:
+def check_values(values: Mapping | None, name: str = "subs", strings: bool = False) -> dict:
     """Values of scalar symbols: finite numbers, or non-empty arrays of them that broadcast together.
+
+    With ``strings=True`` (arbitrary precision), numeric strings such as ``"0.05"`` are accepted:
+    they are read exactly.
 
     A complex value is refused for a symbol declared real (``sympy.Symbol("x",
     real=True)`` or ``positive=True``).  Keys are returned as given.
@@ -116,7 +120,7 @@ def check_values(values: Mapping | None, name: str = "subs") -> dict:
         raise ParameterError(f"{name} must be a dict {{symbol: value}}; got {type(values).__name__}.")
     for key, value in values.items():
         label = f"{name}[{key}]"
-        numbers_ = _as_complex(value, label)
+        numbers_ = _as_complex(value, label, "a number", strings)
         if numbers_.size == 0:
             raise ParameterError(f"{label} is an empty array; give at least one value.")
         finite = np.isfinite(numbers_)
@@ -146,7 +150,7 @@ def check_shapes(values: Mapping, what: str = "the parameters") -> tuple:
         ) from None
 
 
-def _as_complex(value: Any, name: str, kind: str = "a number") -> np.ndarray:
+def _as_complex(value: Any, name: str, kind: str, strings: bool = False) -> np.ndarray:
     """``value`` as a complex array (shape kept), refusing what is not a number."""
     if isinstance(value, np.ndarray) and value.dtype.kind in "iufc":
         return value.astype(complex, copy=False)
@@ -154,11 +158,11 @@ def _as_complex(value: Any, name: str, kind: str = "a number") -> np.ndarray:
     flat = array.reshape(-1)
     converted = np.empty(flat.shape, dtype=complex)
     for index, item in enumerate(flat):
-        converted[index] = _number(item, name, value, kind)
+        converted[index] = _number(item, name, value, kind, strings)
     return converted.reshape(array.shape)
 
 
-def _number(item: Any, name: str, whole: Any, kind: str) -> complex:
+def _number(item: Any, name: str, whole: Any, kind: str, strings: bool) -> complex:
     if isinstance(item, (bool, np.bool_)):
         raise ParameterError(f"{name} is a boolean ({whole!r}); give {kind}.")
     if isinstance(item, (numbers.Number, mpmath.mpf, mpmath.mpc)):
@@ -168,10 +172,18 @@ def _number(item: Any, name: str, whole: Any, kind: str) -> complex:
             return complex(item)
         except TypeError:
             pass
+    if isinstance(item, str) and strings:
+        try:
+            return complex(mpmath.mpmathify(item))
+        except (TypeError, ValueError):
+            pass
     described = "None" if item is None else f"{item!r} ({type(item).__name__})"
     raise ParameterError(f"{name} must be {kind} or an array of them; got {described}.")
 
 
 def check_solve_arguments(subs: Mapping | None, dps: Any, path_from: Mapping | None) -> tuple:
     """``(subs, dps, path_from)`` of a limit, checked by :func:`check_values` and :func:`check_dps`."""
-    return check_values(subs), check_dps(dps), (check_values(path_from, "path_from") if path_from else None)
+    dps = check_dps(dps)
+    strings = dps is not None
+    return (check_values(subs, strings=strings), dps,
+            check_values(path_from, "path_from", strings=strings) if path_from else None)

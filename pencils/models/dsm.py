@@ -377,7 +377,7 @@ def check_parameters(**values) -> tuple:
         if name not in ("psi_n", "psi_p", "t", "lam", "m"):
             raise ParameterError(f"{name} is not a parameter of dsm.errors; use psi_n, psi_p, t, lam or m.")
         if name == "m":
-            check_real(value, name, minimum=1, strict=False, infinite=True)
+            check_real(value, name, minimum=1, strict=False, infinite=True, strings=True)
         else:
-            check_real(value, name)
+            check_real(value, name, strings=True)
     return check_shapes(values)
