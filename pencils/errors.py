@@ -15,6 +15,7 @@ __all__ = [
     "ParameterError",
     "ParameterTypeError",
     "ConvergenceError",
+    "SingularStartError",
 ]
 
 
@@ -60,6 +61,12 @@ class ConvergenceError(PencilsError):
         super().__init__(message)
         self.parameters = parameters or {}
         self.residual = residual
+
+
+class SingularStartError(ConvergenceError):
+    """The pencil is singular with every Gaussian set to zero, where the solution starts
+    (e.g. ``S.I`` for a Wishart ``S``): :func:`pencils.trace_limit` and :func:`pencils.limit`
+    then continue a ridge added to every inverse down to zero."""
 
 
 class PrecisionWarning(UserWarning):

@@ -22,7 +22,9 @@ import sympy
 
 from . import cache
 from .dyson import DysonSystem
-from .errors import DimensionError, MisScaledError, ParameterError, UnsupportedOperationError
+from .errors import (
+    ConvergenceError, DimensionError, MisScaledError, ParameterError, SingularStartError, UnsupportedOperationError,
+)
 from .expression import Dimensions, check_rational, normalise, shape_symbols
 from .pencil import linearize
 from .solve import Solver, _compile, _floats, _sympy_namespace, _to_mpmath
@@ -182,7 +184,11 @@ def trace_limit(
     subs, dps, path_from = check_solve_arguments(subs, dps, path_from)
     _check_square(expr)
     solver = _solver(expr, _key(dims))
-    return _in_batches(lambda s, p: [solver.target(s, dps=dps, path_from=p, continuation=continuation)], subs, path_from)[0]
+    try:
+        return _in_batches(lambda s, p: [solver.target(s, dps=dps, path_from=p, continuation=continuation)],
+                           subs, path_from)[0]
+    except SingularStartError:
+        return _from_a_ridge(lambda e, s, p: trace_limit(e, dims, s, dps, p, continuation), expr, dims, subs, path_from)
 
 
 def limit(
@@ -254,11 +260,65 @@ def limit(
         if any(getattr(q, "is_Matrix", False) for q in quantity):
             quantity = [sympy.Trace(q) / q.shape[0] if getattr(q, "is_Matrix", False) else q for q in quantity]
         quantities = sympy.Tuple(*map(sympy.sympify, quantity))
-        return _in_batches(lambda s, p: _evaluate(quantities, dims, s, dps, p, continuation), subs, path_from)
-    if getattr(quantity, "is_Matrix", False):
+    elif getattr(quantity, "is_Matrix", False):
         return trace_limit(quantity, dims, subs, dps, path_from=path_from, continuation=continuation)
-    quantities = sympy.Tuple(sympy.sympify(quantity))
-    return _in_batches(lambda s, p: _evaluate(quantities, dims, s, dps, p, continuation), subs, path_from)[0]
+    else:
+        quantities = sympy.Tuple(sympy.sympify(quantity))
+
+    def evaluate(quantities, subs, path_from):
+        return _in_batches(lambda s, p: _evaluate(quantities, dims, s, dps, p, continuation), subs, path_from)
+
+    try:
+        values = evaluate(quantities, subs, path_from)
+    except SingularStartError:
+        values = _from_a_ridge(evaluate, quantities, dims, subs, path_from)
+    return list(values) if isinstance(quantity, (list, tuple)) else values[0]
+
+
+#: The ridge added to every inverse where the solution cannot start (see :func:`_from_a_ridge`).
+RIDGE = sympy.Symbol("pencils_ridge", nonnegative=True)
+
+
+def _from_a_ridge(solve, expr, dims: Mapping, subs: dict, path_from: Mapping | None):
+    r"""``solve(expr', subs', path_from')`` for an expression whose pencil is singular with every
+    Gaussian set to zero (e.g. :math:`\operatorname{tr} S^{-1}` for a Wishart :math:`S`).
+
+    ``expr'`` adds :math:`r N^{p} I` inside every inverse (:math:`N^p` the order of the inverted
+    matrix); the solution starts at :math:`r = 1`, where it is defined, and is continued to
+    :math:`r = 0`, where ``expr'`` is ``expr``.  The limit is reached wherever the path stays regular,
+    i.e. where the inverted matrices stay invertible in the limit.
+    """
+    dimensions = Dimensions.from_mapping(dims, _shape_symbols_of(expr))
+
+    def shifted(node):
+        arguments = [shifted(argument) for argument in node.args]
+        if arguments != list(node.args):
+            node = node.func(*arguments)
+        inverted = node.arg if isinstance(node, sympy.Inverse) else node.base if (
+            isinstance(node, sympy.MatPow) and node.exp.is_negative) else None
+        if inverted is None:
+            return node
+        _, power, _ = normalise(inverted, dimensions)
+        base = inverted + RIDGE * dimensions.base**power * sympy.Identity(inverted.rows)
+        return base.I if isinstance(node, sympy.Inverse) else sympy.MatPow(base, node.exp)
+
+    try:
+        return solve(shifted(expr), {**subs, RIDGE: 0}, {**(path_from or {}), RIDGE: 1})
+    except ConvergenceError as error:
+        point = ", ".join(f"{key}={value}" for key, value in error.parameters.items() if key != str(RIDGE))
+        raise ConvergenceError(
+            f"{expr} is undefined with every Gaussian set to zero, and following a ridge r*Identity added to "
+            f"each inverse from r = 1 down to r = 0 failed{' at ' + point if point else ''}. The limit "
+            f"probably does not exist there: an inverted matrix is singular in the limit (e.g. X.T*X/n with "
+            f"d > n). Add a ridge to that inverse.",
+            parameters=error.parameters, residual=error.residual,
+        ) from None
+
+
+def _shape_symbols_of(expr) -> set:
+    """The dimension symbols of the matrices in ``expr`` (a matrix, or scalars containing traces)."""
+    matrices = [expr] if getattr(expr, "is_Matrix", False) else [t.arg for t in expr.atoms(sympy.Trace)]
+    return set().union(*(shape_symbols(matrix) for matrix in matrices)) if matrices else set()
 
 
 #: The most points of an array solved at once.  Memory grows with the batch (measured: about 6 KB a

@@ -52,7 +52,7 @@ import sympy
 from threadpoolctl import threadpool_limits
 
 from .dyson import _structurally_nonzero
-from .errors import ConvergenceError, ParameterError, PrecisionWarning
+from .errors import ConvergenceError, ParameterError, PrecisionWarning, SingularStartError
 
 __all__ = ["Solver"]
 
@@ -632,7 +632,7 @@ class Solver:
         zero = _zeros((count, len(self._unknown_rows)), np.result_type(lambdas, weights))
         deterministic = self._inverse(lambdas, weights, zero, np.zeros(count), algebra)
         if np.any(~algebra.finite(deterministic)):
-            raise ConvergenceError(
+            raise SingularStartError(
                 "the deterministic part of the pencil is singular (the expression is undefined when "
                 "every Gaussian is set to zero, e.g. an inverse with no ridge or shift), so the solution "
                 "cannot start there. The limit may still exist (e.g. of S.I for S = X.T*X/n, n > d): add "

@@ -99,8 +99,9 @@ def test_infinite_coefficient():
 
 
 def test_singular_deterministic_part():
-    with pytest.raises(ConvergenceError, match="ridge"):
-        trace_limit(S.I, {n: 2 * d}, {})
+    """S^{-1} with d > n has no limit (S is singular): following a ridge to zero fails, and says so."""
+    with pytest.raises(ConvergenceError, match="singular in the limit"):
+        trace_limit(S.I, {n: d / 2}, {})
 
 
 def test_no_convergence_names_the_point():
@@ -327,14 +328,28 @@ def test_infinite_m_and_integer_values_work():
     assert result.test == other.test and result.optimum < result.test
 
 
-def test_singular_start_message_recipe_gives_the_limit():
-    """The ConvergenceError for S^{-1} says to continue a ridge to 0; doing so gives d/(n - d) * n/d = 2."""
+@pytest.mark.parametrize("ratio", [1.5, 2.0, 4.0])
+def test_inverse_with_no_ridge_is_continued_from_a_ridge(ratio):
+    """tr(S^{-1})/d and tr(S^{-2})/d of a Wishart S = X^T X/n with gamma = d/n < 1 are 1/(1 - gamma) and
+    1/(1 - gamma)^3 (inverse Wishart moments), although the pencil is singular where solutions start."""
+    gamma = 1 / ratio
+    assert abs(trace_limit(S.I, {n: psi * d}, {psi: ratio}) - 1 / (1 - gamma)) < 1e-12
+    assert abs(trace_limit(S**-2, {n: psi * d}, {psi: ratio}) - 1 / (1 - gamma) ** 3) < 1e-11
+    first, second = limit([sympy.Trace(S.I) / d, sympy.Trace(S.I * S.I) / d], {n: psi * d}, {psi: ratio})
+    assert abs(first - 1 / (1 - gamma)) < 1e-12 and abs(second - 1 / (1 - gamma) ** 3) < 1e-11
+    with mpmath.workdps(40):
+        exact = trace_limit(S.I, {n: psi * d}, {psi: ratio}, dps=30) - 1 / (1 - 1 / mpmath.mpf(ratio))
+        assert abs(exact) < mpmath.mpf(10) ** -29
+
+
+def test_singular_start_of_a_dyson_system_says_how_to_continue():
+    """Below trace_limit a DysonSystem has no expression to add a ridge to: the message gives the recipe,
+    and following it gives the limit 1/(1 - 1/2) = 2."""
     with pytest.raises(ConvergenceError, match=r"path_from=\{lam: 1.0\}"):
-        trace_limit(S.I, {n: 2 * d}, {})
+        derive(S.I, {n: 2 * d}).solve({})
     ridge_symbol = sympy.Symbol("lam")
-    value = trace_limit((S + ridge_symbol * sympy.Identity(d)).I, {n: 2 * d}, {ridge_symbol: 0.0},
-                        path_from={ridge_symbol: 1.0})
-    # tr(S^{-1})/d for a Wishart S = X^T X/n with d/n = gamma < 1 is 1/(1 - gamma) (inverse Wishart mean).
+    value = derive((S + ridge_symbol * sympy.Identity(d)).I, {n: 2 * d}).solve({ridge_symbol: 0.0},
+                                                                               path_from={ridge_symbol: 1.0})
     assert abs(value - 2.0) < 1e-12
 
 
