@@ -64,7 +64,14 @@ def evaluate(expr: sympy.MatrixExpr, matrices: Mapping, sizes: Mapping, values: 
         if isinstance(node, Transpose):
             return walk(node.arg).T
         if isinstance(node, Inverse):
-            return np.linalg.inv(walk(node.arg))
+            matrix = walk(node.arg)
+            # singular to working precision: the inverse would be rounding noise
+            if np.linalg.cond(matrix) * np.finfo(float).eps * len(matrix) < 1:
+                return np.linalg.inv(matrix)
+            raise ParameterError(
+                f"{node.arg} is singular in this draw (sizes {sizes}); its inverse is undefined: add a "
+                f"ridge to it or change the dimension ratios."
+            )
         if isinstance(node, MatPow):
             return np.linalg.matrix_power(walk(node.base), int(node.exp))
         if isinstance(node, MatAdd):

@@ -402,3 +402,11 @@ def test_sample_trace_accepts_and_refuses_what_trace_limit_does(expr, subs):
     expected = _outcome(lambda: trace_limit(expr, dims, subs))
     got = _outcome(lambda: sample_trace(expr, dims, subs, size=20, seeds=2))
     assert got == expected
+
+
+def test_sample_trace_refuses_an_inverse_that_is_singular_in_the_draw():
+    """With d > n, S = X^T X/n has rank n < d: trace_limit finds no limit, and a draw has no inverse."""
+    with pytest.raises(ConvergenceError):
+        trace_limit(S.I, {n: d / 2}, {})
+    with pytest.raises(ParameterError, match="singular in this draw"):
+        sample_trace(S.I, {n: d / 2}, {}, size=20, seeds=2)
