@@ -101,7 +101,7 @@ FORMAT = 1
 """Version of the file format; changing it invalidates every existing entry."""
 
 MAX_ENTRY_BYTES = 64 * 2**20
-"""The largest entry read or written (64 MiB; the largest derivation of the package takes well under 1 MiB)."""
+"""The largest entry read or written: 64 MiB (a finite-width DSM derivation takes 0.3 MiB)."""
 
 _ENVIRONMENT_VARIABLE = "PENCILS_CACHE_DIR"
 _DISABLING_VALUES = frozenset({"", "0", "off", "false", "no", "none", "disable", "disabled"})

@@ -260,8 +260,8 @@ def check_record(record) -> None:
     >>> import sympy
     >>> from pencils import Gaussian, derive
     >>> n, d, z = sympy.symbols("n d z")
-    >>> record = derive((Gaussian("X", n, d).T * Gaussian("X", n, d) / n - z * sympy.Identity(d)).I,
-    ...                 {n: 2 * d}).record()
+    >>> X = Gaussian("X", n, d)
+    >>> record = derive((X.T * X / n - z * sympy.Identity(d)).I, {n: 2 * d}).record()
     >>> check_record(record)
     >>> check_record(dict(record, couplings=[[0, 5, 0]]))
     Traceback (most recent call last):

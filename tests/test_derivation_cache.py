@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import sympy
@@ -270,3 +271,29 @@ def test_a_planted_entry_outside_the_cache_is_not_followed(empty_cache, tmp_path
     assert value == pytest.approx((17**0.5 - 3) / 2, rel=1e-14)
     assert not path.is_symlink() and path.is_file()  # replaced by a rebuilt entry
     assert (outside / path.name).is_file()  # the target is left alone
+
+
+def test_the_key_covers_every_engine_module_but_the_command_line(tmp_path, monkeypatch):
+    """No hand-kept list: a change to any module of the package (a new one included) changes the
+    fingerprint in every cache key; the command line does not."""
+    package = tmp_path / "pencils"
+    package.mkdir()
+    for module in Path(limits.__file__).parent.glob("*.py"):
+        (package / module.name).write_bytes(module.read_bytes())
+    monkeypatch.setattr(limits, "__file__", str(package / "limits.py"))
+
+    def fingerprint():
+        limits._source_fingerprint.cache_clear()
+        return limits._source_fingerprint()
+
+    fingerprints = [fingerprint()]
+    for name in ["serialization.py", "arguments.py", "expression.py", "new_module.py"]:
+        with open(package / name, "a") as file:
+            file.write("\n# changed\n")
+        fingerprints.append(fingerprint())
+    assert len(set(fingerprints)) == len(fingerprints)
+    with open(package / "cli.py", "a") as file:
+        file.write("\n# changed\n")
+    assert fingerprint() == fingerprints[-1]
+    monkeypatch.undo()
+    limits._source_fingerprint.cache_clear()
