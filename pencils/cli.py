@@ -47,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     dsm = commands.add_parser(
         "dsm",
         help="test and train errors of denoising score matching with random features",
-        description="Asymptotic DSM learning curves (conventions: shared/spec/dsm.md, stated in the README). "
+        description="Asymptotic DSM learning curves (conventions: docs/dsm.md). "
         "Values are a comma-separated list or start:stop:count (log-spaced); every combination is computed.",
     )
     dsm.add_argument("--psi-n", type=_values, default=_values("20"), help="n/d (default 20)")

@@ -14,11 +14,12 @@ import numpy as np
 import sympy
 from sympy.matrices.expressions import BlockMatrix, Identity, Inverse, MatAdd, MatMul, MatPow, Transpose
 
+from .arguments import resolve_keys
 from .errors import ParameterError, UnsupportedOperationError
-from .limits import check_trace_arguments
-from .validation import check_positive_int, check_values
 from .expression import Dimensions, shape_symbols
 from .gaussian import Gaussian
+from .limits import check_trace_arguments
+from .validation import check_positive_int, check_values
 
 __all__ = ["SampleEstimate", "sample_trace", "draw", "evaluate"]
 
@@ -139,7 +140,8 @@ def sample_trace(
     subs = check_values(subs)
     check_trace_arguments(expr, dims, subs)
     dimensions = Dimensions.from_mapping(dims, shape_symbols(expr))
-    subs = {sympy.sympify(key): value for key, value in subs.items()}
+    symbols = expr.free_symbols.union(*(ratio.free_symbols for _, ratio in dimensions.ratios))
+    subs = resolve_keys(subs, symbols, "subs")
     keys = list(subs)
     arrays = np.broadcast_arrays(*(np.asarray(subs[key]) for key in keys)) if keys else []
     shape = arrays[0].shape if arrays else ()

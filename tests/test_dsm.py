@@ -13,7 +13,7 @@ from pencils.models import dsm, random_features
 
 @pytest.mark.parametrize("psi_n, psi_p, t, lam", [(2.0, 1.0, 0.5, 1e-2), (1.0, 3.0, 0.1, 1e-3), (4.0, 0.5, 1.0, 0.1)])
 def test_m_equal_one_is_random_features_regression(psi_n, psi_p, t, lam):
-    """dsm.md: regress z on x_t, signal h, label noise a^2, ridge lam/psi_p; two separate derivations.
+    """docs/dsm.md: regress z on x_t, signal h, label noise a^2, ridge lam/psi_p; two separate derivations.
 
     In floats each error is a sum of traces of order one, each accurate to about the
     solver's 1e-12 relative residual; so the errors agree to 1e-11 in absolute terms
@@ -29,7 +29,7 @@ def test_m_equal_one_is_random_features_regression(psi_n, psi_p, t, lam):
 
 @pytest.mark.parametrize("t, lam", [(0.01, 1e-3), (0.01, 1.0), (1.0, 1e-3), (1.0, 1.0)])
 def test_infinite_m_from_one_resolvent_equals_the_direct_form(t, lam):
-    """dsm.errors uses one resolvent trace and its derivatives; the direct form (dsm.md's formulas,
+    """dsm.errors uses one resolvent trace and its derivatives; the direct form (docs/dsm.md formulas,
     traces of products of two resolvents) is a different pencil.
 
     Both are solved to a relative residual of 1e-12 or better; measured agreement 4e-12.

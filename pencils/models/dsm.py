@@ -1,6 +1,6 @@
 r"""Denoising score matching with a random-features score, from the engine.
 
-Conventions (``shared/spec/dsm.md``).  Data :math:`x_i \sim \mathcal N(0, I_d)`,
+Conventions (``docs/dsm.md``).  Data :math:`x_i \sim \mathcal N(0, I_d)`,
 :math:`i \le n`; at time :math:`t > 0`, :math:`a = e^{-t}`, :math:`h = 1 - e^{-2t}`,
 and each data point gets :math:`m` noisy copies
 :math:`x_{ij} = a x_i + \sqrt h\, z_{ij}`.  The score
