@@ -73,6 +73,15 @@ def check_real(value: Any, name: str, minimum: float = 0.0, strict: bool = True,
 
     ``infinite=True`` also accepts ``+inf`` (e.g. ``m = math.inf`` noise draws), ``strings=True``
     numeric strings (read exactly in arbitrary precision).
+
+    Examples
+    --------
+    >>> check_real([4.0, float("inf")], "m", minimum=1, strict=False, infinite=True)
+    [4.0, inf]
+    >>> check_real(0.5, "m", minimum=1, strict=False, infinite=True)
+    Traceback (most recent call last):
+    ...
+    pencils.errors.ParameterError: m must be >= 1 (or inf); got 0.5.
     Numbers may be mpmath or SymPy numbers (arbitrary precision); the value is
     returned unchanged.
     """
@@ -138,7 +147,14 @@ def check_values(values: Mapping | None, name: str = "subs", strings: bool = Fal
 
 def check_shapes(values: Mapping, what: str = "the parameters") -> tuple:
     """The broadcast shape of ``values`` (a dict of numbers and arrays), or a :class:`ParameterError`
-    naming the shapes that clash."""
+    naming the shapes that clash.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_shapes({"psi_p": np.ones((3, 1)), "lam": np.ones(4), "t": 0.5})
+    (3, 4)
+    """
     shapes = {key: np.shape(value) for key, value in values.items()}
     try:
         return np.broadcast_shapes(*shapes.values())
