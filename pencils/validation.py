@@ -72,7 +72,8 @@ def check_real(value: Any, name: str, minimum: float = 0.0, strict: bool = True,
     """A real number or array of them, every element ``> minimum`` (``>=`` if not ``strict``).
 
     ``infinite=True`` also accepts ``+inf`` (e.g. ``m = math.inf`` noise draws), ``strings=True``
-    numeric strings (read exactly in arbitrary precision).
+    numeric strings (read exactly in arbitrary precision).  Numbers may be mpmath or SymPy numbers
+    (arbitrary precision); the value is returned unchanged.
 
     Examples
     --------
@@ -82,8 +83,6 @@ def check_real(value: Any, name: str, minimum: float = 0.0, strict: bool = True,
     Traceback (most recent call last):
     ...
     pencils.errors.ParameterError: m must be >= 1 (or inf); got 0.5.
-    Numbers may be mpmath or SymPy numbers (arbitrary precision); the value is
-    returned unchanged.
     """
     numbers_ = _as_complex(value, name, "a real number", strings).reshape(-1)
     if numbers_.size == 0:
