@@ -138,6 +138,7 @@ import numbers
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+import dataclasses
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -185,8 +186,9 @@ class _Arithmetic:
     """The number system of one computation.
 
     Closed forms receive an instance as their namespace ``m`` and use only
-    ``one``, ``pi``, ``sqrt``, ``exp``, ``sinh``, ``cosh``, ``asin`` and
-    ``acos``; those work on scalars and, for float, on numpy arrays.
+    ``one``, ``pi``, ``sqrt``, ``exp``, ``expm1``, ``log1p``, ``sin``,
+    ``cos``, ``sinh``, ``cosh``, ``asin`` and ``acos``; those work on scalars
+    and, for float, on numpy arrays.  ``epsilon`` is the unit roundoff.
     """
 
     dps: int | None  # None for float64, else the requested digits
@@ -194,12 +196,16 @@ class _Arithmetic:
     pi: Real
     sqrt: Callable[[Real], Real]
     exp: Callable[[Real], Real]
+    expm1: Callable[[Real], Real]
+    log1p: Callable[[Real], Real]
     sin: Callable[[Real], Real]
+    cos: Callable[[Real], Real]
     sinh: Callable[[Real], Real]
     cosh: Callable[[Real], Real]
     asin: Callable[[Real], Real]
     acos: Callable[[Real], Real]
     tolerance: Real
+    epsilon: Real
 
     @property
     def max_size(self) -> int:
@@ -214,6 +220,12 @@ class _Arithmetic:
         if self.dps is None:
             return lambda x: np.asarray(activation.numpy_fn(x), dtype=float)
         return np.frompyfunc(activation.mpmath_fn, 1, 1)
+
+    def select(self, condition: Any, if_true: Real, if_false: Real) -> Real:
+        """Elementwise ``if_true`` where ``condition`` holds, else ``if_false``."""
+        if self.dps is None:
+            return np.where(condition, if_true, if_false)
+        return if_true if condition else if_false
 
     def rule(self, kind: str, size: int) -> tuple[np.ndarray, np.ndarray]:
         """Nodes and weights of a Gauss rule (see :func:`_gauss_rule`)."""
@@ -236,12 +248,16 @@ _FLOAT = _Arithmetic(
     pi=np.pi,
     sqrt=np.sqrt,
     exp=np.exp,
+    expm1=np.expm1,
+    log1p=np.log1p,
     sin=np.sin,
+    cos=np.cos,
     sinh=np.sinh,
     cosh=np.cosh,
     asin=np.arcsin,
     acos=np.arccos,
     tolerance=_FLOAT_TOLERANCE,
+    epsilon=np.finfo(float).eps / 2,
 )
 
 
@@ -257,12 +273,16 @@ def _mpmath_arithmetic(dps: int) -> _Arithmetic:
         pi=+mpmath.pi,
         sqrt=ufunc(mpmath.sqrt),
         exp=ufunc(mpmath.exp),
+        expm1=ufunc(mpmath.expm1),
+        log1p=ufunc(mpmath.log1p),
         sin=ufunc(mpmath.sin),
+        cos=ufunc(mpmath.cos),
         sinh=ufunc(mpmath.sinh),
         cosh=ufunc(mpmath.cosh),
         asin=ufunc(mpmath.asin),
         acos=ufunc(mpmath.acos),
         tolerance=mpmath.mpf(10) ** (-dps),
+        epsilon=+mpmath.eps,
     )
 
 
@@ -342,14 +362,29 @@ def _monic_values(x: np.ndarray, alpha: list, beta: list) -> tuple[np.ndarray, .
     return p_old, p, dp
 
 
+def _christoffel_weights(x: np.ndarray, alpha: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    """Gauss weights ``1 / sum_k p_k(x)^2`` (orthonormal ``p_k``) from the monic recurrence."""
+    root_beta = np.sqrt(beta)
+    p_old, p = np.zeros_like(x), np.full_like(x, 1 / root_beta[0])
+    total = p * p
+    for k in range(len(x) - 1):
+        p_old, p = p, ((x - alpha[k]) * p - (root_beta[k] if k else 0) * p_old) / root_beta[k + 1]
+        total += p * p
+    return 1 / total
+
+
 # Gauss rules by (kind, size, float?), with the precision (dps) they were computed at.
 _RULES: dict[tuple[str, int, bool], tuple[int, np.ndarray, np.ndarray]] = {}
 
 
 def _gauss_rule(kind: str, size: int, dps: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """Gauss rule with ``size`` nodes for the weight ``kind``, cached.
+    r"""Gauss rule with ``size`` nodes for the weight ``kind``, cached.
 
-    Golub-Welsch in float.  For a working precision ``dps``, the float nodes
+    Golub-Welsch nodes in float, with the weights
+    :math:`1/\sum_{k<n} p_k(x)^2` from the orthonormal polynomials: unlike
+    the squared eigenvector components, they are accurate relative to
+    themselves, also the tiny weights of the outer nodes (where a Hermite
+    polynomial times the weight is not small).  For a working precision ``dps``, the float nodes
     are refined by Newton's method on the monic polynomial and the weights come
     from the Christoffel formula ``w = beta_0 ... beta_{n-1} / (pi_{n-1}(x)
     pi_n'(x))``; a rule cached at a higher precision serves as is.
@@ -363,9 +398,9 @@ def _gauss_rule(kind: str, size: int, dps: int | None) -> tuple[np.ndarray, np.n
         off_diagonal = np.sqrt(np.array(beta[1:], dtype=float))
         import scipy.linalg  # here: importing scipy costs a fresh process 0.3 s
 
-        nodes, vectors = scipy.linalg.eigh_tridiagonal(diagonal, off_diagonal)
+        nodes = scipy.linalg.eigh_tridiagonal(diagonal, off_diagonal, eigvals_only=True)
         if dps is None:
-            x, w = nodes, float(beta[0]) * vectors[0] ** 2
+            x, w = nodes, _christoffel_weights(nodes, diagonal, np.array(beta, dtype=float))
         else:
             x = np.array([mpmath.mpf(v) for v in nodes], dtype=object)
             # Newton from the float nodes doubles the digits at each step; the
@@ -388,7 +423,7 @@ def _gauss_rule(kind: str, size: int, dps: int | None) -> tuple[np.ndarray, np.n
 
 
 def _adaptive(
-    estimate: Callable[[int], tuple[np.ndarray, np.ndarray]], m: _Arithmetic, what: str
+    estimate: Callable[[int], tuple[np.ndarray, np.ndarray]], m: _Arithmetic, what: str, max_size: int | None = None
 ) -> np.ndarray:
     """Refine ``estimate(size) -> (values, magnitudes)`` over growing rule sizes.
 
@@ -402,7 +437,7 @@ def _adaptive(
     """
     values = previous = change = None
     for size in _SIZES:
-        if size > m.max_size:
+        if size > (max_size or m.max_size):
             break
         values, magnitudes = estimate(size)
         if previous is not None:
@@ -492,6 +527,205 @@ def _quadrature_kernel(activation: Activation, r: np.ndarray, m: _Arithmetic) ->
 
 
 # --------------------------------------------------------------------------
+# The split of the nonlinear variance, without cancellation
+# --------------------------------------------------------------------------
+
+# Correlations up to this size take the shared variance from the Hermite series.
+_SERIES_CORRELATION = 0.5
+# Hermite coefficients computed for the series, in float and in mpmath.
+_FLOAT_COEFFICIENTS = 256
+_MPMATH_COEFFICIENTS = 96
+_COEFFICIENT_TOLERANCE = 1e-15
+
+
+def _power_series(coefficient: Callable[[int], Real], x: Real, m: _Arithmetic, first: int) -> Real:
+    r""":math:`\sum_{j \ge 0} a_j x^{\mathrm{first} + 2j}`, to the unit roundoff of ``m``.
+
+    For the entire functions below and :math:`|x| \le \pi`; the terms are
+    summed until none exceeds the roundoff of its partial sum.
+    """
+    power, square, total = x**first, x * x, 0 * x
+    for j in range(10_000):
+        term = coefficient(j) * power
+        total = total + term
+        if np.all(abs(term) <= m.epsilon * abs(total)):
+            return total
+        power = power * square
+    raise AssertionError("power series did not converge")  # pragma: no cover
+
+
+def _sinh_minus_identity(x: Real, m: _Arithmetic) -> Real:
+    r""":math:`\sinh x - x = \sum_{j \ge 0} x^{2j+3}/(2j+3)!` for :math:`|x| \le 1`."""
+    return _power_series(lambda j: m.one / math.factorial(2 * j + 3), x, m, 3)
+
+
+def _asin_minus_identity(x: Real, m: _Arithmetic) -> Real:
+    r""":math:`\arcsin x - x = \sum_{j \ge 1} \binom{2j}{j} x^{2j+1} / (4^j (2j+1))` for :math:`|x| < 1`."""
+    return _power_series(lambda j: m.one * math.comb(2 * j + 2, j + 1) / (4 ** (j + 1) * (2 * j + 3)), x, m, 3)
+
+
+def _sin_minus_x_cos(x: Real, m: _Arithmetic) -> Real:
+    r""":math:`\sin x - x\cos x = \sum_{j \ge 1} (-1)^{j+1} 2j\,x^{2j+1}/(2j+1)!`, series below 1."""
+    small = m.select(abs(x) < 1, x, 0 * x)  # the branch not taken stays cheap
+    series = _power_series(
+        lambda j: (-1) ** j * m.one * (2 * j + 2) / math.factorial(2 * j + 3), small, m, 3
+    )
+    return m.select(abs(x) < 1, series, m.sin(x) - x * m.cos(x))
+
+
+def _absolute_split(r: Real, q: Real, m: _Arithmetic) -> tuple[Real, Real]:
+    r"""Shared and private variances of :math:`|x|` (see the module docstring)."""
+    phi = m.asin(r)
+    shared = 2 * (phi * m.sin(phi) - 2 * m.sin(phi / 2) ** 2) / m.pi
+    theta = 2 * m.asin(m.sqrt(q / 2))  # arccos r, accurate for small q
+    return shared, q - 2 * _sin_minus_x_cos(theta, m) / m.pi
+
+
+def _relu_split(r: Real, q: Real, m: _Arithmetic) -> tuple[Real, Real]:
+    r"""ReLU is :math:`x/2 + |x|/2`: a quarter of the variances of :math:`|x|`."""
+    shared, private = _absolute_split(r, q, m)
+    return shared / 4, private / 4
+
+
+def _erf_split(r: Real, q: Real, m: _Arithmetic) -> tuple[Real, Real]:
+    r"""Shared and private variances of erf (see the module docstring)."""
+    x, b = 2 * r / 3, 2 * m.one / 3
+    shared = 2 * _asin_minus_identity(x, m) / m.pi
+    x_plus = m.select(r >= 0, x, 0 * x)  # the closed-angle formula is for r >= 0
+    difference = m.asin(4 * q * (2 - q) / 9 / (b * m.sqrt(1 - x_plus**2) + x_plus * m.sqrt(1 - b * b)))
+    difference = m.select(r >= 0, difference, m.asin(b) - m.asin(x))
+    return shared, 2 * (difference - 2 * q / 3) / m.pi
+
+
+def _sin_split(r: Real, q: Real, m: _Arithmetic) -> tuple[Real, Real]:
+    r"""Shared and private variances of sin (see the module docstring)."""
+    shared = m.exp(-m.one) * _sinh_minus_identity(r, m)
+    private = 4 * m.sinh((1 + r) / 4) ** 2 * m.sinh(q / 2) + 2 * _sinh_minus_identity(q / 2, m)
+    return shared, m.exp(-m.one) * private
+
+
+def _cos_split(r: Real, q: Real, m: _Arithmetic) -> tuple[Real, Real]:
+    r"""Shared and private variances of cos (see the module docstring)."""
+    return 2 * m.exp(-m.one) * m.sinh(r / 2) ** 2, 2 * m.exp(-m.one) * m.sinh((1 + r) / 2) * m.sinh(q / 2)
+
+
+@functools.lru_cache(maxsize=256)
+def _hermite_squares(activation: Activation, dps: int | None) -> np.ndarray:
+    r"""Squares :math:`c_k^2` of the normalised Hermite coefficients, :math:`k = 0, 1, \dots`.
+
+    :math:`c_k = E\,\rho(g)\,He_k(g)/\sqrt{k!}` by the folded half-range Gauss
+    rule (:math:`He_k(-x) = (-1)^k He_k(x)`, so that parity is exact), with
+    :math:`He_k/\sqrt{k!}` from its three-term recurrence.  A coefficient
+    within the quadrature's accuracy of zero is set to zero.
+    """
+    count = _FLOAT_COEFFICIENTS if dps is None else _MPMATH_COEFFICIENTS
+    with _arithmetic(dps) as m:
+        rho = m.vectorize(activation)
+        scale: list = []
+
+        def estimate(size: int) -> tuple[np.ndarray, np.ndarray]:
+            x, w = m.rule("half0", size)
+            w = w / m.sqrt(2 * m.pi)
+            plus, minus = rho(x), rho(-x)
+            parts = (plus + minus, plus - minus)
+            older, old, rows = 0 * x, 0 * x + 1, []
+            for k in range(count):
+                rows.append(parts[k % 2] * old)
+                older, old = old, (x * old - m.sqrt(m.one * k) * older) / m.sqrt(m.one * (k + 1))
+            integrands = np.stack(rows)
+            magnitudes = m.weighted_sum(w, abs(integrands))
+            scale[:] = [magnitudes]
+            return m.weighted_sum(w, integrands), magnitudes
+
+        # Up to the largest rule: a Gauss rule of n nodes integrates He_k exactly only for k < 2n.
+        # Coefficients are small against their integrands: converge to the roundoff.
+        precise = dataclasses.replace(m, tolerance=_COEFFICIENT_TOLERANCE) if m.dps is None else m
+        coefficients = _adaptive(estimate, precise, f"the Hermite coefficients of {activation.name}", _SIZES[-1])
+        noise = abs(coefficients) <= 10 * m.tolerance * scale[0]
+        return np.array([0 * m.one if zero else c**2 for c, zero in zip(coefficients, noise)], dtype=coefficients.dtype)
+
+
+def _power_complement(r: Real, q: Real, k: np.ndarray, m: _Arithmetic) -> Real:
+    r""":math:`1 - r^k` for :math:`q = 1 - r`: :math:`-\mathrm{expm1}(k\log(1 - q))` where :math:`r \ge 1/2`."""
+    near = r >= 0.5
+    return m.select(near, -m.expm1(k * m.log1p(-m.select(near, q, 0 * q))), 1 - r**k)
+
+
+def _series_split(squares: np.ndarray, r: Real, q: Real, m: _Arithmetic) -> tuple[Real, Real]:
+    r""":math:`\sum_{k \ge 2} c_k^2 r^k` and :math:`\sum_{k \ge 2} c_k^2 (1 - r^k)`, along a last axis of ``k``."""
+    k = np.arange(2, len(squares))
+    if m.dps is None:
+        r, q = np.asarray(r)[..., np.newaxis], np.asarray(q)[..., np.newaxis]
+        return np.sum(squares[2:] * r**k, axis=-1), np.sum(squares[2:] * _power_complement(r, q, k, m), axis=-1)
+    shared = mpmath.fsum(c * r**int(j) for c, j in zip(squares[2:], k))
+    private = mpmath.fsum(c * _power_complement(r, q, int(j), m) for c, j in zip(squares[2:], k))
+    return shared, private
+
+
+def _direct_split(activation: Activation, r: Real, q: Real, m: _Arithmetic) -> tuple[Real, Real]:
+    """The split by subtraction from the kernel: accurate unless it cancels."""
+    mu0, mu1, second = (m.number(value) for value in _moments(activation, m.dps))
+    kernel = _kernel(activation, r, m)
+    return kernel - mu0**2 - r * mu1**2, (second - kernel) - q * mu1**2
+
+
+def _quadrature_split(activation: Activation, r: Real, q: Real, m: _Arithmetic) -> tuple[Real, Real]:
+    r"""The split of an activation without a closed-form split.
+
+    Shared variance: the Hermite series where :math:`|r| \le 1/2`, else the
+    subtraction.  Private variance: the subtraction where :math:`q \ge 1/2`;
+    below, the Hermite series in float when its coefficients have converged
+    (their tail :math:`\sum k c_k^2` is negligible), else the value computed in
+    mpmath at a precision raised by the digits the subtraction loses.
+    """
+    if m.dps is not None:
+        return _mpmath_quadrature_split(activation, r, q, m)
+    squares = _hermite_squares(activation, None)
+    k = np.arange(len(squares))
+    if np.sum((k * squares)[-len(squares) // 8:]) <= _COEFFICIENT_TOLERANCE * np.sum(squares[2:]):
+        return _series_split(squares, r, q, m)  # converged (a smooth activation)
+    shared, private = np.empty_like(r), np.empty_like(r)
+    series, near = abs(r) <= _SERIES_CORRELATION, q < 0.5
+    shared[series] = _series_split(squares, r[series], q[series], m)[0]
+    direct = ~series | ~near
+    if np.any(direct):
+        shared_direct, private_direct = _direct_split(activation, r[direct], q[direct], m)
+        shared[direct & ~series] = shared_direct[~series[direct]]
+        private[direct & ~near] = private_direct[~near[direct]]
+    private[near] = [
+        float(activation.correlated_split(1 - mpmath.mpf(value), dps=16, complement=value).private)
+        for value in q[near]
+    ]
+    return shared, private
+
+
+def _mpmath_quadrature_split(activation: Activation, r: Real, q: Real, m: _Arithmetic) -> tuple[Real, Real]:
+    """The mpmath branch of :func:`_quadrature_split`: series, or subtraction at raised precision."""
+    squares = _hermite_squares(activation, m.dps)
+    nonzero = [k for k in range(2, len(squares)) if squares[k] != 0]
+    if not nonzero:
+        shared = 0 * r
+    else:
+        first = nonzero[0]
+        # Digits the subtraction loses, and what the series truncation leaves.
+        second = _moments(activation, m.dps)[2]
+        lost = max(0, int(mpmath.ceil(mpmath.log10(second / (squares[first] * abs(r) ** first))))) if r else 0
+        truncation = (len(squares) - first) * -mpmath.log10(abs(r)) if r else mpmath.inf
+        if truncation > mpmath.mp.dps + lost:
+            shared = _series_split(squares, r, q, m)[0]
+        else:
+            with _arithmetic(m.dps + lost + 2) as raised:
+                shared = _direct_split(activation, raised.number(r), raised.number(q), raised)[0]
+    if q == 0:
+        return +shared, 0 * q
+    lost = max(0, int(mpmath.ceil(-mpmath.log10(q)))) if q < 0.5 else 0
+    with _arithmetic(m.dps + lost + 2) as raised:
+        q_raised = raised.number(q)
+        private = _direct_split(activation, 1 - q_raised, q_raised, raised)[1]
+    return +shared, +private
+
+
+# --------------------------------------------------------------------------
 # Activations
 # --------------------------------------------------------------------------
 
@@ -501,9 +735,16 @@ class ClosedForm(NamedTuple):
 
     Each entry takes an arithmetic namespace ``m`` (and ``kernel`` also the
     correlation ``r``) providing ``one``, ``pi``, ``sqrt``, ``exp``,
-    ``sinh``, ``cosh``, ``asin`` and ``acos``, so that one formula serves
+    ``expm1``, ``log1p``, ``sin``, ``cos``, ``sinh``, ``cosh``, ``asin``,
+    ``acos`` and ``select(condition, a, b)``, so that one formula serves
     both float64 (numpy, vectorised in ``r``) and mpmath.  Write rational
     constants as ``2 * m.one / 3``, not ``2 / 3``, to keep them exact.
+
+    The optional ``split(r, q, m)``, with ``q = 1 - r`` given separately,
+    returns the ``(shared, private)`` variances of
+    :meth:`Activation.correlated_split` written without cancellation; without
+    it they come from the kernel and the Hermite series (see
+    :func:`_quadrature_split`).
 
     Examples
     --------
@@ -527,6 +768,7 @@ class ClosedForm(NamedTuple):
     mu1: Callable[[Any], Real]
     second_moment: Callable[[Any], Real]
     kernel: Callable[[Real, Any], Real]
+    split: Callable[[Real, Real, Any], tuple[Real, Real]] | None = None
 
 
 class CorrelatedSplit(NamedTuple):
@@ -675,10 +917,24 @@ class Activation:
         with _arithmetic(dps) as m:
             return _kernel(self, _correlation(r, m), m)
 
-    def correlated_split(self, r: Any, dps: int | None = None) -> CorrelatedSplit:
+    def correlated_split(self, r: Any, dps: int | None = None, *, complement: Any = None) -> CorrelatedSplit:
         r"""Variances of the shared and private nonlinear noise at correlation ``r``.
 
         See :class:`CorrelatedSplit`; ``r`` and ``dps`` as in :meth:`kernel`.
+        Both variances are sums of non-negative Hermite terms,
+        :math:`\sum_{k\ge2} c_k^2 r^k` and :math:`\sum_{k\ge2} c_k^2 (1 - r^k)`,
+        and are computed without the cancellation of the defining differences
+        (see "Split without cancellation" in the module docstring): to full
+        relative accuracy even for :math:`r` near 0 or 1, for
+        :math:`r \in [0, 1]`.
+
+        Parameters
+        ----------
+        complement : float, array_like or real scalar, optional
+            :math:`1 - r`, when it is known more accurately than by subtracting
+            ``r`` from 1 (e.g. ``-expm1(-2 t)`` for ``r = exp(-2 t)``); it fixes
+            the private variance near :math:`r = 1`.  It must match ``1 - r``
+            to at least 10 digits.
 
         Examples
         --------
@@ -694,10 +950,16 @@ class Activation:
         mu0, mu1, second = _moments(self, dps)
         with _arithmetic(dps) as m:
             r = _correlation(r, m)
-            kernel = _kernel(self, r, m)
+            q = 1 - r if complement is None else _complement(complement, r, m)
+            form = self.closed_form
+            if form is not None and form.split is not None:
+                shared, private = (np.broadcast_to(m.number(v), np.shape(r)) if m.dps is None else v
+                                   for v in form.split(r, q, m))
+            else:
+                shared, private = _quadrature_split(self, np.asarray(r) if m.dps is None else r, q, m)
             return CorrelatedSplit(
-                shared=_to_output(kernel - mu0**2 - r * mu1**2, m),
-                private=_to_output((second - kernel) - (1 - r) * mu1**2, m),
+                shared=_to_output(shared, m),
+                private=_to_output(private, m),
                 total=_to_output(second - mu0**2 - mu1**2, m),
             )
 
@@ -710,6 +972,18 @@ def _correlation(r: Any, m: _Arithmetic) -> Real:
     if not np.all(abs(value) <= 1):
         raise ValueError(f"correlation r must lie in [-1, 1], got {r!r}")
     return value
+
+
+def _complement(complement: Any, r: Real, m: _Arithmetic) -> Real:
+    """Convert ``complement`` (``1 - r``) to ``m``, checking it against ``r``."""
+    if m.dps is not None and np.ndim(complement) != 0:
+        raise TypeError("with dps set, complement must be a scalar like r")
+    q = m.number(complement)
+    if np.shape(q) != np.shape(r):
+        q = np.broadcast_to(q, np.shape(r)) if m.dps is None else q
+    if not np.all(abs((1 - q) - r) <= 1e-10):  # a check against a wrong argument, not a precision test
+        raise ValueError(f"complement must be 1 - r (to 10 digits at least); got {complement!r} for r = {r!r}")
+    return q
 
 
 @functools.lru_cache(maxsize=1024)
@@ -771,6 +1045,7 @@ relu = Activation(
         mu1=lambda m: m.one / 2,
         second_moment=lambda m: m.one / 2,
         kernel=lambda r, m: (m.sqrt(1 - r * r) + r * (m.pi - m.acos(r))) / (2 * m.pi),
+        split=_relu_split,
     ),
 )
 
@@ -784,6 +1059,7 @@ absolute = Activation(
         mu1=lambda m: 0 * m.one,
         second_moment=lambda m: m.one,
         kernel=lambda r, m: 2 * (m.sqrt(1 - r * r) + r * m.asin(r)) / m.pi,
+        split=_absolute_split,
     ),
 )
 
@@ -809,6 +1085,7 @@ erf = Activation(
         mu1=lambda m: 2 / m.sqrt(3 * m.pi),
         second_moment=lambda m: 2 * m.asin(2 * m.one / 3) / m.pi,
         kernel=lambda r, m: 2 * m.asin(2 * r / 3) / m.pi,
+        split=_erf_split,
     ),
 )
 
@@ -822,6 +1099,7 @@ sin = Activation(
         mu1=lambda m: m.exp(-m.one / 2),
         second_moment=lambda m: (1 - m.exp(-2 * m.one)) / 2,
         kernel=lambda r, m: m.exp(-m.one) * m.sinh(r),
+        split=_sin_split,
     ),
 )
 
@@ -835,6 +1113,7 @@ cos = Activation(
         mu1=lambda m: 0 * m.one,
         second_moment=lambda m: (1 + m.exp(-2 * m.one)) / 2,
         kernel=lambda r, m: m.exp(-m.one) * m.cosh(r),
+        split=_cos_split,
     ),
 )
 
@@ -848,6 +1127,7 @@ linear = Activation(
         mu1=lambda m: m.one,
         second_moment=lambda m: m.one,
         kernel=lambda r, m: r * m.one,
+        split=lambda r, q, m: (0 * r * m.one, 0 * r * m.one),
     ),
 )
 

@@ -178,6 +178,12 @@ def constants(t, activation="relu", dps: int | None = None) -> dict:
     Returns ``mu1``, ``v0_squared`` (:math:`c(a^2) - \mu_0^2 - a^2\mu_1^2`),
     ``s_squared`` (:math:`\|\rho\|^2 - c(a^2) - h\mu_1^2`) and ``v_squared``
     (:math:`\|\rho\|^2 - \mu_0^2 - \mu_1^2`), for the centred activation.
+    With the Hermite coefficients :math:`c_k`, :math:`v_0^2 = \sum_{k\ge2} c_k^2 a^{2k}`
+    and :math:`s^2 = \sum_{k\ge2} c_k^2 (1 - a^{2k})`: they are computed as such
+    sums of non-negative terms (or equivalent closed forms), with
+    :math:`1 - a^2 = -\mathrm{expm1}(-2t)`, so that they keep their relative
+    accuracy at any :math:`t > 0` (see
+    :meth:`pencils.activations.Activation.correlated_split`).
 
     Examples
     --------
@@ -188,12 +194,13 @@ def constants(t, activation="relu", dps: int | None = None) -> dict:
     """
     activation = activations.get(activation)
     if dps is None:
-        split = activation.correlated_split(np.exp(-2 * np.asarray(t, dtype=float)))
+        t = np.asarray(t, dtype=float)
+        split = activation.correlated_split(np.exp(-2 * t), complement=-np.expm1(-2 * t))
         return {"mu1": activation.mu1(), "v0_squared": split.shared, "s_squared": split.private,
                 "v_squared": split.total}
     with mpmath.workdps(dps + 15):
-        splits = [activation.correlated_split(mpmath.exp(-2 * mpmath.mpmathify(value)), dps=dps)
-                  for value in np.ravel(np.asarray(t, dtype=object))]
+        splits = [activation.correlated_split(mpmath.exp(-2 * value), dps=dps, complement=-mpmath.expm1(-2 * value))
+                  for value in map(mpmath.mpmathify, np.ravel(np.asarray(t, dtype=object)))]
 
     def field(name):
         values = np.array([getattr(split, name) for split in splits], dtype=object).reshape(np.shape(t))
