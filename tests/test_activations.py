@@ -353,3 +353,47 @@ def test_split_by_hermite_series_against_subtraction_at_raised_precision(name, t
 def test_complement_must_match_the_correlation():
     with pytest.raises(ValueError, match="complement"):
         activations.relu.correlated_split(0.5, complement=0.4)
+
+
+# --------------------------------------------------------------------------
+# Inputs of any variance
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, variance", [(name, variance) for name in ["relu", "abs", "erf", "sin", "cos", "linear"]
+                                            for variance in [0.25, 3.0]] + [("tanh", 0.25)])
+def test_at_variance_against_quadrature_of_the_scaled_function(name, variance):
+    """Closed forms at variance v against scipy.integrate.quad of rho(sqrt(v) g) (moments) and against
+    the generic polar quadrature of the scaled function passed as a plain callable (kernel and split)."""
+    base = get(name)
+    act = base.at_variance(variance)
+    assert (act.closed_form is None) == (base.closed_form is None)
+    scale = math.sqrt(variance)
+    rho = lambda x: base.numpy_fn(scale * np.asarray(x, dtype=float))  # noqa: E731
+    density = lambda g: math.exp(-g * g / 2) / math.sqrt(2 * math.pi)  # noqa: E731
+    for value, weight in [(act.mu0(), lambda g: 1.0), (act.mu1(), lambda g: g), (act.second_moment(), None)]:
+        integrand = (lambda g: float(rho(g)) ** 2 * density(g)) if weight is None else (
+            lambda g, weight=weight: weight(g) * float(rho(g)) * density(g))
+        reference = sum(integrate.quad(integrand, a, b, epsabs=1e-14, epsrel=1e-13)[0]
+                        for a, b in [(-np.inf, 0), (0, np.inf)])
+        assert value == pytest.approx(reference, rel=1e-11, abs=1e-13)
+    plain = Activation("plain", rho, lambda x: base.mpmath_fn(mpmath.sqrt(mpmath.mpf(variance)) * x))
+    r = np.array([0.0, 0.3, 0.9, 1.0])
+    np.testing.assert_allclose(act.kernel(r), plain.kernel(r), rtol=1e-12, atol=1e-13)
+    split, reference = act.correlated_split(r), plain.correlated_split(r)
+    np.testing.assert_allclose(split.shared, reference.shared, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(split.private, reference.private, rtol=1e-10, atol=1e-14)
+
+
+def test_at_variance_at_high_precision_and_refusals():
+    """erf at v = 1/2: b = 1/2, so c(r) = (2/pi) asin(r/2), c(1) = 1/3 exactly."""
+    act = activations.erf.at_variance("0.5")
+    second, mu1 = act.second_moment(dps=40), act.mu1(dps=40)
+    with mpmath.workdps(60):
+        assert abs(second - mpmath.mpf(1) / 3) < mpmath.mpf(10) ** -39
+        assert abs(mu1 - 1 / mpmath.sqrt(mpmath.pi)) < mpmath.mpf(10) ** -39
+    from pencils.errors import ParameterError
+
+    for bad in (0, -1.0, math.inf, math.nan, "one"):
+        with pytest.raises(ParameterError, match="variance"):
+            activations.relu.at_variance(bad)
