@@ -88,7 +88,8 @@ Accuracy and cost (measured against the closed forms and against nested
 Closed forms
 ------------
 Registered in :data:`REGISTRY`; :data:`tanh` and :data:`sigmoid` have none
-and use the quadrature.
+and use the quadrature.  Each also has closed forms at any input variance
+(:meth:`Activation.at_variance`).
 
 ``relu``, :math:`\max(x, 0)`
     :math:`\mu_0 = 1/\sqrt{2\pi}`, :math:`\mu_1 = \|\rho\|^2 = 1/2` and
@@ -168,9 +169,11 @@ requested digits in mpmath, for every :math:`r \in [0, 1]`:
 
 Measured against the subtractions evaluated at 400 digits, for
 :math:`r = e^{-2t}`, :math:`t \in [10^{-12}, 100]`: within
-:math:`3.2 \cdot 10^{-16}` to :math:`3.2 \cdot 10^{-15}` relative in float,
-:math:`10^{-48}` at ``dps=50``; tanh and sigmoid in float against
-``dps=20`` within :math:`4 \cdot 10^{-15}`.
+:math:`3.2 \cdot 10^{-15}` relative in float (erf; :math:`4 \cdot 10^{-16}`
+for the others) and :math:`10^{-48}` at ``dps=50``; tanh and sigmoid in
+float against ``dps=20`` within :math:`4 \cdot 10^{-15}`.  The float series
+converges for tanh and sigmoid; for a kinked activation, or tanh at input
+variance 3, the private part near :math:`r = 1` comes from mpmath (seconds).
 
 Examples
 --------
@@ -803,8 +806,8 @@ class ClosedForm(NamedTuple):
     The optional ``split(r, q, m)``, with ``q = 1 - r`` given separately,
     returns the ``(shared, private)`` variances of
     :meth:`Activation.correlated_split` written without cancellation; without
-    it they come from the kernel and the Hermite series (see
-    :func:`_quadrature_split`).
+    it they come from the kernel and the Hermite series (see "Split without
+    cancellation" in the module docstring).
 
     Examples
     --------
