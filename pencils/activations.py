@@ -742,7 +742,7 @@ def _quadrature_split(activation: Activation, r: Real, q: Real, m: _Arithmetic) 
     mpmath at a precision raised by the digits the subtraction loses.
     """
     if m.dps is not None:
-        return _mpmath_quadrature_split(activation, r, q, m)
+        return _mpmath_shared(activation, r, q, m), _mpmath_private(activation, q, m)
     squares = _hermite_squares(activation, None)
     k = np.arange(len(squares))
     if np.sum((k * squares)[-len(squares) // 8:]) <= _COEFFICIENT_TOLERANCE * np.sum(squares[2:]):
@@ -755,37 +755,38 @@ def _quadrature_split(activation: Activation, r: Real, q: Real, m: _Arithmetic) 
         shared_direct, private_direct = _direct_split(activation, r[direct], q[direct], m)
         shared[direct & ~series] = shared_direct[~series[direct]]
         private[direct & ~near] = private_direct[~near[direct]]
-    private[near] = [
-        float(activation.correlated_split(1 - mpmath.mpf(value), dps=16, complement=value).private)
-        for value in q[near]
-    ]
+    with _arithmetic(16) as sixteen_digits:
+        private[near] = [float(_mpmath_private(activation, sixteen_digits.number(value), sixteen_digits))
+                         for value in q[near]]
     return shared, private
 
 
-def _mpmath_quadrature_split(activation: Activation, r: Real, q: Real, m: _Arithmetic) -> tuple[Real, Real]:
-    """The mpmath branch of :func:`_quadrature_split`: series, or subtraction at raised precision."""
+def _mpmath_shared(activation: Activation, r: Real, q: Real, m: _Arithmetic) -> Real:
+    """The shared variance in mpmath: the Hermite series, or the subtraction at raised precision."""
     squares = _hermite_squares(activation, m.dps)
     nonzero = [k for k in range(2, len(squares)) if squares[k] != 0]
-    if not nonzero:
-        shared = 0 * r
-    else:
-        first = nonzero[0]
-        # Digits the subtraction loses, and what the series truncation leaves.
-        second = _moments(activation, m.dps)[2]
-        lost = max(0, int(mpmath.ceil(mpmath.log10(second / (squares[first] * abs(r) ** first))))) if r else 0
-        truncation = (len(squares) - first) * -mpmath.log10(abs(r)) if r else mpmath.inf
-        if truncation > mpmath.mp.dps + lost:
-            shared = _series_split(squares, r, q, m)[0]
-        else:
-            with _arithmetic(m.dps + lost + 2) as raised:
-                shared = _direct_split(activation, raised.number(r), raised.number(q), raised)[0]
+    if not nonzero or r == 0:
+        return 0 * r
+    first = nonzero[0]
+    # Digits the subtraction loses (the kernel against the leading term), and the series truncation.
+    second = _moments(activation, m.dps)[2]
+    lost = max(0, int(mpmath.ceil(mpmath.log10(second / (squares[first] * abs(r) ** first)))))
+    if (len(squares) - first) * -mpmath.log10(abs(r)) > mpmath.mp.dps + lost:
+        return _series_split(squares, r, q, m)[0]
+    with _arithmetic(m.dps + lost + 2) as raised:
+        shared = _direct_split(activation, raised.number(r), raised.number(q), raised)[0]
+    return +shared
+
+
+def _mpmath_private(activation: Activation, q: Real, m: _Arithmetic) -> Real:
+    """The private variance in mpmath: the subtraction with log10(1/q) more digits."""
     if q == 0:
-        return +shared, 0 * q
+        return 0 * q
     lost = max(0, int(mpmath.ceil(-mpmath.log10(q)))) if q < 0.5 else 0
     with _arithmetic(m.dps + lost + 2) as raised:
         q_raised = raised.number(q)
         private = _direct_split(activation, 1 - q_raised, q_raised, raised)[1]
-    return +shared, +private
+    return +private
 
 
 # --------------------------------------------------------------------------
