@@ -36,14 +36,11 @@ copies of one data point, :math:`s^2` the part that changes from copy to copy,
   .. math::  B = \frac{ZF^T}{nm}\Bigl(\frac{FF^T}{nm} + \lambda I_p\Bigr)^{-1}
              = Z\Bigl(\frac{F^TF}{nm} + \lambda I_{nm}\Bigr)^{-1}\frac{F^T}{nm},
 
-  and :math:`Z - BF = \lambda Z (F^TF/nm + \lambda)^{-1}`.  The test error uses
+  and :math:`Z - BF = \lambda Z (F^TF/nm + \lambda)^{-1}`.  The errors use
   the first (*primal*) for :math:`p \le nm` and the second (*dual*, a block matrix
   in the two sample blocks) for :math:`p > nm`, where :math:`FF^T` has a null
   space and the primal unknowns grow like :math:`1/\lambda^2`, beyond double
-  precision at :math:`\lambda = 10^{-9}`.  The train error is
-  :math:`\lambda^2\operatorname{tr}(Z(F^TF/nm + \lambda)^{-2}Z^T)/(nmd)` for every
-  :math:`p`: one term, where the primal residual is a difference of terms of
-  order one that loses digits at the interpolation threshold.  Finite-:math:`m` points with
+  precision at :math:`\lambda = 10^{-9}`.  Finite-:math:`m` points with
   :math:`\lambda <` ``RIDGE_START`` are continued in :math:`\lambda` from
   ``RIDGE_START``: the default path from zero variance starts at unknowns of
   order :math:`1/\lambda^2` there.
@@ -64,12 +61,13 @@ resolvent trace and its derivatives: with
 Its pencil has 8 blocks and 12 unknowns, against 18 and 21 blocks (33 and 43
 unknowns) for the two traces of products of two resolvents, and both errors
 share one solve.  Finite :math:`m` uses the same device (:func:`quantities`):
-the test error is one trace with derivatives in the tilt and in a scale
-:math:`c` (``symbols["scale"]``, at 0) of the term :math:`\operatorname{tr} BV^T`,
-45 unknowns in the primal form and 50 in the dual, and the train error is the
-derivative in :math:`\lambda` of :math:`\operatorname{tr} Z(F^TF/nm + \lambda)^{-1}Z^T`
-(12 unknowns), against 106 and 195 (90 and 48 in the dual form) for the traces
-of products of two resolvents (``quantities(True, direct=True)``).
+in the primal form both errors come from one trace with derivatives in the
+ridge, the tilt and a scale :math:`c` (``symbols["scale"]``, at 0) of the term
+:math:`\operatorname{tr} BV^T` (45 unknowns); in the dual form the test error
+is one such trace (50 unknowns) and the train error the derivative in
+:math:`\lambda` of :math:`\operatorname{tr} Z(F^TF/nm + \lambda)^{-1}Z^T` (12
+unknowns), against 106 and 195 (90 and 48 in the dual form) for the traces of
+products of two resolvents (``quantities(True, direct=True)``).
 """
 
 from __future__ import annotations
@@ -121,43 +119,45 @@ def quantities(finite_m: bool, dual: bool = False, direct: bool = False) -> dict
     :math:`V` as in the module notes and :math:`\partial_\theta M^{-1} = -M^{-1}(\partial_\theta M)M^{-1}`:
 
     * :math:`m = \infty`: the module notes (8 blocks, 12 unknowns, both errors).
-    * finite :math:`m`, test error, primal form (24 blocks, 45 unknowns): with
-      :math:`Q = ZF^T/nm` (:math:`d \times p`) the estimator is :math:`B = QR` with
-      :math:`R = (FF^T/nm + \lambda I_p)^{-1}`; put
+    * finite :math:`m`, primal form (:math:`p \le nm`; 24 blocks, 45 unknowns, both
+      errors): with :math:`Q = ZF^T/nm` (:math:`d \times p`) the estimator is :math:`B = QR`
+      with :math:`R = (FF^T/nm + \lambda I_p)^{-1}`; put
       :math:`R_\epsilon = (R^{-1} + \epsilon U_{\rm test})^{-1}` and
-      :math:`T(\epsilon, c) = \operatorname{tr} QR_\epsilon(Q^T + cV^T)`.  Then
+      :math:`T(\lambda, \epsilon, c) = \operatorname{tr} QR_\epsilon(Q^T + cV^T)`.  Then
       :math:`\operatorname{tr} BU_{\rm test}B^T = \operatorname{tr} QRU_{\rm test}RQ^T = -\partial_\epsilon T`
-      (at :math:`c = 0`) and :math:`\operatorname{tr} BV^T = \partial_c T` (at :math:`\epsilon = 0`), so
+      (at :math:`c = 0`) and :math:`\operatorname{tr} BV^T = \partial_c T` (at :math:`\epsilon = 0`).
+      The train residual is :math:`\|Z - BF\|_F^2/nm = \operatorname{tr} ZZ^T/nm - 2\operatorname{tr} QRQ^T
+      + \operatorname{tr} QR(R^{-1} - \lambda)RQ^T`, with :math:`\operatorname{tr} ZZ^T/(nmd) \to 1` and
+      :math:`\operatorname{tr} QR^2Q^T = -\partial_\lambda T`, so
 
-      .. math::  E_{\rm test} = 1 - \frac{\partial_\epsilon T + 2\,\partial_c T}{d}.
+      .. math::  E_{\rm test} = 1 - \frac{\partial_\epsilon T + 2\,\partial_c T}{d}, \qquad
+                 E_{\rm train} = 1 - \frac{T - \lambda\,\partial_\lambda T}{d}.
 
-    * finite :math:`m`, test error, dual form (20 blocks, 50 unknowns): with the Gram
-      matrix :math:`K = F^TF/nm + \lambda I_{nm}` (a block matrix), :math:`B = ZK^{-1}F^T/nm`, so
-      :math:`B^TB = FK^{-1}Z^TZK^{-1}F^T/(nm)^2`.  Put
-      :math:`K_\epsilon = K + \epsilon Z^TZ/nm` and
-      :math:`S(\epsilon, c) = \operatorname{tr}(U_{\rm test}F + cV^TZ)K_\epsilon^{-1}F^T/nm`
+      The train error is a difference of terms of order one: where it is small, at the
+      interpolation threshold :math:`p = nm` with a tiny ridge, it loses digits (at
+      :math:`m = 1`, :math:`p = n`, :math:`\lambda = 10^{-9}` it is :math:`3 \cdot 10^{-5}`, kept
+      to :math:`3 \cdot 10^{-8}` relative; 1 % below the threshold to :math:`4 \cdot 10^{-13}`).
+      The dual train error below has no difference and is right to :math:`10^{-12}` there,
+      but at :math:`p \le nm` its unknowns grow like :math:`\lambda^{-1/2}` to
+      :math:`\lambda^{-1}` and its continuation in :math:`\lambda` failed at one threshold
+      point of 60 (:math:`t = 0.01`, :math:`\lambda = 10^{-9}`): it is used for
+      :math:`p > nm` only.
+    * finite :math:`m`, dual form (:math:`p > nm`; 20 blocks and 50 unknowns for the test
+      error, 10 blocks and 12 unknowns for the train error): with the Gram matrix
+      :math:`K = F^TF/nm + \lambda I_{nm}` (a block matrix), :math:`B = ZK^{-1}F^T/nm`, so
+      :math:`B^TB = FK^{-1}Z^TZK^{-1}F^T/(nm)^2`.  Put :math:`K_\epsilon = K + \epsilon Z^TZ/nm`
+      and :math:`S(\epsilon, c) = \operatorname{tr}(U_{\rm test}F + cV^TZ)K_\epsilon^{-1}F^T/nm`
       (:math:`p \times p`).  Then :math:`\operatorname{tr} BU_{\rm test}B^T = \operatorname{tr}
       U_{\rm test}B^TB = -\partial_\epsilon S` and :math:`\operatorname{tr} BV^T = \operatorname{tr} V^TB
-      = \partial_c S`, so
+      = \partial_c S`.  The train residual is :math:`Z - BF = Z(I - K^{-1}F^TF/nm) = \lambda ZK^{-1}`
+      and :math:`\partial_\lambda K^{-1} = -K^{-2}`, so with :math:`P(\lambda) = \operatorname{tr} ZK^{-1}Z^T`
 
-      .. math::  E_{\rm test} = 1 - \frac{\partial_\epsilon S + 2\,\partial_c S}{d}.
-
-    * finite :math:`m`, train error, both forms (10 blocks, 12 unknowns): the residual is
-      :math:`Z - BF = Z(I - K^{-1}F^TF/nm) = \lambda ZK^{-1}` and
-      :math:`\partial_\lambda K^{-1} = -K^{-2}`, so with :math:`P(\lambda) = \operatorname{tr} ZK^{-1}Z^T`
-
-      .. math::  E_{\rm train} = \frac{\|Z - BF\|_F^2}{nmd} = \frac{\lambda^2\operatorname{tr} ZK^{-2}Z^T}{nmd}
+      .. math::  E_{\rm test} = 1 - \frac{\partial_\epsilon S + 2\,\partial_c S}{d}, \qquad
+                 E_{\rm train} = \frac{\lambda^2\operatorname{tr} ZK^{-2}Z^T}{nmd}
                  = -\frac{\lambda^2\,\partial_\lambda P}{nmd},
 
-      one term, not a difference.  The primal alternative,
-      :math:`E_{\rm train} = 1 - (T - \lambda\partial_\lambda T)/d` at :math:`\epsilon = c = 0`
-      (from :math:`\operatorname{tr} ZZ^T/(nmd) \to 1` and
-      :math:`\operatorname{tr} B(FF^T/nm)B^T = T + \lambda\partial_\lambda T`), subtracts two terms of
-      order one from 1: at the interpolation threshold :math:`p = nm` with :math:`\lambda = 10^{-9}`
-      the train error is :math:`3 \cdot 10^{-5}` and that form kept it to :math:`3 \cdot 10^{-8}`
-      relative, the one above to :math:`6 \cdot 10^{-13}` (against random-features regression in 30
-      digits at :math:`m = 1`).  Its pencil's unknowns grow like :math:`1/\lambda` where
-      :math:`p < nm` (:math:`F^TF` then has a null space) and cancel in the product.
+      one term: of order :math:`\lambda^2` at :math:`p > nm` (interpolation), with its
+      relative precision.
 
     Parameters
     ----------
@@ -217,11 +217,11 @@ def quantities(finite_m: bool, dual: bool = False, direct: bool = False) -> dict
         return {"test": 1 + Tr(B * U_test * B.T - 2 * B * V.T) / d, "train": train}
     if dual:
         S = Tr((U_test * F + scale * V.T * Z) * (gram + tilt * Z.T * Z / (n * m)).I * F.T / (n * m))
-        test = 1 - (Derivative(S, tilt) + 2 * Derivative(S, scale)) / d
-    else:
-        T = Tr(Q * (covariance + tilt * U_test).I * (Q.T + scale * V.T))
-        test = 1 - (Derivative(T, tilt) + 2 * Derivative(T, scale)) / d
-    return {"test": test, "train": -lam**2 * Derivative(Tr(Z * gram.I * Z.T), lam) / (n * m * d)}
+        return {"test": 1 - (Derivative(S, tilt) + 2 * Derivative(S, scale)) / d,
+                "train": -lam**2 * Derivative(Tr(Z * gram.I * Z.T), lam) / (n * m * d)}
+    T = Tr(Q * (covariance + tilt * U_test).I * (Q.T + scale * V.T))
+    return {"test": 1 - (Derivative(T, tilt) + 2 * Derivative(T, scale)) / d,
+            "train": 1 - (T - lam * Derivative(T, lam)) / d}
 
 
 def optimum(t):
