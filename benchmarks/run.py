@@ -127,7 +127,7 @@ def finite_m(psi_p: np.ndarray) -> None:
     dsm.errors(1.0, wide[:3], 0.1, 1e-9, m=4)
     seconds = best_time(lambda: dsm.errors(1.0, wide, 0.1, 1e-9, m=4), repeat=3)
     row("DSM m=4, lam=1e-9: 50-point curve at p > n m, psi_n=1, psi_p in [4.5, 100]", f"{seconds:.2f} s",
-        f"{seconds / 50 * 1e3:.1f} ms/point (dual: 50 + 12 unknowns, continued from lam=1e-2)")
+        f"{seconds / 50 * 1e3:.1f} ms/point (dual: 50 + 12 unknowns, continued from lam=1e-3)")
     direct_form(1.0, wide[:3], 0.1, 1e-9, 4, True)
     before = best_time(lambda: direct_form(1.0, wide, 0.1, 1e-9, 4, True), repeat=1)
     row("same curve, two resolvents (dsm.quantities(True, dual=True, direct=True))", f"{before:.2f} s",

@@ -135,8 +135,9 @@ def test_train_error_at_the_interpolation_threshold(psi_p, primal_accuracy):
     digits (a different pencil).  The train error is small there (3e-5 on the threshold) and the
     primal form 1 - (T - lam dT/dlam)/d, which dsm.errors uses for p <= n m, subtracts terms of order
     one: measured 3.5e-13 relative below the threshold and 3e-8 on it.  The dual form
-    -lam^2 dP/dlam/(nmd) is one term and keeps 1e-12 on the threshold where its continuation
-    converges (it is not used there: see dsm.quantities).  The test error (about 1e3 on the
+    -lam^2 dP/dlam/(nmd) is one term and keeps 2e-12 on the threshold (continued from lam = 1e-2;
+    3e-11 from lam = 1e-3) where its continuation converges (it is not used there: see
+    dsm.quantities).  The test error (about 1e3 on the
     threshold) is as sensitive as the problem: double precision holds it to 1e-8 relative."""
     t, lam = 0.1, 1e-9
     result = dsm.errors(1.0, psi_p, t, lam, m=1.0)
@@ -145,7 +146,7 @@ def test_train_error_at_the_interpolation_threshold(psi_p, primal_accuracy):
     assert abs(result.train - float(reference.train)) < primal_accuracy * float(reference.train)
     assert abs(result.test - float(reference.test)) < 1e-8 * float(reference.test)
     dual_train = limit(dsm.quantities(True, dual=True)["train"], dsm.dims, dsm.substitutions(1.0, psi_p, t, lam, 1.0),
-                       path_from={dsm.symbols["lam"]: dsm.RIDGE_START})
+                       path_from={dsm.symbols["lam"]: 1e-2})
     assert abs(dual_train - float(reference.train)) < 1e-11 * float(reference.train)
 
 

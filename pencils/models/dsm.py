@@ -104,7 +104,7 @@ symbols = {
 #: Dimensions: ``n = psi_n d``, ``p = psi_p d`` and the second sample block ``k = (m - 1) n``.
 dims = {d: d, n: psi_n * d, p: psi_p * d, k: (m - 1) * psi_n * d}
 #: Finite-m points with a smaller ridge are continued in the ridge from this value (see the module notes).
-RIDGE_START = 1e-2
+RIDGE_START = 1e-3
 
 
 @lru_cache(maxsize=8)
