@@ -108,30 +108,27 @@ def finite_m(psi_p: np.ndarray) -> None:
         f"{wall[4]:.2f} s vs {wall[math.inf]:.2f} s", f"{wall[4] / wall[math.inf]:.1f}x (CPU time "
         f"{processor[4]:.2f} s vs {processor[math.inf]:.2f} s, {processor[4] / processor[math.inf]:.1f}x); target 10x")
 
-    def direct_form(psi_n, psi_p, t, lam, m, dual):
-        found = dsm.quantities(True, dual, direct=True)
-        path_from = {dsm.symbols["lam"]: 1e-2} if lam < 1e-2 else None
-        return limit([found["test"], found["train"]], dsm.dims, dsm.substitutions(psi_n, psi_p, t, lam, m),
-                     path_from=path_from)
+    curves = (  # (psi_n, psi_p, lam, dual, what, unknowns of the default and of the two-resolvent form)
+        (20.0, np.geomspace(1.0, 10.0, 50), 1e-2, False, "psi_n=20, psi_p in [1, 10], lam=1e-2", "45", "106 + 195"),
+        (1.0, np.geomspace(4.5, 100.0, 50), 1e-9, True, "lam=1e-9, p > n m: psi_n=1, psi_p in [4.5, 100]",
+         "dual: 50 + 12, continued in lam", "90 + 48"),
+    )
+    for psi_n, curve, lam, dual, what, unknowns, direct_unknowns in curves:
+        direct = dsm.quantities(True, dual, direct=True)
+        path_from = {dsm.symbols["lam"]: dsm.RIDGE_START} if lam < dsm.RIDGE_START else None
 
-    curve = np.geomspace(1.0, 10.0, 50)
-    dsm.errors(20.0, psi_p[:3], 0.1, 1e-2, m=4)
-    seconds = best_time(lambda: dsm.errors(20.0, curve, 0.1, 1e-2, m=4), repeat=3)
-    row("DSM m=4: 50-point learning curve, psi_n=20, psi_p in [1, 10], lam=1e-2", f"{seconds:.2f} s",
-        f"{seconds / 50 * 1e3:.1f} ms/point (primal: 45 + 12 unknowns)")
-    direct_form(20.0, curve[:3], 0.1, 1e-2, 4, False)
-    before = best_time(lambda: direct_form(20.0, curve, 0.1, 1e-2, 4, False), repeat=1)
-    row("same curve, the errors written with two resolvents (dsm.quantities(True, direct=True))", f"{before:.2f} s",
-        f"{before / seconds:.1f}x the time: 106 + 195 unknowns")
-    wide = np.geomspace(4.5, 100.0, 50)  # p > n m = 4 psi_n: the dual (block) form, continued in lam
-    dsm.errors(1.0, wide[:3], 0.1, 1e-9, m=4)
-    seconds = best_time(lambda: dsm.errors(1.0, wide, 0.1, 1e-9, m=4), repeat=3)
-    row("DSM m=4, lam=1e-9: 50-point curve at p > n m, psi_n=1, psi_p in [4.5, 100]", f"{seconds:.2f} s",
-        f"{seconds / 50 * 1e3:.1f} ms/point (dual: 50 + 12 unknowns, continued from lam=1e-3)")
-    direct_form(1.0, wide[:3], 0.1, 1e-9, 4, True)
-    before = best_time(lambda: direct_form(1.0, wide, 0.1, 1e-9, 4, True), repeat=1)
-    row("same curve, two resolvents (dsm.quantities(True, dual=True, direct=True))", f"{before:.2f} s",
-        f"{before / seconds:.1f}x the time: 90 + 48 unknowns")
+        def direct_form(points):
+            subs = dsm.substitutions(psi_n, points, 0.1, lam, 4)
+            return limit([direct["test"], direct["train"]], dsm.dims, subs, path_from=path_from)
+
+        dsm.errors(psi_n, curve[:3], 0.1, lam, m=4)
+        seconds = best_time(lambda: dsm.errors(psi_n, curve, 0.1, lam, m=4), repeat=3)
+        row(f"DSM m=4: 50-point learning curve, {what}", f"{seconds:.2f} s",
+            f"{seconds / 50 * 1e3:.1f} ms/point ({unknowns} unknowns)")
+        direct_form(curve[:3])
+        before = best_time(lambda: direct_form(curve), repeat=1)
+        row(f"same curve, the errors written with two resolvents (dsm.quantities(True, {dual}, direct=True))",
+            f"{before:.2f} s", f"{before / seconds:.1f}x the time: {direct_unknowns} unknowns")
 
 
 def precision() -> None:
