@@ -108,10 +108,10 @@ def finite_m(psi_p: np.ndarray) -> None:
         f"{wall[4]:.2f} s vs {wall[math.inf]:.2f} s", f"{wall[4] / wall[math.inf]:.1f}x (CPU time "
         f"{processor[4]:.2f} s vs {processor[math.inf]:.2f} s, {processor[4] / processor[math.inf]:.1f}x); target 10x")
 
-    curves = (  # (psi_n, psi_p, lam, dual, what, unknowns of the default and of the two-resolvent form)
-        (20.0, np.geomspace(1.0, 10.0, 50), 1e-2, False, "psi_n=20, psi_p in [1, 10], lam=1e-2", "45", "106 + 195"),
+    curves = (  # (psi_n, psi_p, lam, dual, what, the default's system, the two-resolvent form's unknowns)
+        (20.0, np.geomspace(1.0, 10.0, 50), 1e-2, False, "psi_n=20, psi_p in [1, 10], lam=1e-2", "45 unknowns", "106 + 195"),
         (1.0, np.geomspace(4.5, 100.0, 50), 1e-9, True, "lam=1e-9, p > n m: psi_n=1, psi_p in [4.5, 100]",
-         "dual: 50 + 12, continued in lam", "90 + 48"),
+         "50 + 12 unknowns, dual form, continued in lam", "90 + 48"),
     )
     for psi_n, curve, lam, dual, what, unknowns, direct_unknowns in curves:
         direct = dsm.quantities(True, dual, direct=True)
@@ -124,7 +124,7 @@ def finite_m(psi_p: np.ndarray) -> None:
         dsm.errors(psi_n, curve[:3], 0.1, lam, m=4)
         seconds = best_time(lambda: dsm.errors(psi_n, curve, 0.1, lam, m=4), repeat=3)
         row(f"DSM m=4: 50-point learning curve, {what}", f"{seconds:.2f} s",
-            f"{seconds / 50 * 1e3:.1f} ms/point ({unknowns} unknowns)")
+            f"{seconds / 50 * 1e3:.1f} ms/point ({unknowns})")
         direct_form(curve[:3])
         before = best_time(lambda: direct_form(curve), repeat=1)
         row(f"same curve, the errors written with two resolvents (dsm.quantities(True, {dual}, direct=True))",
@@ -142,7 +142,7 @@ def precision() -> None:
     row("DSM m=inf: one point at dps=50 (test and train, warm)", f"{seconds:.2f} s", "target 1 s")
     dsm.errors(2.0, 5.0, 0.1, 1e-2, m=4, dps=30)
     seconds = best_time(lambda: dsm.errors(2.0, 5.0, 0.1, 1e-2, m=4, dps=30), repeat=1)
-    row("DSM m=4: one point at dps=30 (45 + 12 unknowns, warm)", f"{seconds:.2f} s",
+    row("DSM m=4: one point at dps=30 (primal form, 45 unknowns, warm)", f"{seconds:.2f} s",
         "Newton's systems by mixed-precision refinement")
     precise, floats, higher = dsm.errors(*point, dps=50), dsm.errors(*point), dsm.errors(*point, dps=60)
     for name in ("test", "train"):
