@@ -135,8 +135,9 @@ def quantities(finite_m: bool, dual: bool = False, direct: bool = False) -> dict
 
       The train error is a difference of terms of order one: where it is small, at the
       interpolation threshold :math:`p = nm` with a tiny ridge, it loses digits (at
-      :math:`m = 1`, :math:`p = n`, :math:`\lambda = 10^{-9}` it is :math:`3 \cdot 10^{-5}`, kept
-      to :math:`3 \cdot 10^{-8}` relative; 1 % below the threshold to :math:`4 \cdot 10^{-13}`).
+      :math:`m = 1`, :math:`p = n = d`, :math:`\lambda = 10^{-9}` it is :math:`3 \cdot 10^{-5}`, kept
+      to :math:`3 \cdot 10^{-8}` relative, and to :math:`2 \cdot 10^{-7}` or better on the
+      threshold for :math:`0.1 \le p/d \le 100`; 1 % below it to :math:`4 \cdot 10^{-13}`).
       The dual train error below has no difference and is right to :math:`10^{-12}` there,
       but at :math:`p \le nm` its unknowns grow like :math:`\lambda^{-1/2}` to
       :math:`\lambda^{-1}` and its continuation in :math:`\lambda` failed at one threshold
