@@ -202,7 +202,8 @@ from typing import Any, NamedTuple
 import mpmath
 import numpy as np
 
-from .errors import ParameterError
+from .errors import ParameterError, ParameterTypeError
+from .validation import check_dps
 
 __all__ = [
     "GUARD_DIGITS",
@@ -350,11 +351,8 @@ def _arithmetic(dps: int | None) -> Iterator[_Arithmetic]:
     if dps is None:
         yield _FLOAT
         return
-    if isinstance(dps, bool) or not isinstance(dps, numbers.Integral):
-        raise TypeError(f"dps must be None or a positive integer, got {dps!r}")
-    if dps < 1:
-        raise ValueError(f"dps must be a positive integer, got {dps}")
-    with mpmath.workdps(int(dps) + GUARD_DIGITS):
+    dps = check_dps(dps)
+    with mpmath.workdps(dps + GUARD_DIGITS):
         yield _mpmath_arithmetic(int(dps))
 
 
@@ -1077,10 +1075,10 @@ class Activation:
 def _correlation(r: Any, m: _Arithmetic) -> Real:
     """Convert ``r`` to the arithmetic ``m``, checking that it lies in [-1, 1]."""
     if m.dps is not None and np.ndim(r) != 0:
-        raise TypeError("with dps set, r must be a scalar; loop over the values")
+        raise ParameterTypeError("with dps set, r must be a scalar; loop over the values")
     value = m.number(r)
     if not np.all(abs(value) <= 1):
-        raise ValueError(f"correlation r must lie in [-1, 1], got {r!r}")
+        raise ParameterError(f"correlation r must lie in [-1, 1], got {r!r}")
     return value
 
 
@@ -1307,9 +1305,9 @@ def get(activation: str | Activation | Callable[[Any], Any]) -> Activation:
 
     Raises
     ------
-    ValueError
-        For an unknown name.
-    TypeError
+    ParameterError
+        For an unknown name (a :class:`ValueError`), or a callable that is not finite at ``x = +-0.5``.
+    ParameterTypeError
         For a non-callable, or a callable that fails on numpy arrays or on
         mpmath numbers (or returns floats for them, which would lose the
         precision); pass an :class:`Activation` with separate numpy and
@@ -1325,7 +1323,7 @@ def get(activation: str | Activation | Callable[[Any], Any]) -> Activation:
     >>> get("swish")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: unknown activation 'swish'; known names: abs, cos, erf, identity, ...
+    pencils.errors.ParameterError: unknown activation 'swish'; known names: abs, cos, erf, identity, ...
     """
     if isinstance(activation, Activation):
         return activation
@@ -1334,9 +1332,9 @@ def get(activation: str | Activation | Callable[[Any], Any]) -> Activation:
             return REGISTRY[activation.strip().lower()]
         except KeyError:
             known = ", ".join(sorted(REGISTRY))
-            raise ValueError(f"unknown activation {activation!r}; known names: {known}") from None
+            raise ParameterError(f"unknown activation {activation!r}; known names: {known}") from None
     if not callable(activation):
-        raise TypeError(
+        raise ParameterTypeError(
             "activation must be a name, an Activation or a callable, "
             f"got {type(activation).__name__}"
         )
@@ -1354,14 +1352,18 @@ def _wrap(function: Callable[[Any], Any]) -> Activation:
     try:
         values = np.asarray(function(np.array(probe)), dtype=float)
     except Exception as exc:
-        raise TypeError(f"{advice} (calling it on a numpy array failed: {exc})") from exc
+        raise ParameterTypeError(f"{advice} (calling it on a numpy array failed: {exc})") from exc
     if values.shape != (len(probe),):
-        raise TypeError(f"{advice} (on a numpy array it returned shape {values.shape})")
+        raise ParameterTypeError(f"{advice} (on a numpy array it returned shape {values.shape})")
+    if not np.all(np.isfinite(values)):
+        raise ParameterError(
+            f"activation {name!r} returned {values.tolist()} at {list(probe)}; it must be finite on the real line."
+        )
     for x in probe:
         try:
             value = function(mpmath.mpf(x))
         except Exception as exc:
-            raise TypeError(f"{advice} (calling it on an mpmath.mpf failed: {exc})") from exc
+            raise ParameterTypeError(f"{advice} (calling it on an mpmath.mpf failed: {exc})") from exc
         if not isinstance(value, (mpmath.mpf, numbers.Integral)):
-            raise TypeError(f"{advice} (on an mpmath.mpf it returned {type(value).__name__})")
+            raise ParameterTypeError(f"{advice} (on an mpmath.mpf it returned {type(value).__name__})")
     return Activation(name, function, function)

@@ -19,13 +19,16 @@ drawn as the phase diagram::
 from __future__ import annotations
 
 import argparse
+import io
 import math
+import os
 import sys
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from .errors import PencilsError
+from .errors import ParameterError, PencilsError
 
 __all__ = ["main"]
 
@@ -73,6 +76,8 @@ def _phase_diagram(arguments) -> int:
     if arguments.t.size > 1 or arguments.lam.size > 1 or arguments.dps is not None:
         print("pencils dsm: --phase-diagram takes one --t and one --lam, in floats (no --dps)", file=sys.stderr)
         return 2
+    if arguments.plot:
+        _check_plot_path(arguments.plot)
     try:
         boundary = dsm.phase_boundary(arguments.psi_n, m=arguments.m, t=arguments.t.item(), lam=arguments.lam.item(),
                                       activation=arguments.activation)
@@ -125,32 +130,77 @@ def _plot(curve, path: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``pencils`` console script."""
+    """Entry point of the ``pencils`` console script.
+
+    Rows are printed as CSV as soon as each chunk of the grid is done; a progress
+    bar appears on standard error once a run has taken a second.  Exit status: 0,
+    2 for bad input (one line on standard error, before any computing), 130 if
+    interrupted (Ctrl-C), after the rows already done.
+    """
     arguments = _parser().parse_args(argv)
-    if arguments.phase_diagram:
-        return _phase_diagram(arguments)
+    try:
+        return _phase_diagram(arguments) if arguments.phase_diagram else _dsm(arguments)
+    except PencilsError as error:
+        print(f"pencils dsm: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        sys.stdout.flush()
+        print("pencils dsm: interrupted; the rows printed so far are complete.", file=sys.stderr)
+        return 130
+
+
+def _dsm(arguments: argparse.Namespace) -> int:
+    from .activations import get
     from .models import dsm
-    from .sweep import sweep
+    from .sweep import sweep, write_csv
+    from .validation import check_dps
 
     grid, fixed = {}, {"activation": arguments.activation}
+    get(arguments.activation)
     if arguments.dps is not None:
-        fixed["dps"] = arguments.dps
+        fixed["dps"] = check_dps(arguments.dps)
     for name in ("psi_n", "psi_p", "t", "lam", "m"):
         values = getattr(arguments, name)
+        dsm.check_parameters(**{name: values})
         if values.size > 1 or name == "psi_p":
             grid[name] = values
         else:
             fixed[name] = values.item()
-    try:
-        curve = sweep(dsm.errors, grid, **fixed)
-    except PencilsError as error:
-        print(f"pencils dsm: {error}", file=sys.stderr)
-        return 2
-    sys.stdout.write(curve.to_csv())
+    if arguments.plot:
+        _check_plot_path(arguments.plot)
+    total = math.prod(values.size for values in grid.values())
+    written = []
+
+    def emit(rows: list) -> None:
+        text = io.StringIO()
+        write_csv(rows, text, header=not written)
+        sys.stdout.write(text.getvalue())
+        sys.stdout.flush()
+        written.append(len(rows))
+
+    curve = sweep(dsm.errors, grid, chunk_size=max(1, math.ceil(total / 20)), progress=True, on_rows=emit, **fixed)
     if arguments.plot:
         _plot(curve, arguments.plot)
         print(f"# plot saved to {arguments.plot}", file=sys.stderr)
     return 0
+
+
+def _check_plot_path(path: str) -> None:
+    """Refuse a ``--plot`` path that cannot be written, before any computing."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ParameterError("--plot needs matplotlib; install it (pip install 'pencils[plots]') or drop --plot.") from None
+    target = Path(path)
+    formats = Figure().canvas.get_supported_filetypes()
+    if target.suffix.lstrip(".").lower() not in formats:
+        raise ParameterError(
+            f"--plot {path}: unknown image format {target.suffix!r}; end the name with one of "
+            f"{', '.join('.' + name for name in sorted(formats))}."
+        )
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir() or not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise ParameterError(f"--plot {path}: cannot write there; give a path in an existing, writable folder.")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -32,6 +32,7 @@ import numpy as np
 import sympy
 
 from .pencil import IDENTITY, Pencil
+from .validation import check_solve_arguments
 from .serialization import encode
 
 __all__ = ["Coupling", "DysonSystem", "check_record"]
@@ -239,7 +240,8 @@ class DysonSystem:
     def solve(self, subs: dict | None = None, dps: int | None = None, path_from: dict | None = None,
               continuation: str = "neighbours"):
         """Solve at parameter values and return the target (see :func:`pencils.trace_limit`)."""
-        return self.solver.target(subs or {}, dps=dps, path_from=path_from, continuation=continuation)
+        subs, dps, path_from = check_solve_arguments(subs, dps, path_from)
+        return self.solver.target(subs, dps=dps, path_from=path_from, continuation=continuation)
 
 
 def check_record(record) -> None:

@@ -13,7 +13,9 @@ __all__ = [
     "MisScaledError",
     "UnsupportedOperationError",
     "ParameterError",
+    "ParameterTypeError",
     "ConvergenceError",
+    "SingularStartError",
 ]
 
 
@@ -37,6 +39,13 @@ class ParameterError(PencilsError):
     """A parameter value is missing, of the wrong kind, or outside its domain."""
 
 
+class ParameterTypeError(ParameterError, TypeError):
+    """A parameter is of the wrong type (e.g. an activation that is neither a name nor a callable).
+
+    Also a :class:`TypeError`, so that ``except TypeError`` keeps working.
+    """
+
+
 class ConvergenceError(PencilsError):
     """A self-consistent solve did not converge.
 
@@ -52,6 +61,12 @@ class ConvergenceError(PencilsError):
         super().__init__(message)
         self.parameters = parameters or {}
         self.residual = residual
+
+
+class SingularStartError(ConvergenceError):
+    """The pencil is singular with every Gaussian set to zero, where the solution starts
+    (e.g. ``S.I`` for a Wishart ``S``): :func:`pencils.trace_limit` and :func:`pencils.limit`
+    then continue a ridge added to every inverse down to zero."""
 
 
 class PrecisionWarning(UserWarning):

@@ -38,7 +38,7 @@ from .arguments import as_sympy
 from .errors import DimensionError, MisScaledError, UnsupportedOperationError
 from .gaussian import Gaussian
 
-__all__ = ["Dimensions", "Leaf", "Identity", "Sum", "Product", "Inverse", "Block", "normalise", "parts"]
+__all__ = ["Dimensions", "Leaf", "Identity", "Sum", "Product", "Inverse", "Block", "normalise", "parts", "check_rational"]
 
 
 # --------------------------------------------------------------------------- dimensions
@@ -358,6 +358,14 @@ class _Normaliser:
         return coefficient, power, Product(tuple(factors))
 
     def _sum(self, expr: MatAdd, transposed: bool):
+        shapes = [tuple(self.dims.ratio(size) for size in term.shape) for term in expr.args]
+        if any(sympy.simplify(a - b) != 0 for shape in shapes[1:] for a, b in zip(shape, shapes[0])):
+            described = "; ".join(f"{term} is {term.shape[0]} x {term.shape[1]}" for term in expr.args)
+            mapping = ", ".join(f"{key} = {value}" for key, value in self.dims.mapping.items() if key != self.dims.base)
+            raise DimensionError(
+                f"the terms of the sum {expr} have different shapes ({described}; with {mapping}); "
+                f"only matrices of one shape can be added: check the dimensions of each term."
+            )
         converted = [self.convert(term, transposed) for term in expr.args if not term.is_ZeroMatrix]
         powers = {sympy.nsimplify(power) for _, power, _ in converted}
         if len(powers) > 1:
@@ -415,6 +423,41 @@ class _Normaliser:
         if exponent < 0:
             return 1 / coefficient, -power, Inverse(product)
         return coefficient, power, product
+
+
+def check_rational(expr) -> None:
+    r"""Refuse functions of matrices (``exp``, ``log``, determinants), which have no linear pencil.
+
+    Only rational expressions (sums, products, inverses, integer powers, block
+    matrices) are realised; a scalar function of a trace (e.g. ``log(Trace(S)/d)``)
+    is fine.
+
+    Examples
+    --------
+    >>> import sympy
+    >>> from pencils import Gaussian
+    >>> n, d = sympy.symbols("n d")
+    >>> S = Gaussian("X", n, d).T * Gaussian("X", n, d) / n
+    >>> check_rational(sympy.exp(S))
+    Traceback (most recent call last):
+    ...
+    pencils.errors.UnsupportedOperationError: exp(1/n*X.T*X) applies exp to a matrix; functions of matrices are not rational and have no linear pencil. Write a rational expression instead: a resolvent (S - z*Identity)**-1, whose trace gives the spectral density by Stieltjes inversion (pencils.models.marchenko_pastur.density), or a polynomial such as S + S**2/2.
+    """
+    for node in sympy.preorder_traversal(expr):
+        if isinstance(node, sympy.Determinant):
+            raise UnsupportedOperationError(
+                f"{node} is a determinant, which is not a trace of a rational expression. For "
+                f"log det(S + lam*I)/N use its derivative d/dlam = Trace((S + lam*I)**-1)/N "
+                f"(trace_limit or limit compute it) and integrate in lam (e.g. with mpmath.quad) from a "
+                f"large lam, where log det(S + lam*I)/N = log(lam) + Trace(S)/(N*lam) + O(1/lam**2)."
+            )
+        if isinstance(node, sympy.Function) and any(getattr(arg, "is_Matrix", False) for arg in node.args):
+            raise UnsupportedOperationError(
+                f"{node} applies {node.func} to a matrix; functions of matrices are not rational and have "
+                f"no linear pencil. Write a rational expression instead: a resolvent (S - z*Identity)**-1, "
+                f"whose trace gives the spectral density by Stieltjes inversion "
+                f"(pencils.models.marchenko_pastur.density), or a polynomial such as S + S**2/2."
+            )
 
 
 def shape_symbols(expr: MatrixExpr) -> set:

@@ -6,6 +6,7 @@ normalisation), so it is an independent check of everything the engine derives.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
@@ -17,6 +18,8 @@ from .arguments import resolve_keys
 from .errors import ParameterError, UnsupportedOperationError
 from .expression import Dimensions, shape_symbols
 from .gaussian import Gaussian
+from .limits import check_trace_arguments
+from .validation import check_positive_int, check_values
 
 __all__ = ["SampleEstimate", "sample_trace", "draw", "evaluate"]
 
@@ -62,7 +65,14 @@ def evaluate(expr: sympy.MatrixExpr, matrices: Mapping, sizes: Mapping, values: 
         if isinstance(node, Transpose):
             return walk(node.arg).T
         if isinstance(node, Inverse):
-            return np.linalg.inv(walk(node.arg))
+            matrix = walk(node.arg)
+            # singular to working precision: the inverse would be rounding noise
+            if np.linalg.cond(matrix) * np.finfo(float).eps * len(matrix) < 1:
+                return np.linalg.inv(matrix)
+            raise ParameterError(
+                f"{node.arg} is singular in this draw (sizes {sizes}); its inverse is undefined: add a "
+                f"ridge to it or change the dimension ratios."
+            )
         if isinstance(node, MatPow):
             return np.linalg.matrix_power(walk(node.base), int(node.exp))
         if isinstance(node, MatAdd):
@@ -120,13 +130,15 @@ def sample_trace(
     >>> abs(estimate.mean - 1.0) < 5 * estimate.stderr + 1e-2
     True
     """
-    if expr.shape[0] != expr.shape[1]:
-        raise ParameterError(f"the expression has shape {expr.shape}; a trace needs a square expression.")
-    if int(size) < 1:
-        raise ParameterError(f"size must be a positive integer; got {size}.")
-    seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    size = check_positive_int(size, "size")
+    if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
+        seeds = list(range(check_positive_int(seeds, "seeds")))
+    else:
+        seeds = [_seed(seed) for seed in seeds]
     if not seeds:
         raise ParameterError("seeds is empty; give at least one seed (two for a standard error).")
+    subs = check_values(subs)
+    check_trace_arguments(expr, dims, subs)
     dimensions = Dimensions.from_mapping(dims, shape_symbols(expr))
     symbols = expr.free_symbols.union(*(ratio.free_symbols for _, ratio in dimensions.ratios))
     subs = resolve_keys(subs, symbols, "subs")
@@ -152,3 +164,9 @@ def sample_trace(
     if shape == ():
         return SampleEstimate(means.item(), errors.item(), len(seeds))
     return SampleEstimate(means, errors, len(seeds))
+
+
+def _seed(seed) -> int:
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ParameterError(f"each seed must be a non-negative integer; got {seed!r}.")
+    return int(seed)

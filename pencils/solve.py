@@ -53,7 +53,7 @@ from threadpoolctl import threadpool_limits
 
 from .arguments import resolve_keys
 from .dyson import _structurally_nonzero
-from .errors import ConvergenceError, ParameterError, PrecisionWarning
+from .errors import ConvergenceError, ParameterError, PrecisionWarning, SingularStartError
 from .serialization import decode
 
 __all__ = ["Solver"]
@@ -629,10 +629,13 @@ class Solver:
         zero = _zeros((count, len(self._unknown_rows)), np.result_type(lambdas, weights))
         deterministic = self._inverse(lambdas, weights, zero, np.zeros(count), algebra)
         if np.any(~algebra.finite(deterministic)):
-            raise ConvergenceError(
+            raise SingularStartError(
                 "the deterministic part of the pencil is singular (the expression is undefined when "
-                "every Gaussian is set to zero, e.g. an inverse with no ridge or shift); add a ridge "
-                "such as + lam*Identity and take lam small."
+                "every Gaussian is set to zero, e.g. an inverse with no ridge or shift), so the solution "
+                "cannot start there. The limit may still exist (e.g. of S.I for S = X.T*X/n, n > d): add "
+                "a ridge symbol to the inverse, (S + lam*Identity(d)).I, and solve at lam = 0 continued "
+                "from lam = 1: trace_limit(expr, dims, {..., lam: 0.0}, path_from={lam: 1.0}) (it fails "
+                "to converge where the limit does not exist)."
             )
         g = deterministic[:, self._unknown_rows, self._unknown_cols]
 

@@ -65,3 +65,84 @@ def test_command_line_infinite_and_finite_m(capsys):
 def test_command_line_bad_input(capsys):
     assert main(["dsm", "--t", "-1"]) == 2
     assert "t must be > 0" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- chunks never shift values
+
+@pytest.mark.parametrize("chunk_size", [1, 2, 5, 7, 100])
+def test_values_stay_on_their_grid_point(chunk_size):
+    """Every chunking gives, at each grid point, the value of a call at that point alone."""
+    psi_p, lam = np.array([0.5, 1.5, 3.0]), np.array([1e-2, 1e-1])
+    result = sweep(random_features.errors, {"psi_p": psi_p, "lam": lam}, psi_n=2.0, chunk_size=chunk_size,
+                   progress=False)
+    for i, j in np.ndindex(3, 2):
+        alone = random_features.errors(2.0, psi_p[i], lam[j])
+        assert result["test"][i, j] == pytest.approx(alone.test, rel=1e-11)
+        assert result["train"][i, j] == pytest.approx(alone.train, rel=1e-11)
+    # neighbouring points differ by far more than the tolerance, so a shifted value would fail
+    assert np.min(np.abs(np.diff(result["test"].reshape(-1)))) > 1e-4
+
+
+def test_rows_are_streamed_in_grid_order():
+    chunks = []
+    result = sweep(random_features.errors, {"psi_p": np.array([0.5, 1.0, 2.0, 4.0, 8.0])}, psi_n=2.0, lam=0.1,
+                   chunk_size=2, progress=False, on_rows=chunks.append)
+    assert [len(rows) for rows in chunks] == [2, 2, 1]
+    assert [row for rows in chunks for row in rows] == result.rows()
+
+
+# --------------------------------------------------------------------------- the command line
+
+def _run_cli(*arguments, **options):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    environment = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.Popen([sys.executable, "-m", "pencils.cli", "dsm", *arguments], cwd=root, env=environment,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **options)
+
+
+def test_command_line_prints_every_digit_of_dps(capsys):
+    import mpmath
+
+    assert main(["dsm", "--psi-n", "2", "--psi-p", "1.5", "--t", "0.5", "--lam", "1e-2", "--dps", "40"]) == 0
+    row = next(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    finer = dsm.errors(2.0, 1.5, 0.5, 1e-2, dps=60)
+    with mpmath.workdps(60):
+        for field in ("test", "train", "gap"):
+            printed = mpmath.mpf(row[field])
+            assert len(row[field].lstrip("0.").replace(".", "")) >= 38  # not a double's 17 digits
+            assert abs(printed - getattr(finer, field)) < mpmath.mpf(10) ** -38 * abs(getattr(finer, field))
+
+
+@pytest.mark.parametrize("arguments, word", [
+    (["--activation", "swish"], "unknown activation 'swish'"),
+    (["--dps", "0"], "dps"),
+    (["--plot", "/nonexistent-folder/curve.png"], "cannot write there"),
+    (["--plot", "curve.unknown"], "unknown image format"),
+    (["--psi-p", "1,2,-1"], "psi_p must be > 0"),
+    (["--m", "0.5"], "m must be >= 1"),
+])
+def test_command_line_refuses_bad_input_before_computing(arguments, word, capsys):
+    assert main(["dsm", *arguments]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # nothing computed, no partial output
+    assert word in captured.err and len(captured.err.strip().splitlines()) == 1
+
+
+def test_command_line_interrupted_keeps_the_rows_done():
+    import signal
+
+    process = _run_cli("--psi-n", "2", "--psi-p", "0.5:50:400", "--t", "0.5", "--lam", "1e-2", "--dps", "20")
+    lines = [process.stdout.readline() for _ in range(3)]  # the header and two rows
+    process.send_signal(signal.SIGINT)
+    rest, error = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert "Traceback" not in error and "interrupted" in error
+    rows = list(csv.DictReader(io.StringIO("".join(lines) + rest)))
+    assert 2 <= len(rows) < 400
+    for row in rows:  # every row printed is whole
+        assert float(row["optimum"]) < float(row["test"]) and float(row["gap"]) > 0

@@ -84,12 +84,14 @@ from .. import activations
 from ..errors import ConvergenceError, ParameterError
 from ..gaussian import Gaussian
 from ..limits import limit
+from . import difference
 from ..simulation.dsm import SimulationResult, simulate
 from ..sweep import Sweep, sweep
+from ..validation import check_dps, check_real, check_shapes
 
 __all__ = [
     "Errors", "errors", "learning_curve", "phase_diagram", "crossover", "phase_boundary", "quantities", "substitutions", "constants", "optimum",
-    "simulate", "SimulationResult", "symbols", "dims",
+    "simulate", "SimulationResult", "symbols", "dims", "check_parameters",
 ]
 
 d, n, p, k = sympy.symbols("d n p k")
@@ -294,7 +296,7 @@ class Errors:
     @property
     def gap(self):
         """The generalization gap ``test - train`` (large: memorization)."""
-        return self.test - self.train
+        return difference(self.test, self.train)
 
 
 def errors(
@@ -332,8 +334,8 @@ def errors(
     >>> bool(result.optimum < result.test) and bool(result.train < result.test)
     True
     """
-    _check(psi_n=psi_n, psi_p=psi_p, t=t, lam=lam, m=m)
-    shape = np.broadcast_shapes(*(np.shape(value) for value in (psi_n, psi_p, t, lam, m)))
+    shape, dps = check_parameters(psi_n=psi_n, psi_p=psi_p, t=t, lam=lam, m=m), check_dps(dps)
+    activation = activations.get(activation)
     dtype = object if dps is not None else float
     psi_n, psi_p, t, lam, m = (np.broadcast_to(np.asarray(v, dtype=dtype), shape) for v in (psi_n, psi_p, t, lam, m))
     infinite = np.array([float(value) == math.inf for value in m.ravel()], dtype=bool).reshape(shape)
@@ -499,7 +501,7 @@ def crossover(psi_n, t, lam, m=math.inf, activation="relu", threshold: float = 1
         raise ParameterError(f"threshold must be > 0 (a normalised gap); got {threshold}.")
     if not (0 < span[0] < span[1] < math.inf):
         raise ParameterError(f"span must be two ratios 0 < low < high; got {span}.")
-    _check(psi_n=psi_n, t=t, lam=lam, m=m)
+    check_parameters(psi_n=psi_n, t=t, lam=lam, m=m)
     arrays = np.broadcast_arrays(*(np.asarray(value, dtype=float) for value in (psi_n, t, lam, m)))
     logs = np.linspace(math.log(span[0]), math.log(span[1]), CROSSOVER_SCAN)
     roots = np.empty(arrays[0].shape)
@@ -556,19 +558,25 @@ def _apply(function, values, dps):
         return np.frompyfunc(function, 1, 1)(values)
 
 
-def _check(**values) -> None:
-    rules = {
-        "psi_n": (lambda x: x > 0, "> 0"), "psi_p": (lambda x: x > 0, "> 0"), "t": (lambda x: x > 0, "> 0"),
-        "lam": (lambda x: x > 0, "> 0"), "m": (lambda x: x >= 1, ">= 1 (or math.inf)"),
-    }
+def check_parameters(**values) -> tuple:
+    """Check parameters of :func:`errors` given by name (any of ``psi_n``, ``psi_p``, ``t``, ``lam``
+    and ``m``) and return their broadcast shape; a :class:`ParameterError` names the first bad one.
+
+    Examples
+    --------
+    >>> from pencils.models import dsm
+    >>> dsm.check_parameters(psi_n=2.0, m=math.inf)
+    ()
+    >>> dsm.check_parameters(t=-1.0)
+    Traceback (most recent call last):
+    ...
+    pencils.errors.ParameterError: t must be > 0 and finite; got -1.0.
+    """
     for name, value in values.items():
-        array = np.asarray(value, dtype=object)
-        try:
-            numbers = np.array([float(x) for x in array.ravel()])
-        except (TypeError, ValueError):
-            raise ParameterError(f"{name} must be a real number or an array of them; got {value!r}.") from None
-        test, bound = rules[name]
-        finite = np.isfinite(numbers) | ((name == "m") & (numbers == math.inf))
-        if not np.all(finite & test(numbers)):
-            bad = numbers[~(finite & test(numbers))][0]
-            raise ParameterError(f"{name} must be {bound}; got {bad}.")
+        if name not in ("psi_n", "psi_p", "t", "lam", "m"):
+            raise ParameterError(f"{name} is not a parameter of dsm.errors; use psi_n, psi_p, t, lam or m.")
+        if name == "m":
+            check_real(value, name, minimum=1, strict=False, infinite=True, strings=True)
+        else:
+            check_real(value, name, strings=True)
+    return check_shapes(values)

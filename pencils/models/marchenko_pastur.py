@@ -18,9 +18,9 @@ from functools import lru_cache
 import numpy as np
 import sympy
 
-from ..errors import ParameterError
 from ..gaussian import Gaussian
 from ..limits import derive
+from ..validation import check_real, check_shapes
 
 __all__ = ["stieltjes", "density", "system"]
 
@@ -60,7 +60,7 @@ def stieltjes(z, ratio, dps: int | None = None):
     >>> round(marchenko_pastur.stieltjes(-1.0, 0.5), 12)
     0.561552812809
     """
-    _check_ratio(ratio)
+    check_shapes({"z": z, "ratio": check_real(ratio, "ratio (gamma = d/n)")})
     return system().solve({sympy.Symbol("z"): z, sympy.Symbol("gamma"): ratio}, dps=dps)
 
 
@@ -80,13 +80,10 @@ def density(x, ratio, epsilon: float = 1e-10):
     >>> np.round(values, 6)
     array([0.63662 , 0.421084, 0.      ])
     """
-    _check_ratio(ratio)
+    check_real(x, "x", minimum=-np.inf)
+    check_real(epsilon, "epsilon")
+    check_shapes({"x": x, "ratio": check_real(ratio, "ratio (gamma = d/n)")})
     x = np.asarray(x, dtype=float)
     z = sympy.Symbol("z")
     values = system().solve({z: x + 1j * epsilon, sympy.Symbol("gamma"): ratio}, path_from={z: x + 1j})
     return np.imag(values) / np.pi
-
-
-def _check_ratio(ratio) -> None:
-    if np.any(np.asarray(ratio, dtype=float) <= 0):
-        raise ParameterError(f"the aspect ratio gamma = d/n must be > 0; got {ratio}.")

@@ -38,10 +38,11 @@ import numpy as np
 import sympy
 
 from .. import activations
-from ..errors import ParameterError
 from ..gaussian import Gaussian
 from ..limits import limit
+from . import difference
 from ..simulation.random_features import RandomFeaturesSample, simulate
+from ..validation import check_dps, check_real, check_shapes
 
 __all__ = ["Errors", "errors", "quantities", "simulate", "RandomFeaturesSample", "symbols"]
 
@@ -88,7 +89,7 @@ class Errors:
     @property
     def gap(self):
         """The generalization gap ``test - train``."""
-        return self.test - self.train
+        return difference(self.test, self.train)
 
 
 def errors(psi_n, psi_p, lam, activation="relu", signal=1.0, noise=0.0, dps: int | None = None) -> Errors:
@@ -119,12 +120,11 @@ def errors(psi_n, psi_p, lam, activation="relu", signal=1.0, noise=0.0, dps: int
     >>> 0 < result.train < result.test < 1
     True
     """
-    for name, value, strict in (("psi_n", psi_n, True), ("psi_p", psi_p, True), ("lam", lam, True),
-                                ("signal", signal, False), ("noise", noise, False)):
-        array = np.asarray(value, dtype=float) if dps is None else np.asarray(value, dtype=object).astype(float)
-        if np.any(~np.isfinite(array)) or np.any(array <= 0 if strict else array < 0):
-            bound = "> 0" if strict else ">= 0"
-            raise ParameterError(f"{name} must be finite and {bound}; got {value}.")
+    values = {"psi_n": psi_n, "psi_p": psi_p, "lam": lam, "signal": signal, "noise": noise}
+    for name, value in values.items():
+        check_real(value, name, strict=name not in ("signal", "noise"))
+    check_shapes(values)
+    dps = check_dps(dps)
     constants = activations.get(activation)
     subs = {
         symbols["psi_n"]: psi_n, symbols["psi_p"]: psi_p, symbols["lam"]: lam,

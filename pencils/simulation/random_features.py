@@ -24,6 +24,7 @@ import numpy as np
 
 from .. import activations as activation_module
 from ..errors import ParameterError
+from ..validation import check_positive_int, check_real
 
 __all__ = ["RandomFeaturesSample", "simulate"]
 
@@ -76,11 +77,11 @@ def simulate(
     >>> 0 < sample.train < sample.test
     True
     """
-    if d < 1 or psi_n <= 0 or psi_p <= 0 or lam <= 0 or signal < 0 or noise < 0:
-        raise ParameterError(
-            f"need d >= 1, psi_n > 0, psi_p > 0, lam > 0, signal >= 0, noise >= 0; got d={d}, "
-            f"psi_n={psi_n}, psi_p={psi_p}, lam={lam}, signal={signal}, noise={noise}."
-        )
+    d, n_test = check_positive_int(d, "d"), check_positive_int(n_test, "n_test")
+    for name, value in (("psi_n", psi_n), ("psi_p", psi_p), ("lam", lam), ("signal", signal), ("noise", noise)):
+        if np.ndim(value):
+            raise ParameterError(f"{name} must be one number for a simulation; got an array of shape {np.shape(value)}.")
+        check_real(value, name, strict=name not in ("signal", "noise"))
     act = activation_module.get(activation)
     rng = np.random.default_rng(seed)
     n, p = max(1, round(psi_n * d)), max(1, round(psi_p * d))
