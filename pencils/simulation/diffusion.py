@@ -55,7 +55,8 @@ from ..errors import ParameterError
 from .dsm import fit_finite_m
 
 __all__ = [
-    "Score", "Memorization", "memorization", "scores", "reverse_process", "nearest_distances",
+    "Score", "Memorization", "memorization", "MemorizationSweep", "memorization_sweep", "scores", "reverse_process",
+    "nearest_distances",
     "DEFAULT_TIMES", "COPY_THRESHOLD",
 ]
 
@@ -414,3 +415,81 @@ def memorization(
             samples=samples, sampler=sampler, seed=seed, n_held_out=0 if other is None else other.shape[0],
         ),
     )
+
+
+@dataclass(frozen=True, eq=False)
+class MemorizationSweep:
+    """Copy fractions over a grid of ``p`` and ``m`` (and seeds).
+
+    Attributes
+    ----------
+    rows : list of dict
+        One per ``(p, m)``, in grid order: ``p``, ``p_over_n``, ``m``, ``seeds``,
+        ``fraction`` (mean over seeds), ``stderr`` (standard error of that mean: the
+        spread over seeds, or the binomial error for one seed), ``generalisation``
+        (mean of the proxy, ``nan`` without held-out data).
+    results : dict
+        ``(p, m)`` -> the :class:`Memorization` of the first seed (samples and images).
+    n : int
+        Number of training points.
+    """
+
+    rows: list
+    results: dict
+    n: int
+
+    def to_csv(self) -> str:
+        """The rows as CSV text with a header line."""
+        names = ["p", "p_over_n", "m", "seeds", "fraction", "stderr", "generalisation"]
+        lines = [",".join(names)]
+        lines += [",".join(f"{row[name]:.6g}" if isinstance(row[name], float) else str(row[name]) for name in names)
+                  for row in self.rows]
+        return "\n".join(lines) + "\n"
+
+
+def memorization_sweep(
+    data: Any, p_values: Iterable[int], m_values: Iterable[int], seeds: int = 1, progress: bool | None = None,
+    **options: Any,
+) -> MemorizationSweep:
+    """:func:`memorization` for every ``p`` and ``m`` and seeds ``0..seeds-1``, with a progress bar.
+
+    ``options`` go to :func:`memorization` (``times``, ``lam``, ``samples``, ...).
+    ``progress``: a ``tqdm`` bar on stderr (``None``: only when stderr is a terminal).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from pencils.simulation.diffusion import memorization_sweep
+    >>> data = np.random.default_rng(0).standard_normal((30, 3))
+    >>> sweep = memorization_sweep(data, [10, 60], [1, 2], samples=20, times=np.geomspace(0.01, 3, 8), progress=False)
+    >>> sweep.to_csv().splitlines()[0], len(sweep.rows)
+    ('p,p_over_n,m,seeds,fraction,stderr,generalisation', 4)
+    """
+    import sys
+
+    from tqdm import tqdm
+
+    seeds = _count(seeds, "seeds", "pass a number of independent runs, e.g. seeds=3")
+    grid = [(int(p), int(m)) for p in p_values for m in m_values]
+    disable = not sys.stderr.isatty() if progress is None else not progress
+    bar = tqdm(total=len(grid) * seeds, desc="memorization", unit="run", file=sys.stderr, disable=disable)
+    rows, results, n = [], {}, None
+    try:
+        for p, m in grid:
+            runs = []
+            for seed in range(seeds):
+                bar.set_postfix(p=p, m=m, seed=seed)
+                runs.append(memorization(data, p, m=m, seed=seed, **options))
+                bar.update()
+            n = runs[0].settings["n"]
+            fractions = np.array([run.fraction for run in runs])
+            proxies = [run.generalisation for run in runs]
+            stderr = float(fractions.std(ddof=1) / math.sqrt(seeds)) if seeds > 1 else runs[0].stderr
+            rows.append(dict(
+                p=p, p_over_n=p / n, m=m, seeds=seeds, fraction=float(fractions.mean()), stderr=stderr,
+                generalisation=float(np.mean(proxies)) if None not in proxies else math.nan,
+            ))
+            results[(p, m)] = runs[0]
+    finally:
+        bar.close()
+    return MemorizationSweep(rows, results, n)
