@@ -191,3 +191,34 @@ def test_trained_score_matches_theory_extrapolated_in_one_over_d(point):
                    f"{stderr:.1e}; theory {theory:.5f} ({(limit - theory) / stderr:+.2f} sigma)")
         print(message)
         assert abs(limit - theory) < 4.0 * stderr, message
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def test_command_line_prints_csv_and_saves_figures(tmp_path, capsys):
+    from pencils.cli import main
+
+    plot, images = tmp_path / "fractions.png", tmp_path / "copies.png"
+    code = main(["memorization", "--data", "digits", "--n", "20", "--downsample", "2", "--p", "20,60", "--m", "1,2",
+                 "--samples", "20", "--times", "0.01:3:8", "--seeds", "2", "--plot", str(plot), "--images", str(images)])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    lines = out.out.splitlines()
+    assert lines[0] == "p,p_over_n,m,seeds,fraction,stderr,generalisation"
+    assert [line.split(",")[:4] for line in lines[1:]] == [["20", "1", "1", "2"], ["20", "1", "2", "2"],
+                                                          ["60", "3", "1", "2"], ["60", "3", "2", "2"]]
+    for path in (plot, images):
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--data", "cifar"], "--data must be digits"),
+    (["--data", "mnist:/no/such/dir"], "never downloaded"),
+    (["--p", "0.5"], "--p must be integers"),
+])
+def test_command_line_refuses_bad_input(arguments, message, capsys):
+    from pencils.cli import main
+
+    assert main(["memorization", *arguments]) == 2
+    assert message in capsys.readouterr().err
