@@ -135,7 +135,7 @@ def test_bad_arguments():
     data = np.random.default_rng(0).standard_normal((10, 3))
     with pytest.raises(ParameterError, match="times must be an increasing"):
         memorization(data, 5, times=[1.0, 0.5])
-    with pytest.raises(ParameterError, match="p must be an integer"):
+    with pytest.raises(ParameterError, match="p must be a positive integer"):
         memorization(data, 0)
     with pytest.raises(ParameterError, match="sampler must be"):
         memorization(data, 5, sampler="heun")

@@ -44,7 +44,6 @@ about 1), and grows without bound for copies.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
@@ -52,7 +51,7 @@ import numpy as np
 
 from .. import activations
 from ..errors import ParameterError
-from .dsm import fit_finite_m
+from .dsm import _positive_int, _positive_real, fit_finite_m
 
 __all__ = [
     "Score", "Memorization", "memorization", "MemorizationSweep", "memorization_sweep", "scores", "reverse_process",
@@ -110,12 +109,6 @@ def _times(times: Any) -> np.ndarray:
     return grid
 
 
-def _count(value: Any, name: str, hint: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ParameterError(f"{name} must be an integer >= 1, got {value!r}; {hint}")
-    return int(value)
-
-
 def _rows(data: Any, name: str) -> np.ndarray:
     array = np.asarray(data, dtype=float)
     if array.ndim != 2 or array.shape[0] < 1 or array.shape[1] < 1:
@@ -162,16 +155,15 @@ def scores(
     """
     data = _rows(data, "data")
     grid = _times(times)
-    p = _count(p, "p", "pass a number of random features, e.g. p=600")
-    m = _count(m, "m", "pass a number of noise draws per data point, e.g. m=4")
-    if isinstance(lam, bool) or not isinstance(lam, numbers.Real) or not (math.isfinite(lam) and lam >= 0):
-        raise ParameterError(f"lam must be a finite number >= 0, got {lam!r}; pass e.g. lam=1e-6")
+    p = _positive_int(p, "p", "pass a number of random features, e.g. p=600")
+    m = _positive_int(m, "m", "pass a number of noise draws per data point, e.g. m=4")
+    lam = _positive_real(lam, "lam", "pass e.g. lam=1e-6", allow_zero=True)
     act = activations.get(activation)
     rng = np.random.default_rng(seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed))
     W = rng.standard_normal((p, data.shape[1]))
     columns = np.ascontiguousarray(data.T)
     for t in grid[::-1]:
-        B, train = fit_finite_m(W, columns, float(t), m, float(lam), act, rng)
+        B, train = fit_finite_m(W, columns, float(t), m, lam, act, rng)
         yield Score(float(t), W, B, float(train), act)
 
 
@@ -372,7 +364,7 @@ def memorization(
     train = _rows(getattr(data, "train", data), "data")
     if train.shape[0] < 2:
         raise ParameterError("data needs at least 2 points (the copy criterion compares the two nearest)")
-    samples = _count(samples, "samples", "pass a number of generated points, e.g. samples=200")
+    samples = _positive_int(samples, "samples", "pass a number of generated points, e.g. samples=200")
     grid = _times(times)
     other = None
     if held_out is not None:
@@ -469,7 +461,7 @@ def memorization_sweep(
 
     from tqdm import tqdm
 
-    seeds = _count(seeds, "seeds", "pass a number of independent runs, e.g. seeds=3")
+    seeds = _positive_int(seeds, "seeds", "pass a number of independent runs, e.g. seeds=3")
     grid = [(int(p), int(m)) for p in p_values for m in m_values]
     disable = not sys.stderr.isatty() if progress is None else not progress
     bar = tqdm(total=len(grid) * seeds, desc="memorization", unit="run", file=sys.stderr, disable=disable)
