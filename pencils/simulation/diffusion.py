@@ -37,8 +37,19 @@ the fraction of samples with that property.
 Generalisation proxy: for each sample, the distance to the nearest held-out point
 (data not trained on, as many as training points) over the distance to the nearest
 training point; the median of the first over the median of the second is about 1 for
-samples that are new draws from the data distribution (held-out images themselves give
-about 1), and grows without bound for copies.
+samples that are new draws from the data distribution (300 further digits measured
+against 300 training and 300 held-out digits give 0.99), and grows without bound for
+copies.
+
+What to expect on digits (measured with the defaults of :func:`memorization`): with
+``n = 300`` 8 x 8 digits no sample is a copy for ``p = 60, 600, 6000`` and ``m = 1, 4``
+(``p = 60 < d = 64``: the score has rank ``< d`` and the reverse process expands the
+missing directions by ``e^{t_max}``, so those samples are far from all data).  Copies
+need ``p >> nm`` *and* a large ``m`` (the interpolated DSM targets must pin the score
+around each training point in many directions): with ``n = 20`` 4 x 4 digits
+(``downsample=2``) and ``p = 6000``, the fraction is 0, 0.037 and 0.15 for
+``m = 1, 4, 16``, while the exact score of the empirical distribution (the limit
+``p, m -> inf``, ``lam -> 0``) copies every time.
 """
 
 from __future__ import annotations
@@ -313,8 +324,8 @@ def memorization(
       the current time (``log`` spacing matches the ``1/h`` growth of the score as
       ``t -> 0``).  With the exact score of the training set (the empirical mixture),
       this grid and the SDE turn 100% of the samples into copies (measured: 200 of 200).
-    * ``sampler="sde"``: the stochastic sampler, robust to score errors (the ODE gives
-      the same fractions within their errors here).
+    * ``sampler="sde"``: the stochastic sampler, which corrects part of the score's
+      errors by its noise; the ODE gives the same (zero) fractions at ``n = 300``.
     * ``lam = 1e-6``: small against the feature covariance (entries ~0.1-0.5) so that
       ``p > nm`` interpolates the DSM targets, the memorisation regime of the theory;
       the dual form keeps this well conditioned.
