@@ -320,8 +320,8 @@ def memorization(
       data are ``N(0, I)`` up to ``a^2 = e^{-6} = 2.5e-3`` of the data covariance, so
       starting there from ``N(0, I)`` is accurate; at ``t = 1e-3`` the remaining noise,
       ``sqrt(h d)``, is 0.36 for ``d = 64``, against nearest-neighbour distances of ~4.6
-      between normalised 8 x 8 digits, so a copy is recognisable; the steps are 38% of
-      the current time (``log`` spacing matches the ``1/h`` growth of the score as
+      between normalised 8 x 8 digits, so a copy is recognisable; each step divides the
+      time by 1.40 (``log`` spacing matches the ``1/h`` growth of the score as
       ``t -> 0``).  With the exact score of the training set (the empirical mixture),
       this grid and the SDE turn 100% of the samples into copies (measured: 200 of 200).
     * ``sampler="sde"``: the stochastic sampler, which corrects part of the score's
