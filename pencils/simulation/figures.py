@@ -1,7 +1,7 @@
 """Figures of the memorisation experiment (matplotlib, the optional ``[plots]`` extra).
 
-* :func:`plot_fractions`: the copy fraction against ``p/n``, one line per ``m``, with
-  error bars and the theory's crossover ``p = n``;
+* :func:`plot_fractions`: the copy fraction and the generalisation proxy against
+  ``p/n``, one line per ``m``, with error bars and the theory's crossover ``p = n``;
 * :func:`plot_copies`: generated images above their nearest training images.
 """
 
@@ -26,20 +26,29 @@ def _pyplot():
 
 
 def plot_fractions(sweep: MemorizationSweep, path: str | Path, title: str = "") -> Path:
-    """Save the copy fraction against ``p/n`` per ``m`` (log ``p/n``) to ``path``; return the path."""
+    """Save the copy fraction (left) and the generalisation proxy (right) against ``p/n`` per ``m``.
+
+    Log ``p/n`` axis, error bars from :class:`MemorizationSweep`, and the theory's
+    crossover ``p = n``; returns the path.
+    """
     plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(6.0, 4.2))
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10.5, 4.2))
     for m in sorted({row["m"] for row in sweep.rows}):
         rows = [row for row in sweep.rows if row["m"] == m]
-        axis.errorbar([row["p_over_n"] for row in rows], [row["fraction"] for row in rows],
-                      yerr=[row["stderr"] for row in rows], marker="o", capsize=3, label=f"m = {m}")
-    axis.axvline(1.0, color="grey", linestyle="--", linewidth=1, label="theory crossover p = n")
-    axis.set_xscale("log")
-    axis.set_ylim(-0.03, 1.03)
-    axis.set_xlabel("p / n")
-    axis.set_ylabel(f"fraction of copies (nearest < {COPY_THRESHOLD:.2g} x second nearest)")
-    axis.set_title(title or f"random-features DSM score, n = {sweep.n}", fontsize=9)
-    axis.legend(fontsize=8)
+        ratio = [row["p_over_n"] for row in rows]
+        left.errorbar(ratio, [row["fraction"] for row in rows], yerr=[row["stderr"] for row in rows],
+                      marker="o", capsize=3, label=f"m = {m}")
+        right.plot(ratio, [row["generalisation"] for row in rows], marker="o", label=f"m = {m}")
+    for axis in (left, right):
+        axis.axvline(1.0, color="grey", linestyle="--", linewidth=1, label="theory crossover p = n")
+        axis.set_xscale("log")
+        axis.set_xlabel("p / n")
+        axis.legend(fontsize=8)
+    left.set_ylim(-0.03, 1.03)
+    left.set_ylabel(f"fraction of copies (nearest < {COPY_THRESHOLD:.2g} x second nearest)")
+    right.axhline(1.0, color="grey", linestyle=":", linewidth=1)
+    right.set_ylabel("median distance to held-out / to training data")
+    figure.suptitle(title or f"random-features DSM score, n = {sweep.n}", fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=130)
     plt.close(figure)
