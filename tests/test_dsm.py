@@ -13,7 +13,7 @@ from pencils.models import dsm, random_features
 
 @pytest.mark.parametrize("psi_n, psi_p, t, lam", [(2.0, 1.0, 0.5, 1e-2), (1.0, 3.0, 0.1, 1e-3), (4.0, 0.5, 1.0, 0.1)])
 def test_m_equal_one_is_random_features_regression(psi_n, psi_p, t, lam):
-    """dsm.md: regress z on x_t, signal h, label noise a^2, ridge lam/psi_p; two separate derivations.
+    """docs/dsm.md: regress z on x_t, signal h, label noise a^2, ridge lam/psi_p; two separate derivations.
 
     In floats each error is a sum of traces of order one, each accurate to about the
     solver's 1e-12 relative residual; so the errors agree to 1e-11 in absolute terms
@@ -29,7 +29,7 @@ def test_m_equal_one_is_random_features_regression(psi_n, psi_p, t, lam):
 
 @pytest.mark.parametrize("t, lam", [(0.01, 1e-3), (0.01, 1.0), (1.0, 1e-3), (1.0, 1.0)])
 def test_infinite_m_from_one_resolvent_equals_the_direct_form(t, lam):
-    """dsm.errors uses one resolvent trace and its derivatives; the direct form (dsm.md's formulas,
+    """dsm.errors uses one resolvent trace and its derivatives; the direct form (docs/dsm.md formulas,
     traces of products of two resolvents) is a different pencil.
 
     Both are solved to a relative residual of 1e-12 or better; measured agreement 4e-12.
@@ -83,15 +83,71 @@ def test_m_equal_one_at_a_tiny_ridge_is_random_features_regression(psi_n, psi_p,
 
 @pytest.mark.parametrize("m", [1.0, 2.5, 4.0])
 def test_primal_and_dual_forms_agree_where_both_are_well_conditioned(m):
-    """p > n m with a moderate ridge: the p x p and the nm x nm (block) forms of the estimator
-    are two derivations of the same errors; both are well conditioned, so they agree to rounding."""
+    """p > n m with a moderate ridge: the test error from the p x p and from the nm x nm (block)
+    form of the estimator are two derivations of the same number; both are well conditioned, so
+    they agree to rounding.  (The default train error is the same expression in both forms; it is
+    checked against the two-resolvent forms below.)"""
     psi_n, t = 1.0, 0.2
     psi_p = np.array([1.5, 4.0]) * m
     lam = np.array([[1e-2], [1e-1]])
     subs = dsm.substitutions(psi_n, psi_p, t, lam, m)
     primal, dual = dsm.quantities(finite_m=True), dsm.quantities(finite_m=True, dual=True)
-    for name in ("test", "train"):
-        np.testing.assert_allclose(limit(dual[name], dsm.dims, subs), limit(primal[name], dsm.dims, subs), rtol=1e-10)
+    np.testing.assert_allclose(limit(dual["test"], dsm.dims, subs), limit(primal["test"], dsm.dims, subs), rtol=1e-10)
+
+
+@pytest.mark.parametrize("dual", [False, True])
+@pytest.mark.parametrize("m", [1.0, 2.5, 4.0])
+def test_finite_m_from_one_resolvent_equals_the_two_resolvent_form(m, dual):
+    """The default finite-m errors (one trace and its derivatives in the tilt, the scale and the
+    ridge) against the errors written directly with two resolvents (different pencils: 106 and 195
+    unknowns, or 90 and 48 in the dual form), each form where dsm.errors uses it (p <= n m primal,
+    p > n m dual), over t, lam and psi_n.  Both are solved to a relative residual of 1e-12;
+    measured agreement about 1e-14."""
+    psi_n = np.array([0.3, 1.0, 3.0])[:, None, None, None]
+    ratio = (np.array([1.5, 5.0]) if dual else np.array([0.2, 0.8]))[:, None, None]  # p / (n m)
+    t = np.array([0.01, 1.0])[:, None]
+    lam = np.array([1e-3, 0.3])
+    subs = dsm.substitutions(psi_n, psi_n * m * ratio, t, lam, m)
+    new, direct = dsm.quantities(True, dual), dsm.quantities(True, dual, direct=True)
+    values = limit([new["test"], new["train"]], dsm.dims, subs)
+    references = limit([direct["test"], direct["train"]], dsm.dims, subs)
+    for value, reference in zip(values, references):
+        np.testing.assert_allclose(value, reference, rtol=1e-10, atol=0)
+
+
+@pytest.mark.parametrize("psi_n, psi_p, m, dual", [
+    pytest.param(2.0, 3.0, 4.0, False, marks=pytest.mark.slow),  # the 106 + 195 unknowns at 45 digits: 30 s
+    (0.5, 6.0, 2.5, True),
+])
+def test_finite_m_from_one_resolvent_equals_the_two_resolvent_form_to_28_digits(psi_n, psi_p, m, dual):
+    subs = dsm.substitutions(psi_n, psi_p, 0.1, "0.01", m, dps=30)
+    new, direct = dsm.quantities(True, dual), dsm.quantities(True, dual, direct=True)
+    values = limit([new["test"], new["train"]], dsm.dims, subs, dps=30)
+    references = limit([direct["test"], direct["train"]], dsm.dims, subs, dps=30)
+    with mpmath.workdps(40):
+        for value, reference in zip(values, references):
+            assert abs(value - reference) < mpmath.mpf(10) ** -28 * abs(reference)
+
+
+@pytest.mark.parametrize("psi_p, primal_accuracy", [(0.99, 1e-11), (1.0, 1e-7)])
+def test_train_error_at_the_interpolation_threshold(psi_p, primal_accuracy):
+    """m = 1, p = n m (and 1 % below) with lam = 1e-9, against random-features regression at 30
+    digits (a different pencil).  The train error is small there (3e-5 on the threshold) and the
+    primal form 1 - (T - lam dT/dlam)/d, which dsm.errors uses for p <= n m, subtracts terms of order
+    one: measured 3.5e-13 relative below the threshold and 3e-8 on it.  The dual form
+    -lam^2 dP/dlam/(nmd) is one term and keeps 2e-12 on the threshold (continued from lam = 1e-2;
+    3e-11 from lam = 1e-3) where its continuation converges (it is not used there: see
+    dsm.quantities).  The test error (about 1e3 on the
+    threshold) is as sensitive as the problem: double precision holds it to 1e-8 relative."""
+    t, lam = 0.1, 1e-9
+    result = dsm.errors(1.0, psi_p, t, lam, m=1.0)
+    a2 = math.exp(-2 * t)
+    reference = random_features.errors(1.0, psi_p, lam / psi_p, signal=1 - a2, noise=a2, dps=30)
+    assert abs(result.train - float(reference.train)) < primal_accuracy * float(reference.train)
+    assert abs(result.test - float(reference.test)) < 1e-8 * float(reference.test)
+    dual_train = limit(dsm.quantities(True, dual=True)["train"], dsm.dims, dsm.substitutions(1.0, psi_p, t, lam, 1.0),
+                       path_from={dsm.symbols["lam"]: 1e-2})
+    assert abs(dual_train - float(reference.train)) < 1e-11 * float(reference.train)
 
 
 @pytest.mark.parametrize("m", [1.0, 4.0])
@@ -167,3 +223,26 @@ def test_bad_input(kwargs, message):
     arguments = dict(psi_n=2.0, psi_p=1.0, t=0.1, lam=1e-3) | kwargs
     with pytest.raises(ParameterError, match=message):
         dsm.errors(**arguments)
+
+
+def test_tiny_time_float_agrees_with_30_digits():
+    """s^2 cancelled to 3.5e-6 relative at t = 1e-8 when computed as a difference of kernels."""
+    result, reference = dsm.errors(1, 1, 1e-8, 1e-9), dsm.errors(1, 1, 1e-8, 1e-9, dps=30)
+    assert abs(result.test - reference.test) / reference.test < 1e-10
+    assert abs(result.train - reference.train) / reference.train < 1e-10
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "erf"])
+def test_large_times_tend_to_regression_on_independent_copies(activation):
+    """At t = inf the copies x_ij = z_ij are independent: m n samples of random-features regression
+    of the linear target z (signal h = 1, no label noise).  Every t up to 50 must work and the
+    errors approach that limit by O(a^2) = O(e^{-2t}); the optimum e^{-2t} itself is not reached
+    with p = 3 d features."""
+    t = np.array([1.0, 6.0, 9.0, 20.0, 50.0])
+    result = dsm.errors(2, 3, t, 1e-2, m=4, activation=activation)
+    limit = random_features.errors(4 * 2, 3, 1e-2 / 3, activation=activation, signal=1.0, noise=0.0)
+    assert np.all(np.isfinite(result.test)) and np.all(np.isfinite(result.train))
+    assert np.all(result.test > result.optimum)
+    excess = np.abs(result.test - limit.test)
+    assert excess[-1] < 1e-12 and excess[-2] < 1e-12
+    assert np.all(np.diff(excess[:3]) < 0)

@@ -1,6 +1,6 @@
 r"""Denoising score matching with a random-features score, from the engine.
 
-Conventions (``shared/spec/dsm.md``).  Data :math:`x_i \sim \mathcal N(0, I_d)`,
+Conventions (``docs/dsm.md``).  Data :math:`x_i \sim \mathcal N(0, I_d)`,
 :math:`i \le n`; at time :math:`t > 0`, :math:`a = e^{-t}`, :math:`h = 1 - e^{-2t}`,
 and each data point gets :math:`m` noisy copies
 :math:`x_{ij} = a x_i + \sqrt h\, z_{ij}`.  The score
@@ -36,8 +36,8 @@ copies of one data point, :math:`s^2` the part that changes from copy to copy,
   .. math::  B = \frac{ZF^T}{nm}\Bigl(\frac{FF^T}{nm} + \lambda I_p\Bigr)^{-1}
              = Z\Bigl(\frac{F^TF}{nm} + \lambda I_{nm}\Bigr)^{-1}\frac{F^T}{nm},
 
-  and :math:`Z - BF = \lambda Z (F^TF/nm + \lambda)^{-1}`.  The first
-  (*primal*) is used for :math:`p \le nm`; the second (*dual*, a block matrix
+  and :math:`Z - BF = \lambda Z (F^TF/nm + \lambda)^{-1}`.  The errors use
+  the first (*primal*) for :math:`p \le nm` and the second (*dual*, a block matrix
   in the two sample blocks) for :math:`p > nm`, where :math:`FF^T` has a null
   space and the primal unknowns grow like :math:`1/\lambda^2`, beyond double
   precision at :math:`\lambda = 10^{-9}`.  Finite-:math:`m` points with
@@ -60,7 +60,14 @@ resolvent trace and its derivatives: with
 
 Its pencil has 8 blocks and 12 unknowns, against 18 and 21 blocks (33 and 43
 unknowns) for the two traces of products of two resolvents, and both errors
-share one solve.
+share one solve.  Finite :math:`m` uses the same device (:func:`quantities`):
+in the primal form both errors come from one trace with derivatives in the
+ridge, the tilt and a scale :math:`c` (``symbols["scale"]``, at 0) of the term
+:math:`\operatorname{tr} BV^T` (45 unknowns); in the dual form the test error
+is one such trace (50 unknowns) and the train error the derivative in
+:math:`\lambda` of :math:`\operatorname{tr} Z(F^TF/nm + \lambda)^{-1}Z^T` (12
+unknowns), against 106 and 195 (90 and 48 in the dual form) for the traces of
+products of two resolvents (``quantities(True, direct=True)``).
 """
 
 from __future__ import annotations
@@ -74,48 +81,98 @@ import numpy as np
 import sympy
 
 from .. import activations
-from ..errors import ParameterError
+from ..errors import ConvergenceError, ParameterError
 from ..gaussian import Gaussian
 from ..limits import limit
 from ..simulation.dsm import SimulationResult, simulate
 from ..sweep import Sweep, sweep
 
 __all__ = [
-    "Errors", "errors", "learning_curve", "phase_diagram", "quantities", "substitutions", "constants", "optimum",
+    "Errors", "errors", "learning_curve", "phase_diagram", "crossover", "phase_boundary", "quantities", "substitutions", "constants", "optimum",
     "simulate", "SimulationResult", "symbols", "dims",
 ]
 
 d, n, p, k = sympy.symbols("d n p k")
-psi_n, psi_p, lam, a, h, mu1, v0_squared, s_squared, v_squared, m, tilt = sympy.symbols(
-    "psi_n psi_p lambda a h mu_1 v_0^2 s^2 v^2 m epsilon"
+psi_n, psi_p, lam, a, h, mu1, v0_squared, s_squared, v_squared, m, tilt, scale = sympy.symbols(
+    "psi_n psi_p lambda a h mu_1 v_0^2 s^2 v^2 m epsilon c"
 )
 symbols = {
     "psi_n": psi_n, "psi_p": psi_p, "lam": lam, "a": a, "h": h, "mu1": mu1,
     "v0_squared": v0_squared, "s_squared": s_squared, "v_squared": v_squared, "m": m, "tilt": tilt,
+    "scale": scale,
 }
 #: Dimensions: ``n = psi_n d``, ``p = psi_p d`` and the second sample block ``k = (m - 1) n``.
 dims = {d: d, n: psi_n * d, p: psi_p * d, k: (m - 1) * psi_n * d}
 #: Finite-m points with a smaller ridge are continued in the ridge from this value (see the module notes).
-RIDGE_START = 1e-2
+RIDGE_START = 1e-3
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=8)
 def quantities(finite_m: bool, dual: bool = False, direct: bool = False) -> dict:
-    r"""The test and train errors as SymPy expressions in traces (for :math:`m = \infty`, one trace
-    and its derivatives; evaluate them at ``symbols["tilt"] = 0``, as :func:`substitutions` does).
+    r"""The test and train errors as SymPy expressions in traces and their derivatives.
+
+    By default each error is one resolvent trace and its first derivatives in the
+    ridge :math:`\lambda`, the tilt :math:`\epsilon` (``symbols["tilt"]``) or the
+    scale :math:`c` (``symbols["scale"]``), evaluated at :math:`\epsilon = c = 0`
+    (as :func:`substitutions` does); :func:`pencils.limit` solves each trace once
+    for the value and all its derivatives.  The identities used, with :math:`U_{\rm test}`,
+    :math:`V` as in the module notes and :math:`\partial_\theta M^{-1} = -M^{-1}(\partial_\theta M)M^{-1}`:
+
+    * :math:`m = \infty`: the module notes (8 blocks, 12 unknowns, both errors).
+    * finite :math:`m`, primal form (:math:`p \le nm`; 24 blocks, 45 unknowns, both
+      errors): with :math:`Q = ZF^T/nm` (:math:`d \times p`) the estimator is :math:`B = QR`
+      with :math:`R = (FF^T/nm + \lambda I_p)^{-1}`; put
+      :math:`R_\epsilon = (R^{-1} + \epsilon U_{\rm test})^{-1}` and
+      :math:`T(\lambda, \epsilon, c) = \operatorname{tr} QR_\epsilon(Q^T + cV^T)`.  Then
+      :math:`\operatorname{tr} BU_{\rm test}B^T = \operatorname{tr} QRU_{\rm test}RQ^T = -\partial_\epsilon T`
+      (at :math:`c = 0`) and :math:`\operatorname{tr} BV^T = \partial_c T` (at :math:`\epsilon = 0`).
+      The train residual is :math:`\|Z - BF\|_F^2/nm = \operatorname{tr} ZZ^T/nm - 2\operatorname{tr} QRQ^T
+      + \operatorname{tr} QR(R^{-1} - \lambda)RQ^T`, with :math:`\operatorname{tr} ZZ^T/(nmd) \to 1` and
+      :math:`\operatorname{tr} QR^2Q^T = -\partial_\lambda T`, so
+
+      .. math::  E_{\rm test} = 1 - \frac{\partial_\epsilon T + 2\,\partial_c T}{d}, \qquad
+                 E_{\rm train} = 1 - \frac{T - \lambda\,\partial_\lambda T}{d}.
+
+      The train error is a difference of terms of order one: where it is small, at the
+      interpolation threshold :math:`p = nm` with a tiny ridge, it loses digits (at
+      :math:`m = 1`, :math:`p = n = d`, :math:`\lambda = 10^{-9}` it is :math:`3 \cdot 10^{-5}`, kept
+      to :math:`3 \cdot 10^{-8}` relative, and to :math:`2 \cdot 10^{-7}` or better on the
+      threshold for :math:`0.1 \le p/d \le 100`; 1 % below it to :math:`4 \cdot 10^{-13}`).
+      The dual train error below has no difference and is right to :math:`10^{-12}` there,
+      but at :math:`p \le nm` its unknowns grow like :math:`\lambda^{-1/2}` to
+      :math:`\lambda^{-1}` and its continuation in :math:`\lambda` failed at one threshold
+      point of 60 (:math:`t = 0.01`, :math:`\lambda = 10^{-9}`): it is used for
+      :math:`p > nm` only.
+    * finite :math:`m`, dual form (:math:`p > nm`; 20 blocks and 50 unknowns for the test
+      error, 10 blocks and 12 unknowns for the train error): with the Gram matrix
+      :math:`K = F^TF/nm + \lambda I_{nm}` (a block matrix), :math:`B = ZK^{-1}F^T/nm`, so
+      :math:`B^TB = FK^{-1}Z^TZK^{-1}F^T/(nm)^2`.  Put :math:`K_\epsilon = K + \epsilon Z^TZ/nm`
+      and :math:`S(\epsilon, c) = \operatorname{tr}(U_{\rm test}F + cV^TZ)K_\epsilon^{-1}F^T/nm`
+      (:math:`p \times p`).  Then :math:`\operatorname{tr} BU_{\rm test}B^T = \operatorname{tr}
+      U_{\rm test}B^TB = -\partial_\epsilon S` and :math:`\operatorname{tr} BV^T = \operatorname{tr} V^TB
+      = \partial_c S`.  The train residual is :math:`Z - BF = Z(I - K^{-1}F^TF/nm) = \lambda ZK^{-1}`
+      and :math:`\partial_\lambda K^{-1} = -K^{-2}`, so with :math:`P(\lambda) = \operatorname{tr} ZK^{-1}Z^T`
+
+      .. math::  E_{\rm test} = 1 - \frac{\partial_\epsilon S + 2\,\partial_c S}{d}, \qquad
+                 E_{\rm train} = \frac{\lambda^2\operatorname{tr} ZK^{-2}Z^T}{nmd}
+                 = -\frac{\lambda^2\,\partial_\lambda P}{nmd},
+
+      one term: of order :math:`\lambda^2` at :math:`p > nm` (interpolation), with its
+      relative precision.
 
     Parameters
     ----------
     finite_m : bool
         ``True`` for the rotated finite-:math:`m` problem, ``False`` for :math:`m = \infty`.
     dual : bool
-        For finite :math:`m`: the estimator written with the :math:`nm \times nm`
-        Gram matrix of the samples (a block matrix), well conditioned for
-        :math:`p > nm` (see the module notes).
+        For finite :math:`m`: the test error from the :math:`nm \times nm` Gram matrix of
+        the samples, well conditioned for :math:`p > nm` (see the module notes).
     direct : bool
-        For :math:`m = \infty`: the errors as written above the module notes,
-        traces of products of two resolvents (pencils of 18 and 21 blocks) instead
-        of one resolvent and its derivatives: slower, a check of the default.
+        The errors as written above the module notes, traces of products of two
+        resolvents (for :math:`m = \infty` pencils of 18 and 21 blocks; for finite
+        :math:`m` 106 and 195 unknowns, or 90 and 48 in the dual form, whose train
+        error is :math:`\lambda^2\operatorname{tr}(ZK^{-2}Z^T)/(nmd)`), instead of one
+        resolvent and its derivatives: slower, an independent check of the default.
 
     Examples
     --------
@@ -124,40 +181,48 @@ def quantities(finite_m: bool, dual: bool = False, direct: bool = False) -> dict
     ['test', 'train']
     >>> dsm.quantities(finite_m=True, dual=True)["train"].has(sympy.BlockMatrix)
     True
+    >>> dsm.quantities(finite_m=True)["test"].has(sympy.Derivative)
+    True
     """
     if dual and not finite_m:
         raise ParameterError("the dual form is for finite m (for m = inf the features have a full-rank part).")
-    if direct and finite_m:
-        raise ParameterError("direct=True is for m = inf (finite m is always written directly).")
-    sqrt, Tr = sympy.sqrt, sympy.Trace
+    sqrt, Tr, Derivative = sympy.sqrt, sympy.Trace, sympy.Derivative
     I_p = sympy.Identity(p)
     W, X, Xi0 = Gaussian("W", p, d), Gaussian("X", d, n), Gaussian("Xi_0", p, n)
     V = sqrt(h) * mu1 * W.T / sqrt(d)
     U_test = mu1**2 * W * W.T / d + v_squared * I_p
-    if finite_m:
-        Za, Zb = Gaussian("Z_a", d, n), Gaussian("Z_b", d, k)
-        Xia, Xib = Gaussian("Xi_a", p, n), Gaussian("Xi_b", p, k)
-        Fa = mu1 * W * (a * sqrt(m) * X + sqrt(h) * Za) / sqrt(d) + sqrt(v0_squared * m) * Xi0 + sqrt(s_squared) * Xia
-        Fb = mu1 * sqrt(h) * W * Zb / sqrt(d) + sqrt(s_squared) * Xib
-        if dual:
-            F, Z = sympy.BlockMatrix([[Fa, Fb]]), sympy.BlockMatrix([[Za, Zb]])
-            gram = (F.T * F / (n * m) + lam * sympy.Identity(n + k)).I
-            B = Z * gram * F.T / (n * m)
-            train = lam**2 * Tr(Z * gram**2 * Z.T) / (n * m * d)
-        else:
-            B = (Za * Fa.T + Zb * Fb.T) / (n * m) * ((Fa * Fa.T + Fb * Fb.T) / (n * m) + lam * I_p).I
-            train = Tr((Za - B * Fa) * (Za - B * Fa).T + (Zb - B * Fb) * (Zb - B * Fb).T) / (n * m * d)
-    else:
+    if not finite_m:
         Ft = a * mu1 * W * X / sqrt(d) + sqrt(v0_squared) * Xi0
         U = Ft * Ft.T / n + h * mu1**2 * W * W.T / d + s_squared * I_p
         if not direct:
             T = Tr(V * (U + lam * I_p + tilt * U_test).I * V.T)  # at tilt = 0 (see the module notes)
-            return {"test": 1 - (sympy.Derivative(T, tilt) + 2 * T) / d,
-                    "train": 1 + (lam * sympy.Derivative(T, lam) - T) / d}
+            return {"test": 1 - (Derivative(T, tilt) + 2 * T) / d,
+                    "train": 1 + (lam * Derivative(T, lam) - T) / d}
         B = V * (U + lam * I_p).I
-        train = 1 + Tr(B * U * B.T - 2 * B * V.T) / d
-    test = 1 + Tr(B * U_test * B.T - 2 * B * V.T) / d
-    return {"test": test, "train": train}
+        return {"test": 1 + Tr(B * U_test * B.T - 2 * B * V.T) / d, "train": 1 + Tr(B * U * B.T - 2 * B * V.T) / d}
+    Za, Zb = Gaussian("Z_a", d, n), Gaussian("Z_b", d, k)
+    Xia, Xib = Gaussian("Xi_a", p, n), Gaussian("Xi_b", p, k)
+    Fa = mu1 * W * (a * sqrt(m) * X + sqrt(h) * Za) / sqrt(d) + sqrt(v0_squared * m) * Xi0 + sqrt(s_squared) * Xia
+    Fb = mu1 * sqrt(h) * W * Zb / sqrt(d) + sqrt(s_squared) * Xib
+    F, Z = sympy.BlockMatrix([[Fa, Fb]]), sympy.BlockMatrix([[Za, Zb]])
+    gram = F.T * F / (n * m) + lam * sympy.Identity(n + k)
+    Q = (Za * Fa.T + Zb * Fb.T) / (n * m)
+    covariance = (Fa * Fa.T + Fb * Fb.T) / (n * m) + lam * I_p
+    if direct:
+        if dual:
+            B = Z * gram.I * F.T / (n * m)
+            train = lam**2 * Tr(Z * gram.I**2 * Z.T) / (n * m * d)
+        else:
+            B = Q * covariance.I
+            train = Tr((Za - B * Fa) * (Za - B * Fa).T + (Zb - B * Fb) * (Zb - B * Fb).T) / (n * m * d)
+        return {"test": 1 + Tr(B * U_test * B.T - 2 * B * V.T) / d, "train": train}
+    if dual:
+        S = Tr((U_test * F + scale * V.T * Z) * (gram + tilt * Z.T * Z / (n * m)).I * F.T / (n * m))
+        return {"test": 1 - (Derivative(S, tilt) + 2 * Derivative(S, scale)) / d,
+                "train": -lam**2 * Derivative(Tr(Z * gram.I * Z.T), lam) / (n * m * d)}
+    T = Tr(Q * (covariance + tilt * U_test).I * (Q.T + scale * V.T))
+    return {"test": 1 - (Derivative(T, tilt) + 2 * Derivative(T, scale)) / d,
+            "train": 1 - (T - lam * Derivative(T, lam)) / d}
 
 
 def optimum(t):
@@ -178,6 +243,12 @@ def constants(t, activation="relu", dps: int | None = None) -> dict:
     Returns ``mu1``, ``v0_squared`` (:math:`c(a^2) - \mu_0^2 - a^2\mu_1^2`),
     ``s_squared`` (:math:`\|\rho\|^2 - c(a^2) - h\mu_1^2`) and ``v_squared``
     (:math:`\|\rho\|^2 - \mu_0^2 - \mu_1^2`), for the centred activation.
+    With the Hermite coefficients :math:`c_k`, :math:`v_0^2 = \sum_{k\ge2} c_k^2 a^{2k}`
+    and :math:`s^2 = \sum_{k\ge2} c_k^2 (1 - a^{2k})`: they are computed as such
+    sums of non-negative terms (or equivalent closed forms), with
+    :math:`1 - a^2 = -\mathrm{expm1}(-2t)`, so that they keep their relative
+    accuracy at any :math:`t > 0` (see
+    :meth:`pencils.activations.Activation.correlated_split`).
 
     Examples
     --------
@@ -188,12 +259,13 @@ def constants(t, activation="relu", dps: int | None = None) -> dict:
     """
     activation = activations.get(activation)
     if dps is None:
-        split = activation.correlated_split(np.exp(-2 * np.asarray(t, dtype=float)))
+        t = np.asarray(t, dtype=float)
+        split = activation.correlated_split(np.exp(-2 * t), complement=-np.expm1(-2 * t))
         return {"mu1": activation.mu1(), "v0_squared": split.shared, "s_squared": split.private,
                 "v_squared": split.total}
     with mpmath.workdps(dps + 15):
-        splits = [activation.correlated_split(mpmath.exp(-2 * mpmath.mpmathify(value)), dps=dps)
-                  for value in np.ravel(np.asarray(t, dtype=object))]
+        splits = [activation.correlated_split(mpmath.exp(-2 * value), dps=dps, complement=-mpmath.expm1(-2 * value))
+                  for value in map(mpmath.mpmathify, np.ravel(np.asarray(t, dtype=object)))]
 
     def field(name):
         values = np.array([getattr(split, name) for split in splits], dtype=object).reshape(np.shape(t))
@@ -311,7 +383,7 @@ def substitutions(psi_n, psi_p, t, lam, m=math.inf, activation="relu", dps: int 
     subs = {
         symbols["psi_n"]: psi_n, symbols["psi_p"]: psi_p, symbols["lam"]: lam, a: a_value, h: h_value,
         mu1: values["mu1"], v0_squared: values["v0_squared"], s_squared: values["s_squared"],
-        v_squared: values["v_squared"], tilt: 0,
+        v_squared: values["v_squared"], tilt: 0, scale: 0,
     }
     if np.all([float(value) != math.inf for value in np.ravel(np.asarray(m, dtype=object))]):
         subs[symbols["m"]] = m
@@ -338,7 +410,10 @@ def learning_curve(over: str, values, executor=None, progress: bool | None = Non
 
 
 def phase_diagram(psi_n, psi_p, executor=None, progress: bool | None = None, **fixed) -> Sweep:
-    r"""Errors on the grid ``psi_n x psi_p`` (axis 0: ``psi_n``); e.g. ``result["gap"]``.
+    r"""Errors on the grid ``psi_n x psi_p`` (axis 0: ``psi_n``), and ``m`` as a third axis if it is a list.
+
+    The crossover between the two regimes is computed by :func:`crossover` (and
+    over a grid of ``psi_n`` and ``m`` by :func:`phase_boundary`), not read off this grid.
 
     Examples
     --------
@@ -347,8 +422,132 @@ def phase_diagram(psi_n, psi_p, executor=None, progress: bool | None = None, **f
     >>> grid = dsm.phase_diagram(np.array([1.0, 4.0]), np.array([0.5, 2.0, 8.0]), t=0.1, lam=1e-2)
     >>> grid["gap"].shape
     (2, 3)
+    >>> dsm.phase_diagram(np.array([1.0, 4.0]), np.array([0.5, 2.0]), t=0.1, lam=1e-2, m=[2, math.inf])["gap"].shape
+    (2, 2, 2)
     """
-    return sweep(errors, {"psi_n": psi_n, "psi_p": psi_p}, executor=executor, progress=progress, **fixed)
+    axes = {"psi_n": psi_n, "psi_p": psi_p}
+    if np.size(fixed.get("m", math.inf)) > 1:
+        axes["m"] = np.asarray(fixed.pop("m"), dtype=float)
+    return sweep(errors, axes, executor=executor, progress=progress, **fixed)
+
+
+#: Log-spaced points of ``psi_p / psi_n`` scanned by :func:`crossover` before the root is refined.
+CROSSOVER_SCAN = 25
+
+
+def crossover(psi_n, t, lam, m=math.inf, activation="relu", threshold: float = 1.0,
+              span: tuple[float, float] = (1e-2, 1e2)):
+    r"""The crossover from generalisation to memorisation along :math:`\psi_p`.
+
+    Definition: with the normalised generalisation gap
+
+    .. math::  g(\psi_p) = \frac{E_{\rm test} - E_{\rm train}}{e^{-2t}},
+
+    the gap in units of the best achievable test error :math:`e^{-2t}`, the
+    crossover :math:`\psi_p^*` is the smallest :math:`\psi_p` in
+    :math:`\psi_n \cdot` ``span`` where :math:`g` reaches ``threshold`` (default
+    1: the gap equals the best error).  Below it the score generalises (train
+    and test errors close); above it the train error keeps falling while the
+    test error rises (memorisation).  For :math:`m = \infty` and small
+    :math:`\lambda, t` it lies within a few percent of :math:`p = n`
+    (e.g. :math:`\psi_p^*/\psi_n = 1.02` to 1.05 at :math:`t = 0.01`,
+    :math:`\lambda = 10^{-3}`), the crossover of the paper's phase diagram; for
+    finite :math:`m` the gap also counts the fit of the :math:`m` noise draws,
+    and :math:`\psi_p^*` is lower (about :math:`0.4\psi_n` at :math:`m = 1`).
+
+    The root is located on the continuous theory: :math:`g` is evaluated at
+    :data:`CROSSOVER_SCAN` log-spaced points (one vectorised :func:`errors`
+    call), and the first cell where :math:`g - ` ``threshold`` changes sign is
+    refined by :func:`scipy.optimize.brentq` in :math:`\log\psi_p` to a
+    relative :math:`10^{-13}`.
+
+    Parameters
+    ----------
+    psi_n, t, lam, m : float or array_like
+        As in :func:`errors`; broadcast together, one crossover per element.
+    activation : str, callable or Activation
+        See :func:`pencils.activations.get`.
+    threshold : float
+        The normalised gap that defines the crossover (> 0).
+    span : (float, float)
+        The range of :math:`\psi_p / \psi_n` searched.
+
+    Returns
+    -------
+    float or numpy.ndarray
+        :math:`\psi_p^*`, broadcast.
+
+    Raises
+    ------
+    ConvergenceError
+        If :math:`g` does not cross ``threshold`` inside the span (the message
+        gives the range of :math:`g` seen): widen ``span`` or change ``threshold``.
+
+    Examples
+    --------
+    >>> from pencils.models import dsm
+    >>> psi_p = dsm.crossover(5.0, t=0.01, lam=1e-3)
+    >>> round(psi_p / 5.0, 4)  # near p = n
+    1.0231
+    >>> result = dsm.errors(5.0, psi_p, 0.01, 1e-3)
+    >>> round(result.gap / result.optimum, 10)
+    1.0
+    """
+    from scipy.optimize import brentq
+
+    if not threshold > 0:
+        raise ParameterError(f"threshold must be > 0 (a normalised gap); got {threshold}.")
+    if not (0 < span[0] < span[1] < math.inf):
+        raise ParameterError(f"span must be two ratios 0 < low < high; got {span}.")
+    _check(psi_n=psi_n, t=t, lam=lam, m=m)
+    arrays = np.broadcast_arrays(*(np.asarray(value, dtype=float) for value in (psi_n, t, lam, m)))
+    logs = np.linspace(math.log(span[0]), math.log(span[1]), CROSSOVER_SCAN)
+    roots = np.empty(arrays[0].shape)
+    for index in np.ndindex(roots.shape):
+        n_value, t_value, lam_value, m_value = (float(array[index]) for array in arrays)
+
+        def excess(log_ratio, n_value=n_value, t_value=t_value, lam_value=lam_value, m_value=m_value):
+            result = errors(n_value, n_value * np.exp(log_ratio), t_value, lam_value, m=m_value, activation=activation)
+            return (result.test - result.train) / result.optimum - threshold
+
+        scan = excess(logs)
+        above = np.flatnonzero(scan >= 0)
+        if above.size == 0 or above[0] == 0:
+            raise ConvergenceError(
+                f"the normalised gap does not cross threshold={threshold} for psi_p/psi_n in {span} at psi_n={n_value}, "
+                f"t={t_value}, lam={lam_value}, m={m_value} (it ranges over [{scan.min() + threshold:.3g}, "
+                f"{scan.max() + threshold:.3g}]); widen span or change threshold."
+            )
+        cell = above[0]
+        roots[index] = n_value * math.exp(brentq(excess, logs[cell - 1], logs[cell], xtol=1e-13, rtol=1e-15))
+    return roots.item() if roots.ndim == 0 else roots
+
+
+def _crossover_fields(psi_n, m, **fixed) -> dict:
+    """:func:`crossover` as fields for :func:`pencils.sweep.sweep`."""
+    psi_p = np.atleast_1d(crossover(psi_n, m=m, **fixed))
+    return {"psi_p": psi_p, "ratio": psi_p / psi_n}
+
+
+def phase_boundary(psi_n, m=(1, 2, 4, 16, math.inf), executor=None, progress: bool | None = None, **fixed) -> Sweep:
+    r"""The crossover :math:`\psi_p^*` (:func:`crossover`) on the grid ``psi_n x m``.
+
+    ``fixed`` holds ``t`` and ``lam`` (and optionally ``activation``,
+    ``threshold``, ``span``).  Fields ``"psi_p"`` and ``"ratio"``
+    (:math:`\psi_p^*/\psi_n`); each grid point is one chunk, so an ``executor``
+    runs the points in parallel.  Draw it with
+    :func:`pencils.models.dsm_figures.draw_phase_diagram`.
+
+    Examples
+    --------
+    >>> from pencils.models import dsm
+    >>> boundary = dsm.phase_boundary([2.0, 8.0], m=[math.inf], t=0.01, lam=1e-3, progress=False)
+    >>> boundary["ratio"].round(3)
+    array([[1.018],
+           [1.03 ]])
+    """
+    grid = {"psi_n": np.asarray(psi_n, dtype=float), "m": np.asarray(m, dtype=float)}
+    return sweep(_crossover_fields, grid, chunk_size=1, executor=executor, progress=progress, **fixed)
 
 
 def _apply(function, values, dps):
