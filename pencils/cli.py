@@ -14,6 +14,11 @@ The crossover between generalisation and memorisation (``dsm.crossover``) for ea
 drawn as the phase diagram::
 
     pencils dsm --phase-diagram --psi-n 1:100:5 --m 1,4,inf --plot phase.png
+
+``pencils memorization ...`` trains the random-features score by DSM on images, samples by the
+reverse process and prints the fraction of samples that copy a training image as CSV::
+
+    pencils memorization --data digits --p 60,600,6000 --m 1,4,16 --plot fractions.png --images copies.png
 """
 
 from __future__ import annotations
@@ -66,7 +71,77 @@ def _parser() -> argparse.ArgumentParser:
     dsm.add_argument("--phase-diagram", action="store_true",
                      help="print the crossover psi_p (normalised gap = 1, see dsm.crossover) for each psi_n and m "
                      "instead of errors; --plot draws the regions; --psi-p is ignored")
+    _memorization_parser(commands)
     return parser
+
+
+def _memorization_parser(commands) -> None:
+    command = commands.add_parser(
+        "memorization",
+        help="fraction of diffusion samples that copy a training image (random-features DSM score)",
+        description="Train the random-features score by DSM at each time of a grid on image data, sample by the "
+        "reverse process and count the samples whose nearest training image is closer than a third of the second "
+        "nearest. Prints CSV (one row per p and m); --plot and --images save figures.",
+    )
+    command.add_argument("--data", default="digits",
+                         help="digits (scikit-learn's 8x8), mnist:PATH or fashion-mnist:PATH (IDX directory or .npz; "
+                         "never downloaded) (default digits)")
+    command.add_argument("--n", type=int, default=300, help="training images (default 300)")
+    command.add_argument("--held-out", type=int, default=300, help="held-out images for the generalisation proxy (default 300)")
+    command.add_argument("--downsample", type=int, default=1, help="block-average factor of the images (default 1)")
+    command.add_argument("--p", type=_values, default=_values("60,600,6000"), help="random features (default 60,600,6000)")
+    command.add_argument("--m", type=_values, default=_values("1"), help="noise draws per image (default 1)")
+    command.add_argument("--lam", type=float, default=1e-6, help="ridge (default 1e-6)")
+    command.add_argument("--times", type=_values, default=None, help="time grid as start:stop:count (default 0.001:3:25)")
+    command.add_argument("--samples", type=int, default=200, help="generated samples per run (default 200)")
+    command.add_argument("--seeds", type=int, default=1, help="independent runs per point (default 1)")
+    command.add_argument("--sampler", choices=("sde", "ode"), default="sde", help="reverse SDE (Euler-Maruyama) or "
+                         "probability-flow ODE (Heun) (default sde)")
+    command.add_argument("--activation", default="relu", help="activation (default relu)")
+    command.add_argument("--plot", metavar="FILE", help="save the fraction against p/n per m to FILE")
+    command.add_argument("--images", metavar="FILE", help="save generated images beside their nearest training images "
+                         "(largest p and m) to FILE")
+    command.set_defaults(run=_memorization)
+
+
+def _memorization(arguments) -> int:
+    from . import datasets
+    from .errors import ParameterError
+    from .simulation import diffusion
+
+    kind, _, path = arguments.data.partition(":")
+    options = dict(n=arguments.n, held_out=arguments.held_out, downsample=arguments.downsample)
+    try:
+        if kind == "digits" and not path:
+            data = datasets.digits(**options)
+        elif kind in ("mnist", "fashion-mnist") and path:
+            data = (datasets.mnist if kind == "mnist" else datasets.fashion_mnist)(path, **options)
+        else:
+            raise datasets.DataError(f"--data must be digits, mnist:PATH or fashion-mnist:PATH, got {arguments.data!r}")
+        for name in ("p", "m"):
+            values = getattr(arguments, name)
+            if not np.all((values >= 1) & (values == np.round(values))):
+                raise ParameterError(f"--{name} must be integers >= 1, got {values.tolist()}")
+        sweep = diffusion.memorization_sweep(
+            data, arguments.p.astype(int), arguments.m.astype(int), seeds=arguments.seeds, progress=True,
+            times=diffusion.DEFAULT_TIMES if arguments.times is None else arguments.times, lam=arguments.lam,
+            samples=arguments.samples, sampler=arguments.sampler, activation=arguments.activation,
+        )
+    except (PencilsError, ValueError) as error:
+        print(f"pencils memorization: {error}", file=sys.stderr)
+        return 2
+    sys.stdout.write(sweep.to_csv())
+    if arguments.plot or arguments.images:
+        from .simulation import figures
+
+        if arguments.plot:
+            figures.plot_fractions(sweep, arguments.plot, title=f"{data.name}, n = {data.n}, d = {data.d}")
+            print(f"# plot saved to {arguments.plot}", file=sys.stderr)
+        if arguments.images:
+            largest = max(sweep.results)
+            figures.plot_copies(sweep.results[largest], data.train, data.shape, arguments.images, to_images=data.images)
+            print(f"# images saved to {arguments.images}", file=sys.stderr)
+    return 0
 
 
 def _phase_diagram(arguments) -> int:
@@ -138,14 +213,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     interrupted (Ctrl-C), after the rows already done.
     """
     arguments = _parser().parse_args(argv)
+    run = getattr(arguments, "run", None) or (_phase_diagram if arguments.phase_diagram else _dsm)
     try:
-        return _phase_diagram(arguments) if arguments.phase_diagram else _dsm(arguments)
+        return run(arguments)
     except PencilsError as error:
-        print(f"pencils dsm: {error}", file=sys.stderr)
+        print(f"pencils {arguments.command}: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         sys.stdout.flush()
-        print("pencils dsm: interrupted; the rows printed so far are complete.", file=sys.stderr)
+        print(f"pencils {arguments.command}: interrupted; the rows printed so far are complete.", file=sys.stderr)
         return 130
 
 

@@ -25,6 +25,7 @@ EXAMPLES = {
         "dsm_vs_m.png", "dsm_minf_sin_simulation.png",
     ],
     "dsm_phase_diagram": ["dsm_phase_diagram.png"],
+    "memorization": ["memorization_fractions.png", "memorization_images.png"],
 }
 
 

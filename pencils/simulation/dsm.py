@@ -42,7 +42,7 @@ import numpy as np
 from pencils import activations
 from pencils.errors import ParameterError
 
-__all__ = ["SimulationResult", "simulate", "training_moments", "fresh_moments"]
+__all__ = ["SimulationResult", "simulate", "fit_finite_m", "training_moments", "fresh_moments"]
 
 # Largest number of entries of one (features x columns) block held in memory at once.
 _BLOCK_ENTRIES = 1 << 22
@@ -464,12 +464,67 @@ def _quadratic_error(B: np.ndarray, U: np.ndarray, V: np.ndarray) -> float:
 # --------------------------------------------------------------------------- training
 
 
-def _fit_finite_m(rng, rho, W, X, a, h, m, lam):
-    """Draw ``m`` noises per point, accumulate ``F F^T``, ``Z F^T``, ``||Z||^2`` in blocks."""
+def fit_finite_m(
+    W: np.ndarray, X: np.ndarray, t: float, m: int, lam: float, rho: Callable[[np.ndarray], np.ndarray],
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, float]:
+    r"""Train the random-features score on the DSM loss with ``m`` noises per data point.
+
+    Draws the noises ``Z`` (``d x nm``) from ``rng`` as one ``(m, d, n)`` array (``[j, :, i]``
+    is ``z_ij``), forms the features ``F = rho(W (a X 1^T + sqrt(h) Z) / sqrt(d))``
+    (``p x nm``) and returns the minimiser ``B`` of the DSM loss (``sqrt(h) s(x) =
+    -B rho(W x / sqrt(d))``) and the train error, in whichever of the two equal forms
+
+    .. math::
+
+       B = \frac{Z F^T}{nm}\Big(\frac{F F^T}{nm} + \lambda I_p\Big)^{-1}
+         = Z \Big(\frac{F^T F}{nm} + \lambda I_{nm}\Big)^{-1}\frac{F^T}{nm}
+
+    is cheaper: the *primal* ``p x p`` system for ``p <= nm`` (``F F^T``, ``Z F^T`` and
+    ``||Z||^2`` accumulated in blocks of draws, ``train = (1/d)[||Z||^2/(nm) -
+    tr(B C^T) - lam ||B||^2]`` with ``C = Z F^T/(nm)``), the *dual* ``nm x nm`` system
+    for ``p > nm`` (``F^T F`` accumulated in blocks of features; the residual is
+    ``Z - B F = lam Z (F^T F/(nm) + lam)^{-1}``, so ``train = lam^2 ||Z G^{-1}||^2/(nmd)``
+    without cancellation).  Cost ``O(p nm min(p, nm))`` either way; ``lam = 0`` gives
+    the ridgeless (min-norm) limit in both.
+
+    Parameters
+    ----------
+    W : ndarray, shape (p, d)
+        Random features.
+    X : ndarray, shape (d, n)
+        Training data, one point per column.
+    t : float
+        Diffusion time: ``a = exp(-t)``, ``h = 1 - exp(-2t)``.
+    m : int
+        Noise draws per data point.
+    lam : float
+        Ridge on ``F F^T / (nm)``.
+    rho : callable
+        Activation, applied entrywise.
+    rng : numpy.random.Generator
+        Source of the noises.
+
+    Returns
+    -------
+    B : ndarray, shape (d, p)
+    train : float
+        ``||Z - B F||^2 / (nmd)``.
+    """
     p, d = W.shape
     n = X.shape[1]
+    a, h = math.exp(-t), -math.expm1(-2.0 * t)
+    signal = a * (W @ X) / math.sqrt(d)  # (p, n): the part of W x_ij / sqrt(d) shared by all j
+    if p > n * m:
+        return _fit_dual(W, signal, h, m, lam, rho, rng)
+    return _fit_primal(W, signal, h, m, lam, rho, rng)
+
+
+def _fit_primal(W, signal, h, m, lam, rho, rng):
+    """``p <= nm``: accumulate ``F F^T``, ``Z F^T``, ``||Z||^2`` in blocks of draws."""
+    p, d = W.shape
+    n = signal.shape[1]
     sqd = math.sqrt(d)
-    signal = a * (W @ X) / sqd  # (p, n): the part of W x_ij / sqrt(d) shared by all j
     G = np.zeros((p, p))
     C = np.zeros((d, p))
     zz = 0.0
@@ -492,6 +547,33 @@ def _fit_finite_m(rng, rho, W, X, a, h, m, lam):
     B = _ridge(C, G, lam)
     # ||Z - B F||^2/(nm) = zz/(nm) - 2 tr(B C^T) + tr(B G B^T) and B G = C - lam B:
     train = (zz / N - float(np.sum(B * C)) - lam * float(np.sum(B * B))) / d
+    return B, train
+
+
+def _fit_dual(W, signal, h, m, lam, rho, rng):
+    """``p > nm``: the ``nm x nm`` Gram matrix ``F^T F``, accumulated in blocks of features."""
+    p, d = W.shape
+    n = signal.shape[1]
+    N = n * m
+    Z = rng.standard_normal((m, d, n)).transpose(1, 0, 2).reshape(d, N)  # the primal's stream
+    noise = (math.sqrt(h) / math.sqrt(d)) * Z
+    rows = max(1, _BLOCK_ENTRIES // N)
+
+    def features(block: slice) -> np.ndarray:
+        return rho(W[block] @ noise + np.tile(signal[block], (1, m)))
+
+    blocks = [slice(start, min(start + rows, p)) for start in range(0, p, rows)]
+    gram = np.zeros((N, N))
+    for block in blocks:
+        F = features(block)
+        gram += F.T @ F
+    gram /= N
+    gram = 0.5 * (gram + gram.T)
+    Y = _ridge(Z, gram, lam)  # Z (F^T F/(nm) + lam)^{-1}, shape (d, nm)
+    B = np.empty((d, p))
+    for block in blocks:  # the features again, not stored: B = Y F^T / (nm)
+        B[:, block] = (Y @ features(block).T) / N
+    train = lam * lam * float(np.sum(Y * Y)) / (N * d)
     return B, train
 
 
@@ -582,16 +664,15 @@ def simulate(
     i.i.d. ``N(0, 1)`` entries, and ``rho`` the activation (minus ``mu0 = E rho(g)`` if
     ``centred``):
 
-    * **finite m**: ``m`` noises per data point, ``F = rho(W(a X 1^T + sqrt(h) Z)/sqrt(d))``
-      (``p x nm``), ``B = (Z F^T/(nm)) (F F^T/(nm) + lam I_p)^{-1}`` (Cholesky solve;
-      the ridgeless min-norm solution if ``lam = 0`` and ``F F^T`` is singular), and
-
-      .. math:: \text{train} = \frac{1}{nmd}\|Z - BF\|_F^2
-                = \frac1d\Big[\frac{\|Z\|_F^2}{nm} - \operatorname{tr}(BC^T)
-                  - \lambda\|B\|_F^2\Big],\quad C = \frac{ZF^T}{nm},
-
-      exactly (``F F^T`` and ``Z F^T`` are accumulated in blocks of draws, never an
-      ``nm x nm`` matrix);
+    * **finite m** (:func:`fit_finite_m`): ``m`` noises per data point,
+      ``F = rho(W(a X 1^T + sqrt(h) Z)/sqrt(d))`` (``p x nm``),
+      ``B = (Z F^T/(nm)) (F F^T/(nm) + lam I_p)^{-1}`` and ``train = ||Z - BF||^2/(nmd)``,
+      computed in the primal form for ``p <= nm`` (``F F^T`` and ``Z F^T`` accumulated in
+      blocks of draws, never an ``nm x nm`` matrix; ``train = (1/d)[||Z||^2/(nm) -
+      tr(B C^T) - lam ||B||^2]``, ``C = Z F^T/(nm)``) and in the equal dual form
+      ``B = Z (F^T F/(nm) + lam I_{nm})^{-1} F^T/(nm)`` for ``p > nm`` (cheaper, and its
+      train error ``lam^2 ||Z (F^T F/(nm) + lam)^{-1}||^2/(nmd)`` has no cancellation);
+      Cholesky solves, the ridgeless min-norm solution if ``lam = 0``;
     * **m = inf** (``rho = sin`` or ``cos``): ``B = V (U + lam I)^{-1}`` with the exact
       ``U = (1/n) sum_i E_z[rho rho^T]``, ``V = (1/n) sum_i E_z[z rho^T]``
       (:func:`training_moments`), and ``train = 1 + (1/d)[tr(B U B^T) - 2 tr(B V^T)]``.
@@ -730,7 +811,7 @@ def simulate(
     rng = np.random.default_rng(train_stream)
     W = rng.standard_normal((p, d))
     X = rng.standard_normal((d, n))
-    a, h = math.exp(-t), -math.expm1(-2.0 * t)
+    h = -math.expm1(-2.0 * t)
     mu0 = float(act.mu0()) if centred else 0.0
     rho = _shift(act, mu0)
 
@@ -740,7 +821,7 @@ def simulate(
         B = _ridge(V, U, lam)
         train = _quadratic_error(B, U, V)
     else:
-        B, train = _fit_finite_m(rng, rho, W, X, a, h, int(m_used), lam)
+        B, train = fit_finite_m(W, X, t, int(m_used), lam, rho, rng)
 
     # ---- test
     stderr, used_test = 0.0, 0
