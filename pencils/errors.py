@@ -14,6 +14,7 @@ __all__ = [
     "UnsupportedOperationError",
     "ParameterError",
     "ConvergenceError",
+    "SpectrumWarning",
 ]
 
 
@@ -62,4 +63,12 @@ class PrecisionWarning(UserWarning):
     rounding limits the result, and the system is too large to finish those
     points in arbitrary precision automatically.  ``dps=`` solves them at any
     precision.
+    """
+
+
+class SpectrumWarning(UserWarning):
+    """The masses found by :func:`pencils.spectrum` do not add up to 1.
+
+    Some part of the spectrum was missed: a bulk narrower than the scan's
+    spacing, an atom inside a bulk, or mass outside the scanned window.
     """
