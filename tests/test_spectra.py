@@ -196,11 +196,8 @@ def test_dsm_feature_matrix_atom():
     psi_n, psi_p, time = 0.5, 3.0, 0.5
     values = dsm.substitutions(psi_n, psi_p, time, 0.0)
     symbols = dsm.symbols
+    U = dsm.feature_matrix()
     p = sympy.Symbol("p")
-    W, Xd, Xi0 = Gaussian("W", p, d), Gaussian("X", d, n), Gaussian("Xi_0", p, n)
-    a, h, mu1 = symbols["a"], symbols["h"], symbols["mu1"]
-    Ft = a * mu1 * W * Xd / sympy.sqrt(d) + sympy.sqrt(symbols["v0_squared"]) * Xi0
-    U = Ft * Ft.T / n + h * mu1**2 * W * W.T / d + symbols["s_squared"] * sympy.Identity(p)
     dims = {d: d, n: symbols["psi_n"] * d, p: symbols["psi_p"] * d}
     subs = {key: value for key, value in values.items() if key in U.free_symbols | {symbols["psi_n"], symbols["psi_p"]}}
     found = spectrum(U, dims, subs)
