@@ -1,8 +1,8 @@
 """The derivation notebooks execute, and the example scripts draw their figures (quick mode).
 
-The DSM ones, the spectral-density example (a DSM spectrum) and the random-features notebook take 20-60 s each (the DSM finite-m Dyson system alone
-takes several seconds to derive and ~0.5 s per point to solve) and are marked ``slow``; deselect them
-with ``-m 'not slow'``.  The Marchenko-Pastur notebook and the random-features example take a few seconds.
+The DSM ones, the spectral-density example (a DSM spectrum) and the random-features notebook take
+20-60 s each (the DSM finite-m Dyson system alone takes several seconds to derive and ~0.5 s per point
+to solve) and are marked ``slow``; deselect them with ``-m 'not slow'``.  The Marchenko-Pastur notebook and the random-features example take a few seconds.
 """
 
 from __future__ import annotations

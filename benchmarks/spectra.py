@@ -1,0 +1,48 @@
+"""Measure densities and spectra: a 400-point density (target < 0.5 s warm) and the cost of a spectrum.
+
+Run ``python benchmarks/spectra.py`` from the repository root.  Every figure is printed as a
+Markdown table row (see ``benchmarks/run.py``); nothing here is asserted.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import sympy
+
+from run import best_time, row
+
+from pencils import Gaussian, spectral_density, spectrum
+from pencils.models import dsm
+
+
+def main() -> None:
+    n, d, p = sympy.symbols("n d p")
+    X = Gaussian("X", n, d)
+    wishart, wishart_dims = X.T * X / n, {n: 2 * d}
+    U = dsm.feature_matrix()
+    symbols = dsm.symbols
+    U_dims = {d: d, n: symbols["psi_n"] * d, p: symbols["psi_p"] * d}
+    U_subs = {key: value for key, value in dsm.substitutions(0.5, 3.0, 0.5, 0.0).items()
+              if key in U.free_symbols or key in (symbols["psi_n"], symbols["psi_p"])}
+    cases = (
+        ("Marchenko-Pastur, ratio 1/2", wishart, wishart_dims, {}, np.linspace(-0.5, 3.5, 400)),
+        ("DSM features U (t = 0.5, psi_n = 1/2, psi_p = 3)", U, U_dims, U_subs, np.linspace(0.0, 3.2, 400)),
+    )
+    for label, H, dims, subs, x in cases:
+        spectral_density(H, dims, x, subs)  # warm-up: derivation, compilation
+        seconds = best_time(lambda: spectral_density(H, dims, x, subs), repeat=5)
+        row(f"{label}: 400-point density, floats", f"{seconds * 1e3:.0f} ms", "best of 5, warm; target 500 ms")
+        start = time.perf_counter()
+        found = spectrum(H, dims, subs)
+        row(f"{label}: spectrum (edges, atoms, masses), floats", f"{time.perf_counter() - start:.1f} s",
+            f"{len(found.intervals)} bulk(s), {len(found.atoms)} atom(s), total mass 1 - {1 - found.total_mass:.1e}")
+    start = time.perf_counter()
+    spectrum(X * X.T / n, {d: n / 2}, dps=50)
+    row("Marchenko-Pastur n x n, ratio 1/2: spectrum at dps=50 (edges and the atom to 50 digits)",
+        f"{time.perf_counter() - start:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
