@@ -327,143 +327,120 @@ def _check_edges(H, dims, subs, points: np.ndarray, dps) -> None:
 
 
 class _Line:
-    r"""The Dyson equation of the resolvent at real :math:`z = x`, its Jacobian and second derivatives, in mpmath.
+    r"""The Dyson equation of the resolvent at real :math:`z = x` and its derivatives, for the fold (edge) search.
 
-    Built from the symbolic matrix :math:`M(g, x) = \Lambda(x) - \eta(g)` of a
-    :class:`pencils.dyson.DysonSystem`; the other parameters are fixed by ``subs``.
+    Built from the symbolic matrix :math:`M(g, x) = \Lambda(x) - \eta_x(g)` of a
+    :class:`pencils.dyson.DysonSystem` (affine in the unknowns :math:`g`), the
+    other parameters fixed by ``subs``.  Floats use numpy arrays; arbitrary
+    precision, object arrays of mpmath numbers at the working precision.
     """
 
     def __init__(self, system, z: sympy.Symbol, subs: dict):
-        self.system = system
         self.size = system.deterministic.rows
-        matrix = system.matrix()
         others = [p for p in system.parameters if p != z]
         missing = [p for p in others if p not in subs]
         if missing:
             raise ParameterError(f"no value given for {', '.join(map(str, missing))}; pass subs={{{missing[0]}: ...}}.")
+        matrix = system.matrix()
+        entries = list(matrix) + list(matrix.diff(z))
         arguments = list(system.symbols) + [z] + others
         self._values = [subs[p] for p in others]
-        self._matrix = _compile(arguments, list(matrix), "mpmath")
-        self._slope = _compile(arguments, list(matrix.diff(z)), "mpmath")
-        self._scale = _compile([z] + others, system.pencil.scale, "mpmath")
-        if z in sympy.sympify(system.pencil.scale).free_symbols:
-            raise UnsupportedOperationError(
-                f"the linear pencil of {system.pencil.expression} scales its target by a function of {z}; "
-                f"edges are located only for pencils whose scale is free of the spectral parameter."
+        self._numpy = _compile(arguments, entries, "numpy")
+        self._mpmath = _compile(arguments, entries, "mpmath")
+        self.count = len(system.unknowns)
+        self.rows = np.array([l for l, _ in system.unknowns])
+        self.cols = np.array([m for _, m in system.unknowns])
+
+    def _matrices(self, g, x, multiprecision: bool) -> tuple:
+        r""":math:`M` and :math:`\partial_x M` at ``(g, x)``, each K x K."""
+        if multiprecision:
+            values = self._mpmath(*g, x, *(_to_mpmath(v) for v in self._values))
+            array = np.array([mpmath.mpmathify(v) for v in values], dtype=object)
+        else:
+            values = self._numpy(*g, x, *(float(v) for v in self._values))
+            array = np.array(values, dtype=float)
+        return array[: self.size**2].reshape(self.size, self.size), array[self.size**2 :].reshape(self.size, self.size)
+
+    def parts(self, x, multiprecision: bool) -> tuple:
+        r""":math:`\Lambda, \partial_x\Lambda` and the maps :math:`\eta(e_w), \partial_x\eta(e_w)` (shape (U, K, K)) at ``x``."""
+        zero = [0] * self.count
+        deterministic, deterministic_slope = self._matrices(zero, x, multiprecision)
+        etas, eta_slopes = [], []
+        for w in range(self.count):
+            unit = list(zero)
+            unit[w] = 1
+            matrix, slope = self._matrices(unit, x, multiprecision)
+            etas.append(deterministic - matrix)
+            eta_slopes.append(deterministic_slope - slope)
+        return deterministic, deterministic_slope, np.array(etas), np.array(eta_slopes)
+
+    def select(self, matrices):
+        """The unknown blocks ``[A]_S`` of K x K matrices (the last two axes)."""
+        return matrices[..., self.rows, self.cols]
+
+    def fold(self, g, x, multiprecision: bool, tolerance):
+        r"""Newton's method on the Moore-Spence system from ``(g, x)``: the fold ``(x, g)`` nearby.
+
+        Unknowns :math:`(g, v, x)`; equations :math:`F = [G]_S - g`,
+        :math:`Jv = [G\eta(v)G]_S - v` and :math:`\ell^T v - 1` with :math:`\ell`
+        the start's null vector.  With :math:`E_w = \eta(e_w)`, :math:`E_v = \eta(v)`
+        and :math:`M_x = \partial_x M`: :math:`\partial_{g_w}(Jv) = [GE_wGE_vG + GE_vGE_wG]_S`,
+        :math:`\partial_x F = -[GM_xG]_S`,
+        :math:`\partial_x(Jv) = [-GM_xGE_vG - GE_vGM_xG + G\,\partial_x\eta(v)\,G]_S`.
+        """
+        count, identity = self.count, np.eye(self.count)
+        g = np.array(g, dtype=object if multiprecision else float)
+        vector = normal = None
+        for _ in range(60):
+            deterministic, deterministic_slope, etas, eta_slopes = self.parts(x, multiprecision)
+            G = _inverse(deterministic - np.tensordot(g, etas, 1), multiprecision)
+            GEG = G @ etas @ G
+            J = self.select(GEG).T - identity
+            if vector is None:
+                vector = normal = _null_vector(J).astype(g.dtype)
+            E_v = np.tensordot(vector, etas, 1)
+            GvG = G @ E_v @ G
+            slope = deterministic_slope - np.tensordot(g, eta_slopes, 1)
+            GMG = G @ slope @ G
+            system = np.zeros((2 * count + 1, 2 * count + 1), dtype=g.dtype)
+            system[:count, :count] = J
+            system[count : 2 * count, :count] = self.select(GEG @ E_v @ G + GvG @ etas @ G).T
+            system[count : 2 * count, count : 2 * count] = J
+            system[2 * count, count : 2 * count] = normal
+            system[:count, 2 * count] = -self.select(GMG)
+            system[count : 2 * count, 2 * count] = self.select(
+                G @ np.tensordot(vector, eta_slopes, 1) @ G - GMG @ E_v @ G - GvG @ slope @ G
             )
-        self.rows = [l for l, _ in system.unknowns]
-        self.cols = [m for _, m in system.unknowns]
-        self.out, self.into = system.pencil.out, system.pencil.into
-
-    def _call(self, function, g, x) -> mpmath.matrix:
-        return _square(function(*g, x, *(_to_mpmath(v) for v in self._values)), self.size)
-
-    def matrix(self, g, x):
-        return self._call(self._matrix, g, x)
-
-    def eta(self, v, x):
-        r""":math:`\eta(v)`, linear in ``v``: :math:`M(0) - M(v)`."""
-        return self.matrix([0] * len(v), x) - self.matrix(v, x)
-
-    def slope(self, g, x):
-        r""":math:`\partial_x M` at ``g``."""
-        return self._call(self._slope, g, x)
-
-    def slope_eta(self, v, x):
-        r""":math:`\partial_x \eta(v)` (zero unless the weights of :math:`\eta` depend on :math:`x`)."""
-        return self.slope([0] * len(v), x) - self.slope(v, x)
-
-    def select(self, matrix) -> mpmath.matrix:
-        """The unknown blocks ``[A]_S`` of a K x K matrix, as a column."""
-        return mpmath.matrix([matrix[r, c] for r, c in zip(self.rows, self.cols)])
-
-    def target(self, G, x):
-        return self._scale(x, *(_to_mpmath(v) for v in self._values)) * G[self.out, self.into]
-
-    def residual(self, g, x):
-        G = mpmath.inverse(self.matrix(g, x))
-        return self.select(G) - mpmath.matrix(g), G
-
-    def jacobian(self, G, x) -> mpmath.matrix:
-        r""":math:`J = \partial_g F`, column :math:`u` being :math:`[G\eta(e_u)G]_S - e_u`."""
-        count = len(self.rows)
-        J = mpmath.matrix(count, count)
-        for u in range(count):
-            unit = [0] * count
-            unit[u] = 1
-            column = self.select(G * self.eta(unit, x) * G)
-            for r in range(count):
-                J[r, u] = column[r] - (1 if r == u else 0)
-        return J
-
-    def solve(self, g, x, tolerance) -> tuple:
-        """Newton's method for the real solution at ``x`` from ``g``; returns ``(g, G)``."""
-        g = mpmath.matrix(g)
-        for _ in range(60):
-            F, G = self.residual(g, x)
-            step = mpmath.lu_solve(self.jacobian(G, x), -F)
-            g += step
-            if mpmath.mnorm(step, 1) <= tolerance * (1 + mpmath.mnorm(g, 1)):
-                return g, mpmath.inverse(self.matrix(g, x))
-        raise ConvergenceError(f"the real solution at x = {mpmath.nstr(x, 17)} did not converge.", parameters={"x": x})
-
-    def fold(self, g, x, tolerance) -> tuple:
-        r"""Newton's method on the Moore-Spence system from ``(g, x)``: the fold ``(x, g)`` nearby."""
-        count = len(self.rows)
-        g = mpmath.matrix(g)
-        J = self.jacobian(mpmath.inverse(self.matrix(g, x)), x)
-        vector = _null_vector(J)
-        normal = vector.copy()
-        for _ in range(60):
-            F, G = self.residual(g, x)
-            J = self.jacobian(G, x)
-            E_v = self.eta(vector, x)
-            GvG = G * E_v * G
-            slope = G * self.slope(g, x) * G
-            equations = list(F) + list(J * vector) + [mpmath.fdot(normal, vector) - 1]
-            system = mpmath.matrix(2 * count + 1, 2 * count + 1)
-            along_x_F = -self.select(slope)
-            along_x_Jv = self.select(-slope * E_v * G - GvG * self.slope(g, x) * G + G * self.slope_eta(vector, x) * G)
-            for w in range(count):
-                unit = [0] * count
-                unit[w] = 1
-                GwG = G * self.eta(unit, x) * G
-                column = self.select(GwG * E_v * G + GvG * self.eta(unit, x) * G)
-                for r in range(count):
-                    system[r, w] = J[r, w]
-                    system[count + r, w] = column[r]
-                    system[count + r, count + w] = J[r, w]
-                system[2 * count, count + w] = normal[w]
-            for r in range(count):
-                system[r, 2 * count] = along_x_F[r]
-                system[count + r, 2 * count] = along_x_Jv[r]
-            step = mpmath.lu_solve(system, -mpmath.matrix(equations))
-            g += step[:count, 0]
-            vector += step[count : 2 * count, 0]
-            x += step[2 * count]
-            if abs(step[2 * count]) <= tolerance * (1 + abs(x)) and mpmath.mnorm(step[:count, 0], 1) <= tolerance * (
-                1 + mpmath.mnorm(g, 1)
+            equations = np.concatenate([self.select(G) - g, self.select(GvG) - vector, [normal @ vector - 1]])
+            step = _solve(system, -equations, multiprecision)
+            g, vector, x = g + step[:count], vector + step[count : 2 * count], x + step[2 * count]
+            if abs(step[2 * count]) <= tolerance * (1 + abs(x)) and max(abs(step[:count])) <= tolerance * (
+                1 + max(abs(g))
             ):
                 return x, g
         raise ConvergenceError(
-            f"the edge of the spectrum near x = {mpmath.nstr(x, 17)} was not located (the augmented "
-            f"system did not converge).",
+            f"the edge of the spectrum near x = {float(x)!r} was not located (the augmented system did not converge).",
             parameters={"x": x},
         )
 
 
-def _square(values, size: int) -> mpmath.matrix:
-    matrix = mpmath.matrix(size, size)
-    for k, value in enumerate(values):
-        matrix[k // size, k % size] = value
-    return matrix
+def _inverse(matrix: np.ndarray, multiprecision: bool) -> np.ndarray:
+    if not multiprecision:
+        return np.linalg.inv(matrix)
+    return np.array(mpmath.inverse(mpmath.matrix(matrix.tolist())).tolist(), dtype=object)
 
 
-def _null_vector(J: mpmath.matrix) -> mpmath.matrix:
+def _solve(matrix: np.ndarray, right: np.ndarray, multiprecision: bool) -> np.ndarray:
+    if not multiprecision:
+        return np.linalg.solve(matrix, right)
+    solution = mpmath.lu_solve(mpmath.matrix(matrix.tolist()), mpmath.matrix(list(right)))
+    return np.array([solution[k] for k in range(len(right))], dtype=object)
+
+
+def _null_vector(J: np.ndarray) -> np.ndarray:
     """The right singular vector of the smallest singular value (in floats: a start for Newton)."""
-    array = np.array(J.tolist(), dtype=float)
-    _, _, vh = np.linalg.svd(array)
-    return mpmath.matrix(list(vh[-1]))
+    _, _, vh = np.linalg.svd(np.asarray(J, dtype=float))
+    return vh[-1]
 
 
 # --------------------------------------------------------------------------- the spectrum
@@ -643,23 +620,23 @@ class _Scan:
 
     # ---------------------------------------------------------------- edges
 
-    def real_solution(self, x: float):
-        """The unknowns at a real point outside the support (from the engine's solver), as an mpmath column."""
+    def real_solution(self, x: float) -> np.ndarray:
+        """The unknowns at a real point outside the support (from the engine's solver)."""
         inverse, _, _ = self.system.solver.solve(
             {**_float_subs(self.subs), self.z: np.array([x])}, path_from={self.z: np.array([x + 1j * _heights(x)])}
         )
-        return [mpmath.mpf(float(np.real(inverse[0, l, m]))) for l, m in self.system.unknowns]
+        return np.real(inverse[0, self.line.rows, self.line.cols])
 
     def edge(self, outside: float, inside: float, dps: int | None):
         """The fold between a point outside the support and one inside: bisection until Newton's
         method on the Moore-Spence system converges into the bracket, then polished to ``dps``."""
         for _ in range(60):
             try:
-                with mpmath.workdps(30):
-                    x, g = self.line.fold(self.real_solution(outside), mpmath.mpf(outside), mpmath.mpf(10) ** -25)
+                with np.errstate(all="ignore"):
+                    x, g = self.line.fold(self.real_solution(outside), outside, False, 1e-14)
                 if min(outside, inside) <= x <= max(outside, inside):
                     break
-            except (ConvergenceError, ZeroDivisionError):
+            except (ConvergenceError, np.linalg.LinAlgError):
                 pass
             middle = (outside + inside) / 2
             values, singular = self.stieltjes([middle])
@@ -672,7 +649,8 @@ class _Scan:
         if dps is None:
             return float(x)
         with mpmath.workdps(dps + 15):
-            x, _ = self.line.fold(g, +x, mpmath.mpf(10) ** -(dps + 5))
+            start = np.array([mpmath.mpf(v) for v in g], dtype=object)
+            x, _ = self.line.fold(start, mpmath.mpf(x), True, mpmath.mpf(10) ** -(dps + 5))
         return _precise(x, dps)
 
     # ---------------------------------------------------------------- atoms
@@ -688,11 +666,21 @@ class _Scan:
         return tuple(found)
 
     def atom(self, left: float, right: float, m_left: float, m_right: float, intervals, dps):
-        """Bisect the pole between ``left`` and ``right`` (``m(left) > m(right)``), then Cauchy integrals."""
-        for _ in range(12):
+        """The pole between ``left`` and ``right`` (``m(left) > m(right)``): bisected until its bracket is
+        small next to its distance to the bulks, then located and weighed by Cauchy integrals on a circle
+        of half that distance."""
+        edges = np.array([float(e) for interval in intervals for e in interval])
+
+        def room(point: float) -> float:
+            return float(np.min(np.abs(edges - point))) if edges.size else 1 + abs(point)
+
+        for _ in range(60):
+            if right - left <= room((left + right) / 2) / 8:
+                break
             middle = (left + right) / 2
             values, singular = self.stieltjes([middle])
-            if singular[0]:
+            if singular[0]:  # the pole itself, within rounding
+                left = right = middle
                 break
             value = values[0].real
             if value > m_left:
@@ -700,12 +688,12 @@ class _Scan:
             elif value < m_right:
                 right, m_right = middle, value
             else:
-                break
+                raise ConvergenceError(
+                    f"m does not behave as one pole between {left!r} and {right!r} (two atoms, or a bulk "
+                    f"narrower than the scan's spacing); increase resolution."
+                )
         center = (left + right) / 2
-        edges = [float(e) for interval in intervals for e in interval]
-        radius = 0.5 * min([abs(center - e) for e in edges] + [right - left + abs(center) + 1.0])
-        radius = max(radius, 4 * (right - left))
-        return self.residue(center, radius, dps)
+        return self.residue(center, room(center) / 2, dps)
 
     def residue(self, center: float, radius: float, dps: int | None):
         r"""Location and mass of the single pole inside the circle ``|z - center| = radius``.
@@ -749,15 +737,17 @@ class _Scan:
     # ---------------------------------------------------------------- bulks
 
     def bulk_mass(self, lower: float, upper: float) -> float:
-        r"""The integral of the density over ``[lower, upper]``, Gauss-Legendre in :math:`\theta` (128 against 256 nodes)."""
+        r"""The integral of the density over ``[lower, upper]``: Gauss-Legendre in :math:`\theta`, 64 against
+        128 nodes (then 512).  The nodes are inside the bulk, at least ~1e-4 from an edge: the engine's
+        float solution suffices there (no solve at higher precision next to the edges)."""
 
         def integrand(theta):
             x = lower + (upper - lower) * (1 - np.cos(theta)) / 2
-            values, singular = self.stieltjes(x)
+            values, _ = _boundary_values(self.resolvent, self.dims, self.z, self.subs, x, None)
             return _densities(values, None) * (upper - lower) * np.sin(theta) / 2
 
-        coarse, _ = scipy.integrate.fixed_quad(integrand, 0, np.pi, n=128)
-        fine, _ = scipy.integrate.fixed_quad(integrand, 0, np.pi, n=256)
-        if abs(fine - coarse) > 1e-9:
-            fine, _ = scipy.integrate.fixed_quad(integrand, 0, np.pi, n=1024)
+        coarse, _ = scipy.integrate.fixed_quad(integrand, 0, np.pi, n=64)
+        fine, _ = scipy.integrate.fixed_quad(integrand, 0, np.pi, n=128)
+        if abs(fine - coarse) > 1e-10:
+            fine, _ = scipy.integrate.fixed_quad(integrand, 0, np.pi, n=512)
         return float(fine)
