@@ -5,3 +5,4 @@ from .sampling import SampleEstimate, sample_trace
 from .dyson import DysonSystem
 from .limits import derive, limit, trace_limit
 from .spectra import Spectrum, spectral_density, spectrum
+from .functions import MatrixFunction
