@@ -1,4 +1,7 @@
-"""Measure densities and spectra: a 400-point density (target < 0.5 s warm) and the cost of a spectrum.
+"""Measure densities, spectra and functions of random matrices.
+
+A 400-point density (target < 0.5 s warm), the cost of a spectrum, and a 50-point gradient-flow
+time curve of least squares (MatrixFunction traces: one contour integral serves every time).
 
 Run ``python benchmarks/spectra.py`` from the repository root.  Every figure is printed as a
 Markdown table row (see ``benchmarks/run.py``); nothing here is asserted.
@@ -14,7 +17,7 @@ import sympy
 from run import best_time, row
 
 from pencils import Gaussian, spectral_density, spectrum
-from pencils.models import dsm
+from pencils.models import dsm, linear_regression
 
 
 def main() -> None:
@@ -38,6 +41,14 @@ def main() -> None:
         found = spectrum(H, dims, subs)
         row(f"{label}: spectrum (edges, atoms, masses), floats", f"{time.perf_counter() - start:.1f} s",
             f"{len(found.intervals)} bulk(s), {len(found.atoms)} atom(s), total mass 1 - {1 - found.total_mass:.1e}")
+    times = np.geomspace(0.01, 100.0, 50)
+    linear_regression.gradient_flow(2.0, times)  # warm-up: the spectrum and the compiled traces
+    seconds = best_time(lambda: linear_regression.gradient_flow(2.0, times), repeat=3)
+    row("least squares by gradient flow, psi_n = 2: 50-point time curve (test, train, bias, variance)",
+        f"{seconds:.2f} s", "best of 3, warm")
+    start = time.perf_counter()
+    linear_regression.gradient_flow(2.0, [1.0], dps=30)
+    row("the same at one time, dps=30", f"{time.perf_counter() - start:.1f} s")
     start = time.perf_counter()
     spectrum(X * X.T / n, {d: n / 2}, dps=50)
     row("Marchenko-Pastur n x n, ratio 1/2: spectrum at dps=50 (edges and the atom to 50 digits)",

@@ -122,6 +122,19 @@ def test_marchenko_pastur_spectrum_to_40_digits():
         assert abs(mass - mpmath.mpf(3) / 5) < mpmath.mpf(10) ** -40
 
 
+def test_wigner_semicircle():
+    """(Y + Y^T)/sqrt(2d): the semicircle sqrt(4 - x^2)/(2 pi) on [-2, 2], a support on both sides of 0."""
+    Y = Gaussian("Y", d, d)
+    H = (Y + Y.T) / sympy.sqrt(2 * d)
+    x = np.linspace(-2.5, 2.5, 101)
+    density = spectral_density(H, {d: d}, x)
+    np.testing.assert_allclose(density, np.sqrt(np.clip(4 - x**2, 0, None)) / (2 * np.pi), rtol=1e-12, atol=1e-14)
+    found = spectrum(H, {d: d})
+    ((lower, upper),) = found.intervals
+    assert abs(lower + 2) < 1e-13 and abs(upper - 2) < 1e-13 and found.atoms == ()
+    assert abs(found.bulk_masses[0] - 1) < 1e-10
+
+
 # --------------------------------------------------------------------------- the free sum of two Wisharts
 
 RATIO_1, RATIO_2 = 0.5, 0.2
