@@ -104,11 +104,18 @@ def _resolvent(H) -> tuple:
 
 
 def _check_self_adjoint(H, dims: Mapping, subs: dict) -> None:
-    """``H`` must be symmetric: checked on one small random draw (the expression as written)."""
+    """``H`` must be symmetric: checked on one small random draw (the expression as written), once per
+    expression, dimensions and values."""
+    _check_draw(H, _dims_key(dims), _subs_key(subs))
+
+
+@lru_cache(maxsize=64)
+def _check_draw(H, dims_key: tuple, subs_key: tuple) -> None:
     from .expression import Dimensions, shape_symbols
     from .pencil import draw_sizes
     from .sampling import draw, evaluate
 
+    dims, subs = dict(dims_key), dict(subs_key)
     dimensions = Dimensions.from_mapping(dims, shape_symbols(H))
     sizes = draw_sizes(dimensions, 12, subs)
     matrix = evaluate(H, draw(H, sizes, np.random.default_rng(0)), sizes, subs)
@@ -129,7 +136,7 @@ def _scalar_subs(subs: Mapping | None) -> dict:
                 f"the value of {key} must be a scalar (one spectrum at a time); got an array of shape "
                 f"{np.shape(value)}. Loop over its values."
             )
-        result[key] = value
+        result[key] = value.item() if isinstance(value, np.ndarray) else value
     return result
 
 
@@ -524,12 +531,12 @@ def spectrum(
     _check_self_adjoint(H, dims, subs)
     if int(resolution) < 16:
         raise ParameterError(f"resolution must be at least 16 points; got {resolution}.")
-    key = tuple(sorted(((k, _hashable(v)) for k, v in subs.items()), key=lambda item: str(item[0])))
-    return _spectrum(H, _dims_key(dims), key, dps, int(resolution))
+    return _spectrum(H, _dims_key(dims), _subs_key(subs), dps, int(resolution))
 
 
-def _hashable(value):
-    return value if isinstance(value, (int, float, complex, str, sympy.Basic)) else str(value)
+def _subs_key(subs: dict) -> tuple:
+    """Scalar values as a sorted tuple (numbers, SymPy numbers and mpmath numbers are hashable)."""
+    return tuple(sorted(subs.items(), key=lambda item: str(item[0])))
 
 
 def _dims_key(dims: Mapping) -> tuple:
