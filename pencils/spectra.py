@@ -8,8 +8,10 @@ eigenvalue distribution :math:`\mu` is read from the Stieltjes transform
 the trace limit of a resolvent (:func:`pencils.trace_limit`).  Its Dyson
 equation :math:`F(g, x) = 0` is solved at real :math:`z = x` directly: the
 physical solution, the boundary value :math:`m(x + i0)`, is reached by
-continuation along :math:`z = x + iy`, :math:`y` from a height above the
-spectrum down to 0 (``path_from``), so that the density is
+continuation along :math:`z = x + iy`, :math:`y` from :math:`1 + |x|` down to 0
+(``path_from``; the start is the physical branch of :math:`z \to x + i\infty`,
+connected to it through the upper half plane, where :math:`m` is analytic), so
+that the density is
 
 .. math::  \rho(x) = \tfrac{1}{\pi} \operatorname{Im} m(x + i0),
 
@@ -250,7 +252,7 @@ def spectral_density(H: sympy.MatrixExpr, dims: Mapping, x, subs: Mapping | None
         Values of the other scalar symbols (numbers, not arrays).
     dps : int, optional
         ``None`` for floats; ``k`` for mpmath numbers correct to about ``k`` digits
-        (away from edges, where the density has a square root).
+        (points next to an edge are solved at ``2k + 10`` digits for that).
 
     Returns
     -------
