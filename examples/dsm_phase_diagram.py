@@ -1,14 +1,15 @@
-"""Phase diagram of DSM with a random-features score: the generalization gap test - train.
+"""Phase diagram of DSM with a random-features score: generalisation and memorisation over psi_n, psi_p and m.
 
-The gap is evaluated on a log grid of (psi_n, psi_p) with pencils.sweep (vectorised), for m = inf and
-for a finite m, at small time t.  The line psi_p = psi_n separates generalization (p < n, small gap)
-from memorization (p > n, large gap).
+Left: the crossover psi_p*(psi_n) for each m, computed by dsm.phase_boundary (the smallest psi_p where the
+normalised gap (test - train)/exp(-2t) reaches 1, located by brentq on the theory), with the memorisation
+region above it filled in that m's colour, so that the overlaps make a gradient in m.  Right: the normalised
+gap for m = inf on a grid, with the computed m = inf crossover over it: the crossover must follow the
+contour gap/optimum = 1 of the grid.
 
-    python examples/dsm_phase_diagram.py [--out DIR] [--quick] [--m M] [--jobs N] [--csv]
+    python examples/dsm_phase_diagram.py [--out DIR] [--quick] [--m 1,2,4,16,inf] [--jobs N] [--csv]
 
-Writes dsm_phase_diagram.png (and, with --csv, the grids as CSV next to it).  The finite-m theory is a much larger
-Dyson system (~0.5 s per point against ~0.05 s for m = inf), so its grid is coarser; each panel states
-its resolution, and the cells are drawn as computed (no interpolation).
+Writes dsm_phase_diagram.png (and, with --csv, the crossovers and the grid as CSV next to it), and prints
+the time per m.
 """
 
 from __future__ import annotations
@@ -26,95 +27,78 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
-from pencils.errors import ConvergenceError  # noqa: E402
 from pencils.models import dsm  # noqa: E402
-from pencils.sweep import sweep  # noqa: E402
+from pencils.models.dsm_figures import draw_phase_diagram  # noqa: E402
+from pencils.sweep import Sweep  # noqa: E402
 
 T, LAM = 0.01, 1e-3
 RANGE = (0.5, 100.0)
 
 
-def errors_or_nan(psi_n, psi_p, t, lam, m):
-    """dsm.errors on arrays; a point where the solver gives up becomes NaN instead of failing the grid.
-
-    On a ConvergenceError the arrays are split in halves until the failing points are isolated.
-    """
-    psi_n, psi_p = np.broadcast_arrays(np.asarray(psi_n, dtype=float), np.asarray(psi_p, dtype=float))
-    try:
-        result = dsm.errors(psi_n, psi_p, t, lam, m=m)
-        test, train = np.asarray(result.test, dtype=float), np.asarray(result.train, dtype=float)
-        return {"test": test, "train": train, "gap": test - train}
-    except ConvergenceError as error:
-        if psi_n.size == 1:
-            print(f"  no convergence at psi_n={psi_n.item():.4g}, psi_p={psi_p.item():.4g} (m={m}): left blank ({error.__class__.__name__})")
-            return {key: np.full(psi_n.shape, np.nan) for key in ("test", "train", "gap")}
-    half = psi_n.size // 2
-    flat_n, flat_p = psi_n.reshape(-1), psi_p.reshape(-1)
-    parts = [errors_or_nan(flat_n[s], flat_p[s], t, lam, m) for s in (slice(0, half), slice(half, None))]
-    return {key: np.concatenate([part[key] for part in parts]).reshape(psi_n.shape) for key in ("test", "train", "gap")}
-
-
-def gap_grid(points: int, m: float, jobs: int):
-    axis = np.geomspace(*RANGE, points)
-    start = time.time()
+def boundaries(psi_n: np.ndarray, ms: list, jobs: int) -> Sweep:
+    """dsm.phase_boundary one m at a time, timed."""
+    parts = []
     executor = ProcessPoolExecutor(jobs) if jobs > 1 else None
     try:
-        chunk = math.ceil(points * points / jobs) if jobs > 1 else 2500
-        result = sweep(errors_or_nan, {"psi_n": axis, "psi_p": axis}, t=T, lam=LAM, m=m,
-                       executor=executor, chunk_size=chunk, progress=False)
+        for m in ms:
+            start = time.time()
+            parts.append(dsm.phase_boundary(psi_n, m=[m], t=T, lam=LAM, executor=executor, progress=False))
+            ratios = ", ".join(f"{value:.4f}" for value in parts[-1]["ratio"][:, 0])
+            print(f"m = {m:g}: crossover at {len(psi_n)} values of psi_n in {time.time() - start:.1f} s; "
+                  f"psi_p*/psi_n = {ratios}", flush=True)
     finally:
         if executor is not None:
             executor.shutdown()
-    print(f"m = {m}: {points} x {points} grid in {time.time() - start:.1f} s", flush=True)
-    return result
+    values = {field: np.concatenate([part[field] for part in parts], axis=1) for field in ("psi_p", "ratio")}
+    return Sweep({"psi_n": psi_n, "m": np.array(ms, dtype=float)}, values, parts[0].fixed)
 
 
 def main(argv=None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("."), help="directory for the PNG (default: .)")
-    parser.add_argument("--quick", action="store_true", help="coarse grids (for tests)")
-    parser.add_argument("--m", type=float, default=1.0, help="the finite m of the second panel (default 1)")
-    parser.add_argument("--jobs", type=int, default=1, help="worker processes for the sweeps (default 1)")
-    parser.add_argument("--csv", action="store_true", help="also write each grid as CSV (Sweep.to_csv)")
+    parser.add_argument("--quick", action="store_true", help="few points and m = 1, inf (for tests)")
+    parser.add_argument("--m", default="1,2,4,16,inf", help="values of m (default 1,2,4,16,inf)")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--csv", action="store_true", help="also write the crossovers and the grid as CSV")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.time()
 
-    resolutions = {math.inf: 8 if args.quick else 40, args.m: 4 if args.quick else 10}
-    sweeps = {m: gap_grid(points, m, args.jobs) for m, points in resolutions.items()}
+    ms = [1.0, math.inf] if args.quick else [float(value) for value in args.m.split(",")]
+    psi_n = np.geomspace(*RANGE, 3 if args.quick else 9)
+    boundary = boundaries(psi_n, ms, args.jobs)
 
-    gaps = [np.asarray(s["gap"], dtype=float) for s in sweeps.values()]
-    positive = np.concatenate([g[np.isfinite(g) & (g > 0)] for g in gaps])
-    norm = LogNorm(vmin=max(positive.min(), 1e-3), vmax=positive.max())
-    fig, axes = plt.subplots(1, len(sweeps), figsize=(6.2 * len(sweeps), 5.2), squeeze=False)
-    for ax, (m, result) in zip(axes[0], sweeps.items()):
-        psi_n, psi_p = result.axes["psi_n"], result.axes["psi_p"]
-        gap = np.asarray(result["gap"], dtype=float).T          # rows: psi_p, columns: psi_n
-        mesh = ax.pcolormesh(psi_n, psi_p, np.clip(gap, norm.vmin, None), norm=norm, shading="nearest", cmap="viridis")
-        if min(gap.shape) >= 6:
-            levels = [level for level in (0.01, 0.1, 1.0, 10.0) if norm.vmin < level < norm.vmax]
-            lines = ax.contour(psi_n, psi_p, gap, levels=levels, colors="w", linewidths=0.8)
-            ax.clabel(lines, fmt="%g", fontsize=7)
-        ax.plot(RANGE, RANGE, "r--", lw=1.5, label="$\\psi_p = \\psi_n$")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlim(psi_n[0], psi_n[-1])
-        ax.set_ylim(psi_p[0], psi_p[-1])
-        ax.set_xlabel("$\\psi_n = n/d$")
-        ax.set_ylabel("$\\psi_p = p/d$")
-        label = "$\\infty$" if math.isinf(m) else f"{m:g}"
-        ax.set_title(f"m = {label}: gap = test - train ({len(psi_n)} x {len(psi_p)} grid)", fontsize=10)
-        ax.legend(loc="lower right", fontsize=8)
-        if args.csv:
-            csv = args.out / f"dsm_phase_diagram_m{'inf' if math.isinf(m) else f'{m:g}'}.csv"
-            csv.write_text(result.to_csv())
-            print(f"saved {csv.resolve()}")
-    fig.colorbar(mesh, ax=axes[0].tolist(), label="generalization gap (log scale)")
-    fig.suptitle(f"DSM, ReLU, t = {T:g}, $\\lambda = {LAM:g}$: memorization (large gap) above $\\psi_p = \\psi_n$",
-                 fontsize=11)
+    axis = np.geomspace(*RANGE, 8 if args.quick else 40)
+    grid_start = time.time()
+    grid = dsm.phase_diagram(axis, axis, t=T, lam=LAM, progress=False)
+    print(f"m = inf: {len(axis)} x {len(axis)} grid of errors in {time.time() - grid_start:.1f} s", flush=True)
+    normalised = (np.asarray(grid["gap"], dtype=float) / math.exp(-2 * T)).T  # rows: psi_p
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12.4, 5.2))
+    draw_phase_diagram(boundary, ax=left, top=4 * RANGE[1])
+    left.set_title("crossover: (test - train) / optimum = 1, per m", fontsize=10)
+    mesh = right.pcolormesh(axis, axis, np.clip(normalised, 1e-3, None), norm=LogNorm(vmin=1e-3), shading="nearest")
+    right.contour(axis, axis, normalised, levels=[1.0], colors="w", linewidths=1.0)
+    infinite = int(np.flatnonzero(np.isinf(boundary.axes["m"]))[0]) if np.any(np.isinf(boundary.axes["m"])) else None
+    if infinite is not None:
+        right.plot(psi_n, boundary["psi_p"][:, infinite], "r.-", label="computed crossover, m = inf")
+    right.plot(RANGE, RANGE, "k--", lw=1, label=r"$\psi_p = \psi_n$")
+    right.set_xscale("log")
+    right.set_yscale("log")
+    right.set_xlabel(r"$\psi_n = n/d$")
+    right.set_ylabel(r"$\psi_p = p/d$")
+    right.set_title(f"m = inf: (test - train) / optimum on a {len(axis)} x {len(axis)} grid, contour at 1", fontsize=10)
+    right.legend(loc="lower right", fontsize=8)
+    fig.colorbar(mesh, ax=right, label="normalised gap")
+    fig.suptitle(f"DSM, ReLU, t = {T:g}, $\\lambda = {LAM:g}$", fontsize=11)
     path = args.out / "dsm_phase_diagram.png"
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
+    if args.csv:
+        for name, result in (("crossover", boundary), ("grid_minf", grid)):
+            csv = args.out / f"dsm_phase_diagram_{name}.csv"
+            csv.write_text(result.to_csv())
+            print(f"saved {csv.resolve()}")
     print(f"saved {path.resolve()} ({time.time() - start:.1f} s)")
     return path
 

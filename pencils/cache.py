@@ -2,8 +2,9 @@
 
 Deriving a Dyson system with SymPy can take seconds; this module lets a fresh
 Python process reuse a result derived earlier.  Entries are plain JSON (never
-pickle), so they are safe to read and easy to inspect, and they hold only
-strings, numbers, booleans, ``None``, lists and dictionaries.
+pickle), they hold only strings, numbers, booleans, ``None``, lists and
+dictionaries, and nothing read from them is ever executed: expressions are
+stored as data (:mod:`pencils.serialization`) and rebuilt node by node.
 
 Typical use::
 
@@ -16,13 +17,20 @@ Typical use::
 Location
 --------
 The directory is given by :func:`directory`: the environment variable
-``PENCILS_CACHE_DIR`` if set (an empty value, ``0``, ``off`` or ``none``
-disables the cache), else the platform's convention:
+``PENCILS_CACHE_DIR`` if set, else the platform's convention:
 
 * Linux and other POSIX systems: ``$XDG_CACHE_HOME/pencils``, or
   ``~/.cache/pencils`` when ``XDG_CACHE_HOME`` is unset or not absolute;
 * macOS: ``~/Library/Caches/pencils``;
 * Windows: ``%LOCALAPPDATA%\\pencils\\Cache``.
+
+``PENCILS_CACHE_DIR`` set to ``off``, ``false``, ``0``, ``no``, ``none``,
+``disable``, ``disabled`` or the empty string (in any case, surrounding spaces
+ignored) disables the cache.  Any other value must be an absolute path, or
+start with ``~`` (the home directory); a relative path is refused (its meaning
+would change with the working directory, and ``PENCILS_CACHE_DIR=flase``
+would create a folder ``./flase``): the cache is then disabled, with a
+:class:`pencils.errors.CacheWarning`.
 
 Layout
 ------
@@ -49,10 +57,22 @@ Guarantees
 * Writes are atomic: an entry is written to a temporary file
   ``.<kind>-<digest>.json.<random>.tmp`` in the same directory, synced to disk,
   then renamed onto its final name.  Readers see either the old entry, the new
-  one, or none, never a partial file, even with many concurrent writers.
+  one, or none, never a partial file, even with many concurrent writers.  A
+  write that fails (a full disk, an interrupt) removes its temporary file.
+* Only a regular file is read, opened without following a symbolic link and
+  without blocking (a FIFO cannot hang the reader), and only up to
+  :data:`MAX_ENTRY_BYTES`.  A symbolic link, FIFO, device or larger file in
+  place of an entry is never read: it is removed and the entry rebuilt.
 * An entry that cannot be parsed, or whose format, version, kind, key or
   checksum does not match, is removed and reported as missing, so that the
-  caller rebuilds it.
+  caller rebuilds it; so is an entry whose caller finds its payload unusable
+  (:func:`discard`).  The checksum guards against damage, not against a
+  hostile file: what makes a forged entry harmless is that no part of it is
+  executed, and that its content is checked by the code that reads it.
+* Each kind of problem (an entry that is not a regular file, too large,
+  damaged, malformed; a relative ``PENCILS_CACHE_DIR``) is reported once per
+  process by a :class:`pencils.errors.CacheWarning`, and at debug level on the
+  ``pencils.cache`` logger every time.
 * The cache never raises on an unusable directory (read-only, full disk): it
   logs at debug level and behaves as if empty.
 """
@@ -64,25 +84,39 @@ import json
 import logging
 import os
 import re
+import stat
 import sys
 import tempfile
+import threading
+import warnings
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["FORMAT", "directory", "key", "load", "store", "clear"]
+from .errors import CacheWarning
+
+__all__ = ["FORMAT", "MAX_ENTRY_BYTES", "directory", "key", "load", "store", "discard", "clear"]
 
 FORMAT = 1
 """Version of the file format; changing it invalidates every existing entry."""
 
+MAX_ENTRY_BYTES = 64 * 2**20
+"""The largest entry read or written: 64 MiB (a finite-width DSM derivation takes 0.3 MiB)."""
+
 _ENVIRONMENT_VARIABLE = "PENCILS_CACHE_DIR"
-_DISABLING_VALUES = frozenset({"", "0", "off", "none"})
+_DISABLING_VALUES = frozenset({"", "0", "off", "false", "no", "none", "disable", "disabled"})
 _KIND_PATTERN = re.compile(r"[a-z0-9_]+")
 _DIGEST_PATTERN = re.compile(r"[0-9a-f]{64}")
 _ENTRY_PATTERN = re.compile(r"[a-z0-9_]+-[0-9a-f]{64}\.json")
 _TEMPORARY_PATTERN = re.compile(r"\.[a-z0-9_]+-[0-9a-f]{64}\.json\..*\.tmp", re.DOTALL)
 
 _logger = logging.getLogger(__name__)
+_reported: set = set()  # the kinds of problem already reported by a CacheWarning in this process
+_reported_lock = threading.Lock()
+
+
+class _UnsafeEntry(Exception):
+    """An entry that is not read (not a regular file, too large); the message says why."""
 
 
 def directory() -> Path | None:
@@ -94,9 +128,11 @@ def directory() -> Path | None:
     Returns
     -------
     pathlib.Path or None
-        ``$PENCILS_CACHE_DIR`` if that variable is set to anything other than
-        an empty string, ``0``, ``off`` or ``none`` (any case), which disable
-        the cache.  Otherwise the platform's cache directory:
+        ``$PENCILS_CACHE_DIR`` if that variable is set, with ``~`` expanded;
+        ``None`` if it is ``off``, ``false``, ``0``, ``no``, ``none``,
+        ``disable``, ``disabled`` or empty (any case), or a relative path
+        (refused with a :class:`pencils.errors.CacheWarning`, once).
+        Otherwise the platform's cache directory:
         ``$XDG_CACHE_HOME/pencils`` (if ``XDG_CACHE_HOME`` is an absolute path)
         or ``~/.cache/pencils`` on Linux and other POSIX systems,
         ``~/Library/Caches/pencils`` on macOS and
@@ -110,16 +146,24 @@ def directory() -> Path | None:
     >>> with mock.patch.dict(os.environ, {"PENCILS_CACHE_DIR": "/tmp/pencils-example"}):
     ...     directory() == Path("/tmp/pencils-example")
     True
-    >>> with mock.patch.dict(os.environ, {"PENCILS_CACHE_DIR": "off"}):
+    >>> with mock.patch.dict(os.environ, {"PENCILS_CACHE_DIR": "False"}):
     ...     print(directory())
     None
     """
     override = os.environ.get(_ENVIRONMENT_VARIABLE)
-    if override is not None:
-        if override.strip().lower() in _DISABLING_VALUES:
-            return None
-        return Path(override).expanduser()
-    return _platform_directory()
+    if override is None:
+        return _platform_directory()
+    if override.strip().lower() in _DISABLING_VALUES:
+        return None
+    folder = Path(os.path.expanduser(override))  # "~unknown-user" stays as it is (and is relative)
+    if not folder.is_absolute():
+        _warn_once(
+            f"relative {_ENVIRONMENT_VARIABLE} {override!r}",
+            f"{_ENVIRONMENT_VARIABLE}={override!r} is a relative path, so the pencils cache is disabled; set it to "
+            f"an absolute path (or ~/...), or to off, false, 0, no, none or disabled.",
+        )
+        return None
+    return folder
 
 
 def _platform_directory() -> Path:
@@ -196,11 +240,13 @@ def key(*parts: str) -> str:
 def load(kind: str, digest: str) -> dict | None:
     """Return the payload stored under ``kind`` and ``digest``, or ``None``.
 
-    An entry that cannot be parsed, or whose format, package version, kind,
-    key or checksum does not match, is removed (quietly: a debug message is
-    logged) and ``None`` is returned, so that the caller rebuilds it.  An entry
-    that cannot be read (permissions, a file locked by another process) is
-    reported as missing but left in place.
+    An entry that is not a regular file (a symbolic link, a FIFO, a device),
+    is larger than :data:`MAX_ENTRY_BYTES`, cannot be parsed, or whose format,
+    package version, kind, key or checksum does not match, is not used: it is
+    removed, ``None`` is returned so that the caller rebuilds it, and a
+    :class:`pencils.errors.CacheWarning` says so (once per process for each
+    kind of problem).  An entry that cannot be read (permissions, a file locked
+    by another process) is reported as missing but left in place.
 
     Parameters
     ----------
@@ -238,8 +284,11 @@ def load(kind: str, digest: str) -> dict | None:
     if path is None:
         return None
     try:
-        text = path.read_bytes()
+        text = _read_entry(path)
     except FileNotFoundError:
+        return None
+    except _UnsafeEntry as problem:
+        _reject(path, "an entry that is not a regular file of bounded size", str(problem))
         return None
     except OSError as error:
         # Not evidence of corruption (permissions, a file locked by another process on
@@ -249,11 +298,11 @@ def load(kind: str, digest: str) -> dict | None:
     try:
         document = json.loads(text)
     except (ValueError, RecursionError) as error:
-        _discard(path, f"is not valid JSON ({error})")
+        _reject(path, "a damaged entry", f"is not valid JSON ({error})")
         return None
     problem = _validation_problem(document, kind, digest)
     if problem is not None:
-        _discard(path, problem)
+        _reject(path, "a damaged entry", problem)
         return None
     return document["payload"]
 
@@ -310,10 +359,45 @@ def store(kind: str, digest: str, payload: dict) -> None:
     text = json.dumps(document, indent=1, allow_nan=False).encode("utf-8") + b"\n"
     if path is None:
         return
+    if len(text) > MAX_ENTRY_BYTES:
+        _logger.debug("pencils cache: not writing %s, of %d bytes (more than %d)", path, len(text), MAX_ENTRY_BYTES)
+        return
     try:
         _write_atomically(path, text)
     except OSError as error:
         _logger.debug("pencils cache: could not write %s (%s)", path, error)
+
+
+def discard(kind: str, digest: str, reason: str) -> None:
+    """Remove an entry that :func:`load` returned but its caller cannot use, and say so once.
+
+    For a payload whose checksum is valid but whose content the caller refuses
+    (a malformed expression tree, an index out of range): the entry is
+    removed, so that the caller rebuilds and stores it, and a
+    :class:`pencils.errors.CacheWarning` is issued (once per process).
+
+    Parameters
+    ----------
+    kind, digest : str
+        As given to :func:`load`.
+    reason : str
+        What is wrong, completing "the entry ...", e.g. ``"holds an unknown node type"``.
+
+    Examples
+    --------
+    >>> import os, tempfile, warnings
+    >>> from unittest import mock
+    >>> with tempfile.TemporaryDirectory() as folder, \\
+    ...         mock.patch.dict(os.environ, {"PENCILS_CACHE_DIR": folder}), warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     store("example", key("x**2"), {"roots": "not a list"})
+    ...     discard("example", key("x**2"), "holds roots that are not a list")
+    ...     print(load("example", key("x**2")))
+    None
+    """
+    path = _entry_path(kind, digest)
+    if path is not None:
+        _reject(path, "an entry with a malformed payload", reason)
 
 
 def clear() -> int:
@@ -404,31 +488,73 @@ def _validation_problem(document: object, kind: str, digest: str) -> str | None:
     return None
 
 
-def _discard(path: Path, reason: str) -> None:
-    """Remove a corrupted or stale entry, ignoring failures (another process may replace it)."""
-    _logger.debug("pencils cache: removing %s, which %s", path, reason)
+def _read_entry(path: Path) -> bytes:
+    """The bytes of the regular file ``path``, never following a symbolic link nor blocking.
+
+    Raises :class:`_UnsafeEntry` if ``path`` is a symbolic link, is not a
+    regular file (checked on the opened descriptor, so that nothing can be
+    swapped in between) or holds more than :data:`MAX_ENTRY_BYTES`.
+    """
+    no_follow = getattr(os, "O_NOFOLLOW", 0)
+    if not no_follow and path.is_symlink():  # Windows: no O_NOFOLLOW (and links need privileges)
+        raise _UnsafeEntry("is a symbolic link")
+    flags = os.O_RDONLY | no_follow | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        descriptor = os.open(path, flags)
+    except OSError:
+        if path.is_symlink():  # ELOOP on Linux, EMLINK on FreeBSD, EFTYPE on NetBSD
+            raise _UnsafeEntry("is a symbolic link") from None
+        raise
+    with open(descriptor, "rb", buffering=0) as file:
+        mode = os.fstat(descriptor).st_mode
+        if not stat.S_ISREG(mode):
+            raise _UnsafeEntry(f"is not a regular file (mode {stat.filemode(mode)})")
+        text = file.read(MAX_ENTRY_BYTES + 1)
+    if len(text) > MAX_ENTRY_BYTES:
+        raise _UnsafeEntry(f"is larger than {MAX_ENTRY_BYTES} bytes")
+    return text
+
+
+def _reject(path: Path, problem: str, detail: str) -> None:
+    """Remove an entry that is not used (``problem``: its kind of problem; ``detail``: what is wrong
+    with this one), and report it: at debug level each time, by a warning once per ``problem``."""
+    _logger.debug("pencils cache: removing %s, which %s", path, detail)
     _remove_quietly(path)
+    _warn_once(
+        problem,
+        f"the pencils cache found {problem}: {path} {detail}. It was removed and is rebuilt, so results are "
+        f"unaffected; other entries with this kind of problem are handled the same way without a warning.",
+    )
+
+
+def _warn_once(problem: str, message: str) -> None:
+    """Issue ``message`` as a :class:`CacheWarning` unless one was issued for ``problem`` in this process."""
+    with _reported_lock:
+        if problem in _reported:
+            return
+        _reported.add(problem)
+    warnings.warn(message, CacheWarning, stacklevel=3)
 
 
 def _write_atomically(path: Path, text: bytes) -> None:
-    """Write ``text`` to ``path`` through a synced temporary file and an atomic rename."""
+    """Write ``text`` to ``path`` through a synced temporary file and an atomic rename.
+
+    The temporary file is removed if anything fails (a full disk at any write,
+    the sync, the close or the rename; an interrupt).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-    ) as temporary:
-        temporary_path = temporary.name
-        try:
-            temporary.write(text)
-            temporary.flush()
-            os.fsync(temporary.fileno())
-        except BaseException:
-            temporary.close()
-            _remove_quietly(temporary_path)
-            raise
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.replace(temporary_path, path)
+        try:
+            remaining = memoryview(text)
+            while remaining:
+                remaining = remaining[os.write(descriptor, remaining) :]
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        os.replace(temporary, path)
     except BaseException:
-        _remove_quietly(temporary_path)
+        _remove_quietly(temporary)
         raise
 
 

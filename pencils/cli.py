@@ -9,6 +9,11 @@ The default learning curve (``m = inf``, ``psi_n = 20``, ``t = 0.01``, ``lam = 1
 Several times and a finite ``m``; ``psi_p`` as ``start:stop:count`` (log-spaced)::
 
     pencils dsm --psi-n 5 --psi-p 0.5:50:40 --t 0.01,0.1,1 --m 4
+
+The crossover between generalisation and memorisation (``dsm.crossover``) for each ``psi_n`` and ``m``,
+drawn as the phase diagram::
+
+    pencils dsm --phase-diagram --psi-n 1:100:5 --m 1,4,inf --plot phase.png
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     dsm = commands.add_parser(
         "dsm",
         help="test and train errors of denoising score matching with random features",
-        description="Asymptotic DSM learning curves (conventions: shared/spec/dsm.md, stated in the README). "
+        description="Asymptotic DSM learning curves (conventions: docs/dsm.md). "
         "Values are a comma-separated list or start:stop:count (log-spaced); every combination is computed.",
     )
     dsm.add_argument("--psi-n", type=_values, default=_values("20"), help="n/d (default 20)")
@@ -55,7 +60,37 @@ def _parser() -> argparse.ArgumentParser:
     dsm.add_argument("--activation", default="relu", help="relu, tanh, erf, sin, cos, ... (default relu)")
     dsm.add_argument("--dps", type=int, default=None, help="decimal digits (mpmath) instead of floats")
     dsm.add_argument("--plot", metavar="FILE", help="save test and train errors against psi_p to FILE (PNG, PDF, ...)")
+    dsm.add_argument("--phase-diagram", action="store_true",
+                     help="print the crossover psi_p (normalised gap = 1, see dsm.crossover) for each psi_n and m "
+                     "instead of errors; --plot draws the regions; --psi-p is ignored")
     return parser
+
+
+def _phase_diagram(arguments) -> int:
+    """``--phase-diagram``: the crossover on the grid psi_n x m as CSV, and the regions with ``--plot``."""
+    from .models import dsm
+
+    if arguments.t.size > 1 or arguments.lam.size > 1 or arguments.dps is not None:
+        print("pencils dsm: --phase-diagram takes one --t and one --lam, in floats (no --dps)", file=sys.stderr)
+        return 2
+    try:
+        boundary = dsm.phase_boundary(arguments.psi_n, m=arguments.m, t=arguments.t.item(), lam=arguments.lam.item(),
+                                      activation=arguments.activation)
+    except PencilsError as error:
+        print(f"pencils dsm: {error}", file=sys.stderr)
+        return 2
+    sys.stdout.write(boundary.to_csv())
+    if arguments.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from .models.dsm_figures import draw_phase_diagram
+
+        axis = draw_phase_diagram(boundary)
+        axis.set_title(f"DSM, {arguments.activation}, t = {arguments.t.item():g}, lambda = {arguments.lam.item():g}", fontsize=9)
+        axis.figure.savefig(arguments.plot, dpi=150, bbox_inches="tight")
+        print(f"# plot saved to {arguments.plot}", file=sys.stderr)
+    return 0
 
 
 def _plot(curve, path: str) -> None:
@@ -92,6 +127,8 @@ def _plot(curve, path: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pencils`` console script."""
     arguments = _parser().parse_args(argv)
+    if arguments.phase_diagram:
+        return _phase_diagram(arguments)
     from .models import dsm
     from .sweep import sweep
 

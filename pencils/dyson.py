@@ -32,8 +32,9 @@ import numpy as np
 import sympy
 
 from .pencil import IDENTITY, Pencil
+from .serialization import encode
 
-__all__ = ["Coupling", "DysonSystem"]
+__all__ = ["Coupling", "DysonSystem", "check_record"]
 
 
 @dataclass(frozen=True)
@@ -192,9 +193,11 @@ class DysonSystem:
     def record(self) -> dict:
         """The numeric problem as plain data: what :class:`pencils.solve.Solver` needs.
 
-        Integers, lists and strings only (expressions as :func:`sympy.srepr`), so
-        that it can be written to the on-disk cache as JSON.  The couplings are
-        sorted by unknown.
+        Integers, lists, strings and dictionaries only (expressions as the trees
+        of :func:`pencils.serialization.encode`), so that it can be written to
+        the on-disk cache as JSON and read back without evaluating any text
+        (:func:`check_record` checks its structure).  The couplings are sorted
+        by unknown.
 
         Examples
         --------
@@ -204,7 +207,7 @@ class DysonSystem:
         >>> X = Gaussian("X", n, d)
         >>> record = derive((X.T * X / n - z * sympy.Identity(d)).I, {n: 2 * d}).record()
         >>> record["unknowns"], record["parameters"]
-        ([[0, 0], [1, 1]], ["Symbol('z')"])
+        ([[0, 0], [1, 1]], [['Symbol', 'z', {}]])
         """
         identity = list(self.deterministic_pattern())
         couplings = sorted(self.couplings, key=lambda c: c.unknown)
@@ -215,13 +218,13 @@ class DysonSystem:
             + [self.pencil.scale]
         )
         return {
-            "parameters": [sympy.srepr(p) for p in self.parameters],
+            "parameters": [encode(p) for p in self.parameters],
             "size": len(self.pencil.sizes),
             "identity": [[int(i), int(j)] for i, j in identity],
             "couplings": [[c.row, c.col, c.unknown] for c in couplings],
             "unknowns": [[int(l), int(m)] for l, m in self.unknowns],
             "ratios": [str(r) for r in self.ratios],
-            "coefficients": [sympy.srepr(e) for e in expressions],
+            "coefficients": [encode(e) for e in expressions],
             "out": int(self.pencil.out),
             "into": int(self.pencil.into),
         }
@@ -237,6 +240,65 @@ class DysonSystem:
               continuation: str = "neighbours"):
         """Solve at parameter values and return the target (see :func:`pencils.trace_limit`)."""
         return self.solver.target(subs or {}, dps=dps, path_from=path_from, continuation=continuation)
+
+
+def check_record(record) -> None:
+    """Check that ``record`` has the structure of :meth:`DysonSystem.record` (e.g. one read from disk).
+
+    Every block index must lie within the pencil, every coupling read a listed
+    unknown (in order), and there must be one coefficient per identity entry,
+    coupling and block, plus the scale.  The expressions themselves are checked
+    when they are decoded (:func:`pencils.serialization.decode`).
+
+    Raises
+    ------
+    ValueError
+        Naming the first field that is wrong.
+
+    Examples
+    --------
+    >>> import sympy
+    >>> from pencils import Gaussian, derive
+    >>> n, d, z = sympy.symbols("n d z")
+    >>> X = Gaussian("X", n, d)
+    >>> record = derive((X.T * X / n - z * sympy.Identity(d)).I, {n: 2 * d}).record()
+    >>> check_record(record)
+    >>> check_record(dict(record, couplings=[[0, 5, 0]]))
+    Traceback (most recent call last):
+    ...
+    ValueError: the record's couplings are not lists of 3 integers within (2, 2, 2)
+    """
+    if not isinstance(record, dict):
+        raise ValueError("the record is not a dictionary")
+    size = record.get("size")
+    if type(size) is not int or size < 1:
+        raise ValueError(f"the record's size is {size!r}, not a positive integer")
+
+    def rows(field: str, bounds: tuple) -> list:
+        value = record.get(field)
+        if type(value) is not list or not all(
+            type(row) is list and len(row) == len(bounds)
+            and all(type(k) is int and 0 <= k < bound for k, bound in zip(row, bounds))
+            for row in value
+        ):
+            raise ValueError(f"the record's {field} are not lists of {len(bounds)} integers within {bounds}")
+        return value
+
+    unknowns = rows("unknowns", (size, size))
+    identity = rows("identity", (size, size))
+    couplings = rows("couplings", (size, size, len(unknowns)))
+    if [c[2] for c in couplings] != sorted(c[2] for c in couplings):
+        raise ValueError("the record's couplings are not sorted by unknown")
+    for field, length in [("ratios", size), ("parameters", None),
+                          ("coefficients", len(identity) + len(couplings) + size + 1)]:
+        value = record.get(field)
+        if type(value) is not list or (length is not None and len(value) != length):
+            raise ValueError(f"the record's {field} are not a list" + (f" of {length}" if length else ""))
+    if not all(type(ratio) is str for ratio in record["ratios"]):
+        raise ValueError("the record's ratios are not strings")
+    for field in ("out", "into"):
+        if type(record.get(field)) is not int or not 0 <= record[field] < size:
+            raise ValueError(f"the record's {field} is {record.get(field)!r}, not a block index below {size}")
 
 
 def _structurally_nonzero(size: int, pattern: set, terms: dict) -> np.ndarray:

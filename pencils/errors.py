@@ -66,6 +66,17 @@ class PrecisionWarning(UserWarning):
     """
 
 
+class CacheWarning(UserWarning):
+    """The on-disk cache (:mod:`pencils.cache`) ignored an entry or a setting.
+
+    Issued, once per process for each kind of problem, when an entry is not a
+    regular file inside the cache directory (a symbolic link, a FIFO, a
+    device), is too large, damaged or malformed (it is removed and rebuilt:
+    results are unaffected), or when ``PENCILS_CACHE_DIR`` is a relative path
+    (the cache is then disabled).
+    """
+
+
 class SpectrumWarning(UserWarning):
     """The masses found by :func:`pencils.spectrum` do not add up to 1.
 

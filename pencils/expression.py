@@ -34,6 +34,7 @@ from sympy.matrices.expressions import (
     Transpose,
 )
 
+from .arguments import as_sympy
 from .errors import DimensionError, MisScaledError, UnsupportedOperationError
 from .gaussian import Gaussian
 
@@ -77,7 +78,8 @@ class Dimensions:
                 f"dims must be a dict mapping each dimension symbol to a multiple of one base "
                 f"symbol, e.g. {{n: 2*d, p: 3*d}}; got {type(dims).__name__}."
             )
-        dims = {sympy.sympify(key): sympy.sympify(value) for key, value in dims.items()}
+        dims = {as_sympy(key, "dims", DimensionError): as_sympy(value, "dims", DimensionError)
+                for key, value in dims.items()}
         base = cls._find_base(dims, shape_symbols)
         ratios = {base: sympy.Integer(1)}
         for dimension, value in dims.items():

@@ -5,6 +5,9 @@ from __future__ import annotations
 import sympy
 from sympy import MatrixSymbol
 
+from .arguments import as_sympy
+from .errors import DimensionError
+
 __all__ = ["Gaussian"]
 
 
@@ -21,8 +24,10 @@ class Gaussian(MatrixSymbol):
     name : str
         The name of the matrix; it identifies the random draw.
     rows, cols : sympy.Expr or str
-        Dimension symbols (or expressions of them).  Their ratios are fixed later,
-        by the ``dims`` argument of :func:`pencils.trace_limit`.
+        Dimension symbols (or expressions of them), or the name of a symbol
+        (``"n"`` is ``sympy.Symbol("n")``; text is never parsed, so write
+        ``2*n`` as a SymPy expression).  Their ratios are fixed later, by the
+        ``dims`` argument of :func:`pencils.trace_limit`.
 
     Examples
     --------
@@ -37,5 +42,9 @@ class Gaussian(MatrixSymbol):
     """
 
     def __new__(cls, name: str, rows, cols):
-        rows, cols = (sympy.sympify(size) for size in (rows, cols))
+        rows, cols = (
+            sympy.Symbol(size) if isinstance(size, str) and size.isidentifier()
+            else as_sympy(size, "the shape of a Gaussian", DimensionError)
+            for size in (rows, cols)
+        )
         return super().__new__(cls, name, rows, cols)

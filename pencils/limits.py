@@ -20,18 +20,21 @@ import numpy as np
 import sympy
 
 from . import cache
-from .dyson import DysonSystem
-from .errors import MisScaledError, ParameterError, UnsupportedOperationError
+from .arguments import as_sympy, resolve_keys
+from .dyson import DysonSystem, check_record
+from .errors import DimensionError, MisScaledError, ParameterError, UnsupportedOperationError
 from .expression import Dimensions, normalise, shape_symbols
 from .functions import MatrixFunction, function_limit
 from .pencil import linearize
-from .solve import Solver, _compile, _sympy_namespace, _to_mpmath
+from .serialization import decode, encode
+from .solve import Solver, _compile, _to_mpmath
 
 __all__ = ["derive", "trace_limit", "limit"]
 
 
 def _key(dims: Mapping) -> tuple:
-    return tuple(sorted(((sympy.sympify(k), sympy.sympify(v)) for k, v in dims.items()), key=str))
+    pairs = ((as_sympy(k, "dims", DimensionError), as_sympy(v, "dims", DimensionError)) for k, v in dims.items())
+    return tuple(sorted(pairs, key=str))
 
 
 @lru_cache(maxsize=256)
@@ -79,28 +82,43 @@ def _check_square(expr) -> None:
 
 @lru_cache(maxsize=1)
 def _source_fingerprint() -> str:
-    """A hash of the modules that turn an expression into a numeric problem (part of every cache key)."""
+    """A hash of the engine's source (part of every cache key): every module of the package but the
+    command line, so that no change to what shapes a derivation can reuse an old entry."""
     digest = hashlib.sha256()
-    for name in ("gaussian", "expression", "pencil", "dyson", "solve", "limits"):
-        digest.update((Path(__file__).parent / f"{name}.py").read_bytes())
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        if path.name != "cli.py":
+            digest.update(f"{path.name}\0".encode())
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()
 
 
-def _cached_payload(kind: str, expr, dims_key: tuple, build) -> dict:
-    """The disk-cache entry of ``expr`` under ``kind``, made by ``build(expr, dims_key)`` on a miss."""
+def _cached(kind: str, expr, dims_key: tuple, build, make):
+    """``make(payload)`` of the disk-cache entry of ``expr`` under ``kind``, where ``build(expr, dims_key)``
+    makes the payload on a miss, or when ``make`` refuses the stored one (which is then rebuilt and
+    replaced, with one :class:`pencils.errors.CacheWarning` per process)."""
     digest = cache.key(kind, sympy.srepr(expr), sympy.srepr(dims_key), _source_fingerprint())
     payload = cache.load(kind, digest)
-    if payload is None:
-        payload = build(expr, dims_key)
-        cache.store(kind, digest, payload)
-    return payload
+    if payload is not None:
+        try:
+            return make(payload)
+        except (ValueError, TypeError, LookupError, ArithmeticError, RecursionError) as error:
+            cache.discard(kind, digest, f"holds a malformed {kind} payload ({type(error).__name__}: {error})")
+    payload = build(expr, dims_key)
+    made = make(payload)
+    cache.store(kind, digest, payload)
+    return made
+
+
+def _trace_solver(payload: dict) -> Solver:
+    """The solver of a ``"trace"`` payload, checked."""
+    check_record(payload["record"])
+    return Solver(payload["record"])
 
 
 @lru_cache(maxsize=256)
 def _solver(expr, dims_key: tuple) -> Solver:
     """The compiled solver of ``expr``: from memory, the disk cache, or a derivation."""
-    payload = _cached_payload("trace", expr, dims_key, lambda e, k: {"record": _derive(e, k).record()})
-    return Solver(payload["record"])
+    return _cached("trace", expr, dims_key, lambda e, k: {"record": _derive(e, k).record()}, _trace_solver)
 
 
 def trace_limit(
@@ -244,17 +262,18 @@ def limit(
     if isinstance(quantity, (list, tuple)):
         if any(getattr(q, "is_Matrix", False) for q in quantity):
             quantity = [sympy.Trace(q) / q.shape[0] if getattr(q, "is_Matrix", False) else q for q in quantity]
-        return list(_evaluate(sympy.Tuple(*map(sympy.sympify, quantity)), dims, subs, dps, path_from, continuation))
+        quantity = [as_sympy(q, "quantity") for q in quantity]
+        return list(_evaluate(sympy.Tuple(*quantity), dims, subs, dps, path_from, continuation))
     if getattr(quantity, "is_Matrix", False):
         return trace_limit(quantity, dims, subs, dps, path_from=path_from, continuation=continuation)
-    return _evaluate(sympy.Tuple(sympy.sympify(quantity)), dims, subs, dps, path_from, continuation)[0]
+    return _evaluate(sympy.Tuple(as_sympy(quantity, "quantity")), dims, subs, dps, path_from, continuation)[0]
 
 
 def _evaluate(quantities: sympy.Tuple, dims, subs, dps, path_from, continuation) -> list:
     """The limits of ``quantities`` (see :func:`limit`): each solver once, with the derivatives asked of it."""
     compiled = _compiled_limit(quantities, _key(dims))
     starts = _starts_by_trace(path_from, compiled.solvers)
-    subs = dict(subs or {})
+    subs = resolve_keys(subs, {*compiled.arguments, *(p for s in compiled.solvers for p in s.parameters)}, "subs")
     values: list = [None] * len(compiled.outputs)
     for index, (solver, start) in enumerate(zip(compiled.solvers, starts)):
         wanted = [k for k, (record, _) in enumerate(compiled.outputs) if record == index]
@@ -264,7 +283,10 @@ def _evaluate(quantities: sympy.Tuple, dims, subs, dps, path_from, continuation)
         for k in wanted:
             parameter = compiled.outputs[k][1]
             values[k] = results[0 if parameter is None else 1 + parameters.index(parameter)]
-    inputs = values + [_value(subs, symbol) for symbol in compiled.arguments[len(values) :]]
+    missing = [symbol for symbol in compiled.arguments[len(values) :] if symbol not in subs]
+    if missing:
+        raise ParameterError(f"no value given for {missing[0]}; pass subs={{{missing[0]}: ...}}.")
+    inputs = values + [subs[symbol] for symbol in compiled.arguments[len(values) :]]
     if dps is None:
         return list(compiled.numpy(*inputs))
     with mpmath.workdps(dps + 15):
@@ -285,8 +307,8 @@ def _starts_by_trace(path_from: Mapping | None, solvers: list) -> list:
     """``path_from`` restricted to the parameters of each trace's solver (``None`` where it names none)."""
     if not path_from:
         return [None] * len(solvers)
-    path_from = {sympy.sympify(key): value for key, value in path_from.items()}
     used = set().union(*(solver.parameters for solver in solvers)) if solvers else set()
+    path_from = resolve_keys(path_from, used, "path_from")
     unused = [str(key) for key in path_from if key not in used]
     if unused:
         raise ParameterError(f"path_from names {', '.join(unused)}, which the quantity does not use.")
@@ -299,17 +321,22 @@ class _CompiledLimit:
 
     Built from the plain data of :func:`_limit_payload`: ``arguments`` (one
     placeholder per trace or derivative of a trace, then the other scalars),
-    ``formulas`` as :func:`sympy.srepr`, one solver record per distinct trace,
-    and ``outputs``: for each placeholder, its record and the parameter it is
-    differentiated in (``None`` for the trace itself).
+    ``formulas``, one solver record per distinct trace, and ``outputs``: for
+    each placeholder, its record and the parameter it is differentiated in
+    (``None`` for the trace itself); expressions as the trees of
+    :mod:`pencils.serialization`.  A payload of any other structure raises
+    ``ValueError``, ``TypeError`` or ``LookupError``.
     """
 
     def __init__(self, payload: dict):
-        namespace = _sympy_namespace()
-        self.arguments = tuple(eval(text, namespace) for text in payload["arguments"])
-        self.formulas = [eval(text, namespace) for text in payload["formulas"]]
+        self.arguments = tuple(decode(tree) for tree in payload["arguments"])
+        self.formulas = [decode(tree) for tree in payload["formulas"]]
+        for record in payload["records"]:
+            check_record(record)
         self.solvers = [Solver(record) for record in payload["records"]]
-        self.outputs = [(record, eval(text, namespace) if text else None) for record, text in payload["outputs"]]
+        self.outputs = [(record, decode(tree) if tree is not None else None) for record, tree in payload["outputs"]]
+        if len(self.outputs) > len(self.arguments) or not all(0 <= r < len(self.solvers) for r, _ in self.outputs):
+            raise ValueError("the outputs of a limit payload do not match its arguments and records")
         self.numpy = _compile(self.arguments, self.formulas, "numpy")
 
     @cached_property
@@ -319,7 +346,7 @@ class _CompiledLimit:
 
 @lru_cache(maxsize=64)
 def _compiled_limit(quantities: sympy.Tuple, dims_key: tuple) -> _CompiledLimit:
-    return _CompiledLimit(_cached_payload("limit", quantities, dims_key, _limit_payload))
+    return _cached("limit", quantities, dims_key, _limit_payload, _CompiledLimit)
 
 
 def _limit_payload(quantities: sympy.Tuple, dims_key: tuple) -> dict:
@@ -344,7 +371,7 @@ def _limit_payload(quantities: sympy.Tuple, dims_key: tuple) -> dict:
         matrix = trace.arg * dimensions.base ** (-power)
         if matrix not in matrices:
             matrices.append(matrix)
-        key = [matrices.index(matrix), sympy.srepr(parameter) if parameter is not None else ""]
+        key = [matrices.index(matrix), encode(parameter) if parameter is not None else None]
         if key not in outputs:
             outputs.append(key)
             placeholders.append(sympy.Dummy(f"tau{len(placeholders)}", dummy_index=len(placeholders)))
@@ -371,8 +398,8 @@ def _limit_payload(quantities: sympy.Tuple, dims_key: tuple) -> dict:
         formulas.append(reduced)
     others = sorted(set().union(*(f.free_symbols for f in formulas)) - set(placeholders), key=str)
     return {
-        "arguments": [sympy.srepr(s) for s in placeholders + others],
-        "formulas": [sympy.srepr(f) for f in formulas],
+        "arguments": [encode(s) for s in placeholders + others],
+        "formulas": [encode(f) for f in formulas],
         "records": [_derive(matrix, dims_key).record() for matrix in matrices],
         "outputs": outputs,
     }
@@ -413,9 +440,3 @@ def _merge_traces(quantity: sympy.Expr, traces: list, dimensions: Dimensions) ->
     ]
     return rest + sum(merged)
 
-
-def _value(subs: Mapping, symbol):
-    for key, value in subs.items():
-        if sympy.sympify(key) == symbol:
-            return value
-    raise ParameterError(f"no value given for {symbol}; pass subs={{{symbol}: ...}}.")

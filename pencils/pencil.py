@@ -37,6 +37,7 @@ from typing import Mapping
 import numpy as np
 import sympy
 
+from .arguments import resolve_keys
 from .expression import Block, Dimensions, Identity, Inverse, Leaf, Product, Sum, normalise, parts, shape_symbols
 from .errors import MisScaledError, ParameterError, UnsupportedOperationError
 
@@ -182,7 +183,8 @@ class Pencil:
         """
         from .sampling import draw, evaluate
 
-        values = {sympy.sympify(key): value for key, value in (values or {}).items()}
+        symbols = self.expression.free_symbols.union(*(ratio.free_symbols for _, ratio in self.dims.ratios))
+        values = resolve_keys(values, symbols, "values")
         size = exact_size(self.dims, size, values)
         sizes = draw_sizes(self.dims, size, values)
         matrices = draw(self.expression, sizes, np.random.default_rng(seed))

@@ -13,6 +13,7 @@ import numpy as np
 import sympy
 from sympy.matrices.expressions import BlockMatrix, Identity, Inverse, MatAdd, MatMul, MatPow, Transpose
 
+from .arguments import resolve_keys
 from .errors import ParameterError, UnsupportedOperationError
 from .expression import Dimensions, shape_symbols
 from .gaussian import Gaussian
@@ -127,7 +128,8 @@ def sample_trace(
     if not seeds:
         raise ParameterError("seeds is empty; give at least one seed (two for a standard error).")
     dimensions = Dimensions.from_mapping(dims, shape_symbols(expr))
-    subs = {sympy.sympify(key): value for key, value in (subs or {}).items()}
+    symbols = expr.free_symbols.union(*(ratio.free_symbols for _, ratio in dimensions.ratios))
+    subs = resolve_keys(subs, symbols, "subs")
     keys = list(subs)
     arrays = np.broadcast_arrays(*(np.asarray(subs[key]) for key in keys)) if keys else []
     shape = arrays[0].shape if arrays else ()

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from functools import cached_property, lru_cache
+from functools import cached_property
 from typing import Mapping, NamedTuple, Sequence
 
 import mpmath
@@ -51,18 +51,12 @@ import numpy as np
 import sympy
 from threadpoolctl import threadpool_limits
 
+from .arguments import resolve_keys
 from .dyson import _structurally_nonzero
 from .errors import ConvergenceError, ParameterError, PrecisionWarning
+from .serialization import decode
 
 __all__ = ["Solver"]
-
-
-@lru_cache(maxsize=1)
-def _sympy_namespace() -> dict:
-    """The names :func:`sympy.srepr` output refers to, for ``eval`` (its documented inverse)."""
-    namespace: dict = {}
-    exec("from sympy import *", namespace)
-    return namespace
 
 
 def _compile(arguments, expressions, module: str):
@@ -82,6 +76,10 @@ def _compile(arguments, expressions, module: str):
         renamed = [sympy.sympify(e).xreplace(renaming) for e in expressions]
     else:
         renamed = sympy.sympify(expressions).xreplace(renaming)
+    stray = sympy.Tuple(*renamed if isinstance(renamed, list) else [renamed]).free_symbols - set(names)
+    if stray or not all(isinstance(a, sympy.Symbol) for a in arguments):
+        # Only x0, x1, ... may reach the generated code: a symbol's name is never printed into it.
+        raise ValueError(f"cannot compile expressions in {', '.join(map(str, stray)) or 'non-symbols'}: not arguments")
     printer, namespace = {
         "numpy": (NumPyPrinter, {"numpy": np}),
         "mpmath": (MpmathPrinter, {"mpmath": mpmath}),
@@ -327,8 +325,7 @@ class Solver:
 
     def __init__(self, record: Mapping):
         self.record = dict(record)
-        namespace = _sympy_namespace()
-        self.parameters = tuple(eval(text, namespace) for text in record["parameters"])  # srepr round trip
+        self.parameters = tuple(decode(tree) for tree in record["parameters"])
         self.size = size = int(record["size"])
         identity = np.array(record["identity"], dtype=int).reshape(-1, 2)
         couplings = np.array(record["couplings"], dtype=int).reshape(-1, 3)  # sorted by unknown
@@ -343,7 +340,7 @@ class Solver:
         self._coupling_entry = sorted_entries[self._coupling_start]
         self._identity_entry = self._identity_rows * size + self._identity_cols
         self._jacobian_terms(identity, couplings, unknowns)
-        self._expressions = [eval(text, namespace) for text in record["coefficients"]]
+        self._expressions = [decode(tree) for tree in record["coefficients"]]
         self._split = np.cumsum([len(identity), len(couplings), len(record["ratios"])])
         self._numpy = _compile(self.parameters, self._expressions, "numpy")
 
@@ -381,7 +378,7 @@ class Solver:
 
     def _points(self, subs: Mapping, multiprecision: bool) -> tuple[tuple, list, int]:
         """Broadcast the parameter values: ``(shape, flat columns, number of points)``."""
-        subs = {sympy.sympify(key): value for key, value in subs.items()}
+        subs = resolve_keys(subs, self.parameters, "subs")
         missing = [p for p in self.parameters if p not in subs]
         if missing:
             names = ", ".join(map(str, missing))
@@ -845,7 +842,7 @@ class Solver:
 
     def _continue_in_parameters(self, floats: list, count: int, path_from: Mapping, continuation: str):
         """Solve at the ``path_from`` values, then follow the straight line to the requested ones."""
-        path_from = {sympy.sympify(key): value for key, value in path_from.items()}
+        path_from = resolve_keys(path_from, self.parameters, "path_from")
         unknown = [str(key) for key in path_from if key not in self.parameters]
         if unknown:
             raise ParameterError(f"path_from names {', '.join(unknown)}, which the expression does not use.")

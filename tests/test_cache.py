@@ -1,16 +1,19 @@
-"""The on-disk cache: round trips, keys, stale and corrupted entries, locations, concurrency."""
+"""The on-disk cache: round trips, keys, stale, corrupted and unsafe entries, locations, concurrency."""
 
+import errno
 import hashlib
 import json
 import multiprocessing
 import os
 import sys
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from pencils import cache
+from pencils.errors import CacheWarning
 
 PAYLOAD = {
     "equations": ["g_1*(z - g_2) - 1", "g_2 - psi*g_1/(1 + g_1)"],
@@ -20,6 +23,12 @@ PAYLOAD = {
     "flags": [True, False, None],
     "note": "ψ = p/d, λ ≥ 0",
 }
+
+
+@pytest.fixture(autouse=True)
+def unreported(monkeypatch):
+    """Every test starts as a fresh process would: no kind of problem reported yet."""
+    monkeypatch.setattr(cache, "_reported", set())
 
 
 @pytest.fixture
@@ -170,7 +179,8 @@ def test_entry_of_another_version_or_format_is_stale(cache_directory, field, val
     cache.store("dyson", digest, PAYLOAD)
     path = entry_file(cache_directory, "dyson", digest)
     rewrite_document(path, lambda document: document.update({field: value}))
-    assert cache.load("dyson", digest) is None
+    with pytest.warns(CacheWarning, match=field):
+        assert cache.load("dyson", digest) is None
     assert not path.exists()
 
 
@@ -235,26 +245,39 @@ def test_corrupted_entry_is_removed_and_rebuilt(cache_directory, corrupt):
     cache.store("dyson", digest, PAYLOAD)
     path = entry_file(cache_directory, "dyson", digest)
     corrupt(path)
-    assert cache.load("dyson", digest) is None
+    with pytest.warns(CacheWarning, match="damaged entry.*rebuilt"):
+        assert cache.load("dyson", digest) is None
     assert not path.exists()
     cache.store("dyson", digest, PAYLOAD)
     assert cache.load("dyson", digest) == PAYLOAD
 
 
-def test_corruption_is_not_reported_as_a_warning(cache_directory, recwarn, capsys):
-    digest = cache.key("expression")
-    cache.store("dyson", digest, PAYLOAD)
-    truncate(entry_file(cache_directory, "dyson", digest))
-    assert cache.load("dyson", digest) is None
-    assert len(recwarn) == 0
+def test_each_kind_of_problem_is_reported_once_per_process(cache_directory, capsys):
+    digests = [cache.key(str(number)) for number in range(3)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # so that Python's own filter does not hide repeats
+        for digest in digests:
+            cache.store("dyson", digest, PAYLOAD)
+            truncate(entry_file(cache_directory, "dyson", digest))
+            assert cache.load("dyson", digest) is None
+        cache.store("dyson", digests[0], PAYLOAD)
+        cache.discard("dyson", digests[0], "holds a payload its reader refuses")
+        cache.store("dyson", digests[1], PAYLOAD)
+        cache.discard("dyson", digests[1], "holds a payload its reader refuses")
+    messages = [str(w.message) for w in caught if issubclass(w.category, CacheWarning)]
+    assert len(messages) == 2 and len(caught) == 2
+    assert "damaged" in messages[0] and "malformed payload" in messages[1]
+    assert list(cache_directory.iterdir()) == []
     assert capsys.readouterr() == ("", "")
 
 
 # Location
 
 
-@pytest.mark.parametrize("value", ["", "0", "off", "OFF", "None", " off "])
-def test_cache_can_be_disabled(tmp_path, monkeypatch, value):
+@pytest.mark.parametrize(
+    "value", ["", "0", "off", "OFF", "None", " off ", "false", "False", "no", "NO", "disable", "Disabled", " none\n"]
+)
+def test_cache_can_be_disabled(tmp_path, monkeypatch, value, recwarn):
     # Were the value taken for a path, or the platform directory used, files would appear here.
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HOME", str(tmp_path))
@@ -266,6 +289,22 @@ def test_cache_can_be_disabled(tmp_path, monkeypatch, value):
     assert list(tmp_path.iterdir()) == []
     assert cache.load("dyson", digest) is None
     assert cache.clear() == 0
+    assert len(recwarn) == 0
+
+
+@pytest.mark.parametrize("value", ["flase", "cache", "./cache", "a/b", "1", "true", "on", "~user-that-does-not-exist/x"])
+def test_relative_directory_is_refused_with_one_warning(tmp_path, monkeypatch, value):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PENCILS_CACHE_DIR", value)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            assert cache.directory() is None
+            cache.store("dyson", cache.key("expression"), PAYLOAD)
+            assert cache.load("dyson", cache.key("expression")) is None
+    assert [w.category for w in caught] == [CacheWarning]
+    assert "relative path" in str(caught[0].message) and repr(value) in str(caught[0].message)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_override_is_used_as_given_with_home_expanded(tmp_path, monkeypatch):
@@ -334,10 +373,15 @@ def test_unwritable_directory_is_ignored(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == [blocker]
 
 
-@pytest.mark.parametrize("failing_call", ["fsync", "replace"])
+@pytest.mark.parametrize("failing_call", ["write", "fsync", "close", "replace"])
 def test_failed_write_leaves_no_temporary_file(cache_directory, monkeypatch, failing_call):
+    """A full disk (ENOSPC) at any step of a write: nothing is left behind, nothing raised."""
+    original = getattr(os, failing_call)
+
     def fail(*arguments):
-        raise OSError(28, "No space left on device")
+        if failing_call == "close":
+            original(*arguments)  # the descriptor is closed even when close reports an error
+        raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, failing_call, fail)
     digest = cache.key("expression")
@@ -434,3 +478,94 @@ def test_concurrent_writers_never_expose_a_partial_entry(tmp_path, monkeypatch):
     assert final is not None and final == concurrent_payload(final["writer"])
     assert temporary_files(folder) == []
     assert [path.name for path in folder.iterdir()] == [final_name]
+
+
+# Unsafe entries: links, special files, huge files
+
+
+def plant_outside(tmp_path: Path, monkeypatch, digest: str, payload: dict) -> Path:
+    """A valid entry (right key, right checksum) written outside the cache directory."""
+    outside = tmp_path / "outside"
+    with monkeypatch.context() as patch:
+        patch.setenv("PENCILS_CACHE_DIR", str(outside))
+        cache.store("dyson", digest, payload)
+    return entry_file(outside, "dyson", digest)
+
+
+def test_symbolic_link_out_of_the_cache_is_never_followed(tmp_path, cache_directory, monkeypatch):
+    digest = cache.key("expression")
+    planted = plant_outside(tmp_path, monkeypatch, digest, {"planted": True})
+    cache_directory.mkdir()
+    link = entry_file(cache_directory, "dyson", digest)
+    link.symlink_to(planted)
+    with pytest.warns(CacheWarning, match="symbolic link"):
+        assert cache.load("dyson", digest) is None
+    assert not os.path.lexists(link)  # the link is removed, its target is left alone
+    assert json.loads(planted.read_text())["payload"] == {"planted": True}
+    cache.store("dyson", digest, PAYLOAD)
+    assert cache.load("dyson", digest) == PAYLOAD and not link.is_symlink()
+
+
+def test_symbolic_link_within_the_cache_is_not_followed_either(cache_directory):
+    digest, other = cache.key("expression"), cache.key("other")
+    cache.store("dyson", other, PAYLOAD)
+    entry_file(cache_directory, "dyson", digest).symlink_to(entry_file(cache_directory, "dyson", other))
+    with pytest.warns(CacheWarning, match="symbolic link"):
+        assert cache.load("dyson", digest) is None
+    assert cache.load("dyson", other) == PAYLOAD
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_fifo_in_place_of_an_entry_does_not_hang(cache_directory):
+    digest = cache.key("expression")
+    cache_directory.mkdir()
+    fifo = entry_file(cache_directory, "dyson", digest)
+    os.mkfifo(fifo)
+    with pytest.warns(CacheWarning, match="not a regular file"):
+        assert cache.load("dyson", digest) is None
+    assert not os.path.lexists(fifo)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="no /dev/zero on this platform")
+def test_link_to_an_endless_device_is_not_read(cache_directory):
+    digest = cache.key("expression")
+    cache_directory.mkdir()
+    entry_file(cache_directory, "dyson", digest).symlink_to("/dev/zero")
+    with pytest.warns(CacheWarning, match="symbolic link"):
+        assert cache.load("dyson", digest) is None
+    assert list(cache_directory.iterdir()) == []
+
+
+def test_device_opened_directly_is_not_read(cache_directory, monkeypatch):
+    """Were the link followed after all (a platform without O_NOFOLLOW), the device is still refused."""
+    if not os.path.exists("/dev/zero"):
+        pytest.skip("no /dev/zero on this platform")
+    monkeypatch.setattr(cache, "_entry_path", lambda kind, digest: Path("/dev/zero"))
+    monkeypatch.setattr(cache, "_remove_quietly", lambda path: None)  # never try to remove /dev/zero
+    with pytest.warns(CacheWarning, match="not a regular file"):
+        assert cache.load("dyson", cache.key("expression")) is None
+
+
+def test_entry_larger_than_the_bound_is_not_read(cache_directory, monkeypatch):
+    digest = cache.key("expression")
+    cache.store("dyson", digest, {"rows": ["x" * 100] * 100})
+    path = entry_file(cache_directory, "dyson", digest)
+    monkeypatch.setattr(cache, "MAX_ENTRY_BYTES", 5000)
+    with pytest.warns(CacheWarning, match="larger than 5000 bytes"):
+        assert cache.load("dyson", digest) is None
+    assert not path.exists()
+    cache.store("dyson", digest, {"rows": ["x" * 100] * 100})  # too large to write: skipped
+    assert not path.exists()
+    cache.store("dyson", digest, PAYLOAD)
+    assert cache.load("dyson", digest) == PAYLOAD
+
+
+def test_sparse_huge_file_is_refused_without_reading_it(cache_directory):
+    digest = cache.key("expression")
+    cache_directory.mkdir()
+    with open(entry_file(cache_directory, "dyson", digest), "wb") as file:
+        file.truncate(cache.MAX_ENTRY_BYTES * 16)  # 1 GiB of zeros, no disk used
+    with pytest.warns(CacheWarning, match="larger than"):
+        assert cache.load("dyson", digest) is None

@@ -11,12 +11,15 @@ import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import sympy
 
-from pencils import Gaussian, cache, limit, limits, trace_limit
+from pencils import Gaussian, cache, derive, limit, limits, trace_limit
 from pencils.dyson import DysonSystem
+from pencils.errors import CacheWarning
+from pencils.serialization import decode
 
 # A resolvent with a ridge, its value at lam = 1/2 for n = 2 d, and the same from its closed form.
 SCRIPT = """
@@ -39,6 +42,7 @@ def closed_form(lam=0.5, gamma=0.5):
 @pytest.fixture
 def empty_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("PENCILS_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(cache, "_reported", set())  # as in a fresh process: no problem reported yet
     for function in (limits._compiled_limit, limits._solver, limits._derive):
         function.cache_clear()
     yield tmp_path
@@ -85,7 +89,8 @@ def test_the_entry_is_plain_json_with_the_problem(empty_cache):
     document = json.loads(entries(empty_cache)[0].read_text())
     records = document["payload"]["records"]
     assert len(records) == 1 and records[0]["unknowns"]
-    assert all(isinstance(text, str) for text in records[0]["coefficients"])
+    coefficients = [decode(tree) for tree in records[0]["coefficients"]]  # data, not code
+    assert all(isinstance(c, sympy.Expr) for c in coefficients) and sympy.Symbol("lambda") in coefficients
 
 
 def test_hit_skips_the_derivation(empty_cache, monkeypatch):
@@ -123,7 +128,7 @@ def test_a_damaged_entry_is_rebuilt(empty_cache, damage):
         path.write_bytes(os.urandom(500))
     else:  # valid JSON, a coefficient changed by hand: the checksum no longer matches
         document = json.loads(text)
-        document["payload"]["records"][0]["coefficients"][0] = "Integer(7)"
+        document["payload"]["records"][0]["coefficients"][0] = 7
         path.write_text(json.dumps(document))
     assert abs(run(empty_cache) - closed_form()) < 1e-12
     (rebuilt,) = entries(empty_cache)
@@ -158,3 +163,137 @@ def test_disabled_cache_still_computes(monkeypatch, tmp_path):
     assert limit(expression, dims, {lam: 0.5}) == pytest.approx(closed_form(), rel=1e-12)
     assert cache.directory() is None
     limits._compiled_limit.cache_clear()
+
+
+# Forged and unsafe entries: rejected, rebuilt and reported once; nothing in them is run.
+
+
+def resign(path, edit) -> dict:
+    """Apply ``edit`` to the payload of the entry at ``path`` and give it a valid checksum again,
+    as someone able to write the cache directory could; returns the original payload."""
+    document = json.loads(path.read_text())
+    original = json.loads(json.dumps(document["payload"]))
+    edit(document["payload"])
+    document["checksum"] = cache._checksum(document["payload"])
+    path.write_text(json.dumps(document))
+    return original
+
+
+def marker_code(marker) -> str:
+    return f"__import__('pathlib').Path({str(marker)!r}).touch()"
+
+
+def forgeries(marker) -> dict:
+    """Edits of a limit payload, each keeping valid JSON under a valid checksum."""
+    code = marker_code(marker)
+
+    def record(payload):
+        return payload["records"][0]
+
+    return {
+        # The attack the srepr format allowed: Python text where an expression is expected.
+        "srepr text": lambda p: record(p)["coefficients"].__setitem__(0, code),
+        "srepr text in a formula": lambda p: p["formulas"].__setitem__(0, f"{code} or Integer(1)"),
+        # A symbol whose name is code: harmless only because no name reaches generated code.
+        "code as a symbol name": lambda p: record(p)["coefficients"].__setitem__(
+            0, ["Add", ["Symbol", f"{code} or 0", {}], record(p)["coefficients"][0]]),
+        "code as a formula symbol": lambda p: p["formulas"].__setitem__(0, ["Symbol", f"{code} or 1", {}]),
+        "code as a parameter name": lambda p: record(p)["parameters"].__setitem__(0, ["Symbol", code, {}]),
+        "unknown node type": lambda p: record(p)["coefficients"].__setitem__(0, ["eval", code]),
+        "function by name": lambda p: record(p)["coefficients"].__setitem__(0, ["Function", code]),
+        # Malformed content that used to raise KeyError, IndexError or SyntaxError.
+        "missing field": lambda p: record(p).pop("size"),
+        "coupling out of range": lambda p: record(p)["couplings"][0].__setitem__(2, 99),
+        "unknown out of range": lambda p: record(p)["unknowns"][0].__setitem__(0, 40),
+        "truncated text": lambda p: record(p)["coefficients"].__setitem__(0, "Integer("),
+        "a coefficient missing": lambda p: record(p)["coefficients"].pop(),
+        "not a list": lambda p: record(p).__setitem__("couplings", "[[0, 1, 0]]"),
+        "output of no record": lambda p: p["outputs"][0].__setitem__(0, 5),
+        "no records": lambda p: p.__setitem__("records", []),
+        "empty payload": lambda p: p.clear(),
+        "forged power": lambda p: p["formulas"].__setitem__(0, ["Pow", 10, 10**100]),
+    }
+
+
+@pytest.mark.parametrize("forgery", list(forgeries("m")))
+def test_a_forged_entry_with_a_valid_checksum_is_rejected_not_run(empty_cache, tmp_path_factory, forgery):
+    marker = tmp_path_factory.mktemp("marker") / "ran"
+    expression, dims, lam = quantity()
+    expected = limit(expression, dims, {lam: 0.5})
+    (path,) = entries(empty_cache)
+    original = resign(path, forgeries(marker)[forgery])
+    limits._compiled_limit.cache_clear()
+    limits._solver.cache_clear()
+    with pytest.warns(CacheWarning, match="malformed limit payload") as caught:
+        value = limit(expression, dims, {lam: 0.5})
+        limits._compiled_limit.cache_clear()
+        assert limit(expression, dims, {lam: 0.5}) == value  # the rebuilt entry: no second warning
+    assert len([w for w in caught if issubclass(w.category, CacheWarning)]) == 1
+    assert not marker.exists()
+    assert value == expected and abs(value - closed_form()) < 1e-12
+    (rebuilt,) = entries(empty_cache)
+    assert json.loads(rebuilt.read_text())["payload"] == original
+
+
+def test_a_forged_entry_is_rejected_in_a_fresh_process_and_warned_about(empty_cache, tmp_path_factory):
+    marker = tmp_path_factory.mktemp("marker") / "ran"
+    run(empty_cache)
+    (path,) = entries(empty_cache)
+    resign(path, lambda payload: payload["records"][0]["coefficients"].__setitem__(0, marker_code(marker)))
+    environment = dict(os.environ, PENCILS_CACHE_DIR=str(empty_cache))
+    output = subprocess.run([sys.executable, "-c", SCRIPT], env=environment, capture_output=True, text=True, check=True)
+    assert abs(float(output.stdout) - closed_form()) < 1e-12
+    assert output.stderr.count("CacheWarning") == 1 and "malformed limit payload" in output.stderr
+    assert not marker.exists()
+    assert abs(run(empty_cache) - closed_form()) < 1e-12  # the rebuilt entry is used
+
+
+def test_a_planted_entry_outside_the_cache_is_not_followed(empty_cache, tmp_path_factory, monkeypatch):
+    """A link from the cache to a valid entry (right key and checksum) of another problem elsewhere."""
+    n, d, z = sympy.symbols("n d z")
+    X = Gaussian("X", n, d)
+    resolvent = (X.T * X / n - z * sympy.Identity(d)).I
+    assert trace_limit(resolvent, {n: 2 * d}, {z: -1.0}) == pytest.approx((17**0.5 - 3) / 2, rel=1e-14)
+    (path,) = entries(empty_cache)
+    outside = tmp_path_factory.mktemp("outside")
+    digest = path.name[len("trace-") : -len(".json")]
+    with monkeypatch.context() as patch:
+        patch.setenv("PENCILS_CACHE_DIR", str(outside))
+        cache.store("trace", digest, {"record": derive(resolvent, {n: 4 * d}).record()})  # another problem
+        limits._solver.cache_clear()
+        planted_value = trace_limit(resolvent, {n: 2 * d}, {z: -1.0})  # what following the link would give
+    assert abs(planted_value - (17**0.5 - 3) / 2) > 0.01
+    path.unlink()
+    path.symlink_to(outside / path.name)
+    limits._solver.cache_clear()
+    with pytest.warns(CacheWarning, match="symbolic link"):
+        value = trace_limit(resolvent, {n: 2 * d}, {z: -1.0})
+    assert value == pytest.approx((17**0.5 - 3) / 2, rel=1e-14)
+    assert not path.is_symlink() and path.is_file()  # replaced by a rebuilt entry
+    assert (outside / path.name).is_file()  # the target is left alone
+
+
+def test_the_key_covers_every_engine_module_but_the_command_line(tmp_path, monkeypatch):
+    """No hand-kept list: a change to any module of the package (a new one included) changes the
+    fingerprint in every cache key; the command line does not."""
+    package = tmp_path / "pencils"
+    package.mkdir()
+    for module in Path(limits.__file__).parent.glob("*.py"):
+        (package / module.name).write_bytes(module.read_bytes())
+    monkeypatch.setattr(limits, "__file__", str(package / "limits.py"))
+
+    def fingerprint():
+        limits._source_fingerprint.cache_clear()
+        return limits._source_fingerprint()
+
+    fingerprints = [fingerprint()]
+    for name in ["serialization.py", "arguments.py", "expression.py", "new_module.py"]:
+        with open(package / name, "a") as file:
+            file.write("\n# changed\n")
+        fingerprints.append(fingerprint())
+    assert len(set(fingerprints)) == len(fingerprints)
+    with open(package / "cli.py", "a") as file:
+        file.write("\n# changed\n")
+    assert fingerprint() == fingerprints[-1]
+    monkeypatch.undo()
+    limits._source_fingerprint.cache_clear()

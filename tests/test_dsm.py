@@ -13,7 +13,7 @@ from pencils.models import dsm, random_features
 
 @pytest.mark.parametrize("psi_n, psi_p, t, lam", [(2.0, 1.0, 0.5, 1e-2), (1.0, 3.0, 0.1, 1e-3), (4.0, 0.5, 1.0, 0.1)])
 def test_m_equal_one_is_random_features_regression(psi_n, psi_p, t, lam):
-    """dsm.md: regress z on x_t, signal h, label noise a^2, ridge lam/psi_p; two separate derivations.
+    """docs/dsm.md: regress z on x_t, signal h, label noise a^2, ridge lam/psi_p; two separate derivations.
 
     In floats each error is a sum of traces of order one, each accurate to about the
     solver's 1e-12 relative residual; so the errors agree to 1e-11 in absolute terms
@@ -29,7 +29,7 @@ def test_m_equal_one_is_random_features_regression(psi_n, psi_p, t, lam):
 
 @pytest.mark.parametrize("t, lam", [(0.01, 1e-3), (0.01, 1.0), (1.0, 1e-3), (1.0, 1.0)])
 def test_infinite_m_from_one_resolvent_equals_the_direct_form(t, lam):
-    """dsm.errors uses one resolvent trace and its derivatives; the direct form (dsm.md's formulas,
+    """dsm.errors uses one resolvent trace and its derivatives; the direct form (docs/dsm.md formulas,
     traces of products of two resolvents) is a different pencil.
 
     Both are solved to a relative residual of 1e-12 or better; measured agreement 4e-12.
@@ -167,3 +167,26 @@ def test_bad_input(kwargs, message):
     arguments = dict(psi_n=2.0, psi_p=1.0, t=0.1, lam=1e-3) | kwargs
     with pytest.raises(ParameterError, match=message):
         dsm.errors(**arguments)
+
+
+def test_tiny_time_float_agrees_with_30_digits():
+    """s^2 cancelled to 3.5e-6 relative at t = 1e-8 when computed as a difference of kernels."""
+    result, reference = dsm.errors(1, 1, 1e-8, 1e-9), dsm.errors(1, 1, 1e-8, 1e-9, dps=30)
+    assert abs(result.test - reference.test) / reference.test < 1e-10
+    assert abs(result.train - reference.train) / reference.train < 1e-10
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "erf"])
+def test_large_times_tend_to_regression_on_independent_copies(activation):
+    """At t = inf the copies x_ij = z_ij are independent: m n samples of random-features regression
+    of the linear target z (signal h = 1, no label noise).  Every t up to 50 must work and the
+    errors approach that limit by O(a^2) = O(e^{-2t}); the optimum e^{-2t} itself is not reached
+    with p = 3 d features."""
+    t = np.array([1.0, 6.0, 9.0, 20.0, 50.0])
+    result = dsm.errors(2, 3, t, 1e-2, m=4, activation=activation)
+    limit = random_features.errors(4 * 2, 3, 1e-2 / 3, activation=activation, signal=1.0, noise=0.0)
+    assert np.all(np.isfinite(result.test)) and np.all(np.isfinite(result.train))
+    assert np.all(result.test > result.optimum)
+    excess = np.abs(result.test - limit.test)
+    assert excess[-1] < 1e-12 and excess[-2] < 1e-12
+    assert np.all(np.diff(excess[:3]) < 0)

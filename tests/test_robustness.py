@@ -1,6 +1,6 @@
 """Robustness of the DSM solution on log grids (the full 60 x 60 version is benchmarks/robustness.py).
 
-Every (t, lam) of issue 4 on a 12 x 12 grid of (psi_n, psi_p) in [0.1, 100] whose diagonal has
+Every (t, lam) of the robustness benchmark on a 12 x 12 grid of (psi_n, psi_p) in [0.1, 100] whose diagonal has
 psi_p = psi_n exactly: every point converges, none is NaN, the test error stays above its
 optimum a^2 and the train error above 0, and the diagonal point, where a small ridge makes
 the problem hardest, agrees with an independent path (each point alone from zero variance,

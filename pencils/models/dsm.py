@@ -1,6 +1,6 @@
 r"""Denoising score matching with a random-features score, from the engine.
 
-Conventions (``shared/spec/dsm.md``).  Data :math:`x_i \sim \mathcal N(0, I_d)`,
+Conventions (``docs/dsm.md``).  Data :math:`x_i \sim \mathcal N(0, I_d)`,
 :math:`i \le n`; at time :math:`t > 0`, :math:`a = e^{-t}`, :math:`h = 1 - e^{-2t}`,
 and each data point gets :math:`m` noisy copies
 :math:`x_{ij} = a x_i + \sqrt h\, z_{ij}`.  The score
@@ -74,14 +74,15 @@ import numpy as np
 import sympy
 
 from .. import activations
-from ..errors import ParameterError
+from ..errors import ConvergenceError, ParameterError
 from ..gaussian import Gaussian
 from ..limits import limit
 from ..simulation.dsm import SimulationResult, simulate
 from ..sweep import Sweep, sweep
 
 __all__ = [
-    "Errors", "errors", "feature_matrix", "learning_curve", "phase_diagram", "quantities", "substitutions", "constants", "optimum",
+    "Errors", "errors", "feature_matrix", "learning_curve", "phase_diagram", "crossover", "phase_boundary",
+    "quantities", "substitutions", "constants", "optimum",
     "simulate", "SimulationResult", "symbols", "dims",
 ]
 
@@ -197,6 +198,12 @@ def constants(t, activation="relu", dps: int | None = None) -> dict:
     Returns ``mu1``, ``v0_squared`` (:math:`c(a^2) - \mu_0^2 - a^2\mu_1^2`),
     ``s_squared`` (:math:`\|\rho\|^2 - c(a^2) - h\mu_1^2`) and ``v_squared``
     (:math:`\|\rho\|^2 - \mu_0^2 - \mu_1^2`), for the centred activation.
+    With the Hermite coefficients :math:`c_k`, :math:`v_0^2 = \sum_{k\ge2} c_k^2 a^{2k}`
+    and :math:`s^2 = \sum_{k\ge2} c_k^2 (1 - a^{2k})`: they are computed as such
+    sums of non-negative terms (or equivalent closed forms), with
+    :math:`1 - a^2 = -\mathrm{expm1}(-2t)`, so that they keep their relative
+    accuracy at any :math:`t > 0` (see
+    :meth:`pencils.activations.Activation.correlated_split`).
 
     Examples
     --------
@@ -207,12 +214,13 @@ def constants(t, activation="relu", dps: int | None = None) -> dict:
     """
     activation = activations.get(activation)
     if dps is None:
-        split = activation.correlated_split(np.exp(-2 * np.asarray(t, dtype=float)))
+        t = np.asarray(t, dtype=float)
+        split = activation.correlated_split(np.exp(-2 * t), complement=-np.expm1(-2 * t))
         return {"mu1": activation.mu1(), "v0_squared": split.shared, "s_squared": split.private,
                 "v_squared": split.total}
     with mpmath.workdps(dps + 15):
-        splits = [activation.correlated_split(mpmath.exp(-2 * mpmath.mpmathify(value)), dps=dps)
-                  for value in np.ravel(np.asarray(t, dtype=object))]
+        splits = [activation.correlated_split(mpmath.exp(-2 * value), dps=dps, complement=-mpmath.expm1(-2 * value))
+                  for value in map(mpmath.mpmathify, np.ravel(np.asarray(t, dtype=object)))]
 
     def field(name):
         values = np.array([getattr(split, name) for split in splits], dtype=object).reshape(np.shape(t))
@@ -357,7 +365,10 @@ def learning_curve(over: str, values, executor=None, progress: bool | None = Non
 
 
 def phase_diagram(psi_n, psi_p, executor=None, progress: bool | None = None, **fixed) -> Sweep:
-    r"""Errors on the grid ``psi_n x psi_p`` (axis 0: ``psi_n``); e.g. ``result["gap"]``.
+    r"""Errors on the grid ``psi_n x psi_p`` (axis 0: ``psi_n``), and ``m`` as a third axis if it is a list.
+
+    The crossover between the two regimes is computed by :func:`crossover` (and
+    over a grid of ``psi_n`` and ``m`` by :func:`phase_boundary`), not read off this grid.
 
     Examples
     --------
@@ -366,8 +377,132 @@ def phase_diagram(psi_n, psi_p, executor=None, progress: bool | None = None, **f
     >>> grid = dsm.phase_diagram(np.array([1.0, 4.0]), np.array([0.5, 2.0, 8.0]), t=0.1, lam=1e-2)
     >>> grid["gap"].shape
     (2, 3)
+    >>> dsm.phase_diagram(np.array([1.0, 4.0]), np.array([0.5, 2.0]), t=0.1, lam=1e-2, m=[2, math.inf])["gap"].shape
+    (2, 2, 2)
     """
-    return sweep(errors, {"psi_n": psi_n, "psi_p": psi_p}, executor=executor, progress=progress, **fixed)
+    axes = {"psi_n": psi_n, "psi_p": psi_p}
+    if np.size(fixed.get("m", math.inf)) > 1:
+        axes["m"] = np.asarray(fixed.pop("m"), dtype=float)
+    return sweep(errors, axes, executor=executor, progress=progress, **fixed)
+
+
+#: Log-spaced points of ``psi_p / psi_n`` scanned by :func:`crossover` before the root is refined.
+CROSSOVER_SCAN = 25
+
+
+def crossover(psi_n, t, lam, m=math.inf, activation="relu", threshold: float = 1.0,
+              span: tuple[float, float] = (1e-2, 1e2)):
+    r"""The crossover from generalisation to memorisation along :math:`\psi_p`.
+
+    Definition: with the normalised generalisation gap
+
+    .. math::  g(\psi_p) = \frac{E_{\rm test} - E_{\rm train}}{e^{-2t}},
+
+    the gap in units of the best achievable test error :math:`e^{-2t}`, the
+    crossover :math:`\psi_p^*` is the smallest :math:`\psi_p` in
+    :math:`\psi_n \cdot` ``span`` where :math:`g` reaches ``threshold`` (default
+    1: the gap equals the best error).  Below it the score generalises (train
+    and test errors close); above it the train error keeps falling while the
+    test error rises (memorisation).  For :math:`m = \infty` and small
+    :math:`\lambda, t` it lies within a few percent of :math:`p = n`
+    (e.g. :math:`\psi_p^*/\psi_n = 1.02` to 1.05 at :math:`t = 0.01`,
+    :math:`\lambda = 10^{-3}`), the crossover of the paper's phase diagram; for
+    finite :math:`m` the gap also counts the fit of the :math:`m` noise draws,
+    and :math:`\psi_p^*` is lower (about :math:`0.4\psi_n` at :math:`m = 1`).
+
+    The root is located on the continuous theory: :math:`g` is evaluated at
+    :data:`CROSSOVER_SCAN` log-spaced points (one vectorised :func:`errors`
+    call), and the first cell where :math:`g - ` ``threshold`` changes sign is
+    refined by :func:`scipy.optimize.brentq` in :math:`\log\psi_p` to a
+    relative :math:`10^{-13}`.
+
+    Parameters
+    ----------
+    psi_n, t, lam, m : float or array_like
+        As in :func:`errors`; broadcast together, one crossover per element.
+    activation : str, callable or Activation
+        See :func:`pencils.activations.get`.
+    threshold : float
+        The normalised gap that defines the crossover (> 0).
+    span : (float, float)
+        The range of :math:`\psi_p / \psi_n` searched.
+
+    Returns
+    -------
+    float or numpy.ndarray
+        :math:`\psi_p^*`, broadcast.
+
+    Raises
+    ------
+    ConvergenceError
+        If :math:`g` does not cross ``threshold`` inside the span (the message
+        gives the range of :math:`g` seen): widen ``span`` or change ``threshold``.
+
+    Examples
+    --------
+    >>> from pencils.models import dsm
+    >>> psi_p = dsm.crossover(5.0, t=0.01, lam=1e-3)
+    >>> round(psi_p / 5.0, 4)  # near p = n
+    1.0231
+    >>> result = dsm.errors(5.0, psi_p, 0.01, 1e-3)
+    >>> round(result.gap / result.optimum, 10)
+    1.0
+    """
+    from scipy.optimize import brentq
+
+    if not threshold > 0:
+        raise ParameterError(f"threshold must be > 0 (a normalised gap); got {threshold}.")
+    if not (0 < span[0] < span[1] < math.inf):
+        raise ParameterError(f"span must be two ratios 0 < low < high; got {span}.")
+    _check(psi_n=psi_n, t=t, lam=lam, m=m)
+    arrays = np.broadcast_arrays(*(np.asarray(value, dtype=float) for value in (psi_n, t, lam, m)))
+    logs = np.linspace(math.log(span[0]), math.log(span[1]), CROSSOVER_SCAN)
+    roots = np.empty(arrays[0].shape)
+    for index in np.ndindex(roots.shape):
+        n_value, t_value, lam_value, m_value = (float(array[index]) for array in arrays)
+
+        def excess(log_ratio, n_value=n_value, t_value=t_value, lam_value=lam_value, m_value=m_value):
+            result = errors(n_value, n_value * np.exp(log_ratio), t_value, lam_value, m=m_value, activation=activation)
+            return (result.test - result.train) / result.optimum - threshold
+
+        scan = excess(logs)
+        above = np.flatnonzero(scan >= 0)
+        if above.size == 0 or above[0] == 0:
+            raise ConvergenceError(
+                f"the normalised gap does not cross threshold={threshold} for psi_p/psi_n in {span} at psi_n={n_value}, "
+                f"t={t_value}, lam={lam_value}, m={m_value} (it ranges over [{scan.min() + threshold:.3g}, "
+                f"{scan.max() + threshold:.3g}]); widen span or change threshold."
+            )
+        cell = above[0]
+        roots[index] = n_value * math.exp(brentq(excess, logs[cell - 1], logs[cell], xtol=1e-13, rtol=1e-15))
+    return roots.item() if roots.ndim == 0 else roots
+
+
+def _crossover_fields(psi_n, m, **fixed) -> dict:
+    """:func:`crossover` as fields for :func:`pencils.sweep.sweep`."""
+    psi_p = np.atleast_1d(crossover(psi_n, m=m, **fixed))
+    return {"psi_p": psi_p, "ratio": psi_p / psi_n}
+
+
+def phase_boundary(psi_n, m=(1, 2, 4, 16, math.inf), executor=None, progress: bool | None = None, **fixed) -> Sweep:
+    r"""The crossover :math:`\psi_p^*` (:func:`crossover`) on the grid ``psi_n x m``.
+
+    ``fixed`` holds ``t`` and ``lam`` (and optionally ``activation``,
+    ``threshold``, ``span``).  Fields ``"psi_p"`` and ``"ratio"``
+    (:math:`\psi_p^*/\psi_n`); each grid point is one chunk, so an ``executor``
+    runs the points in parallel.  Draw it with
+    :func:`pencils.models.dsm_figures.draw_phase_diagram`.
+
+    Examples
+    --------
+    >>> from pencils.models import dsm
+    >>> boundary = dsm.phase_boundary([2.0, 8.0], m=[math.inf], t=0.01, lam=1e-3, progress=False)
+    >>> boundary["ratio"].round(3)
+    array([[1.018],
+           [1.03 ]])
+    """
+    grid = {"psi_n": np.asarray(psi_n, dtype=float), "m": np.asarray(m, dtype=float)}
+    return sweep(_crossover_fields, grid, chunk_size=1, executor=executor, progress=progress, **fixed)
 
 
 def _apply(function, values, dps):

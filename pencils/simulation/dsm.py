@@ -4,7 +4,7 @@ This module *really trains* the random-features score on the DSM loss at a finit
 dimension ``d`` (exact linear algebra, no Gaussian-equivalent surrogate), and
 measures its train and test errors.  It is the ground truth against which the
 large-dimension limits of :mod:`pencils` are checked.  Every convention is the one
-of ``spec/dsm.md``:
+of ``docs/dsm.md``:
 
 * data ``x_i ~ N(0, I_d)``, ``i = 1..n``; time ``t > 0``, ``a = exp(-t)``,
   ``h = 1 - exp(-2t)``; noisy inputs ``x_ij = a x_i + sqrt(h) z_ij``, ``j = 1..m``;
