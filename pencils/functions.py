@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Mapping
 
 import mpmath
@@ -193,12 +194,12 @@ def function_limit(quantity, dims: Mapping, subs: Mapping | None = None, dps: in
         resolvents = _occurrences(trace.arg, counter)
         rows = trace.arg.shape[0]
         placeholder = sympy.Symbol(f"function_trace_{index}")
-        values[placeholder] = _integral(sympy.Trace(resolvents) / rows, counter, dims, subs, dps, spectrum, limit)
+        values[placeholder] = _integral(sympy.Trace(resolvents) / rows, counter, dims, subs, dps, spectrum)
         replacements[trace] = rows * placeholder
     return limit(quantity.xreplace(replacements), dims, {**subs, **values}, dps)
 
 
-def _integral(normalised_trace, occurrences: list, dims, subs: dict, dps, spectrum, limit):
+def _integral(normalised_trace, occurrences: list, dims, subs: dict, dps, spectrum):
     """The k-fold contour integral of one normalised trace of resolvents (see the module notes)."""
     function_symbols = set().union(*(f.function.free_symbols for f, _ in occurrences))
     scalar_subs = {key: value for key, value in subs.items() if key not in function_symbols}
@@ -215,7 +216,7 @@ def _integral(normalised_trace, occurrences: list, dims, subs: dict, dps, spectr
     previous, count = None, 16
     while count <= largest:
         with mpmath.workdps(dps + 15) if multiprecision else contextlib.nullcontext():
-            value = _trapezoid(normalised_trace, occurrences, spectra, count, dims, scalar_subs, subs, dps, limit)
+            value = _trapezoid(normalised_trace, occurrences, spectra, count, dims, scalar_subs, subs, dps)
         if previous is not None:
             error = np.max(np.abs(np.asarray(value - previous, dtype=complex if not multiprecision else object)))
             scale = 1 + np.max(np.abs(np.asarray(value, dtype=object if multiprecision else float)))
@@ -229,21 +230,35 @@ def _integral(normalised_trace, occurrences: list, dims, subs: dict, dps, spectr
     )
 
 
-def _trapezoid(normalised_trace, occurrences, spectra, count, dims, scalar_subs, subs, dps, limit):
-    """The trapezoid rule with ``count`` nodes per contour part, the first occurrence on its upper nodes;
-    an array over the broadcast values of the functions' parameters."""
+@lru_cache(maxsize=32)
+def _grid(normalised_trace, symbols: tuple, dims_key: tuple, subs_key: tuple, spectra: tuple, count: int, dps):
+    """The contours (``count`` nodes per part), the grid axes (the first occurrence on its upper nodes) and
+    the resolvent trace on the grid: kept for the other quantities and calls with the same trace and values."""
+    from .limits import limit
+
     multiprecision = dps is not None
     contours = [_contour(found, count, multiprecision) for found in spectra]
     axes = [np.flatnonzero(contours[0].upper)] + [np.arange(len(c.z)) for c in contours[1:]]
     grid = np.meshgrid(*axes, indexing="ij")
-    points = {z: contour.z[index].reshape(-1) for (_, z), contour, index in zip(occurrences, contours, grid)}
+    points = {z: contour.z[index].reshape(-1) for z, contour, index in zip(symbols, contours, grid)}
     starts = {}
     for z, nodes in points.items():  # each path comes down to its node from its own side of the real axis
         floats = nodes.astype(complex)
         side = np.where(floats.imag < 0, -1.0, 1.0)
         starts[z] = floats + 1j * side * (1 + np.abs(floats))
-    traces = limit(normalised_trace, dims, {**scalar_subs, **points}, dps=dps, path_from=starts)
+    traces = limit(normalised_trace, dict(dims_key), {**dict(subs_key), **points}, dps=dps, path_from=starts)
     traces = np.asarray(traces, dtype=object if multiprecision else complex).reshape([len(a) for a in axes])
+    return contours, axes, traces
+
+
+def _trapezoid(normalised_trace, occurrences, spectra, count, dims, scalar_subs, subs, dps):
+    """The trapezoid rule with ``count`` nodes per contour part, the first occurrence on its upper nodes;
+    an array over the broadcast values of the functions' parameters."""
+    from .spectra import _dims_key, _subs_key
+
+    contours, axes, traces = _grid(normalised_trace, tuple(z for _, z in occurrences), _dims_key(dims),
+                                   _subs_key(scalar_subs), tuple(spectra), count, dps)
+    multiprecision = dps is not None
     weights = [_weights(f, contour.z[axis], contour.dz[axis], count, subs, multiprecision)
                for (f, _), contour, axis in zip(occurrences, contours, axes)]
     weights[0] = weights[0] * np.where(contours[0].doubled[axes[0]], 2, 1)
