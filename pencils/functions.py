@@ -37,6 +37,7 @@ import mpmath
 import numpy as np
 import sympy
 
+from .arguments import as_sympy, resolve_keys
 from .errors import ConvergenceError, ParameterError, UnsupportedOperationError
 
 __all__ = ["MatrixFunction", "function_limit"]
@@ -75,7 +76,6 @@ class MatrixFunction(sympy.MatrixExpr):
     """
 
     def __new__(cls, function, argument):
-        function = sympy.sympify(function)
         if not isinstance(function, sympy.Lambda) or len(function.variables) != 1:
             raise ParameterError(f"MatrixFunction needs a sympy.Lambda of one variable, e.g. Lambda(x, exp(-t*x)); got {function}.")
         if not getattr(argument, "is_Matrix", False) or argument.shape[0] != argument.shape[1]:
@@ -183,8 +183,9 @@ def function_limit(quantity, dims: Mapping, subs: Mapping | None = None, dps: in
     from .limits import limit
     from .spectra import spectrum
 
-    quantity = sympy.sympify(quantity)
-    subs = {sympy.sympify(key): value for key, value in (subs or {}).items()}
+    quantity = as_sympy(quantity, "quantity")
+    symbols = quantity.free_symbols | set().union(*(as_sympy(v, "dims").free_symbols for v in dims.values()))
+    subs = resolve_keys(subs, symbols | set().union(*(f.free_symbols for f in quantity.atoms(MatrixFunction))), "subs")
     traces = sorted((t for t in quantity.atoms(sympy.Trace) if t.has(MatrixFunction)), key=sympy.default_sort_key)
     if quantity.xreplace({t: sympy.Dummy() for t in traces}).has(MatrixFunction):
         raise UnsupportedOperationError(f"a MatrixFunction in {quantity} is outside a trace; put it inside sympy.Trace.")

@@ -253,7 +253,8 @@ def limit(
     >>> round(mean, 12), round(slope, 12)
     (1.0, 1.0)
     """
-    if any(sympy.sympify(q).has(MatrixFunction) for q in (quantity if isinstance(quantity, (list, tuple)) else [quantity])):
+    if any(isinstance(q, sympy.Basic) and q.has(MatrixFunction)
+           for q in (quantity if isinstance(quantity, (list, tuple)) else [quantity])):
         if path_from is not None:
             raise ParameterError("path_from does not apply to a quantity with a MatrixFunction (its contour sets the paths).")
         if isinstance(quantity, (list, tuple)):

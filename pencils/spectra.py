@@ -71,7 +71,8 @@ import scipy.integrate
 import sympy
 
 from .errors import ConvergenceError, ParameterError, SpectrumWarning, UnsupportedOperationError
-from .limits import derive, trace_limit
+from .arguments import resolve_keys
+from .limits import _key, derive, trace_limit
 from .solve import _compile, _to_mpmath
 
 __all__ = ["spectral_density", "spectrum", "Spectrum", "OUTSIDE_TOLERANCE", "NEAR_EDGE"]
@@ -128,11 +129,12 @@ def _check_draw(H, dims_key: tuple, subs_key: tuple) -> None:
         )
 
 
-def _scalar_subs(subs: Mapping | None) -> dict:
-    """``subs`` with SymPy keys; every value must be a scalar (the spectrum depends on them)."""
+def _scalar_subs(subs: Mapping | None, H, dims: Mapping) -> dict:
+    """``subs`` with symbol keys (names looked up among the symbols of ``H`` and of the dimension ratios,
+    never parsed); every value must be a scalar (the spectrum depends on them)."""
+    symbols = H.free_symbols | set().union(*(v.free_symbols for _, v in _dims_key(dims)))
     result = {}
-    for key, value in (subs or {}).items():
-        key = sympy.sympify(key)
+    for key, value in resolve_keys(subs, symbols, "subs").items():
         if np.ndim(value) != 0:
             raise ParameterError(
                 f"the value of {key} must be a scalar (one spectrum at a time); got an array of shape "
@@ -282,7 +284,7 @@ def spectral_density(H: sympy.MatrixExpr, dims: Mapping, x, subs: Mapping | None
     (True, array([0., 0.]))
     """
     resolvent, z = _resolvent(H)
-    subs = _scalar_subs(subs)
+    subs = _scalar_subs(subs, H, dims)
     _check_self_adjoint(H, dims, subs)
     shape = np.shape(x)
     points = _points(x, dps)
@@ -529,7 +531,7 @@ def spectrum(
     ([0.5], [(0.0, 0.5)])
     """
     resolvent, z = _resolvent(H)
-    subs = _scalar_subs(subs)
+    subs = _scalar_subs(subs, H, dims)
     _check_self_adjoint(H, dims, subs)
     if int(resolution) < 16:
         raise ParameterError(f"resolution must be at least 16 points; got {resolution}.")
@@ -544,7 +546,7 @@ def _subs_key(subs: dict) -> tuple:
 def _dims_key(dims: Mapping) -> tuple:
     if not isinstance(dims, Mapping):
         raise ParameterError(f"dims must be a dict of dimensions; got {type(dims).__name__}.")
-    return tuple(sorted(((sympy.sympify(k), sympy.sympify(v)) for k, v in dims.items()), key=str))
+    return _key(dims)
 
 
 @lru_cache(maxsize=32)

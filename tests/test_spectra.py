@@ -8,7 +8,7 @@ import pytest
 import sympy
 
 from pencils import Gaussian, spectral_density, spectrum
-from pencils.errors import ParameterError
+from pencils.errors import DimensionError, ParameterError
 from pencils.models import dsm
 
 n, d, n1, n2, gamma = sympy.symbols("n d n_1 n_2 gamma")
@@ -260,6 +260,14 @@ def test_free_sum_against_eigenvalues_at_d_2000():
 
 
 # --------------------------------------------------------------------------- bad input
+
+
+def test_names_are_looked_up_and_text_is_never_parsed():
+    assert spectral_density(WISHART, MP_DIMS, 1.0, {"gamma": 0.5}) == spectral_density(WISHART, MP_DIMS, 1.0, {gamma: 0.5})
+    with pytest.raises(ParameterError, match="names no symbol"):
+        spectral_density(WISHART, MP_DIMS, 1.0, {"__import__('os')": 0.5, gamma: 0.5})
+    with pytest.raises(DimensionError, match="never parsed"):
+        spectrum(WISHART, {d: d, n: "d/gamma"}, {gamma: 0.5})
 
 
 def test_bad_input():
