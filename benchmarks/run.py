@@ -86,16 +86,49 @@ def throughput(grid_size: int) -> None:
     variance = best_time(lambda: dsm.errors(*grid, continuation="variance"), repeat=1)
     row("same grid, each point on its own path from zero variance", f"{variance:.2f} s",
         f"{variance / seconds:.1f}x the time of continuation from neighbours")
-    dsm.errors(20.0, psi_p[:3], 0.1, 1e-2, m=4)
-    curve = np.geomspace(1.0, 10.0, 50)
-    seconds = best_time(lambda: dsm.errors(20.0, curve, 0.1, 1e-2, m=4), repeat=1)
-    row("DSM m=4: 50-point learning curve, psi_p in [1, 10], lam=1e-2", f"{seconds:.2f} s",
-        f"{seconds / 50 * 1e3:.0f} ms/point (106 + 195 unknowns)")
-    wide = np.geomspace(4.5, 100.0, 50)  # p > n m = 4 psi_n: the dual (block) form, continued in lam
-    dsm.errors(1.0, wide[:3], 0.1, 1e-9, m=4)
-    seconds = best_time(lambda: dsm.errors(1.0, wide, 0.1, 1e-9, m=4), repeat=1)
-    row("DSM m=4, lam=1e-9: 50-point curve at p > n m, psi_n=1, psi_p in [4.5, 100]", f"{seconds:.2f} s",
-        f"{seconds / 50 * 1e3:.0f} ms/point (dual form: 48 + 90 unknowns, continued from lam=1e-2)")
+    finite_m(psi_p)
+
+
+def finite_m(psi_p: np.ndarray) -> None:
+    """Finite m: the 30 x 30 grid against m = inf in the same run, and curves against the two-resolvent forms."""
+    from pencils import limit
+    from pencils.models import dsm
+
+    psi = np.geomspace(0.1, 100.0, 30)
+    grid = (psi[:, None], psi[None, :], 0.1, 1e-3)
+    dsm.errors(psi[:4, None], psi[None, :4], 0.1, 1e-3, m=4)
+    wall, processor = {math.inf: math.inf, 4: math.inf}, {math.inf: math.inf, 4: math.inf}
+    for _ in range(3):  # interleaved, so that both meet the same load
+        for m in wall:
+            started, cpu = time.perf_counter(), time.process_time()
+            dsm.errors(*grid, m=m)
+            wall[m] = min(wall[m], time.perf_counter() - started)
+            processor[m] = min(processor[m], time.process_time() - cpu)
+    row("DSM m=4 vs m=inf: 30x30 (psi_n, psi_p) grid in [0.1, 100], t=0.1, lam=1e-3 (warm, best of 3 each)",
+        f"{wall[4]:.2f} s vs {wall[math.inf]:.2f} s", f"{wall[4] / wall[math.inf]:.1f}x (CPU time "
+        f"{processor[4]:.2f} s vs {processor[math.inf]:.2f} s, {processor[4] / processor[math.inf]:.1f}x); target 10x")
+
+    curves = (  # (psi_n, psi_p, lam, dual, what, the default's system, the two-resolvent form's unknowns)
+        (20.0, np.geomspace(1.0, 10.0, 50), 1e-2, False, "psi_n=20, psi_p in [1, 10], lam=1e-2", "45 unknowns", "106 + 195"),
+        (1.0, np.geomspace(4.5, 100.0, 50), 1e-9, True, "lam=1e-9, p > n m: psi_n=1, psi_p in [4.5, 100]",
+         "50 + 12 unknowns, dual form, continued in lam", "90 + 48"),
+    )
+    for psi_n, curve, lam, dual, what, unknowns, direct_unknowns in curves:
+        direct = dsm.quantities(True, dual, direct=True)
+        path_from = {dsm.symbols["lam"]: dsm.RIDGE_START} if lam < dsm.RIDGE_START else None
+
+        def direct_form(points):
+            subs = dsm.substitutions(psi_n, points, 0.1, lam, 4)
+            return limit([direct["test"], direct["train"]], dsm.dims, subs, path_from=path_from)
+
+        dsm.errors(psi_n, curve[:3], 0.1, lam, m=4)
+        seconds = best_time(lambda: dsm.errors(psi_n, curve, 0.1, lam, m=4), repeat=3)
+        row(f"DSM m=4: 50-point learning curve, {what}", f"{seconds:.2f} s",
+            f"{seconds / 50 * 1e3:.1f} ms/point ({unknowns})")
+        direct_form(curve[:3])
+        before = best_time(lambda: direct_form(curve), repeat=1)
+        row(f"same curve, the errors written with two resolvents (dsm.quantities(True, {dual}, direct=True))",
+            f"{before:.2f} s", f"{before / seconds:.1f}x the time: {direct_unknowns} unknowns")
 
 
 def precision() -> None:
@@ -109,7 +142,7 @@ def precision() -> None:
     row("DSM m=inf: one point at dps=50 (test and train, warm)", f"{seconds:.2f} s", "target 1 s")
     dsm.errors(2.0, 5.0, 0.1, 1e-2, m=4, dps=30)
     seconds = best_time(lambda: dsm.errors(2.0, 5.0, 0.1, 1e-2, m=4, dps=30), repeat=1)
-    row("DSM m=4: one point at dps=30 (106 + 195 unknowns, warm)", f"{seconds:.2f} s",
+    row("DSM m=4: one point at dps=30 (primal form, 45 unknowns, warm)", f"{seconds:.2f} s",
         "Newton's systems by mixed-precision refinement")
     precise, floats, higher = dsm.errors(*point, dps=50), dsm.errors(*point), dsm.errors(*point, dps=60)
     for name in ("test", "train"):

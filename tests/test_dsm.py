@@ -83,15 +83,71 @@ def test_m_equal_one_at_a_tiny_ridge_is_random_features_regression(psi_n, psi_p,
 
 @pytest.mark.parametrize("m", [1.0, 2.5, 4.0])
 def test_primal_and_dual_forms_agree_where_both_are_well_conditioned(m):
-    """p > n m with a moderate ridge: the p x p and the nm x nm (block) forms of the estimator
-    are two derivations of the same errors; both are well conditioned, so they agree to rounding."""
+    """p > n m with a moderate ridge: the test error from the p x p and from the nm x nm (block)
+    form of the estimator are two derivations of the same number; both are well conditioned, so
+    they agree to rounding.  (The default train error is the same expression in both forms; it is
+    checked against the two-resolvent forms below.)"""
     psi_n, t = 1.0, 0.2
     psi_p = np.array([1.5, 4.0]) * m
     lam = np.array([[1e-2], [1e-1]])
     subs = dsm.substitutions(psi_n, psi_p, t, lam, m)
     primal, dual = dsm.quantities(finite_m=True), dsm.quantities(finite_m=True, dual=True)
-    for name in ("test", "train"):
-        np.testing.assert_allclose(limit(dual[name], dsm.dims, subs), limit(primal[name], dsm.dims, subs), rtol=1e-10)
+    np.testing.assert_allclose(limit(dual["test"], dsm.dims, subs), limit(primal["test"], dsm.dims, subs), rtol=1e-10)
+
+
+@pytest.mark.parametrize("dual", [False, True])
+@pytest.mark.parametrize("m", [1.0, 2.5, 4.0])
+def test_finite_m_from_one_resolvent_equals_the_two_resolvent_form(m, dual):
+    """The default finite-m errors (one trace and its derivatives in the tilt, the scale and the
+    ridge) against the errors written directly with two resolvents (different pencils: 106 and 195
+    unknowns, or 90 and 48 in the dual form), each form where dsm.errors uses it (p <= n m primal,
+    p > n m dual), over t, lam and psi_n.  Both are solved to a relative residual of 1e-12;
+    measured agreement about 1e-14."""
+    psi_n = np.array([0.3, 1.0, 3.0])[:, None, None, None]
+    ratio = (np.array([1.5, 5.0]) if dual else np.array([0.2, 0.8]))[:, None, None]  # p / (n m)
+    t = np.array([0.01, 1.0])[:, None]
+    lam = np.array([1e-3, 0.3])
+    subs = dsm.substitutions(psi_n, psi_n * m * ratio, t, lam, m)
+    new, direct = dsm.quantities(True, dual), dsm.quantities(True, dual, direct=True)
+    values = limit([new["test"], new["train"]], dsm.dims, subs)
+    references = limit([direct["test"], direct["train"]], dsm.dims, subs)
+    for value, reference in zip(values, references):
+        np.testing.assert_allclose(value, reference, rtol=1e-10, atol=0)
+
+
+@pytest.mark.parametrize("psi_n, psi_p, m, dual", [
+    pytest.param(2.0, 3.0, 4.0, False, marks=pytest.mark.slow),  # the 106 + 195 unknowns at 45 digits: 30 s
+    (0.5, 6.0, 2.5, True),
+])
+def test_finite_m_from_one_resolvent_equals_the_two_resolvent_form_to_28_digits(psi_n, psi_p, m, dual):
+    subs = dsm.substitutions(psi_n, psi_p, 0.1, "0.01", m, dps=30)
+    new, direct = dsm.quantities(True, dual), dsm.quantities(True, dual, direct=True)
+    values = limit([new["test"], new["train"]], dsm.dims, subs, dps=30)
+    references = limit([direct["test"], direct["train"]], dsm.dims, subs, dps=30)
+    with mpmath.workdps(40):
+        for value, reference in zip(values, references):
+            assert abs(value - reference) < mpmath.mpf(10) ** -28 * abs(reference)
+
+
+@pytest.mark.parametrize("psi_p, primal_accuracy", [(0.99, 1e-11), (1.0, 1e-7)])
+def test_train_error_at_the_interpolation_threshold(psi_p, primal_accuracy):
+    """m = 1, p = n m (and 1 % below) with lam = 1e-9, against random-features regression at 30
+    digits (a different pencil).  The train error is small there (3e-5 on the threshold) and the
+    primal form 1 - (T - lam dT/dlam)/d, which dsm.errors uses for p <= n m, subtracts terms of order
+    one: measured 3.5e-13 relative below the threshold and 3e-8 on it.  The dual form
+    -lam^2 dP/dlam/(nmd) is one term and keeps 2e-12 on the threshold (continued from lam = 1e-2;
+    3e-11 from lam = 1e-3) where its continuation converges (it is not used there: see
+    dsm.quantities).  The test error (about 1e3 on the
+    threshold) is as sensitive as the problem: double precision holds it to 1e-8 relative."""
+    t, lam = 0.1, 1e-9
+    result = dsm.errors(1.0, psi_p, t, lam, m=1.0)
+    a2 = math.exp(-2 * t)
+    reference = random_features.errors(1.0, psi_p, lam / psi_p, signal=1 - a2, noise=a2, dps=30)
+    assert abs(result.train - float(reference.train)) < primal_accuracy * float(reference.train)
+    assert abs(result.test - float(reference.test)) < 1e-8 * float(reference.test)
+    dual_train = limit(dsm.quantities(True, dual=True)["train"], dsm.dims, dsm.substitutions(1.0, psi_p, t, lam, 1.0),
+                       path_from={dsm.symbols["lam"]: 1e-2})
+    assert abs(dual_train - float(reference.train)) < 1e-11 * float(reference.train)
 
 
 @pytest.mark.parametrize("m", [1.0, 4.0])

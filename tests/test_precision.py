@@ -33,11 +33,16 @@ def test_small_system_is_finished_in_arbitrary_precision(lam):
 @pytest.mark.slow
 def test_large_system_warns_where_double_precision_is_not_enough():
     """At the interpolation threshold p = n m with a ridge of 1e-9 the errors are large
-    (the test error ~ 1e4) and the finite-m systems (106 and 195 unknowns) too large to
-    finish automatically: a warning (its points just above the residual tolerance are
-    still finished, in arbitrary precision, which takes tens of seconds)."""
+    (the test error ~ 1e4) and the finite-m systems written with two resolvents (106 and 195
+    unknowns) too large to finish automatically: a warning (its points just above the residual
+    tolerance are still finished, in arbitrary precision, which takes tens of seconds).
+    ``dsm.errors`` uses smaller systems there (``tests/test_dsm.py``)."""
+    from pencils import limit
+
+    direct = dsm.quantities(finite_m=True, direct=True)
+    subs = dsm.substitutions(1.0, 1.0, 0.1, 1e-9, m=1.0)
     with pytest.warns(PrecisionWarning, match="dps=30"):
-        dsm.errors(1.0, 1.0, 0.1, 1e-9, m=1.0)
+        limit([direct["test"], direct["train"]], dsm.dims, subs, path_from={dsm.symbols["lam"]: 1e-2})
 
 
 def test_well_conditioned_points_are_left_alone():
@@ -50,7 +55,7 @@ def test_well_conditioned_points_are_left_alone():
 
 
 def test_a_ridge_too_small_for_double_precision_says_so():
-    """Finite m, p > n m and a ridge of 1e-9 in the primal (p x p) form: the unknowns pass 1e20
+    """Finite m, p > n m and a ridge of 1e-9 in the primal (p x p) form written with two resolvents: the unknowns pass 1e20
     and the continuation cannot follow them in floats; the error names the point and the reason.
     ``dsm.errors`` uses the dual form there (see ``tests/test_dsm.py``)."""
     from pencils import limit
@@ -58,7 +63,7 @@ def test_a_ridge_too_small_for_double_precision_says_so():
 
     subs = dsm.substitutions(0.1, 0.72, 1e-3, 1e-9, m=1.0)
     with pytest.raises(ConvergenceError, match="power of 1/ridge") as caught:
-        limit(dsm.quantities(finite_m=True)["test"], dsm.dims, subs)
+        limit(dsm.quantities(finite_m=True, direct=True)["test"], dsm.dims, subs)
     assert caught.value.parameters["lambda"] == 1e-9
     result = dsm.errors(0.1, 0.72, 1e-3, 1e-9, m=1.0)
     assert 0 < result.train < 1e-15 and math.isfinite(result.test)

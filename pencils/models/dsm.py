@@ -36,8 +36,8 @@ copies of one data point, :math:`s^2` the part that changes from copy to copy,
   .. math::  B = \frac{ZF^T}{nm}\Bigl(\frac{FF^T}{nm} + \lambda I_p\Bigr)^{-1}
              = Z\Bigl(\frac{F^TF}{nm} + \lambda I_{nm}\Bigr)^{-1}\frac{F^T}{nm},
 
-  and :math:`Z - BF = \lambda Z (F^TF/nm + \lambda)^{-1}`.  The first
-  (*primal*) is used for :math:`p \le nm`; the second (*dual*, a block matrix
+  and :math:`Z - BF = \lambda Z (F^TF/nm + \lambda)^{-1}`.  The errors use
+  the first (*primal*) for :math:`p \le nm` and the second (*dual*, a block matrix
   in the two sample blocks) for :math:`p > nm`, where :math:`FF^T` has a null
   space and the primal unknowns grow like :math:`1/\lambda^2`, beyond double
   precision at :math:`\lambda = 10^{-9}`.  Finite-:math:`m` points with
@@ -60,7 +60,14 @@ resolvent trace and its derivatives: with
 
 Its pencil has 8 blocks and 12 unknowns, against 18 and 21 blocks (33 and 43
 unknowns) for the two traces of products of two resolvents, and both errors
-share one solve.
+share one solve.  Finite :math:`m` uses the same device (:func:`quantities`):
+in the primal form both errors come from one trace with derivatives in the
+ridge, the tilt and a scale :math:`c` (``symbols["scale"]``, at 0) of the term
+:math:`\operatorname{tr} BV^T` (45 unknowns); in the dual form the test error
+is one such trace (50 unknowns) and the train error the derivative in
+:math:`\lambda` of :math:`\operatorname{tr} Z(F^TF/nm + \lambda)^{-1}Z^T` (12
+unknowns), against 106 and 195 (90 and 48 in the dual form) for the traces of
+products of two resolvents (``quantities(True, direct=True)``).
 """
 
 from __future__ import annotations
@@ -87,36 +94,86 @@ __all__ = [
 ]
 
 d, n, p, k = sympy.symbols("d n p k")
-psi_n, psi_p, lam, a, h, mu1, v0_squared, s_squared, v_squared, m, tilt = sympy.symbols(
-    "psi_n psi_p lambda a h mu_1 v_0^2 s^2 v^2 m epsilon"
+psi_n, psi_p, lam, a, h, mu1, v0_squared, s_squared, v_squared, m, tilt, scale = sympy.symbols(
+    "psi_n psi_p lambda a h mu_1 v_0^2 s^2 v^2 m epsilon c"
 )
 symbols = {
     "psi_n": psi_n, "psi_p": psi_p, "lam": lam, "a": a, "h": h, "mu1": mu1,
     "v0_squared": v0_squared, "s_squared": s_squared, "v_squared": v_squared, "m": m, "tilt": tilt,
+    "scale": scale,
 }
 #: Dimensions: ``n = psi_n d``, ``p = psi_p d`` and the second sample block ``k = (m - 1) n``.
 dims = {d: d, n: psi_n * d, p: psi_p * d, k: (m - 1) * psi_n * d}
 #: Finite-m points with a smaller ridge are continued in the ridge from this value (see the module notes).
-RIDGE_START = 1e-2
+RIDGE_START = 1e-3
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=8)
 def quantities(finite_m: bool, dual: bool = False, direct: bool = False) -> dict:
-    r"""The test and train errors as SymPy expressions in traces (for :math:`m = \infty`, one trace
-    and its derivatives; evaluate them at ``symbols["tilt"] = 0``, as :func:`substitutions` does).
+    r"""The test and train errors as SymPy expressions in traces and their derivatives.
+
+    By default each error is one resolvent trace and its first derivatives in the
+    ridge :math:`\lambda`, the tilt :math:`\epsilon` (``symbols["tilt"]``) or the
+    scale :math:`c` (``symbols["scale"]``), evaluated at :math:`\epsilon = c = 0`
+    (as :func:`substitutions` does); :func:`pencils.limit` solves each trace once
+    for the value and all its derivatives.  The identities used, with :math:`U_{\rm test}`,
+    :math:`V` as in the module notes and :math:`\partial_\theta M^{-1} = -M^{-1}(\partial_\theta M)M^{-1}`:
+
+    * :math:`m = \infty`: the module notes (8 blocks, 12 unknowns, both errors).
+    * finite :math:`m`, primal form (:math:`p \le nm`; 24 blocks, 45 unknowns, both
+      errors): with :math:`Q = ZF^T/nm` (:math:`d \times p`) the estimator is :math:`B = QR`
+      with :math:`R = (FF^T/nm + \lambda I_p)^{-1}`; put
+      :math:`R_\epsilon = (R^{-1} + \epsilon U_{\rm test})^{-1}` and
+      :math:`T(\lambda, \epsilon, c) = \operatorname{tr} QR_\epsilon(Q^T + cV^T)`.  Then
+      :math:`\operatorname{tr} BU_{\rm test}B^T = \operatorname{tr} QRU_{\rm test}RQ^T = -\partial_\epsilon T`
+      (at :math:`c = 0`) and :math:`\operatorname{tr} BV^T = \partial_c T` (at :math:`\epsilon = 0`).
+      The train residual is :math:`\|Z - BF\|_F^2/nm = \operatorname{tr} ZZ^T/nm - 2\operatorname{tr} QRQ^T
+      + \operatorname{tr} QR(R^{-1} - \lambda)RQ^T`, with :math:`\operatorname{tr} ZZ^T/(nmd) \to 1` and
+      :math:`\operatorname{tr} QR^2Q^T = -\partial_\lambda T`, so
+
+      .. math::  E_{\rm test} = 1 - \frac{\partial_\epsilon T + 2\,\partial_c T}{d}, \qquad
+                 E_{\rm train} = 1 - \frac{T - \lambda\,\partial_\lambda T}{d}.
+
+      The train error is a difference of terms of order one: where it is small, at the
+      interpolation threshold :math:`p = nm` with a tiny ridge, it loses digits (at
+      :math:`m = 1`, :math:`p = n = d`, :math:`\lambda = 10^{-9}` it is :math:`3 \cdot 10^{-5}`, kept
+      to :math:`3 \cdot 10^{-8}` relative, and to :math:`2 \cdot 10^{-7}` or better on the
+      threshold for :math:`0.1 \le p/d \le 100`; 1 % below it to :math:`4 \cdot 10^{-13}`).
+      The dual train error below has no difference and is right to :math:`10^{-12}` there,
+      but at :math:`p \le nm` its unknowns grow like :math:`\lambda^{-1/2}` to
+      :math:`\lambda^{-1}` and its continuation in :math:`\lambda` failed at one threshold
+      point of 60 (:math:`t = 0.01`, :math:`\lambda = 10^{-9}`): it is used for
+      :math:`p > nm` only.
+    * finite :math:`m`, dual form (:math:`p > nm`; 20 blocks and 50 unknowns for the test
+      error, 10 blocks and 12 unknowns for the train error): with the Gram matrix
+      :math:`K = F^TF/nm + \lambda I_{nm}` (a block matrix), :math:`B = ZK^{-1}F^T/nm`, so
+      :math:`B^TB = FK^{-1}Z^TZK^{-1}F^T/(nm)^2`.  Put :math:`K_\epsilon = K + \epsilon Z^TZ/nm`
+      and :math:`S(\epsilon, c) = \operatorname{tr}(U_{\rm test}F + cV^TZ)K_\epsilon^{-1}F^T/nm`
+      (:math:`p \times p`).  Then :math:`\operatorname{tr} BU_{\rm test}B^T = \operatorname{tr}
+      U_{\rm test}B^TB = -\partial_\epsilon S` and :math:`\operatorname{tr} BV^T = \operatorname{tr} V^TB
+      = \partial_c S`.  The train residual is :math:`Z - BF = Z(I - K^{-1}F^TF/nm) = \lambda ZK^{-1}`
+      and :math:`\partial_\lambda K^{-1} = -K^{-2}`, so with :math:`P(\lambda) = \operatorname{tr} ZK^{-1}Z^T`
+
+      .. math::  E_{\rm test} = 1 - \frac{\partial_\epsilon S + 2\,\partial_c S}{d}, \qquad
+                 E_{\rm train} = \frac{\lambda^2\operatorname{tr} ZK^{-2}Z^T}{nmd}
+                 = -\frac{\lambda^2\,\partial_\lambda P}{nmd},
+
+      one term: of order :math:`\lambda^2` at :math:`p > nm` (interpolation), with its
+      relative precision.
 
     Parameters
     ----------
     finite_m : bool
         ``True`` for the rotated finite-:math:`m` problem, ``False`` for :math:`m = \infty`.
     dual : bool
-        For finite :math:`m`: the estimator written with the :math:`nm \times nm`
-        Gram matrix of the samples (a block matrix), well conditioned for
-        :math:`p > nm` (see the module notes).
+        For finite :math:`m`: the test error from the :math:`nm \times nm` Gram matrix of
+        the samples, well conditioned for :math:`p > nm` (see the module notes).
     direct : bool
-        For :math:`m = \infty`: the errors as written above the module notes,
-        traces of products of two resolvents (pencils of 18 and 21 blocks) instead
-        of one resolvent and its derivatives: slower, a check of the default.
+        The errors as written above the module notes, traces of products of two
+        resolvents (for :math:`m = \infty` pencils of 18 and 21 blocks; for finite
+        :math:`m` 106 and 195 unknowns, or 90 and 48 in the dual form, whose train
+        error is :math:`\lambda^2\operatorname{tr}(ZK^{-2}Z^T)/(nmd)`), instead of one
+        resolvent and its derivatives: slower, an independent check of the default.
 
     Examples
     --------
@@ -125,39 +182,47 @@ def quantities(finite_m: bool, dual: bool = False, direct: bool = False) -> dict
     ['test', 'train']
     >>> dsm.quantities(finite_m=True, dual=True)["train"].has(sympy.BlockMatrix)
     True
+    >>> dsm.quantities(finite_m=True)["test"].has(sympy.Derivative)
+    True
     """
     if dual and not finite_m:
         raise ParameterError("the dual form is for finite m (for m = inf the features have a full-rank part).")
-    if direct and finite_m:
-        raise ParameterError("direct=True is for m = inf (finite m is always written directly).")
-    sqrt, Tr = sympy.sqrt, sympy.Trace
+    sqrt, Tr, Derivative = sympy.sqrt, sympy.Trace, sympy.Derivative
     I_p = sympy.Identity(p)
     W, X, Xi0 = Gaussian("W", p, d), Gaussian("X", d, n), Gaussian("Xi_0", p, n)
     V = sqrt(h) * mu1 * W.T / sqrt(d)
     U_test = mu1**2 * W * W.T / d + v_squared * I_p
-    if finite_m:
-        Za, Zb = Gaussian("Z_a", d, n), Gaussian("Z_b", d, k)
-        Xia, Xib = Gaussian("Xi_a", p, n), Gaussian("Xi_b", p, k)
-        Fa = mu1 * W * (a * sqrt(m) * X + sqrt(h) * Za) / sqrt(d) + sqrt(v0_squared * m) * Xi0 + sqrt(s_squared) * Xia
-        Fb = mu1 * sqrt(h) * W * Zb / sqrt(d) + sqrt(s_squared) * Xib
-        if dual:
-            F, Z = sympy.BlockMatrix([[Fa, Fb]]), sympy.BlockMatrix([[Za, Zb]])
-            gram = (F.T * F / (n * m) + lam * sympy.Identity(n + k)).I
-            B = Z * gram * F.T / (n * m)
-            train = lam**2 * Tr(Z * gram**2 * Z.T) / (n * m * d)
-        else:
-            B = (Za * Fa.T + Zb * Fb.T) / (n * m) * ((Fa * Fa.T + Fb * Fb.T) / (n * m) + lam * I_p).I
-            train = Tr((Za - B * Fa) * (Za - B * Fa).T + (Zb - B * Fb) * (Zb - B * Fb).T) / (n * m * d)
-    else:
+    if not finite_m:
         U = feature_matrix()
         if not direct:
             T = Tr(V * (U + lam * I_p + tilt * U_test).I * V.T)  # at tilt = 0 (see the module notes)
-            return {"test": 1 - (sympy.Derivative(T, tilt) + 2 * T) / d,
-                    "train": 1 + (lam * sympy.Derivative(T, lam) - T) / d}
+            return {"test": 1 - (Derivative(T, tilt) + 2 * T) / d,
+                    "train": 1 + (lam * Derivative(T, lam) - T) / d}
         B = V * (U + lam * I_p).I
-        train = 1 + Tr(B * U * B.T - 2 * B * V.T) / d
-    test = 1 + Tr(B * U_test * B.T - 2 * B * V.T) / d
-    return {"test": test, "train": train}
+        return {"test": 1 + Tr(B * U_test * B.T - 2 * B * V.T) / d, "train": 1 + Tr(B * U * B.T - 2 * B * V.T) / d}
+    Za, Zb = Gaussian("Z_a", d, n), Gaussian("Z_b", d, k)
+    Xia, Xib = Gaussian("Xi_a", p, n), Gaussian("Xi_b", p, k)
+    Fa = mu1 * W * (a * sqrt(m) * X + sqrt(h) * Za) / sqrt(d) + sqrt(v0_squared * m) * Xi0 + sqrt(s_squared) * Xia
+    Fb = mu1 * sqrt(h) * W * Zb / sqrt(d) + sqrt(s_squared) * Xib
+    F, Z = sympy.BlockMatrix([[Fa, Fb]]), sympy.BlockMatrix([[Za, Zb]])
+    gram = F.T * F / (n * m) + lam * sympy.Identity(n + k)
+    Q = (Za * Fa.T + Zb * Fb.T) / (n * m)
+    covariance = (Fa * Fa.T + Fb * Fb.T) / (n * m) + lam * I_p
+    if direct:
+        if dual:
+            B = Z * gram.I * F.T / (n * m)
+            train = lam**2 * Tr(Z * gram.I**2 * Z.T) / (n * m * d)
+        else:
+            B = Q * covariance.I
+            train = Tr((Za - B * Fa) * (Za - B * Fa).T + (Zb - B * Fb) * (Zb - B * Fb).T) / (n * m * d)
+        return {"test": 1 + Tr(B * U_test * B.T - 2 * B * V.T) / d, "train": train}
+    if dual:
+        S = Tr((U_test * F + scale * V.T * Z) * (gram + tilt * Z.T * Z / (n * m)).I * F.T / (n * m))
+        return {"test": 1 - (Derivative(S, tilt) + 2 * Derivative(S, scale)) / d,
+                "train": -lam**2 * Derivative(Tr(Z * gram.I * Z.T), lam) / (n * m * d)}
+    T = Tr(Q * (covariance + tilt * U_test).I * (Q.T + scale * V.T))
+    return {"test": 1 - (Derivative(T, tilt) + 2 * Derivative(T, scale)) / d,
+            "train": 1 - (T - lam * Derivative(T, lam)) / d}
 
 
 def feature_matrix() -> sympy.MatrixExpr:
@@ -338,7 +403,7 @@ def substitutions(psi_n, psi_p, t, lam, m=math.inf, activation="relu", dps: int 
     subs = {
         symbols["psi_n"]: psi_n, symbols["psi_p"]: psi_p, symbols["lam"]: lam, a: a_value, h: h_value,
         mu1: values["mu1"], v0_squared: values["v0_squared"], s_squared: values["s_squared"],
-        v_squared: values["v_squared"], tilt: 0,
+        v_squared: values["v_squared"], tilt: 0, scale: 0,
     }
     if np.all([float(value) != math.inf for value in np.ravel(np.asarray(m, dtype=object))]):
         subs[symbols["m"]] = m
