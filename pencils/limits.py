@@ -27,6 +27,7 @@ from .errors import (
     ConvergenceError, DimensionError, MisScaledError, ParameterError, SingularStartError, UnsupportedOperationError,
 )
 from .expression import Dimensions, check_rational, normalise, shape_symbols
+from .functions import MatrixFunction, function_limit
 from .pencil import linearize
 from .serialization import decode, encode
 from .solve import Solver, _compile, _floats, _to_mpmath
@@ -234,6 +235,10 @@ def limit(
     A list or tuple of quantities gives a list of limits, and each distinct
     trace is solved once for all of them.
 
+    A trace may contain :class:`pencils.MatrixFunction` nodes :math:`f(H)`; it is then
+    a contour integral of resolvent traces (:func:`pencils.functions.function_limit`),
+    and the parameters of the functions may take arrays of values.
+
     Parameters
     ----------
     quantity : sympy.Expr, sympy.MatrixExpr, or a list or tuple of them
@@ -274,6 +279,13 @@ def limit(
     (1.0, 1.0)
     """
     subs, dps, path_from = check_solve_arguments(subs, dps, path_from)
+    if any(isinstance(q, sympy.Basic) and q.has(MatrixFunction)
+           for q in (quantity if isinstance(quantity, (list, tuple)) else [quantity])):
+        if path_from is not None:
+            raise ParameterError("path_from does not apply to a quantity with a MatrixFunction (its contour sets the paths).")
+        if isinstance(quantity, (list, tuple)):
+            return [function_limit(q, dims, subs, dps) for q in quantity]
+        return function_limit(quantity, dims, subs, dps)
     if isinstance(quantity, (list, tuple)):
         if any(getattr(q, "is_Matrix", False) for q in quantity):
             quantity = [sympy.Trace(q) / q.shape[0] if getattr(q, "is_Matrix", False) else q for q in quantity]

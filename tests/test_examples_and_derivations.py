@@ -1,8 +1,8 @@
 """The derivation notebooks execute, and the example scripts draw their figures (quick mode).
 
-The DSM ones and the random-features notebook take 20-60 s each (the DSM finite-m Dyson system alone
-takes several seconds to derive and ~0.5 s per point to solve) and are marked ``slow``; deselect them
-with ``-m 'not slow'``.  The Marchenko-Pastur notebook and the random-features example take a few seconds.
+The DSM ones, the spectral-density example (a DSM spectrum) and the random-features notebook take
+20-60 s each (the DSM finite-m Dyson system alone takes several seconds to derive and ~0.5 s per point
+to solve) and are marked ``slow``; deselect them with ``-m 'not slow'``.  The Marchenko-Pastur notebook and the random-features example take a few seconds.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ EXAMPLES = {
     ],
     "dsm_phase_diagram": ["dsm_phase_diagram.png"],
     "memorization": ["memorization_fractions.png", "memorization_images.png"],
+    "spectral_density": ["spectral_density.png"],
 }
 
 
@@ -60,7 +61,8 @@ def test_notebook_executes(name, monkeypatch):
 
 
 @pytest.mark.parametrize("name", [
-    pytest.param(name, marks=SLOW) if name.startswith("dsm") else name for name in sorted(EXAMPLES)
+    pytest.param(name, marks=SLOW) if name.startswith("dsm") or name == "spectral_density" else name
+    for name in sorted(EXAMPLES)
 ])
 def test_example_draws_its_figures(name, tmp_path):
     pytest.importorskip("matplotlib")

@@ -90,7 +90,8 @@ from ..sweep import Sweep, sweep
 from ..validation import check_dps, check_real, check_shapes
 
 __all__ = [
-    "Errors", "errors", "learning_curve", "phase_diagram", "crossover", "phase_boundary", "quantities", "substitutions", "constants", "optimum",
+    "Errors", "errors", "feature_matrix", "learning_curve", "phase_diagram", "crossover", "phase_boundary",
+    "quantities", "substitutions", "constants", "optimum",
     "simulate", "SimulationResult", "symbols", "dims", "check_parameters",
 ]
 
@@ -194,8 +195,7 @@ def quantities(finite_m: bool, dual: bool = False, direct: bool = False) -> dict
     V = sqrt(h) * mu1 * W.T / sqrt(d)
     U_test = mu1**2 * W * W.T / d + v_squared * I_p
     if not finite_m:
-        Ft = a * mu1 * W * X / sqrt(d) + sqrt(v0_squared) * Xi0
-        U = Ft * Ft.T / n + h * mu1**2 * W * W.T / d + s_squared * I_p
+        U = feature_matrix()
         if not direct:
             T = Tr(V * (U + lam * I_p + tilt * U_test).I * V.T)  # at tilt = 0 (see the module notes)
             return {"test": 1 - (Derivative(T, tilt) + 2 * T) / d,
@@ -225,6 +225,26 @@ def quantities(finite_m: bool, dual: bool = False, direct: bool = False) -> dict
     T = Tr(Q * (covariance + tilt * U_test).I * (Q.T + scale * V.T))
     return {"test": 1 - (Derivative(T, tilt) + 2 * Derivative(T, scale)) / d,
             "train": 1 - (T - lam * Derivative(T, lam)) / d}
+
+
+def feature_matrix() -> sympy.MatrixExpr:
+    r"""The :math:`p \times p` matrix :math:`U = F_tF_t^T/n + h\mu_1^2 WW^T/d + s^2 I_p` of :math:`m = \infty`.
+
+    In :data:`symbols`, with :math:`F_t = a\mu_1 WX/\sqrt d + v_0\Xi_0`.  It is
+    :math:`s^2 I_p` plus a positive semi-definite matrix of rank at most
+    :math:`n + d`: for :math:`\psi_p > \psi_n + 1` its spectrum
+    (:func:`pencils.spectrum`) has an atom at :math:`s^2` of mass
+    :math:`1 - (\psi_n + 1)/\psi_p`.
+
+    Examples
+    --------
+    >>> from pencils.models import dsm
+    >>> dsm.feature_matrix().shape
+    (p, p)
+    """
+    W, X, Xi0 = Gaussian("W", p, d), Gaussian("X", d, n), Gaussian("Xi_0", p, n)
+    Ft = a * mu1 * W * X / sympy.sqrt(d) + sympy.sqrt(v0_squared) * Xi0
+    return Ft * Ft.T / n + h * mu1**2 * W * W.T / d + s_squared * sympy.Identity(p)
 
 
 def optimum(t):

@@ -1,0 +1,296 @@
+r"""Functions of self-adjoint random matrices in traces, as Cauchy integrals of resolvents.
+
+For :math:`f` analytic on a neighbourhood of the spectrum of a self-adjoint
+:math:`H`,
+
+.. math::  f(H) = \frac{1}{2\pi i}\oint_\Gamma f(z)\,(z - H)^{-1}\,dz
+                = -\frac{1}{2\pi i}\oint_\Gamma f(z)\,(H - zI)^{-1}\,dz,
+
+with :math:`\Gamma` around the spectrum (:func:`pencils.spectrum`): one contour
+per part of it, an ellipse with foci at the edges of each bulk
+(:math:`z = c + h\cosh(\rho + i\theta)`, :math:`\rho \le` :data:`WIDEST`, at most
+half the :math:`\rho` of the nearest other part) and a circle around each atom
+of 1/32 of its distance to the other parts.  A trace with :math:`k` occurrences
+:math:`f_1(H_1), \dots, f_k(H_k)` becomes the :math:`k`-fold integral of a trace
+of :math:`k` resolvents :math:`(H_j - z_jI)^{-1}`; the trapezoid rule in
+:math:`\theta` (geometric convergence for a periodic analytic integrand) puts
+the :math:`z_j` on a tensor grid of nodes, all solved in one batch by
+:func:`pencils.limit`, and the values are contracted with the weights
+:math:`-f_j(z_j)\,z_j'(\theta)/(iN)`.  The resolvent traces do not depend on the
+parameters of the :math:`f_j`, so every value of those (all the times of a
+curve) reuses the same solves.  The integrand is conjugate-symmetric
+(:math:`f_j` real on the real axis, :math:`\overline{\tau(z)} = \tau(\bar z)`),
+so the first occurrence only needs the nodes in the closed upper half plane.
+The quadrature error is estimated by comparing :math:`N` nodes per contour with
+the :math:`N/2` among them; :math:`N` doubles until they agree to the working
+accuracy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Mapping
+
+import mpmath
+import numpy as np
+import sympy
+
+from .arguments import as_sympy, resolve_keys
+from .errors import ConvergenceError, ParameterError, UnsupportedOperationError
+
+__all__ = ["MatrixFunction", "function_limit"]
+
+#: The widest contour around a bulk, as its Bernstein parameter :math:`\rho` (:math:`\cosh\rho = 1.03`): close to the
+#: bulk, so that a function growing off the real axis (:math:`e^{-tz}` at large :math:`t`) stays small on it.
+WIDEST = 0.25
+
+
+class MatrixFunction(sympy.MatrixExpr):
+    r"""The matrix :math:`f(H)` for a :class:`sympy.Lambda` ``f`` of one variable and a self-adjoint ``H``.
+
+    ``f`` must be analytic on a neighbourhood of the spectrum of ``H`` and real
+    on the real axis; its other symbols are parameters (``t`` in
+    :math:`x \mapsto e^{-tx}`), which may take arrays of values in
+    :func:`pencils.limit`.
+
+    Examples
+    --------
+    :math:`\operatorname{tr} e^{-S}/d` for a Marchenko-Pastur matrix (:math:`d = n/2`),
+    against the quadrature of :math:`e^{-x}` with its closed-form density
+    :math:`\sqrt{(b - x)(x - a)}/(\pi x)`:
+
+    >>> import mpmath, sympy
+    >>> from pencils import Gaussian, MatrixFunction, limit
+    >>> n, d, x = sympy.symbols("n d x")
+    >>> X = Gaussian("X", n, d)
+    >>> S = X.T * X / n
+    >>> value = limit(sympy.Trace(MatrixFunction(sympy.Lambda(x, sympy.exp(-x)), S)) / d, {n: 2 * d})
+    >>> round(value, 12)
+    0.452510166119
+    >>> a, b = (1 - mpmath.sqrt(0.5)) ** 2, (1 + mpmath.sqrt(0.5)) ** 2
+    >>> closed = mpmath.quad(lambda y: mpmath.exp(-y) * mpmath.sqrt((b - y) * (y - a)) / (mpmath.pi * y), [a, b])
+    >>> abs(value - closed) < 1e-13
+    True
+    """
+
+    def __new__(cls, function, argument):
+        if not isinstance(function, sympy.Lambda) or len(function.variables) != 1:
+            raise ParameterError(f"MatrixFunction needs a sympy.Lambda of one variable, e.g. Lambda(x, exp(-t*x)); got {function}.")
+        if not getattr(argument, "is_Matrix", False) or argument.shape[0] != argument.shape[1]:
+            raise ParameterError(f"MatrixFunction needs a square (self-adjoint) matrix expression; got {argument}.")
+        return super().__new__(cls, function, argument)
+
+    @property
+    def function(self) -> sympy.Lambda:
+        return self.args[0]
+
+    @property
+    def argument(self) -> sympy.MatrixExpr:
+        return self.args[1]
+
+    @property
+    def shape(self) -> tuple:
+        return self.argument.shape
+
+    def _eval_transpose(self):
+        return self  # f real and H self-adjoint
+
+
+@dataclass(frozen=True)
+class _Contour:
+    """Nodes ``z`` and derivatives ``dz`` (in theta) of the contours around the parts of one spectrum,
+    ``N`` nodes per part; ``upper`` marks the nodes in the closed upper half plane, ``doubled`` those
+    of them whose conjugate is another node."""
+
+    z: np.ndarray
+    dz: np.ndarray
+    upper: np.ndarray
+    doubled: np.ndarray
+
+
+def _contour(found, count: int, multiprecision: bool) -> _Contour:
+    """``count`` trapezoid nodes on a contour around each bulk and each atom of ``found`` (a Spectrum)."""
+    parts = [("bulk", float(a), float(b)) for a, b in found.intervals] + [("atom", float(x), float(x)) for x, _ in found.atoms]
+    landmarks = np.array([e for _, a, b in parts for e in (a, b)])
+    number = mpmath.mpf if multiprecision else float
+    exp = mpmath.exp if multiprecision else np.exp
+    z, dz, upper, doubled = [], [], [], []
+    for kind, a, b in parts:
+        others = np.array([p for p in landmarks if p < a or p > b])
+        theta = [2 * mpmath.pi * k / count for k in range(count)] if multiprecision else 2 * np.pi * np.arange(count) / count
+        if kind == "bulk":
+            half, center = (b - a) / 2, (a + b) / 2
+            nearest = np.min(np.abs(others - center)) / half if others.size else np.inf
+            rho = min(WIDEST, np.arccosh(nearest) / 2) if np.isfinite(nearest) else WIDEST
+            for angle in theta:  # center + half cosh(rho + i angle)
+                w = mpmath.mpc(rho, angle) if multiprecision else complex(rho, angle)
+                z.append(number(center) + number(half) * (exp(w) + exp(-w)) / 2)
+                dz.append(1j * number(half) * (exp(w) - exp(-w)) / 2)
+        else:
+            # a pole plus a part analytic up to the nearest other landmark: a small circle converges as
+            # 32^-N and keeps a function that grows off the real axis small on it
+            radius = np.min(np.abs(others - a)) / 32 if others.size else (1 + abs(a)) / 32
+            for angle in theta:
+                point = number(radius) * exp(mpmath.mpc(0, angle) if multiprecision else 1j * angle)
+                z.append(number(a) + point)
+                dz.append(1j * point)
+        upper.extend(k <= count // 2 for k in range(count))
+        doubled.extend(0 < k < count // 2 for k in range(count))
+    z = np.array(z, dtype=object if multiprecision else complex)
+    dz = np.array(dz, dtype=object if multiprecision else complex)
+    # the two nodes on the real axis are exactly real (they lie in gaps)
+    for k in range(0, len(z), count):
+        for m in (k, k + count // 2):
+            z[m] = z[m].real
+    return _Contour(z, dz, np.array(upper), np.array(doubled))
+
+
+def _occurrences(expr, counter: list):
+    """``expr`` with every occurrence of a MatrixFunction replaced by ``(H - z_j I)^{-1}``, a fresh ``z_j`` each."""
+    if isinstance(expr, MatrixFunction):
+        z = sympy.Symbol(f"zeta_{len(counter)}")
+        counter.append((expr, z))
+        return (expr.argument - z * sympy.Identity(expr.shape[0])).I
+    if isinstance(expr, (sympy.Lambda,)) or not expr.args:
+        return expr
+    return expr.func(*[_occurrences(arg, counter) for arg in expr.args])
+
+
+def function_limit(quantity, dims: Mapping, subs: Mapping | None = None, dps: int | None = None):
+    r"""The limit of a scalar quantity whose traces contain :class:`MatrixFunction` occurrences.
+
+    Each trace with occurrences is the Cauchy integral described in the module
+    notes; its value replaces it and the rest of the quantity goes to
+    :func:`pencils.limit`.  :func:`pencils.limit` calls this for such quantities.
+
+    Parameters
+    ----------
+    quantity : sympy.Expr
+        A scalar expression of traces (and the other forms :func:`pencils.limit` takes).
+    dims, subs, dps
+        As in :func:`pencils.limit`.  Arrays are allowed only for parameters of the
+        functions (they broadcast together); every other value is a scalar.
+
+    Raises
+    ------
+    ConvergenceError
+        If doubling the nodes up to 1024 per contour (512 in arbitrary precision) does not
+        reach the working accuracy: the function grows too fast off the real axis for the
+        contour, or is not analytic next to the spectrum.
+    """
+    from .limits import limit
+    from .spectra import spectrum
+
+    quantity = as_sympy(quantity, "quantity")
+    symbols = quantity.free_symbols | set().union(*(as_sympy(v, "dims").free_symbols for v in dims.values()))
+    subs = resolve_keys(subs, symbols | set().union(*(f.free_symbols for f in quantity.atoms(MatrixFunction))), "subs")
+    traces = sorted((t for t in quantity.atoms(sympy.Trace) if t.has(MatrixFunction)), key=sympy.default_sort_key)
+    if quantity.xreplace({t: sympy.Dummy() for t in traces}).has(MatrixFunction):
+        raise UnsupportedOperationError(f"a MatrixFunction in {quantity} is outside a trace; put it inside sympy.Trace.")
+    replacements, values = {}, {}
+    for index, trace in enumerate(traces):
+        counter: list = []
+        resolvents = _occurrences(trace.arg, counter)
+        rows = trace.arg.shape[0]
+        placeholder = sympy.Symbol(f"function_trace_{index}")
+        values[placeholder] = _integral(sympy.Trace(resolvents) / rows, counter, dims, subs, dps, spectrum)
+        replacements[trace] = rows * placeholder
+    return limit(quantity.xreplace(replacements), dims, {**subs, **values}, dps)
+
+
+def _integral(normalised_trace, occurrences: list, dims, subs: dict, dps, spectrum):
+    """The k-fold contour integral of one normalised trace of resolvents (see the module notes)."""
+    function_symbols = set().union(*(f.function.free_symbols for f, _ in occurrences))
+    scalar_subs = {key: value for key, value in subs.items() if key not in function_symbols}
+    for key, value in scalar_subs.items():
+        if np.ndim(value):
+            raise ParameterError(
+                f"{key} has an array of values; only the parameters of the functions in a MatrixFunction "
+                f"({', '.join(sorted(map(str, function_symbols))) or 'none here'}) may be arrays."
+            )
+    spectra = [spectrum(f.argument, dims, scalar_subs) for f, _ in occurrences]
+    multiprecision = dps is not None
+    tolerance = mpmath.mpf(10) ** -dps if multiprecision else 1e-12
+    largest = 512 if multiprecision else 1024
+    previous, count = None, 16
+    while count <= largest:
+        with mpmath.workdps(dps + 15) if multiprecision else contextlib.nullcontext():
+            value = _trapezoid(normalised_trace, occurrences, spectra, count, dims, scalar_subs, subs, dps)
+        if previous is not None:
+            error = np.max(np.abs(np.asarray(value - previous, dtype=complex if not multiprecision else object)))
+            scale = 1 + np.max(np.abs(np.asarray(value, dtype=object if multiprecision else float)))
+            if error <= tolerance * scale:
+                return value
+        previous, count = value, 2 * count
+    raise ConvergenceError(
+        f"the contour integral of {normalised_trace} did not converge with {largest} nodes per contour "
+        f"(the change from {largest // 2} was {float(error):.1e}); the function grows too fast off the real axis "
+        f"or is not analytic next to the spectrum."
+    )
+
+
+@lru_cache(maxsize=32)
+def _grid(normalised_trace, symbols: tuple, dims_key: tuple, subs_key: tuple, spectra: tuple, count: int, dps):
+    """The contours (``count`` nodes per part), the grid axes (the first occurrence on its upper nodes) and
+    the resolvent trace on the grid: kept for the other quantities and calls with the same trace and values."""
+    from .limits import limit
+
+    multiprecision = dps is not None
+    contours = [_contour(found, count, multiprecision) for found in spectra]
+    axes = [np.flatnonzero(contours[0].upper)] + [np.arange(len(c.z)) for c in contours[1:]]
+    grid = np.meshgrid(*axes, indexing="ij")
+    points = {z: contour.z[index].reshape(-1) for z, contour, index in zip(symbols, contours, grid)}
+    starts = {}
+    for z, nodes in points.items():  # each path comes down to its node from its own side of the real axis
+        floats = nodes.astype(complex)
+        side = np.where(floats.imag < 0, -1.0, 1.0)
+        starts[z] = floats + 1j * side * (1 + np.abs(floats))
+    traces = limit(normalised_trace, dict(dims_key), {**dict(subs_key), **points}, dps=dps, path_from=starts)
+    traces = np.asarray(traces, dtype=object if multiprecision else complex).reshape([len(a) for a in axes])
+    return contours, axes, traces
+
+
+def _trapezoid(normalised_trace, occurrences, spectra, count, dims, scalar_subs, subs, dps):
+    """The trapezoid rule with ``count`` nodes per contour part, the first occurrence on its upper nodes;
+    an array over the broadcast values of the functions' parameters."""
+    from .spectra import _dims_key, _subs_key
+
+    contours, axes, traces = _grid(normalised_trace, tuple(z for _, z in occurrences), _dims_key(dims),
+                                   _subs_key(scalar_subs), tuple(spectra), count, dps)
+    multiprecision = dps is not None
+    weights = [_weights(f, contour.z[axis], contour.dz[axis], count, subs, multiprecision)
+               for (f, _), contour, axis in zip(occurrences, contours, axes)]
+    weights[0] = weights[0] * np.where(contours[0].doubled[axes[0]], 2, 1)
+    shape = np.broadcast_shapes(*(w.shape[:-1] for w in weights))
+    size = int(np.prod(shape))
+    total = traces[None]
+    for position in range(len(weights) - 1, -1, -1):  # contract the last grid axis, point by point in the parameters
+        weight = np.broadcast_to(weights[position], shape + weights[position].shape[-1:]).reshape(size, -1)
+        total = (total * weight.reshape((size,) + (1,) * position + (-1,))).sum(axis=-1)
+    total = total.reshape(shape)
+    if multiprecision:
+        return np.vectorize(mpmath.re, otypes=[object])(total) if shape else mpmath.re(total.item())
+    return np.real(total) if shape else float(np.real(total))
+
+
+def _weights(matrix_function: MatrixFunction, z: np.ndarray, dz: np.ndarray, count: int, subs: dict, multiprecision):
+    r"""The weights :math:`-f(z)\,z'(\theta)/(iN)` of the nodes, shape (parameters..., nodes)."""
+    function = matrix_function.function
+    variable = function.variables[0]
+    parameters = sorted(function.free_symbols, key=str)
+    missing = [p for p in parameters if p not in subs]
+    if missing:
+        raise ParameterError(f"no value given for {', '.join(map(str, missing))}, a parameter of {function}.")
+    values = [np.asarray(subs[p], dtype=object if multiprecision else None) for p in parameters]
+    shape = np.broadcast_shapes(*(v.shape for v in values)) if values else ()
+    values = [np.broadcast_to(v, shape)[..., None] for v in values]
+    compiled = sympy.lambdify([variable] + parameters, function.expr, modules="mpmath" if multiprecision else "numpy")
+    if multiprecision:
+        with mpmath.workdps(mpmath.mp.dps):
+            convert = np.frompyfunc(lambda v: mpmath.mpmathify(v), 1, 1)
+            f = np.frompyfunc(compiled, 1 + len(parameters), 1)(z, *(convert(v) for v in values))
+            return -f * dz / (mpmath.mpc(0, 1) * count)
+    f = compiled(z, *values) * np.ones(shape + z.shape)
+    return -f * dz / (1j * count)

@@ -1,0 +1,134 @@
+"""Functions of random matrices (MatrixFunction) and gradient-flow least squares, against quadrature and closed forms."""
+
+import mpmath
+import numpy as np
+import pytest
+import sympy
+
+from pencils import Gaussian, MatrixFunction, limit
+from pencils.errors import ParameterError
+from pencils.models import linear_regression
+
+n, d, m, x, t, gamma = sympy.symbols("n d m x t gamma")
+X, Y = Gaussian("X", n, d), Gaussian("Y", m, d)
+S, S2 = X.T * X / n, Y.T * Y / m
+DECAY = sympy.Lambda(x, sympy.exp(-t * x))
+
+
+def marchenko_pastur_integral(function, ratio):
+    """The integral of ``function`` (on mpmath numbers) against the Marchenko-Pastur law of ratio d/n:
+    tanh-sinh quadrature of the closed-form density at 30 digits, plus the atom (1 - 1/ratio) function(0)
+    for ratio > 1."""
+    with mpmath.workdps(30):
+        ratio = mpmath.mpf(ratio)
+        lower, upper = (1 - mpmath.sqrt(ratio)) ** 2, (1 + mpmath.sqrt(ratio)) ** 2
+        value = mpmath.quad(lambda y: function(y) * mpmath.sqrt((upper - y) * (y - lower)) / (2 * mpmath.pi * ratio * y),
+                            [lower, upper])
+        atom = (1 - 1 / ratio) * function(mpmath.mpf(0)) if ratio > 1 else 0
+        return float(value + atom)
+
+
+@pytest.mark.parametrize("ratio", [0.5, 2.0])
+def test_exponential_against_quadrature_for_many_times(ratio):
+    times = np.array([0.1, 1.0, 4.0, 20.0])
+    values = limit(sympy.Trace(MatrixFunction(DECAY, S)) / d, {d: d, n: d / gamma}, {gamma: ratio, t: times})
+    expected = [marchenko_pastur_integral(lambda y: mpmath.exp(-time * y), ratio) for time in times]
+    np.testing.assert_allclose(values, expected, rtol=1e-13, atol=1e-15)
+
+
+def test_exponential_to_30_digits():
+    value = limit(sympy.Trace(MatrixFunction(DECAY, S)) / d, {d: d, n: d / gamma},
+                  {gamma: sympy.Rational(1, 2), t: 1}, dps=30)
+    with mpmath.workdps(40):
+        ratio = mpmath.mpf(1) / 2
+        lower, upper = (1 - mpmath.sqrt(ratio)) ** 2, (1 + mpmath.sqrt(ratio)) ** 2
+        expected = mpmath.quad(lambda y: mpmath.exp(-y) * mpmath.sqrt((upper - y) * (y - lower))
+                               / (2 * mpmath.pi * ratio * y), [lower, upper])
+        assert abs(value - expected) < mpmath.mpf(10) ** -28
+
+
+def test_two_occurrences_of_free_matrices_factorise():
+    """Independent Wisharts are asymptotically free: tr(f(S1) g(S2))/d -> (tr f(S1)/d)(tr g(S2)/d).
+    Two occurrences: a tensor grid of two contours, each around its own spectrum."""
+    resolvent_like = sympy.Lambda(x, 1 / (1 + x))
+    both = limit(sympy.Trace(MatrixFunction(DECAY, S) * MatrixFunction(resolvent_like, S2)) / d,
+                 {d: d, n: 2 * d, m: 4 * d}, {t: np.array([0.5, 2.0])})
+    first = [marchenko_pastur_integral(lambda y: mpmath.exp(-time * y), 0.5) for time in (0.5, 2.0)]
+    second = marchenko_pastur_integral(lambda y: 1 / (1 + y), 0.25)
+    np.testing.assert_allclose(both, np.array(first) * second, rtol=1e-10)
+
+
+def test_two_occurrences_of_one_matrix_multiply():
+    """tr(f(S) S g(S)) with two occurrences equals the one-occurrence tr((x f g)(S))."""
+    other = sympy.Lambda(x, sympy.cos(x))
+    dims = {d: d, n: 2 * d}
+    two = limit(sympy.Trace(MatrixFunction(DECAY, S) * S * MatrixFunction(other, S)) / d, dims, {t: 1.5})
+    expected = marchenko_pastur_integral(lambda y: y * mpmath.exp(-1.5 * y) * mpmath.cos(y), 0.5)
+    assert abs(two - expected) < 1e-11
+
+
+def test_bad_input():
+    with pytest.raises(ParameterError, match="Lambda"):
+        MatrixFunction(sympy.exp(-x), S)
+    with pytest.raises(ParameterError, match="may be arrays"):
+        limit(sympy.Trace(MatrixFunction(DECAY, S)) / d, {d: d, n: d / gamma}, {gamma: np.array([0.5, 2.0]), t: 1.0})
+
+
+# --------------------------------------------------------------------------- gradient flow
+
+
+def flow(y, time, lam):
+    return -mpmath.expm1(-time * (y + lam)) / (y + lam)
+
+
+@pytest.mark.parametrize("psi_n, lam", [(2.0, 0.0), (0.5, 0.0), (0.5, 0.1)])
+def test_gradient_flow_against_quadrature(psi_n, lam):
+    times = np.array([0.5, 2.0, 10.0])
+    signal, noise = 1.3, 0.4
+    result = linear_regression.gradient_flow(psi_n, times, lam=lam, signal=signal, noise=noise)
+    ratio = 1 / psi_n
+    for k, time in enumerate(times):
+        F = lambda y: flow(y, time, lam) if y != 0 or lam else time  # noqa: E731  (F(0) = t without a ridge)
+        bias = signal * marchenko_pastur_integral(lambda y: (1 - y * F(y)) ** 2, ratio)
+        variance = noise * ratio * marchenko_pastur_integral(lambda y: y * F(y) ** 2, ratio)
+        train = signal * marchenko_pastur_integral(lambda y: y * (1 - y * F(y)) ** 2, ratio) + noise * (
+            1 - ratio * marchenko_pastur_integral(lambda y: 2 * y * F(y) - (y * F(y)) ** 2, ratio))
+        assert abs(result.bias[k] - bias) < 1e-11
+        assert abs(result.variance[k] - variance) < 1e-11
+        assert abs(result.test[k] - (bias + variance + noise)) < 1e-11
+        assert abs(result.train[k] - train) < 1e-11
+
+
+def test_gradient_flow_to_30_digits():
+    result = linear_regression.gradient_flow(2.0, [1], dps=30, signal=1, noise=sympy.Rational(1, 4))
+    with mpmath.workdps(45):
+        ratio = mpmath.mpf(1) / 2
+        lower, upper = (1 - mpmath.sqrt(ratio)) ** 2, (1 + mpmath.sqrt(ratio)) ** 2
+
+        def integral(function):
+            return mpmath.quad(lambda y: function(y) * mpmath.sqrt((upper - y) * (y - lower))
+                               / (2 * mpmath.pi * ratio * y), [lower, upper])
+
+        bias = integral(lambda y: mpmath.exp(-2 * y))  # (1 - y F(y))^2 = e^{-2ty} at t = 1, no ridge
+        variance = ratio / 4 * integral(lambda y: (-mpmath.expm1(-y)) ** 2 / y)
+        assert abs(result.bias[0] - bias) < mpmath.mpf(10) ** -28
+        assert abs(result.variance[0] - variance) < mpmath.mpf(10) ** -28
+        assert abs(result.test[0] - (bias + variance + mpmath.mpf(1) / 4)) < mpmath.mpf(10) ** -28
+
+
+@pytest.mark.parametrize("psi_n", [4.0, 0.25])
+def test_long_training_reaches_the_minimum_norm_least_squares(psi_n):
+    """t -> inf without a ridge: least squares (n > d), test sigma^2/(1 - d/n); the minimum-norm
+    interpolator (n < d), bias r^2 (1 - n/d) and variance sigma^2/(d/n - 1) (Hastie et al. 2019).
+    e^{-t lower edge} < 1e-20 at the time used."""
+    signal, noise = 1.0, 0.3
+    ratio = 1 / psi_n
+    lower = (1 - np.sqrt(ratio)) ** 2
+    time = 50 / lower
+    result = linear_regression.gradient_flow(psi_n, time, signal=signal, noise=noise)
+    if ratio < 1:
+        assert abs(result.test - noise / (1 - ratio)) < 1e-11 and abs(result.bias) < 1e-11
+    else:
+        assert abs(result.bias - signal * (1 - 1 / ratio)) < 1e-11
+        assert abs(result.variance - noise / (ratio - 1)) < 1e-11
+        assert abs(result.train) < 1e-11
