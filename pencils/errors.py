@@ -14,6 +14,7 @@ __all__ = [
     "UnsupportedOperationError",
     "ParameterError",
     "ConvergenceError",
+    "EliminationTooLargeError",
 ]
 
 
@@ -52,6 +53,11 @@ class ConvergenceError(PencilsError):
         super().__init__(message)
         self.parameters = parameters or {}
         self.residual = residual
+
+
+class EliminationTooLargeError(PencilsError):
+    """Eliminating every unknown of a reduced system into one polynomial would be too large
+    (see :meth:`pencils.reduction.ReducedSystem.polynomial`)."""
 
 
 class PrecisionWarning(UserWarning):
