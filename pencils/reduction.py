@@ -31,6 +31,7 @@ polynomial ring, after clearing the denominators of its rows).
 
 from __future__ import annotations
 
+import contextlib
 from functools import cached_property
 from typing import Mapping
 
@@ -167,7 +168,7 @@ def _depends(fraction, variable) -> bool:
     return fraction.numer.degree(variable) > 0 or fraction.denom.degree(variable) > 0
 
 
-def _tidy(expression: sympy.Expr, unknowns: list) -> sympy.Expr:
+def _tidy(expression: sympy.Expr) -> sympy.Expr:
     """A rational function as ``numerator / denominator``, each factored, the denominator's signs made mostly positive."""
     numerator, denominator = sympy.fraction(sympy.cancel(sympy.together(expression)))
     numerator, denominator = sympy.factor(numerator), sympy.factor(denominator)
@@ -410,11 +411,11 @@ class ReducedSystem:
         self.unknowns = _names(system, [unknowns[k] for k in order])
         renaming = {dummies[k]: symbol for k, symbol in zip(order, self.unknowns)}
         self.equations = [
-            sympy.Eq(symbol, _tidy(equations[k].xreplace(renaming), self.unknowns))
+            sympy.Eq(symbol, _tidy(equations[k].xreplace(renaming)))
             for k, symbol in zip(order, self.unknowns)
         ]
-        self.target = _tidy(target.xreplace(renaming), self.unknowns) if target.xreplace(renaming) not in self.unknowns \
-            else target.xreplace(renaming)
+        target = target.xreplace(renaming)
+        self.target = target if target in self.unknowns else _tidy(target)
         self.combinations = [unknowns[k].blocks for k in order]
         self._equal_to = [unknowns[k].equal_to for k in order]
 
@@ -731,8 +732,7 @@ def _float_value(value):
 
 
 def _precision(dps: int | None):
-    import contextlib
-
+    """The working precision of a multiprecision call: ``dps + 15`` digits (nothing for floats)."""
     return mpmath.workdps(dps + 15) if dps is not None else contextlib.nullcontext()
 
 
