@@ -218,3 +218,27 @@ def test_engine_expressions(matrices, name):
     subs = {symbol: value for symbol, value in ((m["z"], sympy.Rational(-7, 10)), (m["lam"], sympy.Rational(2, 5)))
             if symbol in system.parameters}
     check_against_full(system, subs)
+
+
+def test_random_features_gram_against_mei_montanari():
+    r"""Mei and Montanari (2019) state the limit with two unknowns nu_1, nu_2 of the block resolvent of
+    [[0, Z^T], [Z, 0]], Z = F^T/sqrt(d) (mu_* = 1, zeta = mu_1):
+    nu_1 = psi_p / (-xi - nu_2 - zeta^2 nu_2 / (1 - zeta^2 nu_1 nu_2)) and the same with 1 <-> 2, psi_p -> psi_n.
+    At xi = i y and lambda = y^2 / (psi_n psi_p) the two reduced unknowns of the ridge resolvent give them as
+    nu_1 = psi_p xi g_p / psi_n (the Schur complement of the block resolvent) and nu_2 = -psi_n g_n / xi."""
+    S = random_features.symbols
+    d, n, p = sympy.symbols("d n p")
+    W, X, Xi = Gaussian("W", p, d), Gaussian("X", d, n), Gaussian("Xi", p, n)
+    F = S["mu1"] * W * X / sympy.sqrt(d) + sympy.sqrt(S["v2"]) * Xi
+    reduced = derive((F * F.T / n + p * S["lam"] / d * sympy.Identity(p)).I, random_features.dims).reduce()
+    assert len(reduced.unknowns) == 2
+    psi_n, psi_p, zeta, y = 2, sympy.Rational(3, 2), sympy.Rational(1, 2), sympy.Rational(7, 10)
+    values = reduced.values({S["psi_n"]: psi_n, S["psi_p"]: psi_p, S["mu1"]: zeta, S["v2"]: 1,
+                             S["lam"]: y**2 / (psi_n * psi_p)}, dps=50)
+    g_n, g_p = (values[sympy.Symbol(name)] for name in ("g_n", "g_p"))
+    with mpmath.workdps(60):
+        xi, psi_n, psi_p, zeta = mpmath.mpc(0, mpmath.mpf(7) / 10), mpmath.mpf(2), mpmath.mpf(3) / 2, mpmath.mpf(1) / 2
+        nu_1, nu_2 = psi_p * xi * g_p / psi_n, -psi_n * g_n / xi
+        coupling = zeta**2 / (1 - zeta**2 * nu_1 * nu_2)
+        assert relative(nu_1, psi_p / (-xi - nu_2 - coupling * nu_2)) < mpmath.mpf(10) ** -DIGITS
+        assert relative(nu_2, psi_n / (-xi - nu_1 - coupling * nu_1)) < mpmath.mpf(10) ** -DIGITS
