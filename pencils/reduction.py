@@ -497,7 +497,8 @@ class ReducedSystem:
         inverse, _, shape = self.system.solver.solve(dict(subs), dps=dps)
         columns = self._columns(subs, dps, inverse.shape[0])
         with _precision(dps):
-            coefficients = iter(self._combination_functions["numpy" if dps is None else "mpmath"](*columns))
+            function = self._combination_functions["numpy" if dps is None else "mpmath"]
+            coefficients = iter(_tabulate(function, columns, inverse.shape[0], dps is not None))
             result = {}
             for symbol, blocks in zip(self.unknowns, self.combinations):
                 total = 0
@@ -539,9 +540,8 @@ class ReducedSystem:
         with _precision(dps):
             values = [np.broadcast_to(np.asarray(unknowns[s], dtype=object if dps else complex).reshape(-1), (count,))
                       for s in self.unknowns]
-            table = self._compiled["numpy" if dps is None else "mpmath"](*values, *columns)
-        return np.array([np.broadcast_to(np.asarray(r, dtype=object if dps else complex), (count,))
-                         for r in table[: len(self.unknowns)]])
+            function = self._compiled["numpy" if dps is None else "mpmath"]
+            return _tabulate(function, values + columns, count, dps is not None)[: len(self.unknowns)]
 
     def solve(self, subs: Mapping, dps: int | None = None, start: Mapping | None = None,
               max_iterations: int = 60) -> tuple:
@@ -589,9 +589,9 @@ class ReducedSystem:
             tolerance = 1e-14 if dps is None else mpmath.mpf(10) ** -(dps + 8)
             converged, change = not size, [0]
             for _ in range(max_iterations if size else 0):
-                table = function(*y, *columns)
-                residual = _table(table[:size], count)
-                jacobian = _table(table[size : size + size * size], count).reshape(size, size, count)
+                table = _tabulate(function, y + columns, count, dps is not None)
+                residual = table[:size]
+                jacobian = table[size : size + size * size].reshape(size, size, count)
                 if dps is None:
                     step = np.linalg.solve(np.moveaxis(jacobian, -1, 0), residual.T[..., None])[..., 0].T
                     change = np.max(np.abs(step) / np.maximum(1, np.abs(np.array(y))), axis=0)
@@ -613,7 +613,7 @@ class ReducedSystem:
                     f"(last relative step {max(change)}); start closer (e.g. from values(subs)).",
                     residual=float(max(change)),
                 )
-            target = _table(function(*y, *columns)[-1:], count)[0]
+            target = _tabulate(function, y + columns, count, dps is not None)[-1]
             unknowns = {s: _shaped(column, shape, dps) for s, column in zip(self.unknowns, y)}
             return unknowns, _shaped(target, shape, dps)
 
@@ -736,15 +736,14 @@ def _precision(dps: int | None):
     return mpmath.workdps(dps + 15) if dps is not None else contextlib.nullcontext()
 
 
-def _table(values, count: int) -> np.ndarray:
-    """Compiled outputs (numbers or arrays of ``count`` points) as one array of shape (len(values), count)."""
-    rows = [np.broadcast_to(np.asarray(v, dtype=object if isinstance(v, mpmath.mpc | mpmath.mpf) or (
-        isinstance(v, np.ndarray) and v.dtype == object) else complex), (count,)) for v in values]
-    dtype = object if any(r.dtype == object for r in rows) else complex
-    return np.array(rows, dtype=dtype).reshape(len(values), count)
-
-
 def _shaped(values, shape: tuple, dps: int | None):
     from .solve import _shaped as shaped
 
     return shaped(np.asarray(values), shape, dps)
+
+
+def _tabulate(function, columns: list, count: int, multiprecision: bool) -> np.ndarray:
+    """A compiled function at every point, shape (outputs, points): :func:`pencils.solve._tabulate`."""
+    from .solve import _tabulate as tabulate
+
+    return tabulate(function, columns, count, multiprecision)
