@@ -621,7 +621,7 @@ class ReducedSystem:
 
     #: The most unknowns of a full system that :func:`reduce_system` attempts.  The exact rational
     #: arithmetic grows quickly with the unknowns and the parameters: measured (loaded 2-core machine)
-    #: 12 unknowns (DSM m = inf) 1 s, 58 and 66 (random-features errors) 36 s and 68 s, 32 for
+    #: 12 unknowns (DSM m = inf) 1 s, 58 and 66 (random-features errors) 12 s and 32 s, 32 for
     #: ``(S**2 + lambda)**-2`` 210 s (no unknown is explicit), 48 with 9 parameters and 4 square
     #: roots (DSM finite m, dual) over 5 minutes.
     max_unknowns = 16

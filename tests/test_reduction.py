@@ -196,7 +196,7 @@ def test_dsm_finite_m_is_refused_with_a_clear_error(dual):
 
 @pytest.mark.slow
 def test_random_features_errors(monkeypatch):
-    """The two merged traces of the errors (58 and 66 unknowns), above the default bound: about two minutes."""
+    """The two merged traces of the errors (58 and 66 unknowns), above the default bound: about a minute."""
     monkeypatch.setattr(ReducedSystem, "max_unknowns", 80)
     subs = {random_features.symbols[k]: v for k, v in
             {"psi_n": 2, "psi_p": sympy.Rational(3, 2), "lam": sympy.Rational(1, 10), "mu1": sympy.Rational(1, 2),
