@@ -122,6 +122,7 @@ class DysonSystem:
         for ratio in self.ratios:
             free |= sympy.sympify(ratio).free_symbols
         self.parameters = tuple(sorted(free, key=str))
+        self._reduced = None
 
     def deterministic_pattern(self):
         """The blocks ``(i, j)`` where :math:`\\Lambda` is non-zero, row by row."""
@@ -176,6 +177,28 @@ class DysonSystem:
     def target(self) -> sympy.Expr:
         """The limit of the normalised trace, in terms of the unknowns and parameters."""
         return self.pencil.scale * self._inverse_entries[(self.pencil.out, self.pencil.into)]
+
+    def reduce(self):
+        r"""The same equations in the fewest unknowns, with readable names (:class:`pencils.reduction.ReducedSystem`).
+
+        Unknowns read together or equal by symmetry are merged, and those the
+        others determine explicitly are eliminated, by exact sparse rational
+        arithmetic (see :mod:`pencils.reduction`).  Computed once per system.
+
+        Examples
+        --------
+        >>> import sympy
+        >>> from pencils import Gaussian, derive
+        >>> n, d, z = sympy.symbols("n d z")
+        >>> X = Gaussian("X", n, d)
+        >>> derive((X.T * X / n - z * sympy.Identity(d)).I, {n: 2 * d}).reduce()
+        ReducedSystem(1 unknown from 2, parameters z)
+        """
+        if self._reduced is None:
+            from .reduction import reduce_system
+
+            self._reduced = reduce_system(self)
+        return self._reduced
 
     def latex(self) -> str:
         r"""The equations and the target as a LaTeX ``aligned`` environment."""

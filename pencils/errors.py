@@ -17,6 +17,7 @@ __all__ = [
     "ConvergenceError",
     "SingularStartError",
     "SpectrumWarning",
+    "EliminationTooLargeError",
 ]
 
 
@@ -68,6 +69,11 @@ class SingularStartError(ConvergenceError):
     """The pencil is singular with every Gaussian set to zero, where the solution starts
     (e.g. ``S.I`` for a Wishart ``S``): :func:`pencils.trace_limit` and :func:`pencils.limit`
     then continue a ridge added to every inverse down to zero."""
+
+
+class EliminationTooLargeError(PencilsError):
+    """Eliminating every unknown of a reduced system into one polynomial would be too large
+    (see :meth:`pencils.reduction.ReducedSystem.polynomial`)."""
 
 
 class PrecisionWarning(UserWarning):

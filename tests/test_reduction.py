@@ -1,0 +1,251 @@
+"""The reduced Dyson system (pencils.reduction) against the full one, closed forms and simulation.
+
+Every check compares with something the reduction does not compute: the full
+system's solution (solved by pencils.solve from the matrix form), textbook
+closed forms written here, or a finite-size simulation.
+"""
+
+from unittest import mock
+
+import mpmath
+import numpy as np
+import pytest
+import sympy
+
+from pencils import Gaussian, derive, sample_trace
+from pencils.errors import EliminationTooLargeError
+from pencils.models import dsm, marchenko_pastur, random_features
+from pencils.reduction import ReducedSystem
+
+from test_pencil import NAMES, expressions
+
+DIGITS = 40
+
+
+def relative(value, reference):
+    return abs(mpmath.mpmathify(value) - reference) / max(abs(reference), mpmath.mpf(1))
+
+
+def check_against_full(system, subs, max_unknowns=None):
+    """The full solution solves the reduced equations, Newton on them returns to it, and the targets agree."""
+    reduced = system.reduce()
+    if max_unknowns is not None:
+        assert len(reduced.unknowns) <= max_unknowns
+    assert len(reduced.unknowns) == len(reduced.equations) <= len(system.unknowns)
+    values = reduced.values(subs, dps=50)
+    with mpmath.workdps(60):
+        for residual, symbol in zip(reduced.residuals(values, subs, dps=50), reduced.unknowns):
+            assert relative(residual[0], 0) / max(1, abs(values[symbol])) < mpmath.mpf(10) ** -DIGITS
+        perturbed = {s: complex(v) * (1 + 1e-3 * (-1) ** k) + 1e-4 for k, (s, v) in enumerate(values.items())}
+        again, target = reduced.solve(subs, dps=50, start=perturbed)
+        for symbol in reduced.unknowns:
+            assert relative(again[symbol], values[symbol]) < mpmath.mpf(10) ** -DIGITS
+        expected = system.solve(subs, dps=DIGITS)
+        assert relative(target, expected) < mpmath.mpf(10) ** -(DIGITS - 1)
+    return reduced
+
+
+# ----------------------------------------------------------------------- Marchenko-Pastur
+
+
+def stieltjes_marchenko_pastur(z, gamma):
+    """The root of gamma z m^2 + (z + gamma - 1) m + 1 = 0 in (0, 1/|z|) for real z < 0."""
+    root = mpmath.sqrt((z - 1 - gamma) ** 2 - 4 * gamma)
+    return min(((1 - gamma - z + sign * root) / (2 * gamma * z) for sign in (1, -1)),
+               key=lambda m: abs(m) if mpmath.re(m) > 0 else mpmath.inf)
+
+
+def test_marchenko_pastur_is_one_equation():
+    system = marchenko_pastur.system()
+    z, gamma = sympy.symbols("z gamma")
+    reduced = check_against_full(system, {z: sympy.Rational(-3, 4), gamma: sympy.Rational(1, 2)}, max_unknowns=1)
+    assert len(reduced.equations) == 1 and reduced.target == reduced.unknowns[0]
+    assert str(reduced.unknowns[0]) == "g_d" and r"\text{column space of } X" in reduced.latex()
+    assert reduced._repr_latex_().startswith("$")
+
+
+def test_marchenko_pastur_polynomial_is_the_textbook_quadratic():
+    z, gamma, tau = sympy.symbols("z gamma tau")
+    polynomial = marchenko_pastur.system().reduce().polynomial(tau)
+    textbook = sympy.Poly(gamma * z * tau**2 + (z + gamma - 1) * tau + 1, tau)
+    assert polynomial.degree() == 2
+    ratio = sympy.cancel(polynomial.as_expr() / textbook.as_expr())
+    assert ratio.free_symbols.isdisjoint({tau, z}) and ratio != 0
+    with mpmath.workdps(60):
+        values = {z: sympy.Rational(-7, 5), gamma: sympy.Rational(3, 10)}
+        roots = sympy.Poly(polynomial.as_expr().subs(values), tau).nroots(n=60)
+        expected = stieltjes_marchenko_pastur(mpmath.mpf("-1.4"), mpmath.mpf("0.3"))
+        assert min(relative(complex(r), expected) for r in roots) < 1e-14
+        assert min(abs(mpmath.mpmathify(sympy.N(r, 60)) - expected) for r in roots) < mpmath.mpf(10) ** -DIGITS
+
+
+# ----------------------------------------------------------------------- sums and products of free variables
+
+
+def semicircular(name, d):
+    Y = Gaussian(name, d, d)
+    return (Y + Y.T) / sympy.sqrt(2 * d)
+
+
+def test_wishart_plus_semicircle_polynomial_is_the_free_convolution():
+    r"""R-transforms add for free variables: R_MP(w) = 1/(1 - gamma w), R_SC(w) = w, so G = tr(z - A)^{-1}
+    solves z = 1/(1 - gamma G) + G + 1/G, a cubic; the library's limit is tau = -G."""
+    n, d, z, gamma, tau, G = sympy.symbols("n d z gamma tau G")
+    X = Gaussian("X", n, d)
+    A = X.T * X / n + semicircular("Y", d)
+    system = derive((A - z * sympy.Identity(d)).I, {d: d, n: d / gamma})
+    check_against_full(system, {z: sympy.Rational(1, 2) + sympy.I, gamma: sympy.Rational(1, 2)})
+    polynomial = system.reduce().polynomial(tau)
+    assert polynomial.degree() == 3
+    free = sympy.numer(sympy.together(z - 1 / (1 - gamma * G) - G - 1 / G)).subs(G, -tau)
+    assert sympy.cancel(polynomial.as_expr() / free).free_symbols.isdisjoint({tau, z})
+
+
+@pytest.fixture(scope="module")
+def anticommutator():
+    d, z = sympy.symbols("d z")
+    A, B = semicircular("Y_1", d), semicircular("Y_2", d)
+    return (A * B + B * A - z * sympy.Identity(d)).I, {d: d}, z
+
+
+def test_anticommutator_merges_eight_equal_unknowns(anticommutator):
+    expr, dims, z = anticommutator
+    system = derive(expr, dims)
+    assert len(system.unknowns) == 9
+    check_against_full(system, {z: sympy.Rational(1, 4) + sympy.I}, max_unknowns=1)
+
+
+def test_anticommutator_polynomial_against_monte_carlo(anticommutator):
+    expr, dims, z = anticommutator
+    tau = sympy.Symbol("tau")
+    polynomial = derive(expr, dims).reduce().polynomial(tau)
+    point = 0.5 + 0.75j
+    roots = np.array([complex(r) for r in sympy.Poly(polynomial.as_expr().subs(z, point), tau).nroots()])
+    sampled = sample_trace(expr, dims, {z: point}, size=400, seeds=4)
+    closest = roots[np.argmin(np.abs(roots - sampled.mean))]
+    # finite-size bias O(1/d) = 2.5e-3 plus four standard errors
+    assert abs(closest - sampled.mean) < 2.5e-3 + 4 * abs(sampled.stderr)
+    others = np.delete(roots, np.argmin(np.abs(roots - sampled.mean)))
+    assert np.all(np.abs(others - sampled.mean) > 0.05)  # the Monte Carlo value picks one root
+    engine = derive(expr, dims).solve({z: point})
+    assert abs(engine - closest) < 1e-12
+
+
+def test_polynomial_refuses_large_systems():
+    q = dsm.quantities(False)
+    (T,) = {derivative.expr for derivative in q["test"].atoms(sympy.Derivative)}
+    reduced = derive(T.arg, dsm.dims).reduce()
+    reduced.max_bezout = 2
+    with pytest.raises(EliminationTooLargeError, match="max_bezout"):
+        reduced.polynomial()
+
+
+# ----------------------------------------------------------------------- models
+
+
+def dsm_resolvent_trace():
+    """The one trace behind both m = inf DSM errors (pencils.models.dsm.quantities(False))."""
+    (T,) = {derivative.expr for derivative in dsm.quantities(False)["test"].atoms(sympy.Derivative)}
+    return T.arg
+
+
+def test_dsm_infinite_m_at_most_six_unknowns():
+    system = derive(dsm_resolvent_trace(), dsm.dims)
+    subs = dsm.substitutions(2.0, 1.5, 0.5, 1e-2, dps=50)
+    reduced = check_against_full(system, subs, max_unknowns=6)
+    assert {str(s) for s in reduced.unknowns} <= {"g_n", "g_p", "g_d"} | {f"g_{{{x},{k}}}" for x in "dnp" for k in range(1, 7)}
+
+
+def library_matrices(quantities, dims):
+    """The order-one matrices whose traces pencils.limit derives for ``quantities`` (recorded, not rebuilt)."""
+    from pencils import limits
+
+    recorded = []
+    derive_once = limits._derive
+
+    def record(matrix, dims_key):
+        recorded.append(matrix)
+        return derive_once(matrix, dims_key)
+
+    with mock.patch.object(limits, "_derive", record):
+        limits._limit_payload(sympy.Tuple(*quantities), limits._key(dims))
+    return recorded
+
+
+def test_random_features_cross_term():
+    psi_n, psi_p, lam, mu1, v2 = (random_features.symbols[k] for k in ("psi_n", "psi_p", "lam", "mu1", "v2"))
+    d, n, p = sympy.symbols("d n p")
+    W, X, Xi = Gaussian("W", p, d), Gaussian("X", d, n), Gaussian("Xi", p, n)
+    F = mu1 * W * X / sympy.sqrt(d) + sympy.sqrt(v2) * Xi
+    K_inv = (F * F.T / n + p * lam / d * sympy.Identity(p)).I
+    system = derive(W.T * K_inv * F * X.T / (n * sympy.sqrt(d)), random_features.dims)
+    subs = {psi_n: 2, psi_p: sympy.Rational(3, 2), lam: sympy.Rational(1, 10), mu1: sympy.Rational(1, 2),
+            v2: sympy.Rational(1, 5)}
+    check_against_full(system, subs, max_unknowns=2)
+
+
+@pytest.mark.parametrize("dual", [False, True])
+def test_dsm_finite_m_is_reduced_or_refused_with_a_clear_error(dual):
+    """Of the finite-m systems, the dual train trace (12 unknowns) is reduced and checked against the
+    full solver at p > nm; the test traces (45 and 50 unknowns) exceed the bound and are refused."""
+    reduced_any = False
+    for matrix in library_matrices(list(dsm.quantities(True, dual).values()), dsm.dims):
+        system = derive(matrix, dsm.dims)
+        if len(system.unknowns) <= ReducedSystem.max_unknowns:
+            subs = dsm.substitutions(0.5, 3.0, 0.5, 1e-2, m=2, dps=50)
+            check_against_full(system, subs, max_unknowns=6)
+            reduced_any = True
+        else:
+            with pytest.raises(EliminationTooLargeError, match="max_unknowns"):
+                system.reduce()
+    assert reduced_any == dual
+
+
+@pytest.mark.slow
+def test_random_features_errors(monkeypatch):
+    """The two merged traces of the errors (58 and 66 unknowns), above the default bound: about a minute."""
+    monkeypatch.setattr(ReducedSystem, "max_unknowns", 80)
+    subs = {random_features.symbols[k]: v for k, v in
+            {"psi_n": 2, "psi_p": sympy.Rational(3, 2), "lam": sympy.Rational(1, 10), "mu1": sympy.Rational(1, 2),
+             "v2": sympy.Rational(1, 5), "signal": 1, "noise": sympy.Rational(1, 4)}.items()}
+    for matrix in library_matrices(list(random_features.quantities().values()), random_features.dims):
+        check_against_full(derive(matrix, random_features.dims), subs)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_engine_expressions(matrices, name):
+    m = matrices
+    dims = {m["n"]: 2 * m["d"], m["p"]: sympy.Rational(3, 2) * m["d"]}
+    expr = expressions(m)[name]
+    system = derive(expr, dims)
+    if len(system.unknowns) > ReducedSystem.max_unknowns:
+        with pytest.raises(EliminationTooLargeError, match="max_unknowns"):
+            system.reduce()
+        return
+    subs = {symbol: value for symbol, value in ((m["z"], sympy.Rational(-7, 10)), (m["lam"], sympy.Rational(2, 5)))
+            if symbol in system.parameters}
+    check_against_full(system, subs)
+
+
+def test_random_features_gram_against_mei_montanari():
+    r"""Mei and Montanari (2019) state the limit with two unknowns nu_1, nu_2 of the block resolvent of
+    [[0, Z^T], [Z, 0]], Z = F^T/sqrt(d) (mu_* = 1, zeta = mu_1):
+    nu_1 = psi_p / (-xi - nu_2 - zeta^2 nu_2 / (1 - zeta^2 nu_1 nu_2)) and the same with 1 <-> 2, psi_p -> psi_n.
+    At xi = i y and lambda = y^2 / (psi_n psi_p) the two reduced unknowns of the ridge resolvent give them as
+    nu_1 = psi_p xi g_p / psi_n (the Schur complement of the block resolvent) and nu_2 = -psi_n g_n / xi."""
+    S = random_features.symbols
+    d, n, p = sympy.symbols("d n p")
+    W, X, Xi = Gaussian("W", p, d), Gaussian("X", d, n), Gaussian("Xi", p, n)
+    F = S["mu1"] * W * X / sympy.sqrt(d) + sympy.sqrt(S["v2"]) * Xi
+    reduced = derive((F * F.T / n + p * S["lam"] / d * sympy.Identity(p)).I, random_features.dims).reduce()
+    assert len(reduced.unknowns) == 2
+    psi_n, psi_p, zeta, y = 2, sympy.Rational(3, 2), sympy.Rational(1, 2), sympy.Rational(7, 10)
+    values = reduced.values({S["psi_n"]: psi_n, S["psi_p"]: psi_p, S["mu1"]: zeta, S["v2"]: 1,
+                             S["lam"]: y**2 / (psi_n * psi_p)}, dps=50)
+    g_n, g_p = (values[sympy.Symbol(name)] for name in ("g_n", "g_p"))
+    with mpmath.workdps(60):
+        xi, psi_n, psi_p, zeta = mpmath.mpc(0, mpmath.mpf(7) / 10), mpmath.mpf(2), mpmath.mpf(3) / 2, mpmath.mpf(1) / 2
+        nu_1, nu_2 = psi_p * xi * g_p / psi_n, -psi_n * g_n / xi
+        coupling = zeta**2 / (1 - zeta**2 * nu_1 * nu_2)
+        assert relative(nu_1, psi_p / (-xi - nu_2 - coupling * nu_2)) < mpmath.mpf(10) ** -DIGITS
+        assert relative(nu_2, psi_n / (-xi - nu_1 - coupling * nu_1)) < mpmath.mpf(10) ** -DIGITS
