@@ -851,19 +851,24 @@ class Solver:
         return g, inverse, reached
 
     @cached_property
-    def _rounding_steps(self) -> tuple[int, int]:
-        """Bounds on the roundings behind one entry of :math:`M = \\Lambda - \\eta(g)` and of a product :math:`MG`.
+    def _rounding_steps(self) -> tuple[np.ndarray, np.ndarray, int, int]:
+        """How many roundings each float quantity of :meth:`_float_error` goes through (at most).
 
-        ``(formation, product)``: the operations of the costliest coefficient
-        expression (:func:`sympy.count_ops`) plus the products and sums of the
-        couplings that meet in one entry; the non-zero entries of the densest row
-        of :math:`M` plus one.
+        ``(coefficients, weights, scale, product)``: per coefficient of
+        :math:`\\Lambda`, its operations (:func:`sympy.count_ops` of its
+        expression) plus one; per coupling, those of its weight plus the product
+        with :math:`g`, the product with the variance, and the sum of the
+        couplings that meet in its entry of :math:`M`; for the scale of the
+        target, its operations plus the product with :math:`G_{oi}`; and for an
+        entry of :math:`MG - I`, the non-zero entries of the densest row of
+        :math:`M` plus one.
         """
-        operations = max((int(sympy.count_ops(e)) for e in self._expressions), default=0)
-        entries = np.r_[self._identity_entry, self._coupling_entry]
-        per_entry = np.bincount(self._rows * self.size + self._cols, minlength=self.size**2).max(initial=0)
-        per_row = np.bincount(np.unique(entries) // self.size, minlength=self.size).max(initial=0)
-        return operations + 2 * int(per_entry) + 2, int(per_row) + 1
+        operations = np.array([int(sympy.count_ops(e)) for e in self._expressions])
+        coefficients, weights, _, scale = np.split(operations, self._split)
+        entries = self._rows * self.size + self._cols
+        meeting = np.bincount(entries, minlength=self.size**2)[entries]
+        per_row = np.bincount(np.unique(np.r_[self._identity_entry, entries]) // self.size, minlength=self.size)
+        return coefficients + 1, weights + 2 + meeting, int(scale[0]) + 1, int(per_row.max(initial=0)) + 1
 
     def _float_error(self, lambdas, weights, g, inverse, scale) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         r"""A first-order bound on the rounding error of the float target at solved points.
@@ -872,46 +877,53 @@ class Solver:
         solution :math:`\tilde g` and :math:`\tilde G` its computed inverse, the
         target :math:`T = c\,G_{oi}` is off from the exact limit by (to first order)
 
-        .. math::  T - T^* = y^{\mathsf T}\tilde r + \sum_{kj} Z_{kj} R_{kj}
-                   + \sum_{kj} S_{kj}\,\Delta M_{kj},
+        .. math::  \tilde T - T^* = y^{\mathsf T}\tilde r + \sum_{kj} Z_{kj} R_{kj}
+                   + \sum_{kj} S_{kj}\,\Delta M_{kj} + \Delta c\, G_{oi},
 
         where :math:`\tilde r = [\tilde G]_S - \tilde g` is the residual of the
         Dyson equation, :math:`R = M\tilde G - I` that of the inverse (so that
-        :math:`\tilde G - M^{-1} = M^{-1}R`), :math:`\Delta M` the rounding of
-        :math:`M` itself, :math:`J^{\mathsf T} y = h` the adjoint of the Jacobian
-        with :math:`h_u = c\sum_{t:\,u_t = u} w_t G_{o i_t} G_{j_t i}` (the
-        target's gradient in :math:`g`), :math:`Z = c\,G_{o\cdot}^{\mathsf T} e_i^{\mathsf T} - G^{\mathsf T}Y`
+        :math:`\tilde G - M^{-1} = M^{-1}R`), :math:`\Delta M` and
+        :math:`\Delta c` the rounding of :math:`M` and of the scale,
+        :math:`J^{\mathsf T} y = h` the adjoint of the Jacobian with
+        :math:`h_u = c\sum_{t:\,u_t = u} w_t G_{o i_t} G_{j_t i}` (the target's
+        gradient in :math:`g`), :math:`Z = c\,G_{o\cdot}^{\mathsf T} e_i^{\mathsf T} - G^{\mathsf T}Y`
         (:math:`Y` holds :math:`y_u` at the position of unknown :math:`u`) and
         :math:`S = -Z G^{\mathsf T} = \partial T^*/\partial M` the sensitivity of
-        the limit to the entries of :math:`M`.  :math:`R` is computed in floats,
-        within :math:`\gamma_m (|M||\tilde G| + I)` of the exact one
-        (:math:`\gamma_m = m\,u`, :math:`m` the non-zero entries of a row plus
-        one, :math:`u = 2^{-53}`), and :math:`|\Delta M| \le \gamma_f \overline M`
-        with :math:`\overline M = |\Lambda| + \sum_t |w_t g_{u_t}|` and
-        :math:`\gamma_f` the operations behind one entry (see
-        :attr:`_rounding_steps`); this is the a-posteriori bound of LAPACK's
-        refinement (Higham, *Accuracy and Stability of Numerical Algorithms*,
-        2nd ed., section 7.2 and 12.1) carried through the fixed point:
+        the limit to the entries of :math:`M`.  :math:`R` is computed in extended
+        precision where numpy has it (``longdouble``, unit roundoff
+        :math:`u_e`; :math:`u_e = u = 2^{-53}` elsewhere), within
+        :math:`\gamma_R (|M||\tilde G| + I)` of the exact one; a quantity
+        formed in :math:`k` roundings is within :math:`k u` (relative) of its
+        exact value (:attr:`_rounding_steps`: :math:`\gamma_R = k u_e`, and
+        :math:`|\Delta M| \le F = |\Lambda| \circ k_\Lambda u + \sum_t k_t u\, |w_t g_{u_t}|`).
+        Hence, with every term taken at its worst,
 
-        .. math::  |T - T^*| \le |y|^{\mathsf T}|\tilde r|
-                   + \sum |Z| \circ \bigl(|R| + \gamma_m(|M||\tilde G| + I)\bigr)
-                   + \gamma_f \sum |S| \circ \overline M + \gamma_f |T|.
+        .. math::  |\tilde T - T^*| \le |y|^{\mathsf T}|\tilde r|
+                   + \sum |Z| \circ \bigl(|R| + \gamma_R(|M||\tilde G| + I)\bigr)
+                   + \sum |S| \circ F + k_c u |\tilde T|,
 
-        It needs one adjoint solve and a few products of :math:`K \times K`
-        matrices per point.  Returns ``(bound, sensitivity S, relative error of
-        the entries of G)``, the last the largest
-        :math:`(|\tilde G|(|R| + \gamma_m(|M||\tilde G| + I) + \gamma_f\overline M)|\tilde G|)_{kj} / |\tilde G_{kj}|`
-        over the entries that can be non-zero, which bounds the errors of the
-        inputs of a derivative (:meth:`_derivative_error`).
+        the a-posteriori bound of LAPACK's iterative refinement (Higham,
+        *Accuracy and Stability of Numerical Algorithms*, 2nd ed., sections 7.2
+        and 12.1) carried through the fixed point.  It costs one adjoint solve
+        and a few products of :math:`K \times K` matrices per point.  Returns
+        ``(bound, S, entries)``, with ``entries`` the largest relative bound
+        :math:`(|\tilde G|(|R| + \gamma_R(|M||\tilde G| + I)) + |\tilde G| F |\tilde G|)_{kj} / |\tilde G_{kj}|`
+        over the entries of :math:`G` that can be non-zero, which bounds the
+        errors of the inputs of a derivative (see :meth:`_derivatives`).
         """
         algebra, unit = _Float(), _Float.epsilon / 2
-        formation, product = (unit * steps for steps in self._rounding_steps)
+        coefficient_steps, weight_steps, scale_steps, product_steps = self._rounding_steps
         count, size = inverse.shape[:2]
         out, into = self.record["out"], self.record["into"]
         matrix = self._matrix(lambdas, weights, g, 1.0, algebra)
-        magnitude = self._matrix(np.abs(lambdas), -np.abs(weights), np.abs(g), 1.0, algebra).real
+        formation = self._matrix(unit * coefficient_steps[:, None] * np.abs(lambdas),
+                                 -unit * weight_steps[:, None] * np.abs(weights), np.abs(g), 1.0, algebra).real
+        extended = np.clongdouble if np.iscomplexobj(matrix) else np.longdouble
         identity = np.eye(size)
-        residual_inverse = np.abs(matrix @ inverse - identity) + product * (np.abs(matrix) @ np.abs(inverse) + identity)
+        product = (matrix.astype(extended) @ inverse.astype(extended) - identity).astype(matrix.dtype)
+        extended_unit = float(np.finfo(extended).eps) / 2
+        residual_inverse = (1 + unit) * np.abs(product) + product_steps * extended_unit * (
+            np.abs(matrix) @ np.abs(inverse) + identity)
         residual = inverse[:, self._unknown_rows, self._unknown_cols] - g
         row, column = inverse[:, out, :], inverse[:, :, into]
         gradient = _zeros((count, len(self._unknown_rows)), inverse.dtype)
@@ -923,18 +935,17 @@ class Solver:
         weight = -np.swapaxes(inverse, 1, 2) @ placed
         weight[:, :, into] += np.reshape(scale, (-1, 1)) * row
         sensitivity = -weight @ np.swapaxes(inverse, 1, 2)
-        target = np.abs(np.reshape(scale, -1) * inverse[:, out, into])
         bound = (
             np.sum(np.abs(adjoint) * np.abs(residual), axis=1)
             + np.sum(np.abs(weight) * residual_inverse, axis=(1, 2))
-            + formation * (np.sum(np.abs(sensitivity) * magnitude, axis=(1, 2)) + target)
+            + np.sum(np.abs(sensitivity) * formation, axis=(1, 2))
+            + scale_steps * unit * np.abs(np.reshape(scale, -1) * inverse[:, out, into])
         )
         size_of = np.abs(inverse)
-        entry_error = size_of @ residual_inverse + formation * (size_of @ magnitude @ size_of)
+        entry_error = size_of @ residual_inverse + size_of @ formation @ size_of
         with np.errstate(all="ignore"):
             relative = np.where(self._reach & (size_of > 0), entry_error / size_of, 0.0)
-        entries = np.max(relative.reshape(count, -1), axis=1, initial=0.0)
-        return bound, sensitivity, entries
+        return bound, sensitivity, np.max(relative.reshape(count, -1), axis=1, initial=0.0)
 
     def _fail(self, failed: np.ndarray, relative, columns: list, g=None) -> None:
         if not np.any(failed):
@@ -1141,9 +1152,9 @@ class Solver:
                 # to M and the coefficients) is off by at most `inputs` relative
                 with np.errstate(divide="ignore", invalid="ignore"):
                     inputs = np.maximum(entries, np.nan_to_num(error / np.abs(values[0]), nan=np.inf))
-                formation = _Float.epsilon / 2 * self._rounding_steps[0]
+                rounding = _Float.epsilon / 2 * (max(self._rounding_steps[1], default=0) + 2)
                 values += slopes
-                errors += [(2 * inputs + formation) * magnitude for magnitude in magnitudes]
+                errors += [(2 * inputs + rounding) * magnitude for magnitude in magnitudes]
         return values, errors, shape, columns
 
     def _derivatives(self, columns: list, inverse, scale, parameters: Sequence, dps: int | None, sensitivity=None):
