@@ -947,22 +947,46 @@ class Solver:
             relative = np.where(self._reach & (size_of > 0), entry_error / size_of, 0.0)
         return bound, sensitivity, np.max(relative.reshape(count, -1), axis=1, initial=0.0)
 
-    def _fail(self, failed: np.ndarray, relative, columns: list, g=None) -> None:
+    def _fail(self, failed: np.ndarray, relative, columns: list, g=None, continuation: bool = True) -> None:
+        """Raise a :class:`pencils.errors.ConvergenceError` naming the first ``failed`` point, what went wrong
+        there (the continuation stalled, or Newton's iteration with ``continuation=False``), its residual
+        ``relative``, the spread of its unknowns ``g`` and the remedies (``path_from=``, ``dps=``)."""
         if not np.any(failed):
             return
         first = int(np.flatnonzero(failed)[0])
         residual = float(np.nan_to_num(np.asarray(relative[first], dtype=float), nan=np.inf))
-        largest = float(np.max(np.abs(g[first]), initial=0.0)) if g is not None and g.dtype != object else 0.0
-        scale = (
-            f" Its unknowns reached {largest:.0e}: a ridge this small makes them grow like a power of 1/ridge, "
-            f"beyond what double precision can follow."
-            if np.isfinite(largest) and largest > 1e12 else ""
-        )
+        if continuation:
+            reason = ("the continuation from zero variance (every Gaussian scaled by tau, tau from 0 to 1) "
+                      "stalled before tau = 1")
+            if np.isfinite(residual) and residual > _Float.residual_tolerance:
+                reason += f", where Newton's iteration leaves a relative residual {residual:.1e}"
+        else:
+            reason = f"Newton's iteration stalled at a relative residual {residual:.1e}"
+        extreme = [(p, float(np.abs(columns[k][first]))) for k, p in enumerate(self.parameters)
+                   if np.isfinite(np.abs(columns[k][first])) and not 1e-6 <= np.abs(columns[k][first]) <= 1e6
+                   and np.abs(columns[k][first]) != 0]
+        spread = ""
+        sizes = np.abs(np.asarray(g[first], dtype=complex)) if g is not None else np.zeros(0)
+        sizes = sizes[np.isfinite(sizes) & (sizes > 0)]
+        if sizes.size and sizes.max() > 1e12 * sizes.min():
+            spread = f" Its unknowns span {sizes.min():.0e} to {sizes.max():.0e}, more than double precision resolves."
+        if extreme:
+            names = ", ".join(f"{p}={v:g}" for p, v in extreme)
+            spread += f" Parameters far from order one ({names}) spread the unknowns over many orders of magnitude"
+            if any(not 1e-150 < v < 1e150 for _, v in extreme):
+                spread += " (beyond 1e+150 or 1e-150 their products over- or underflow: use a less extreme value)"
+            spread += "."
+            parameter, value = extreme[0]
+            start = f"{{{parameter}: {1e3 if value > 1 else 1e-3:g}}}"
+        else:
+            start = "{z: x + 1j}" if any(str(p) == "z" for p in self.parameters) else "{parameter: a regular value}"
         raise ConvergenceError(
-            f"the Dyson equation did not converge at {int(np.sum(failed))} of {len(failed)} point(s); first at "
-            f"{self._describe(columns, first)} (relative residual {residual:.2e}).{scale} The point may sit on a "
-            f"singularity (a vanishing ridge at an interpolation threshold, or a real spectral parameter "
-            f"inside the spectrum): move it, increase the ridge, or give z a small positive imaginary part.",
+            f"the Dyson equation could not be solved at {int(np.sum(failed))} of {len(failed)} point(s); first at "
+            f"{self._describe(columns, first)}: {reason}.{spread} What helps: dps=30 (arbitrary precision, slow for "
+            f"this {len(self._unknown_rows)}-unknown system) where rounding is the obstacle; path_from={start} "
+            f"(a straight line from values where the solution is regular) where the default path meets a "
+            f"singularity (a vanishing ridge at an interpolation threshold, a real spectral parameter inside the "
+            f"spectrum); or moving the point.",
             parameters={str(p): columns[k][first] for k, p in enumerate(self.parameters)},
             residual=residual,
         )
@@ -991,7 +1015,7 @@ class Solver:
         starts, ends = [np.asarray(s, dtype=dtype) for s in starts], [np.asarray(f, dtype=dtype) for f in floats]
         lambdas, weights, _, _ = self._coefficients(starts, count, multiprecision=False)
         g, inverse, reached = self._start(starts, lambdas, weights, continuation)
-        self._fail(~reached, np.full(count, np.inf), starts)
+        self._fail(~reached, np.full(count, np.inf), starts, g)
         return self._between(starts, ends, g, inverse, _Float())
 
     def solve(
@@ -1037,9 +1061,10 @@ class Solver:
         )
         converged &= reached
         if dps is None:
-            # Points stuck just above the tolerance by rounding are finished in extended precision and
+            # Points that the continuation reached (on the physical branch, to its tolerance) but where
+            # rounding stops Newton above the residual tolerance are finished in extended precision and
             # rounded back; failed points are not.
-            narrow = ~converged & reached & (relative < 1e-8)
+            narrow = ~converged & reached
             self._fail(~converged & ~narrow, relative, floats, g)
             finish = np.flatnonzero(narrow)
             if finish.size:
@@ -1048,7 +1073,7 @@ class Solver:
                 g[finish] = inverse[finish][:, self._unknown_rows, self._unknown_cols]
             return inverse, scale, shape, g
         # Newton in arbitrary precision starts from the float solution wherever it nearly converged.
-        near = converged | (reached & (relative < 1e-8))
+        near = converged | reached
         inverses, scales = self._polish(columns, floats, g, near, np.arange(count), dps)
         return inverses, scales, shape, g
 
@@ -1068,12 +1093,12 @@ class Solver:
                     start = np.array([[_to_mpmath(x) for x in g[index].tolist()]], dtype=object)
                 else:
                     start, _, reached = self._continue(lambdas, weights, algebra)
-                    self._fail(~reached, [np.inf], [f[index : index + 1] for f in floats])
+                    self._fail(~reached, [np.inf], [f[index : index + 1] for f in floats], start)
                 _, ok, residual, inverse = self._newton(
                     lambdas, weights, start, 1, algebra, context.mpf(10) ** -(dps + 8), algebra.residual_tolerance,
                     self.max_newton,
                 )
-                self._fail(~ok, residual, [f[index : index + 1] for f in floats])
+                self._fail(~ok, residual, [f[index : index + 1] for f in floats], continuation=False)
                 inverses.append(inverse[0])
                 scales.append(scale[0])
         return np.array(inverses, dtype=object), np.array(scales, dtype=object)
