@@ -15,7 +15,6 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Mapping
 
-import mpmath
 import numpy as np
 import sympy
 
@@ -328,7 +327,8 @@ def _evaluate_floats(compiled, quantities, dims, subs, path_from, starts, contin
         where = ", ".join(f"{key}={np.broadcast_to(np.asarray(value), shape).reshape(-1)[inaccurate[0]]}"
                           for key, value in subs.items())
         unknowns = max(len(solver._unknown_rows) for solver in compiled.solvers)
-        _warn_imprecise(inaccurate, flat, [np.broadcast_to(b, shape).reshape(-1) for b in bounds], where, unknowns)
+        bounds = [np.broadcast_to(b, shape).reshape(-1) for b in bounds]
+        _warn_imprecise(inaccurate, flat, bounds, where, unknowns, stacklevel=5)  # from limit()
     return [values.reshape(shape) if shape else values.item() for values in flat]
 
 

@@ -185,7 +185,8 @@ class _PathPoint(NamedTuple):
 
 
 def _to_mpmath(value):
-    """An mpmath number of this thread's context (:func:`_mp`) at its precision (strings and SymPy numbers are exact)."""
+    """An mpmath number of this thread's context (:func:`_mp`) at its precision (strings and SymPy
+    numbers are exact)."""
     context = _mp()
     if isinstance(value, sympy.Basic):
         value = sympy.N(value, context.dps)
@@ -225,7 +226,8 @@ def _per_point(value, count: int, dtype) -> np.ndarray:
 
 
 def _zeros(shape, dtype) -> np.ndarray:
-    """Zeros of ``dtype``; mpmath zeros (of this thread's context) in object arrays, so that their arithmetic stays in mpmath.
+    """Zeros of ``dtype``; mpmath zeros (of this thread's context) in object arrays, so that their
+    arithmetic stays in mpmath.
 
     Filled in place: a fresh array from ``np.zeros`` is paged in on first write,
     slow for large batches.
@@ -1141,7 +1143,8 @@ class Solver:
                 for value, finished in zip(values, exact if derivatives else (exact,)):
                     value[inaccurate] = _rounded(finished, value.dtype)
             elif inaccurate.size:
-                _warn_imprecise(inaccurate, values, errors, self._describe(_floats(columns), inaccurate[0]), len(self._unknown_rows))
+                where = self._describe(_floats(columns), inaccurate[0])
+                _warn_imprecise(inaccurate, values, errors, where, len(self._unknown_rows), stacklevel=4)
             results = [_shaped(value, shape, None) for value in values]
             return tuple(results) if derivatives else results[0]
         with np.errstate(all="ignore"), _single_threaded_blas(), _digits(dps + 15):
@@ -1237,8 +1240,10 @@ def _rounded(values, dtype) -> np.ndarray:
     return np.array([complex(v) if dtype.kind == "c" else float(v) for v in values], dtype=dtype)
 
 
-def _warn_imprecise(points: np.ndarray, values: list, errors: list, where: str, unknowns: int) -> None:
-    """Issue the :class:`pencils.errors.PrecisionWarning` for ``points`` whose float values cannot be promised."""
+def _warn_imprecise(points: np.ndarray, values: list, errors: list, where: str, unknowns: int,
+                    stacklevel: int) -> None:
+    """Issue the :class:`pencils.errors.PrecisionWarning` for ``points`` whose float values cannot be promised
+    (``stacklevel`` counts the calls up to the user's, this one included)."""
     first = int(points[0])
     relative = max(float(error[first] / abs(value[first])) if value[first] != 0 else np.inf
                    for value, error in zip(values, errors))
@@ -1249,7 +1254,7 @@ def _warn_imprecise(points: np.ndarray, values: list, errors: list, where: str, 
         f"too large to be finished in arbitrary precision automatically. Pass dps=30 for these points (slow), "
         f"or use a larger ridge.",
         PrecisionWarning,
-        stacklevel=4,
+        stacklevel=stacklevel,
     )
 
 

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import mpmath
-import numpy as np
 import sympy
 
 from pencils import Gaussian, limit
