@@ -873,49 +873,57 @@ class Solver:
         return coefficients + 1, weights + 2 + meeting, int(scale[0]) + 1, int(per_row.max(initial=0)) + 1
 
     def _float_error(self, lambdas, weights, g, inverse, scale) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        r"""A first-order bound on the rounding error of the float target at solved points.
+        r"""A bound on the rounding error of the float target at solved points (first order in the rounding).
 
         With :math:`M = \Lambda - \eta(g)` formed in floats from the float
-        solution :math:`\tilde g` and :math:`\tilde G` its computed inverse, the
-        target :math:`T = c\,G_{oi}` is off from the exact limit by (to first order)
+        solution :math:`\tilde g` and :math:`\tilde G` its computed inverse, let
+        :math:`R = M\tilde G - I` (so that :math:`\tilde G - M^{-1} = M^{-1}R`),
+        :math:`\tilde r = [\tilde G]_S - \tilde g` the residual of the Dyson
+        equation, :math:`\rho = \tilde r - [\tilde G R]_S` the residual of
+        :math:`\tilde g` with the exact inverse, :math:`h_u = c\sum_{t:\,u_t = u} w_t G_{o i_t} G_{j_t i}`
+        the gradient of the target :math:`T = c\,G_{oi}` in :math:`g`, and
+        :math:`\Delta M`, :math:`\Delta c` the rounding of :math:`M` and of the
+        scale.  To first order in the rounding,
 
-        .. math::  \tilde T - T^* = y^{\mathsf T}\tilde r + \sum_{kj} Z_{kj} R_{kj}
+        .. math::  \tilde T - T^* = c\,(\tilde G R)_{oi} + h^{\mathsf T} J^{-1}\rho
                    + \sum_{kj} S_{kj}\,\Delta M_{kj} + \Delta c\, G_{oi},
 
-        where :math:`\tilde r = [\tilde G]_S - \tilde g` is the residual of the
-        Dyson equation, :math:`R = M\tilde G - I` that of the inverse (so that
-        :math:`\tilde G - M^{-1} = M^{-1}R`), :math:`\Delta M` and
-        :math:`\Delta c` the rounding of :math:`M` and of the scale,
-        :math:`J^{\mathsf T} y = h` the adjoint of the Jacobian with
-        :math:`h_u = c\sum_{t:\,u_t = u} w_t G_{o i_t} G_{j_t i}` (the target's
-        gradient in :math:`g`), :math:`Z = c\,G_{o\cdot}^{\mathsf T} e_i^{\mathsf T} - G^{\mathsf T}Y`
-        (:math:`Y` holds :math:`y_u` at the position of unknown :math:`u`) and
-        :math:`S = -Z G^{\mathsf T} = \partial T^*/\partial M` the sensitivity of
-        the limit to the entries of :math:`M`.  :math:`R` is computed in extended
-        precision where numpy has it (``longdouble``, unit roundoff
-        :math:`u_e`; :math:`u_e = u = 2^{-53}` elsewhere), within
-        :math:`\gamma_R (|M||\tilde G| + I)` of the exact one; a quantity
-        formed in :math:`k` roundings is within :math:`k u` (relative) of its
-        exact value (:attr:`_rounding_steps`: :math:`\gamma_R = k u_e`, and
-        :math:`|\Delta M| \le F = |\Lambda| \circ k_\Lambda u + \sum_t k_t u\, |w_t g_{u_t}|`).
-        Hence, with every term taken at its worst,
+        with :math:`S = \partial T^*/\partial M` the sensitivity of the limit to
+        the entries of :math:`M`.  The first two terms are computed: :math:`R`
+        in extended precision where numpy has it (``longdouble``, unit roundoff
+        :math:`u_e`; :math:`u_e = u = 2^{-53}` elsewhere), and
+        :math:`J\tilde\delta = \rho` solved in floats, whose residual
+        :math:`s = J\tilde\delta - \rho` gives :math:`h^{\mathsf T}J^{-1}\rho = h^{\mathsf T}\tilde\delta
+        - y^{\mathsf T}s` with :math:`J^{\mathsf T}y = h` (the adjoint).  What is
+        left is bounded term by term, a quantity formed in :math:`k` roundings
+        being within :math:`k u` (relative) of its exact value
+        (:attr:`_rounding_steps`): :math:`|\Delta M| \le F = |\Lambda|\circ k_\Lambda u
+        + \sum_t k_t u\,|w_t g_{u_t}|` and :math:`|R - \tilde R| \le E_R = u|\tilde R|
+        + k_R u_e(|M||\tilde G| + I)`, so that
 
-        .. math::  |\tilde T - T^*| \le |y|^{\mathsf T}|\tilde r|
-                   + \sum |Z| \circ \bigl(|R| + \gamma_R(|M||\tilde G| + I)\bigr)
-                   + \sum |S| \circ F + k_c u |\tilde T|,
+        .. math::  |\tilde T - T^*| \le \bigl|c(\tilde G\tilde R)_{oi} + h^{\mathsf T}\tilde\delta\bigr|
+                   + |y|^{\mathsf T}\bigl(|s| + K u\,(|J||\tilde\delta| + |\rho|)
+                   + [|\tilde G| E_R + K u\, |\tilde G||\tilde R|]_S\bigr)
+                   + |c|(|\tilde G| E_R)_{oi} + K u\, |h|^{\mathsf T}|\tilde\delta|
+                   + \sum |S| \circ F + k_c u |\tilde T|
 
-        the a-posteriori bound of LAPACK's iterative refinement (Higham,
-        *Accuracy and Stability of Numerical Algorithms*, 2nd ed., sections 7.2
-        and 12.1) carried through the fixed point.  It costs one adjoint solve
-        and a few products of :math:`K \times K` matrices per point.  Returns
-        ``(bound, S, entries)``, with ``entries`` the largest relative bound
-        :math:`(|\tilde G|(|R| + \gamma_R(|M||\tilde G| + I)) + |\tilde G| F |\tilde G|)_{kj} / |\tilde G_{kj}|`
+        (:math:`K` the size of the system), the a-posteriori bounds of LAPACK's
+        iterative refinement (Higham, *Accuracy and Stability of Numerical
+        Algorithms*, 2nd ed., sections 7.2 and 12.1) carried through the fixed
+        point.  The terms with :math:`|y|` carry a rounding of a quantity that is
+        itself of the order of the error, and the computed first-order error
+        keeps the cancellations that a sum of absolute values would lose.  It
+        costs two solves with the Jacobian and a few products of :math:`K \times
+        K` matrices per point.  Returns ``(bound, S, entries)``, with
+        ``entries`` the largest relative bound
+        :math:`(|\tilde G|(|\tilde R| + E_R) + |\tilde G| F |\tilde G|)_{kj} / |\tilde G_{kj}|`
         over the entries of :math:`G` that can be non-zero, which bounds the
         errors of the inputs of a derivative (see :meth:`_derivatives`).
         """
         algebra, unit = _Float(), _Float.epsilon / 2
         coefficient_steps, weight_steps, scale_steps, product_steps = self._rounding_steps
         count, size = inverse.shape[:2]
+        unknowns = len(self._unknown_rows)
         out, into = self.record["out"], self.record["into"]
         matrix = self._matrix(lambdas, weights, g, 1.0, algebra)
         formation = self._matrix(unit * coefficient_steps[:, None] * np.abs(lambdas),
@@ -923,28 +931,38 @@ class Solver:
         extended = np.clongdouble if np.iscomplexobj(matrix) else np.longdouble
         identity = np.eye(size)
         product = (matrix.astype(extended) @ inverse.astype(extended) - identity).astype(matrix.dtype)
-        extended_unit = float(np.finfo(extended).eps) / 2
-        residual_inverse = (1 + unit) * np.abs(product) + product_steps * extended_unit * (
+        product_error = unit * np.abs(product) + product_steps * float(np.finfo(extended).eps) / 2 * (
             np.abs(matrix) @ np.abs(inverse) + identity)
-        residual = inverse[:, self._unknown_rows, self._unknown_cols] - g
+        size_of = np.abs(inverse)
+        correction = inverse @ product  # G R: the first-order error of the inverse
+        correction_error = size_of @ product_error + size * unit * (size_of @ np.abs(product))
+        rho = (inverse - correction)[:, self._unknown_rows, self._unknown_cols] - g
         row, column = inverse[:, out, :], inverse[:, :, into]
-        gradient = _zeros((count, len(self._unknown_rows)), inverse.dtype)
-        terms = weights.T * row[:, self._rows] * column[:, self._cols] * np.reshape(scale, (-1, 1))
-        np.add.at(gradient, (slice(None), self._sources), terms)
+        scales = np.reshape(scale, (-1, 1))
+        gradient = _zeros((count, unknowns), inverse.dtype)
+        np.add.at(gradient, (slice(None), self._sources), weights.T * row[:, self._rows] * column[:, self._cols] * scales)
+        entries = self._jacobian_entries(weights, inverse, 1.0)
+        jacobian = self._jacobian(entries)
+        step = self._solve_linearised(weights, inverse, 1.0, rho, algebra)
+        step_residual = (jacobian @ step[:, :, None])[:, :, 0] - rho
         adjoint = self._solve_linearised(weights, inverse, 1.0, gradient, algebra, transposed=True)
+        first_order = np.reshape(scale, -1) * correction[:, out, into] + np.sum(gradient * step, axis=1)
+        carried = (np.abs(step_residual) + unknowns * unit * ((np.abs(jacobian) @ np.abs(step)[:, :, None])[:, :, 0]
+                   + np.abs(rho)) + correction_error[:, self._unknown_rows, self._unknown_cols])
         placed = _zeros((count, size, size), inverse.dtype)
         placed[:, self._unknown_rows, self._unknown_cols] = adjoint
         weight = -np.swapaxes(inverse, 1, 2) @ placed
-        weight[:, :, into] += np.reshape(scale, (-1, 1)) * row
+        weight[:, :, into] += scales * row
         sensitivity = -weight @ np.swapaxes(inverse, 1, 2)
         bound = (
-            np.sum(np.abs(adjoint) * np.abs(residual), axis=1)
-            + np.sum(np.abs(weight) * residual_inverse, axis=(1, 2))
+            np.abs(first_order)
+            + np.sum(np.abs(adjoint) * carried, axis=1)
+            + np.abs(np.reshape(scale, -1)) * correction_error[:, out, into]
+            + unknowns * unit * np.sum(np.abs(gradient) * np.abs(step), axis=1)
             + np.sum(np.abs(sensitivity) * formation, axis=(1, 2))
             + scale_steps * unit * np.abs(np.reshape(scale, -1) * inverse[:, out, into])
         )
-        size_of = np.abs(inverse)
-        entry_error = size_of @ residual_inverse + size_of @ formation @ size_of
+        entry_error = size_of @ (np.abs(product) + product_error) + size_of @ formation @ size_of
         with np.errstate(all="ignore"):
             relative = np.where(self._reach & (size_of > 0), entry_error / size_of, 0.0)
         return bound, sensitivity, np.max(relative.reshape(count, -1), axis=1, initial=0.0)
