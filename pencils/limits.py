@@ -130,7 +130,12 @@ def trace_limit(
         Values of the remaining scalar symbols: numbers, or numpy arrays that broadcast.
     dps : int, optional
         ``None`` for floats (arrays if any value is an array); ``k`` for mpmath
-        numbers correct to about ``k`` digits.
+        numbers correct to about ``k`` digits.  A float is within
+        :attr:`pencils.solve.Solver.float_accuracy` (1e-10) of the limit,
+        relative: each carries a bound on its rounding error, and where the bound
+        is larger the point is computed again at 30 digits (a
+        :class:`pencils.errors.PrecisionWarning` instead, for systems too large
+        for that).
     path_from : dict, optional
         Start values of some parameters.  By default the physical branch is
         followed from zero variance (every Gaussian scaled by ``tau``, ``tau``
