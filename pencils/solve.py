@@ -914,7 +914,7 @@ class Solver:
         itself of the order of the error, and the computed first-order error
         keeps the cancellations that a sum of absolute values would lose.  It
         costs two solves with the Jacobian and a few products of :math:`K \times
-        K` matrices per point.  Returns ``(bound, S, entries)``, with
+        K` matrices per point.  Returns ``(bound, S, entries, y)``, with
         ``entries`` the largest relative bound
         :math:`(|\tilde G|(|\tilde R| + E_R) + |\tilde G| F |\tilde G|)_{kj} / |\tilde G_{kj}|`
         over the entries of :math:`G` that can be non-zero, which bounds the
@@ -965,7 +965,7 @@ class Solver:
         entry_error = size_of @ (np.abs(product) + product_error) + size_of @ formation @ size_of
         with np.errstate(all="ignore"):
             relative = np.where(self._reach & (size_of > 0), entry_error / size_of, 0.0)
-        return bound, sensitivity, np.max(relative.reshape(count, -1), axis=1, initial=0.0)
+        return bound, sensitivity, np.max(relative.reshape(count, -1), axis=1, initial=0.0), adjoint
 
     def _fail(self, failed: np.ndarray, relative, columns: list, g=None, continuation: bool = True) -> None:
         """Raise a :class:`pencils.errors.ConvergenceError` naming the first ``failed`` point, what went wrong
@@ -1190,28 +1190,33 @@ class Solver:
             _, columns, count = self._points(subs, multiprecision=False)
             floats = _floats(columns)
             lambdas, weights, _, _ = self._coefficients(floats, count, multiprecision=False)
-            error, sensitivity, entries = self._float_error(lambdas, weights, g, inverse, scale)
+            error, sensitivity, entries, adjoint = self._float_error(lambdas, weights, g, inverse, scale)
             values, errors = [scale * inverse[:, self.record["out"], self.record["into"]]], [error]
             if derivatives:
-                slopes, magnitudes = self._derivatives(floats, inverse, scale, derivatives, None, sensitivity)
+                slopes, parts = self._derivatives(floats, inverse, scale, derivatives, None, (sensitivity, adjoint))
                 # first order: each input of a derivative (the entries of G, the target's sensitivity
                 # to M and the coefficients) is off by at most `inputs` relative
                 with np.errstate(divide="ignore", invalid="ignore"):
                     inputs = np.maximum(entries, np.nan_to_num(error / np.abs(values[0]), nan=np.inf))
                 rounding = _Float.epsilon / 2 * (max(self._rounding_steps[1], default=0) + 2)
                 values += slopes
-                errors += [(2 * inputs + rounding) * magnitude for magnitude in magnitudes]
+                errors += [(2 * inputs + rounding) * magnitude + solve for magnitude, solve in parts]
         return values, errors, shape, columns
 
-    def _derivatives(self, columns: list, inverse, scale, parameters: Sequence, dps: int | None, sensitivity=None):
+    def _derivatives(self, columns: list, inverse, scale, parameters: Sequence, dps: int | None, adjoints=None):
         r"""The derivatives of the target at solved points (see :meth:`target`), one array per parameter.
 
-        Returns ``(derivatives, magnitudes)``.  With ``sensitivity``
-        (:math:`S = \partial T/\partial M`, from :meth:`_float_error`) the
-        derivative is also :math:`\partial_\theta c\,G_{oi} + \sum_{kj} S_{kj}\,(\partial_\theta M|_g)_{kj}`,
-        and each magnitude is the sum of the absolute values of these terms: a
+        Returns ``(derivatives, parts)``; ``parts`` (with ``adjoints``, the
+        sensitivity :math:`S = \partial T/\partial M` and the adjoint :math:`y`
+        of :meth:`_float_error`) holds for each derivative ``(magnitude, solve)``.
+        The derivative is also :math:`\partial_\theta c\,G_{oi} + \sum_{kj} S_{kj}\,(\partial_\theta M|_g)_{kj}`,
+        and its magnitude is the sum of the absolute values of these terms: a
         derivative whose inputs are off by :math:`\epsilon` relative is off by at
-        most :math:`\epsilon` times its magnitude (to first order).
+        most :math:`\epsilon` times its magnitude (to first order).  ``solve``
+        bounds the error of the tangent's solve :math:`J v = b` in floats through
+        its residual :math:`s = J\tilde v - b`: the derivative moves with
+        :math:`v` as :math:`h^{\mathsf T} v`, so by at most
+        :math:`|y|^{\mathsf T}(|s| + K u(|J||\tilde v| + |b|))`.
         """
         count, multiprecision = inverse.shape[0], dps is not None
         algebra = _Multiprecision(dps) if multiprecision else _Float()
@@ -1220,11 +1225,15 @@ class Solver:
         zeros = _zeros(count, object if multiprecision else float)
         ones = zeros + 1
         out, into = self.record["out"], self.record["into"]
-        results, magnitudes = [], []
+        results, parts = [], []
+        if adjoints is not None:
+            sensitivity, adjoint = adjoints
+            jacobian = self._jacobian(self._jacobian_entries(weights, inverse, 1.0))
+            rounding = len(self._unknown_rows) * _Float.epsilon / 2
         for parameter in map(sympy.sympify, parameters):
             if parameter not in self.parameters:
                 results.append(0 * scale)
-                magnitudes.append(np.zeros(count))
+                parts.append((np.zeros(count), np.zeros(count)))
                 continue
             directions = [ones if p == parameter else zeros for p in self.parameters]
             d_lambdas, d_weights, d_scale = self._changes(columns, directions, count, multiprecision)
@@ -1234,10 +1243,14 @@ class Solver:
             change = direct + self._matrix(0 * lambdas, weights, moved, 1, algebra)
             entry = (inverse[:, out, None, :] @ change @ inverse[:, :, into, None])[:, 0, 0]
             results.append(d_scale * inverse[:, out, into] - scale * entry)
-            if sensitivity is not None:
-                magnitudes.append(np.abs(d_scale * inverse[:, out, into])
-                                  + np.sum(np.abs(sensitivity) * np.abs(direct), axis=(1, 2)))
-        return results, magnitudes
+            if adjoints is not None:
+                magnitude = (np.abs(d_scale * inverse[:, out, into])
+                             + np.sum(np.abs(sensitivity) * np.abs(direct), axis=(1, 2)))
+                shift = (inverse @ direct @ inverse)[:, self._unknown_rows, self._unknown_cols]
+                residual = np.abs((jacobian @ moved[:, :, None])[:, :, 0] - shift) + rounding * (
+                    (np.abs(jacobian) @ np.abs(moved)[:, :, None])[:, :, 0] + np.abs(shift))
+                parts.append((magnitude, np.sum(np.abs(adjoint) * residual, axis=1)))
+        return results, parts
 
 
 def _inaccurate(values: list, errors: list, accuracy: float) -> np.ndarray:
