@@ -8,8 +8,9 @@ warned, refused and *silent* ones (off by more than ``Solver.float_accuracy`` wi
 each one is a failure of the promise), the worst silent and the worst overall relative error,
 and the time taken.  Nothing is asserted; the exit status is 1 if any disagreement is silent.
 
-Run ``python benchmarks/differential.py --count 10000 --seed 0`` (about an hour on a loaded
-2-core machine) or ``--count 300`` for a quick look.
+Run ``python benchmarks/differential.py --count 10000 --seed 0 --finite-m 40`` (41 minutes on a
+loaded 2-core machine, 246 ms a case; measured: 13202 quantities, 14 warned, 33 refused, 0 silent,
+worst unwarned relative error 2.7e-11) or ``--count 300`` for a quick look.
 """
 
 from __future__ import annotations
