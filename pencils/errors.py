@@ -77,13 +77,16 @@ class EliminationTooLargeError(PencilsError):
 
 
 class PrecisionWarning(UserWarning):
-    """Double precision leaves some points less accurate than :attr:`pencils.solve.Solver.float_accuracy`.
+    """A float result may be less accurate than :attr:`pencils.solve.Solver.float_accuracy` (relative).
 
-    Issued where the Dyson system converged but its unknowns span so many
-    orders of magnitude (a tiny ridge against entries of order one) that
-    rounding limits the result, and the system is too large to finish those
-    points in arbitrary precision automatically.  ``dps=`` solves them at any
-    precision.
+    Every float limit carries a first-order bound on its rounding error (see
+    :meth:`pencils.solve.Solver._float_error`; for a quantity of several
+    traces, combined with its sensitivity to each).  Where the bound exceeds the
+    promise, the points are finished in arbitrary precision, unless a system is
+    too large for that to be quick (more than
+    :attr:`pencils.solve.Solver.max_finished_unknowns` unknowns): then this
+    warning names the first point and the bound.  ``dps=30`` solves those points
+    to 30 digits.
     """
 
 

@@ -16,7 +16,6 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Mapping
 
-import mpmath
 import numpy as np
 import sympy
 
@@ -30,7 +29,10 @@ from .expression import Dimensions, check_rational, normalise, shape_symbols
 from .functions import MatrixFunction, function_limit
 from .pencil import linearize
 from .serialization import decode, encode
-from .solve import Solver, _compile, _floats, _to_mpmath
+from .solve import (
+    Solver, _compile, _digits, _floats, _inaccurate, _points_of, _public, _rounded, _shaped, _to_mpmath,
+    _warn_imprecise,
+)
 from .validation import check_shapes, check_solve_arguments
 
 __all__ = ["derive", "trace_limit", "limit"]
@@ -166,7 +168,12 @@ def trace_limit(
         Values of the remaining scalar symbols: numbers, or numpy arrays that broadcast.
     dps : int, optional
         ``None`` for floats (arrays if any value is an array); ``k`` for mpmath
-        numbers correct to about ``k`` digits.
+        numbers correct to about ``k`` digits.  A float is within
+        :attr:`pencils.solve.Solver.float_accuracy` (1e-10) of the limit,
+        relative: each carries a bound on its rounding error, and where the bound
+        is larger the point is computed again at 30 digits (a
+        :class:`pencils.errors.PrecisionWarning` instead, for systems too large
+        for that).
     path_from : dict, optional
         Start values of some parameters.  By default the physical branch is
         followed from zero variance (every Gaussian scaled by ``tau``, ``tau``
@@ -387,22 +394,15 @@ def _evaluate(quantities: sympy.Tuple, dims, subs, dps, path_from, continuation)
     compiled = _compiled_limit(quantities, _key(dims))
     starts = _starts_by_trace(path_from, compiled.solvers)
     subs = resolve_keys(subs, {*compiled.arguments, *(p for s in compiled.solvers for p in s.parameters)}, "subs")
-    values: list = [None] * len(compiled.outputs)
-    for index, (solver, start) in enumerate(zip(compiled.solvers, starts)):
-        wanted = [k for k, (record, _) in enumerate(compiled.outputs) if record == index]
-        parameters = list(dict.fromkeys(p for k in wanted if (p := compiled.outputs[k][1]) is not None))
-        results = solver.target(subs, dps=dps, path_from=start, continuation=continuation, derivatives=parameters)
-        results = results if parameters else (results,)
-        for k in wanted:
-            parameter = compiled.outputs[k][1]
-            values[k] = results[0 if parameter is None else 1 + parameters.index(parameter)]
-    missing = [symbol for symbol in compiled.arguments[len(values) :] if symbol not in subs]
+    missing = [symbol for symbol in compiled.arguments[len(compiled.outputs) :] if symbol not in subs]
     if missing:
         raise ParameterError(f"no value given for {missing[0]}; pass subs={{{missing[0]}: ...}}.")
-    inputs = values + [subs[symbol] for symbol in compiled.arguments[len(values) :]]
     if dps is None:
-        return list(compiled.numpy(*inputs))
-    with mpmath.workdps(dps + 15):
+        return _evaluate_floats(compiled, quantities, dims, subs, path_from, starts, continuation)
+    values = _trace_limits(compiled, starts, lambda solver, start, parameters: solver.target(
+        subs, dps=dps, path_from=start, continuation=continuation, derivatives=parameters))
+    inputs = values + [subs[symbol] for symbol in compiled.arguments[len(values) :]]
+    with _digits(dps + 15):
         function = compiled.mpmath
         inputs = [np.frompyfunc(_to_mpmath, 1, 1)(v) if isinstance(v, np.ndarray) else _to_mpmath(v) for v in inputs]
         if any(isinstance(v, np.ndarray) for v in inputs):
@@ -412,8 +412,75 @@ def _evaluate(quantities: sympy.Tuple, dims, subs, dps, path_from, continuation)
             results = list(results) if count > 1 else [results]
         else:
             results = list(function(*inputs))
-    with mpmath.workdps(dps):
-        return [np.frompyfunc(lambda v: +v, 1, 1)(r) if isinstance(r, np.ndarray) else +r for r in results]
+    with _digits(dps):
+        return [np.frompyfunc(lambda v: _public(+v), 1, 1)(r) if isinstance(r, np.ndarray) else _public(+r)
+                for r in results]
+
+
+def _trace_limits(compiled: "_CompiledLimit", starts: list, evaluate) -> list:
+    """The limit of every trace and derivative of a trace in ``compiled.outputs``, in order.
+
+    ``evaluate(solver, path_from, parameters)`` returns the value and the
+    derivatives in ``parameters`` (a tuple if any are asked) of one solver.
+    """
+    values: list = [None] * len(compiled.outputs)
+    for index, (solver, start) in enumerate(zip(compiled.solvers, starts)):
+        wanted = [k for k, (record, _) in enumerate(compiled.outputs) if record == index]
+        parameters = list(dict.fromkeys(p for k in wanted if (p := compiled.outputs[k][1]) is not None))
+        results = evaluate(solver, start, parameters)
+        results = results if parameters else (results,)
+        for k in wanted:
+            parameter = compiled.outputs[k][1]
+            values[k] = results[0 if parameter is None else 1 + parameters.index(parameter)]
+    return values
+
+
+def _evaluate_floats(compiled, quantities, dims, subs, path_from, starts, continuation) -> list:
+    r"""The float limits of the quantities, kept to :attr:`pencils.solve.Solver.float_accuracy`.
+
+    Each trace comes with a bound on its rounding error
+    (:meth:`pencils.solve.Solver._float_error`), and a quantity
+    :math:`f(x_1, \dots, x_k)` of traces and scalars gets, to first order,
+
+    .. math::  |\Delta f| \le \sum_k |\partial_k f|\,(e_k + \gamma_f |x_k|),
+
+    with :math:`e_k` the bound of input :math:`k` (0 for a given scalar) and
+    :math:`\gamma_f = (\text{operations of } f + 1)\,u` the rounding of its own
+    evaluation: every intermediate result of a sum or product is bounded by
+    the sum of :math:`|\partial_k f\, x_k|` over its inputs.  Cancellation
+    between large terms (a sum of traces merged into one whose parts cancel, or
+    order-one terms of opposite signs) shows in these sums.  The points where a
+    bound exceeds the promise are evaluated again at
+    :attr:`pencils.solve.Solver.finishing_dps` digits and rounded, if every
+    system is small enough; otherwise a :class:`pencils.errors.PrecisionWarning` names them.
+    """
+    def evaluate(solver, start, parameters):
+        values, errors, shape, _ = solver._float_target(subs, start, continuation, parameters)
+        pairs = [(_shaped(value, shape, None), np.reshape(error, shape)) for value, error in zip(values, errors)]
+        return tuple(pairs) if parameters else pairs[0]
+
+    pairs = _trace_limits(compiled, starts, evaluate)
+    traces = [value for value, _ in pairs]
+    inputs = traces + [subs[symbol] for symbol in compiled.arguments[len(traces) :]]
+    errors = [error for _, error in pairs] + [0.0] * (len(inputs) - len(traces))
+    results = compiled.numpy(*inputs)
+    bounds = compiled.rounding(inputs, errors)
+    shape = np.broadcast_shapes(*(np.shape(x) for x in list(results) + bounds))
+    flat = [np.broadcast_to(x, shape).reshape(-1).copy() for x in results]
+    inaccurate = np.flatnonzero(_inaccurate(flat, [np.broadcast_to(b, shape).reshape(-1) for b in bounds],
+                                            Solver.float_accuracy))
+    if inaccurate.size and all(solver.finishes for solver in compiled.solvers):
+        exact = _evaluate(quantities, dims, _points_of(subs, shape, inaccurate), Solver.finishing_dps,
+                          _points_of(path_from, shape, inaccurate), continuation)
+        for values, finished in zip(flat, exact):
+            values[inaccurate] = _rounded(finished, values.dtype)
+    elif inaccurate.size:
+        where = ", ".join(f"{key}={np.broadcast_to(np.asarray(value), shape).reshape(-1)[inaccurate[0]]}"
+                          for key, value in subs.items())
+        unknowns = max(len(solver._unknown_rows) for solver in compiled.solvers)
+        bounds = [np.broadcast_to(b, shape).reshape(-1) for b in bounds]
+        _warn_imprecise(inaccurate, flat, bounds, where, unknowns, stacklevel=5)  # from limit()
+    return [values.reshape(shape) if shape else values.item() for values in flat]
 
 
 def _starts_by_trace(path_from: Mapping | None, solvers: list) -> list:
@@ -455,6 +522,24 @@ class _CompiledLimit:
     @cached_property
     def mpmath(self):
         return _compile(self.arguments, self.formulas, "mpmath")
+
+    @cached_property
+    def _partials(self):
+        """The partial derivatives of every formula in every argument, compiled for numpy (formula by formula)."""
+        return _compile(self.arguments, [f.diff(x) for f in self.formulas for x in self.arguments], "numpy")
+
+    def rounding(self, inputs: list, errors: list) -> list:
+        """First-order bounds on the error of each formula at ``inputs`` whose errors are bounded by ``errors``
+        (see :func:`_evaluate_floats`)."""
+        unit = float(np.finfo(float).eps) / 2
+        partials = self._partials(*inputs)
+        count = len(self.arguments)
+        bounds = []
+        for k, formula in enumerate(self.formulas):
+            rounding = unit * (int(sympy.count_ops(formula)) + 1)
+            terms = (np.abs(partials[k * count + j]) * (errors[j] + rounding * np.abs(inputs[j])) for j in range(count))
+            bounds.append(sum(terms, np.zeros(())))
+        return bounds
 
 
 @lru_cache(maxsize=64)

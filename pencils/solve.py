@@ -42,6 +42,7 @@ elimination in mpmath only where that does not contract.
 from __future__ import annotations
 
 import contextlib
+import threading
 import warnings
 from functools import cached_property
 from typing import Mapping, NamedTuple, Sequence
@@ -49,7 +50,7 @@ from typing import Mapping, NamedTuple, Sequence
 import mpmath
 import numpy as np
 import sympy
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from .arguments import resolve_keys
 from .dyson import _structurally_nonzero
@@ -57,6 +58,80 @@ from .errors import ConvergenceError, ParameterError, PrecisionWarning, Singular
 from .serialization import decode
 
 __all__ = ["Solver"]
+
+
+_thread_state = threading.local()
+
+
+def _mp():
+    """This thread's private :class:`mpmath.MPContext`.
+
+    Arbitrary precision never reads or sets the global ``mpmath.mp``: its
+    precision belongs to the caller, and a change made there by one thread
+    would be seen by every other.  Each thread works in its own context
+    instead (:func:`_digits` sets its precision), without locks.
+    """
+    context = getattr(_thread_state, "context", None)
+    if context is None:
+        context = _thread_state.context = mpmath.MPContext()
+    return context
+
+
+@contextlib.contextmanager
+def _digits(dps: int):
+    """Work at ``dps`` decimal digits in this thread's private context (:func:`_mp`), restored on exit."""
+    context = _mp()
+    saved = context.prec
+    context.dps = dps
+    try:
+        yield context
+    finally:
+        context.prec = saved
+
+
+def _public(value):
+    """An mpmath number of the private context as the same number of ``mpmath.mp``'s types, unrounded."""
+    if hasattr(value, "_mpc_"):
+        return mpmath.mp.make_mpc(value._mpc_)
+    return mpmath.mp.make_mpf(value._mpf_) if hasattr(value, "_mpf_") else value
+
+
+class _ThreadMpmath:
+    """Stands for the ``mpmath`` module in compiled functions: each name is looked up in the calling
+    thread's private context, so that a function compiled once computes at that thread's precision."""
+
+    def __getattr__(self, name: str):
+        return getattr(_mp(), name)
+
+
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_limiter = None
+
+
+@contextlib.contextmanager
+def _single_threaded_blas():
+    """One BLAS thread while batched small matrices are solved (many threads only add contention:
+    measured 100x slower on a loaded 2-core machine).
+
+    ``threadpoolctl.threadpool_limits`` is not re-entrant across threads: two
+    overlapping calls each save the limit they find, and the later one
+    restores the limit the earlier one set.  Here the first of overlapping
+    calls sets the limit and the last one restores what the first found.
+    """
+    global _blas_users, _blas_limiter
+    with _blas_lock:
+        if _blas_users == 0:
+            _blas_limiter = ThreadpoolController().limit(limits=1, user_api="blas")
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                _blas_limiter.restore_original_limits()
+                _blas_limiter = None
 
 
 def _compile(arguments, expressions, module: str):
@@ -82,7 +157,7 @@ def _compile(arguments, expressions, module: str):
         raise ValueError(f"cannot compile expressions in {', '.join(map(str, stray)) or 'non-symbols'}: not arguments")
     printer, namespace = {
         "numpy": (NumPyPrinter, {"numpy": np}),
-        "mpmath": (MpmathPrinter, {"mpmath": mpmath}),
+        "mpmath": (MpmathPrinter, {"mpmath": _ThreadMpmath()}),
     }[module]
     settings = {"fully_qualified_modules": True, "inline": True, "allow_unknown_functions": True, "user_functions": {}}
     return sympy.lambdify(names, renamed, modules=[namespace], printer=printer(settings), dummify=False, cse=True)
@@ -108,12 +183,14 @@ class _PathPoint(NamedTuple):
 
 
 def _to_mpmath(value):
-    """An mpmath number at the working precision (strings and SymPy numbers are exact)."""
+    """An mpmath number of this thread's context (:func:`_mp`) at its precision (strings and SymPy
+    numbers are exact)."""
+    context = _mp()
     if isinstance(value, sympy.Basic):
-        value = sympy.N(value, mpmath.mp.dps)
-        real, imaginary = (mpmath.mpf(part) for part in value.as_real_imag())
-        return real if imaginary == 0 else mpmath.mpc(real, imaginary)
-    return mpmath.mpmathify(value)
+        value = sympy.N(value, context.dps)
+        real, imaginary = (context.mpf(part) for part in value.as_real_imag())
+        return real if imaginary == 0 else context.mpc(real, imaginary)
+    return context.mpmathify(value)
 
 
 def _predict(start, velocity, acceleration, delta):
@@ -147,13 +224,14 @@ def _per_point(value, count: int, dtype) -> np.ndarray:
 
 
 def _zeros(shape, dtype) -> np.ndarray:
-    """Zeros of ``dtype``; ``mpmath.mpf(0)`` in object arrays, so that their arithmetic stays in mpmath.
+    """Zeros of ``dtype``; mpmath zeros (of this thread's context) in object arrays, so that their
+    arithmetic stays in mpmath.
 
     Filled in place: a fresh array from ``np.zeros`` is paged in on first write,
     slow for large batches.
     """
     array = np.empty(shape, dtype=dtype)
-    array[...] = mpmath.mpf(0) if array.dtype == object else 0
+    array[...] = _mp().zero if array.dtype == object else 0
     return array
 
 
@@ -200,14 +278,15 @@ class _Multiprecision:
     """The same operations on object arrays of mpmath numbers, point by point."""
 
     def __init__(self, dps: int):
-        self.epsilon = mpmath.mpf(10) ** (-dps)
-        self.continuation_tolerance = mpmath.mpf(10) ** -12
+        context = _mp()
+        self.epsilon = context.mpf(10) ** (-dps)
+        self.continuation_tolerance = context.mpf(10) ** -12
         self.residual_tolerance = self.epsilon
 
     @staticmethod
     def inv(matrices):
         identity = _zeros(matrices.shape[-2:], object)
-        np.fill_diagonal(identity, mpmath.mpf(1))
+        np.fill_diagonal(identity, _mp().one)
         return np.array([_gauss_solve(matrix, identity) for matrix in matrices], dtype=object).reshape(matrices.shape)
 
     @staticmethod
@@ -217,7 +296,7 @@ class _Multiprecision:
 
     @staticmethod
     def norm(vectors):
-        return np.array([max((abs(x) for x in row), default=mpmath.mpf(0)) for row in vectors], dtype=object)
+        return np.array([max((abs(x) for x in row), default=_mp().zero) for row in vectors], dtype=object)
 
     @staticmethod
     def finite(array) -> np.ndarray:
@@ -234,9 +313,8 @@ def _refined_solve(matrix: np.ndarray, right: np.ndarray) -> np.ndarray:
     :math:`O(n^3)` of elimination; where it does not contract (:math:`\kappa(A)
     \gtrsim 10^{15}`) the system is solved by :func:`_gauss_solve`.
     """
-    complex_values = any(isinstance(x, mpmath.mpc) for x in matrix.ravel()) or any(
-        isinstance(x, mpmath.mpc) for x in right
-    )
+    context = _mp()
+    complex_values = any(hasattr(x, "_mpc_") for x in matrix.ravel()) or any(hasattr(x, "_mpc_") for x in right)
     kind = complex if complex_values else float
     try:
         approximate = np.linalg.inv(np.array(matrix.tolist(), dtype=kind))
@@ -244,13 +322,13 @@ def _refined_solve(matrix: np.ndarray, right: np.ndarray) -> np.ndarray:
         approximate = None
     if approximate is None or not np.all(np.isfinite(approximate)):
         return _gauss_solve(matrix, right[:, None])[:, 0]
-    convert = np.frompyfunc(mpmath.mpc if complex_values else mpmath.mpf, 1, 1)
-    floor = mpmath.mpf(2) ** (-mpmath.mp.prec + 4) * max(abs(x) for x in right.ravel()) if right.size else 0
+    convert = np.frompyfunc(context.mpc if complex_values else context.mpf, 1, 1)
+    floor = context.mpf(2) ** (-context.prec + 4) * max(abs(x) for x in right.ravel()) if right.size else 0
     x = convert(approximate @ np.array(right.tolist(), dtype=kind))
     previous = None
     for _ in range(200):
         residual = right - matrix @ x
-        size = max((abs(r) for r in residual), default=mpmath.mpf(0))
+        size = max((abs(r) for r in residual), default=context.zero)
         if size <= floor * (1 + max(abs(v) for v in x.ravel())):
             return x
         if previous is not None and size > previous / 2:
@@ -271,7 +349,7 @@ def _gauss_solve(matrix: np.ndarray, right: np.ndarray) -> np.ndarray:
     for k in range(size):
         pivot = k + int(np.argmax([abs(x) for x in a[k:, k]]))
         if a[pivot, k] == 0:
-            return np.full(right.shape, mpmath.nan, dtype=object)
+            return np.full(right.shape, _mp().nan, dtype=object)
         if pivot != k:
             a[[k, pivot]], b[[k, pivot]] = a[[pivot, k]], b[[pivot, k]]
         factors = a[k + 1 :, k] / a[k, k]
@@ -309,9 +387,11 @@ class Solver:
     max_newton = 60
     #: The most points of a batch solved from zero variance before continuation from neighbours.
     anchors = 4
-    #: The relative rounding error of a float target (see ``_rounding``) above which the point is
-    #: finished in arbitrary precision.
-    float_accuracy = 1e-9
+    #: The promise of a float result: its relative error is at most this.  A point whose error bound
+    #: (:meth:`_float_error`) is larger is finished in arbitrary precision or reported.
+    float_accuracy = 1e-10
+    #: The digits at which such points are finished before they are rounded to floats.
+    finishing_dps = 30
     #: The largest system whose inaccurate float points are finished in arbitrary precision
     #: automatically; larger ones issue a :class:`pencils.errors.PrecisionWarning`.
     max_finished_unknowns = 80
@@ -469,6 +549,7 @@ class Solver:
         self._term_right = self._cols[coupling] * size + cols_of[equation]  # G[j_t, b_r]
         self._entry_start = np.flatnonzero(np.r_[True, np.diff(entry) != 0]) if entry.size else entry
         diagonal = np.arange(count) * (count + 1)
+        self._reach = reach
         self._pattern = np.union1d(entry[self._entry_start], diagonal)  # flat positions of the entries
         self._pattern_of_terms = np.searchsorted(self._pattern, entry[self._entry_start])
         self._pattern_of_diagonal = np.searchsorted(self._pattern, diagonal)
@@ -495,8 +576,9 @@ class Solver:
         jacobian[:, self._pattern] = entries
         return jacobian.reshape(count, unknowns, unknowns)
 
-    def _solve_linearised(self, weights, inverse, step, right, algebra):
-        r"""Solve :math:`J x = \text{right}` at every point, building :math:`J` for a chunk of points at a time.
+    def _solve_linearised(self, weights, inverse, step, right, algebra, transposed: bool = False):
+        r"""Solve :math:`J x = \text{right}` (:math:`J^{\mathsf T} x` if ``transposed``) at every point,
+        building :math:`J` for a chunk of points at a time.
 
         Chunks of at most :attr:`chunk_entries` intermediate values (terms or
         entries of the Jacobian) bound the memory of large systems and keep the
@@ -512,14 +594,28 @@ class Solver:
             part = slice(k, k + chunk)
             entries = self._jacobian_entries(weights[:, part], inverse[part], step[part])
             if inverse.dtype == object or entries.shape[0] >= self.block_solve_points:
-                parts.append(self._jacobian_blocks.solve(entries, right[part], algebra))
+                if transposed:
+                    order, blocks = self._adjoint_blocks
+                    parts.append(blocks.solve(entries[:, order], right[part], algebra))
+                else:
+                    parts.append(self._jacobian_blocks.solve(entries, right[part], algebra))
             else:
-                parts.append(algebra.solve(self._jacobian(entries), right[part]))
+                jacobian = self._jacobian(entries)
+                parts.append(algebra.solve(np.swapaxes(jacobian, 1, 2) if transposed else jacobian, right[part]))
         return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
     @cached_property
     def _jacobian_blocks(self) -> "_BlockTriangular":
         return _BlockTriangular(self._pattern, len(self._unknown_rows))
+
+    @cached_property
+    def _adjoint_blocks(self) -> tuple[np.ndarray, "_BlockTriangular"]:
+        r"""The pattern of :math:`J^{\mathsf T}`: the order that sorts :math:`J`'s entries into it, and its blocks."""
+        unknowns = len(self._unknown_rows)
+        rows, cols = np.divmod(self._pattern, unknowns)
+        positions = cols * unknowns + rows
+        order = np.argsort(positions)
+        return order, _BlockTriangular(positions[order], unknowns)
 
     def _velocity(self, point: _PathPoint, g, inverse, algebra):
         r"""The tangent :math:`dg/d\text{position}` of the solution path at ``g``, where :math:`G` is ``inverse``.
@@ -756,79 +852,161 @@ class Solver:
             g[lost], inverse[lost], reached[lost] = self._continue(lambdas[:, lost], weights[:, lost], algebra)
         return g, inverse, reached
 
-    def _rounding(self, lambdas, weights, g, inverse) -> np.ndarray:
-        """The relative change of the target when the final matrix is inverted after equilibration.
+    @cached_property
+    def _rounding_steps(self) -> tuple[np.ndarray, np.ndarray, int, int]:
+        """How many roundings each float quantity of :meth:`_float_error` goes through (at most).
 
-        Rows, then columns, of :math:`M = \\Lambda - \\eta(g)` are scaled to unit
-        maximum before inverting.  Where the two inverses disagree on the
-        target, rounding decides it (a tiny ridge against entries of order one:
-        the unknowns grow like a power of 1/ridge and cancel in the target);
-        a well-conditioned problem agrees to about 1e-14.
+        ``(coefficients, weights, scale, product)``: per coefficient of
+        :math:`\\Lambda`, its operations (:func:`sympy.count_ops` of its
+        expression) plus one; per coupling, those of its weight plus the product
+        with :math:`g`, the product with the variance, and the sum of the
+        couplings that meet in its entry of :math:`M`; for the scale of the
+        target, its operations plus the product with :math:`G_{oi}`; and for an
+        entry of :math:`MG - I`, the non-zero entries of the densest row of
+        :math:`M` plus one.
         """
-        matrix = self._matrix(lambdas, weights, g, 1.0, _Float())
-        magnitude = np.abs(matrix)
-        rows = np.max(magnitude, axis=2)
-        rows = np.where(rows > 0, 1 / rows, 1.0)[:, :, None]
-        magnitude *= rows
-        cols = np.max(magnitude, axis=1)
-        cols = np.where(cols > 0, 1 / cols, 1.0)[:, None, :]
+        operations = np.array([int(sympy.count_ops(e)) for e in self._expressions])
+        coefficients, weights, _, scale = np.split(operations, self._split)
+        entries = self._rows * self.size + self._cols
+        meeting = np.bincount(entries, minlength=self.size**2)[entries]
+        per_row = np.bincount(np.unique(np.r_[self._identity_entry, entries]) // self.size, minlength=self.size)
+        return coefficients + 1, weights + 2 + meeting, int(scale[0]) + 1, int(per_row.max(initial=0)) + 1
+
+    def _float_error(self, lambdas, weights, g, inverse, scale) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        r"""A bound on the rounding error of the float target at solved points (first order in the rounding).
+
+        With :math:`M = \Lambda - \eta(g)` formed in floats from the float
+        solution :math:`\tilde g` and :math:`\tilde G` its computed inverse, let
+        :math:`R = M\tilde G - I` (so that :math:`\tilde G - M^{-1} = M^{-1}R`),
+        :math:`\tilde r = [\tilde G]_S - \tilde g` the residual of the Dyson
+        equation, :math:`\rho = \tilde r - [\tilde G R]_S` the residual of
+        :math:`\tilde g` with the exact inverse, :math:`h_u = c\sum_{t:\,u_t = u} w_t G_{o i_t} G_{j_t i}`
+        the gradient of the target :math:`T = c\,G_{oi}` in :math:`g`, and
+        :math:`\Delta M`, :math:`\Delta c` the rounding of :math:`M` and of the
+        scale.  To first order in the rounding,
+
+        .. math::  \tilde T - T^* = c\,(\tilde G R)_{oi} + h^{\mathsf T} J^{-1}\rho
+                   + \sum_{kj} S_{kj}\,\Delta M_{kj} + \Delta c\, G_{oi},
+
+        with :math:`S = \partial T^*/\partial M` the sensitivity of the limit to
+        the entries of :math:`M`.  The first two terms are computed: :math:`R`
+        in extended precision where numpy has it (``longdouble``, unit roundoff
+        :math:`u_e`; :math:`u_e = u = 2^{-53}` elsewhere), and
+        :math:`J\tilde\delta = \rho` solved in floats, whose residual
+        :math:`s = J\tilde\delta - \rho` gives :math:`h^{\mathsf T}J^{-1}\rho = h^{\mathsf T}\tilde\delta
+        - y^{\mathsf T}s` with :math:`J^{\mathsf T}y = h` (the adjoint).  What is
+        left is bounded term by term, a quantity formed in :math:`k` roundings
+        being within :math:`k u` (relative) of its exact value
+        (:attr:`_rounding_steps`): :math:`|\Delta M| \le F = |\Lambda|\circ k_\Lambda u
+        + \sum_t k_t u\,|w_t g_{u_t}|` and :math:`|R - \tilde R| \le E_R = u|\tilde R|
+        + k_R u_e(|M||\tilde G| + I)`, so that
+
+        .. math::  |\tilde T - T^*| \le \bigl|c(\tilde G\tilde R)_{oi} + h^{\mathsf T}\tilde\delta\bigr|
+                   + |y|^{\mathsf T}\bigl(|s| + K u\,(|J||\tilde\delta| + |\rho|)
+                   + [|\tilde G| E_R + K u\, |\tilde G||\tilde R|]_S\bigr)
+                   + |c|(|\tilde G| E_R)_{oi} + K u\, |h|^{\mathsf T}|\tilde\delta|
+                   + \sum |S| \circ F + k_c u |\tilde T|
+
+        (:math:`K` the size of the system), the a-posteriori bounds of LAPACK's
+        iterative refinement (Higham, *Accuracy and Stability of Numerical
+        Algorithms*, 2nd ed., sections 7.2 and 12.1) carried through the fixed
+        point.  The terms with :math:`|y|` carry a rounding of a quantity that is
+        itself of the order of the error, and the computed first-order error
+        keeps the cancellations that a sum of absolute values would lose.  It
+        costs two solves with the Jacobian and a few products of :math:`K \times
+        K` matrices per point.  Returns ``(bound, S, entries, y)``, with
+        ``entries`` the largest relative bound
+        :math:`(|\tilde G|(|\tilde R| + E_R) + |\tilde G| F |\tilde G|)_{kj} / |\tilde G_{kj}|`
+        over the entries of :math:`G` that can be non-zero, which bounds the
+        errors of the inputs of a derivative (see :meth:`_derivatives`).
+        """
+        algebra, unit = _Float(), _Float.epsilon / 2
+        coefficient_steps, weight_steps, scale_steps, product_steps = self._rounding_steps
+        count, size = inverse.shape[:2]
+        unknowns = len(self._unknown_rows)
         out, into = self.record["out"], self.record["into"]
-        # the target of C (R M C)^{-1} R: one column, a solve instead of an inverse
-        unit = np.zeros(matrix.shape[:2], dtype=matrix.dtype)
-        unit[:, into] = rows[:, into, 0]
-        matrix *= rows  # scaled in place: large batches are slow to allocate
-        matrix *= cols
-        other = _Float().solve(matrix, unit)[:, out] * cols[:, 0, out]
-        target = np.abs(inverse[:, out, into])
-        change = np.abs(other - inverse[:, out, into])
-        return np.where(target > 0, change / np.where(target > 0, target, 1), change)
-
-    def _residual_by_unknown(self, inverse, g) -> np.ndarray:
-        """The largest residual of the equations relative to each unknown (not to the largest).
-
-        A converged float solution has a residual of order 1e-16 relative to its
-        largest unknown; when the unknowns span many orders of magnitude (a tiny
-        ridge), the small ones, which may decide the target, can still be wrong
-        in every digit.  Unknowns below 1e-6 of the largest are measured against
-        1e-6 of it.
-        """
-        residual = np.abs(inverse[:, self._unknown_rows, self._unknown_cols] - g)
-        size = np.abs(g)
-        floor = 1e-6 * np.max(size, axis=1, initial=0.0)[:, None]
-        measure = np.maximum(size, floor)
-        return np.max(np.where(measure > 0, residual / np.where(measure > 0, measure, 1), residual), axis=1, initial=0.0)
-
-    def _warn_imprecise(self, points: np.ndarray, columns: list, measure) -> None:
-        if not points.size:
-            return
-        first = int(points[0])
-        warnings.warn(
-            f"double precision limits the result at {points.size} of {len(columns[0]) if columns else 1} "
-            f"point(s) (first at {self._describe(columns, first)}): the unknowns span so many orders of "
-            f"magnitude (a tiny ridge against entries of order one) that their equations hold only to "
-            f"{float(np.max(measure)):.0e} or worse relative to some unknowns, and a target that cancels "
-            f"large terms (a small train error) can lose more. Pass dps=30 for these points (slow for this "
-            f"{len(self._unknown_rows)}-unknown system) or use a larger ridge.",
-            PrecisionWarning,
-            stacklevel=4,
+        matrix = self._matrix(lambdas, weights, g, 1.0, algebra)
+        formation = self._matrix(unit * coefficient_steps[:, None] * np.abs(lambdas),
+                                 -unit * weight_steps[:, None] * np.abs(weights), np.abs(g), 1.0, algebra).real
+        extended = np.clongdouble if np.iscomplexobj(matrix) else np.longdouble
+        identity = np.eye(size)
+        product = (matrix.astype(extended) @ inverse.astype(extended) - identity).astype(matrix.dtype)
+        product_error = unit * np.abs(product) + product_steps * float(np.finfo(extended).eps) / 2 * (
+            np.abs(matrix) @ np.abs(inverse) + identity)
+        size_of = np.abs(inverse)
+        correction = inverse @ product  # G R: the first-order error of the inverse
+        correction_error = size_of @ product_error + size * unit * (size_of @ np.abs(product))
+        rho = (inverse - correction)[:, self._unknown_rows, self._unknown_cols] - g
+        row, column = inverse[:, out, :], inverse[:, :, into]
+        scales = np.reshape(scale, (-1, 1))
+        gradient = _zeros((count, unknowns), inverse.dtype)
+        np.add.at(gradient, (slice(None), self._sources), weights.T * row[:, self._rows] * column[:, self._cols] * scales)
+        entries = self._jacobian_entries(weights, inverse, 1.0)
+        jacobian = self._jacobian(entries)
+        step = self._solve_linearised(weights, inverse, 1.0, rho, algebra)
+        step_residual = (jacobian @ step[:, :, None])[:, :, 0] - rho
+        adjoint = self._solve_linearised(weights, inverse, 1.0, gradient, algebra, transposed=True)
+        first_order = np.reshape(scale, -1) * correction[:, out, into] + np.sum(gradient * step, axis=1)
+        carried = (np.abs(step_residual) + unknowns * unit * ((np.abs(jacobian) @ np.abs(step)[:, :, None])[:, :, 0]
+                   + np.abs(rho)) + correction_error[:, self._unknown_rows, self._unknown_cols])
+        placed = _zeros((count, size, size), inverse.dtype)
+        placed[:, self._unknown_rows, self._unknown_cols] = adjoint
+        weight = -np.swapaxes(inverse, 1, 2) @ placed
+        weight[:, :, into] += scales * row
+        sensitivity = -weight @ np.swapaxes(inverse, 1, 2)
+        bound = (
+            np.abs(first_order)
+            + np.sum(np.abs(adjoint) * carried, axis=1)
+            + np.abs(np.reshape(scale, -1)) * correction_error[:, out, into]
+            + unknowns * unit * np.sum(np.abs(gradient) * np.abs(step), axis=1)
+            + np.sum(np.abs(sensitivity) * formation, axis=(1, 2))
+            + scale_steps * unit * np.abs(np.reshape(scale, -1) * inverse[:, out, into])
         )
+        entry_error = size_of @ (np.abs(product) + product_error) + size_of @ formation @ size_of
+        with np.errstate(all="ignore"):
+            relative = np.where(self._reach & (size_of > 0), entry_error / size_of, 0.0)
+        return bound, sensitivity, np.max(relative.reshape(count, -1), axis=1, initial=0.0), adjoint
 
-    def _fail(self, failed: np.ndarray, relative, columns: list, g=None) -> None:
+    def _fail(self, failed: np.ndarray, relative, columns: list, g=None, continuation: bool = True) -> None:
+        """Raise a :class:`pencils.errors.ConvergenceError` naming the first ``failed`` point, what went wrong
+        there (the continuation stalled, or Newton's iteration with ``continuation=False``), its residual
+        ``relative``, the spread of its unknowns ``g`` and the remedies (``path_from=``, ``dps=``)."""
         if not np.any(failed):
             return
         first = int(np.flatnonzero(failed)[0])
         residual = float(np.nan_to_num(np.asarray(relative[first], dtype=float), nan=np.inf))
-        largest = float(np.max(np.abs(g[first]), initial=0.0)) if g is not None and g.dtype != object else 0.0
-        scale = (
-            f" Its unknowns reached {largest:.0e}: a ridge this small makes them grow like a power of 1/ridge, "
-            f"beyond what double precision can follow."
-            if np.isfinite(largest) and largest > 1e12 else ""
-        )
+        if continuation:
+            reason = ("the continuation from zero variance (every Gaussian scaled by tau, tau from 0 to 1) "
+                      "stalled before tau = 1")
+            if np.isfinite(residual) and residual > _Float.residual_tolerance:
+                reason += f", where Newton's iteration leaves a relative residual {residual:.1e}"
+        else:
+            reason = f"Newton's iteration stalled at a relative residual {residual:.1e}"
+        extreme = [(p, float(np.abs(columns[k][first]))) for k, p in enumerate(self.parameters)
+                   if np.isfinite(np.abs(columns[k][first])) and not 1e-6 <= np.abs(columns[k][first]) <= 1e6
+                   and np.abs(columns[k][first]) != 0]
+        spread = ""
+        sizes = np.abs(np.asarray(g[first], dtype=complex)) if g is not None else np.zeros(0)
+        sizes = sizes[np.isfinite(sizes) & (sizes > 0)]
+        if sizes.size and sizes.max() > 1e12 * sizes.min():
+            spread = f" Its unknowns span {sizes.min():.0e} to {sizes.max():.0e}, more than double precision resolves."
+        if extreme:
+            names = ", ".join(f"{p}={v:g}" for p, v in extreme)
+            spread += f" Parameters far from order one ({names}) spread the unknowns over many orders of magnitude"
+            if any(not 1e-150 < v < 1e150 for _, v in extreme):
+                spread += " (beyond 1e+150 or 1e-150 their products over- or underflow: use a less extreme value)"
+            spread += "."
+            parameter, value = extreme[0]
+            start = f"{{{parameter}: {1e3 if value > 1 else 1e-3:g}}}"
+        else:
+            start = "{z: x + 1j}" if any(str(p) == "z" for p in self.parameters) else "{parameter: a regular value}"
         raise ConvergenceError(
-            f"the Dyson equation did not converge at {int(np.sum(failed))} of {len(failed)} point(s); first at "
-            f"{self._describe(columns, first)} (relative residual {residual:.2e}).{scale} The point may sit on a "
-            f"singularity (a vanishing ridge at an interpolation threshold, or a real spectral parameter "
-            f"inside the spectrum): move it, increase the ridge, or give z a small positive imaginary part.",
+            f"the Dyson equation could not be solved at {int(np.sum(failed))} of {len(failed)} point(s); first at "
+            f"{self._describe(columns, first)}: {reason}.{spread} What helps: dps=30 (arbitrary precision, slow for "
+            f"this {len(self._unknown_rows)}-unknown system) where rounding is the obstacle; path_from={start} "
+            f"(a straight line from values where the solution is regular) where the default path meets a "
+            f"singularity (a vanishing ridge at an interpolation threshold, a real spectral parameter inside the "
+            f"spectrum); or moving the point.",
             parameters={str(p): columns[k][first] for k, p in enumerate(self.parameters)},
             residual=residual,
         )
@@ -857,7 +1035,7 @@ class Solver:
         starts, ends = [np.asarray(s, dtype=dtype) for s in starts], [np.asarray(f, dtype=dtype) for f in floats]
         lambdas, weights, _, _ = self._coefficients(starts, count, multiprecision=False)
         g, inverse, reached = self._start(starts, lambdas, weights, continuation)
-        self._fail(~reached, np.full(count, np.inf), starts)
+        self._fail(~reached, np.full(count, np.inf), starts, g)
         return self._between(starts, ends, g, inverse, _Float())
 
     def solve(
@@ -881,12 +1059,13 @@ class Solver:
         shape : tuple
             The broadcast shape of the parameter values.
         """
-        # Non-finite values are detected and reported below.  The matrices are small and
-        # batched: multi-threaded BLAS only adds contention (measured 100x slower on a loaded 2-core machine).
-        with np.errstate(all="ignore"), threadpool_limits(limits=1, user_api="blas"):
-            return self._solve(subs, dps, path_from, continuation)
+        with np.errstate(all="ignore"), _single_threaded_blas(), _digits(15 if dps is None else dps + 15):
+            inverse, scale, shape, _ = self._solve(subs, dps, path_from, continuation)
+        return inverse, scale, shape
 
     def _solve(self, subs: Mapping, dps: int | None, path_from: Mapping | None, continuation: str) -> tuple:
+        """:meth:`solve`, and the float solution ``g`` (``inverse`` and ``g`` are those of Newton's last
+        iteration: :meth:`_float_error` measures the residual between them)."""
         shape, columns, count = self._points(subs, multiprecision=dps is not None)
         floats = _floats(columns)
         coefficients = self._coefficients(floats, count, multiprecision=False)
@@ -902,28 +1081,21 @@ class Solver:
         )
         converged &= reached
         if dps is None:
-            # Points stuck just above the tolerance by rounding, and converged points whose target
-            # rounding spoils, are finished in extended precision and rounded back; failed points are not.
-            narrow = ~converged & reached & (relative < 1e-8)
-            rounding = np.zeros(count)
-            rounding[converged] = np.maximum(
-                self._rounding(lambdas[:, converged], weights[:, converged], g[converged], inverse[converged]),
-                self._residual_by_unknown(inverse[converged], g[converged]),
-            )
-            inaccurate = rounding > self.float_accuracy
+            # Points that the continuation reached (on the physical branch, to its tolerance) but where
+            # rounding stops Newton above the residual tolerance are finished in extended precision and
+            # rounded back; failed points are not.
+            narrow = ~converged & reached
             self._fail(~converged & ~narrow, relative, floats, g)
-            finish = np.flatnonzero(narrow | inaccurate)
-            if finish.size and len(self._unknown_rows) > self.max_finished_unknowns:
-                self._warn_imprecise(np.flatnonzero(inaccurate), floats, rounding)
-                finish = np.flatnonzero(narrow)
+            finish = np.flatnonzero(narrow)
             if finish.size:
-                polished, _ = self._polish(columns, floats, g, np.ones(count, dtype=bool), finish, 30)
+                polished, _ = self._polish(columns, floats, g, np.ones(count, dtype=bool), finish, self.finishing_dps)
                 inverse[finish] = np.array(polished.tolist(), dtype=inverse.dtype)
-            return inverse, scale, shape
+                g[finish] = inverse[finish][:, self._unknown_rows, self._unknown_cols]
+            return inverse, scale, shape, g
         # Newton in arbitrary precision starts from the float solution wherever it nearly converged.
-        near = converged | (reached & (relative < 1e-8))
+        near = converged | reached
         inverses, scales = self._polish(columns, floats, g, near, np.arange(count), dps)
-        return inverses, scales, shape
+        return inverses, scales, shape, g
 
     def _polish(self, columns: list, floats: list, g, converged, indices, dps: int) -> tuple:
         """Newton in mpmath at ``dps + 15`` digits for the points ``indices``.
@@ -932,8 +1104,8 @@ class Solver:
         continuation in mpmath.  Returns the inverses and scales (object arrays).
         """
         inverses, scales = [], []
-        algebra = _Multiprecision(dps)
-        with mpmath.workdps(dps + 15):
+        with _digits(dps + 15) as context:
+            algebra = _Multiprecision(dps)
             for index in indices:
                 point = [c[index : index + 1] for c in columns]
                 lambdas, weights, _, scale = self._coefficients(point, 1, multiprecision=True)
@@ -941,12 +1113,12 @@ class Solver:
                     start = np.array([[_to_mpmath(x) for x in g[index].tolist()]], dtype=object)
                 else:
                     start, _, reached = self._continue(lambdas, weights, algebra)
-                    self._fail(~reached, [np.inf], [f[index : index + 1] for f in floats])
+                    self._fail(~reached, [np.inf], [f[index : index + 1] for f in floats], start)
                 _, ok, residual, inverse = self._newton(
-                    lambdas, weights, start, 1, algebra, mpmath.mpf(10) ** -(dps + 8), algebra.residual_tolerance,
+                    lambdas, weights, start, 1, algebra, context.mpf(10) ** -(dps + 8), algebra.residual_tolerance,
                     self.max_newton,
                 )
-                self._fail(~ok, residual, [f[index : index + 1] for f in floats])
+                self._fail(~ok, residual, [f[index : index + 1] for f in floats], continuation=False)
                 inverses.append(inverse[0])
                 scales.append(scale[0])
         return np.array(inverses, dtype=object), np.array(scales, dtype=object)
@@ -962,6 +1134,13 @@ class Solver:
         ``path_from`` (see :func:`pencils.trace_limit`) gives start values for a
         continuation in the parameters; ``continuation`` is described in :meth:`solve`.
 
+        A float result is within :attr:`float_accuracy` (relative) of the limit:
+        each value carries a bound on its rounding error (:meth:`_float_error`),
+        and the points where the bound exceeds the promise are computed again at
+        :attr:`finishing_dps` digits and rounded, or, for a system of more than
+        :attr:`max_finished_unknowns` unknowns, reported by a
+        :class:`pencils.errors.PrecisionWarning`.
+
         With ``derivatives`` (parameter symbols), returns the tuple ``(value,
         d value / d theta_1, ...)``.  They are exact: with
         :math:`M = \Lambda - \eta(g)` and :math:`G = M^{-1}`, the solution moves by
@@ -972,20 +1151,73 @@ class Solver:
         one linear solve per point and parameter.  A parameter the trace does not
         depend on has derivative 0.
         """
-        inverse, scale, shape = self.solve(subs, dps=dps, path_from=path_from, continuation=continuation)
-        out, into = self.record["out"], self.record["into"]
-        precision = mpmath.workdps(dps + 15) if dps is not None else contextlib.nullcontext()
-        with precision, np.errstate(all="ignore"), threadpool_limits(limits=1, user_api="blas"):
-            values = [scale * inverse[:, out, into]]
+        if dps is None:
+            values, errors, shape, columns = self._float_target(subs, path_from, continuation, derivatives)
+            inaccurate = np.flatnonzero(_inaccurate(values, errors, self.float_accuracy))
+            if inaccurate.size and self.finishes:
+                point = {p: column[inaccurate] for p, column in zip(self.parameters, columns)}
+                start = _points_of(path_from, (len(values[0]),), inaccurate)
+                exact = self.target(point, self.finishing_dps, start, continuation, derivatives)
+                for value, finished in zip(values, exact if derivatives else (exact,)):
+                    value[inaccurate] = _rounded(finished, value.dtype)
+            elif inaccurate.size:
+                where = self._describe(_floats(columns), inaccurate[0])
+                _warn_imprecise(inaccurate, values, errors, where, len(self._unknown_rows), stacklevel=4)
+            results = [_shaped(value, shape, None) for value in values]
+            return tuple(results) if derivatives else results[0]
+        with np.errstate(all="ignore"), _single_threaded_blas(), _digits(dps + 15):
+            inverse, scale, shape, _ = self._solve(subs, dps, path_from, continuation)
+            values = [scale * inverse[:, self.record["out"], self.record["into"]]]
             if derivatives:
-                _, columns, _ = self._points(subs, multiprecision=dps is not None)
-                columns = columns if dps is not None else _floats(columns)
-                values += self._derivatives(columns, inverse, scale, derivatives, dps)
-        results = [_shaped(value, shape, dps) for value in values]
+                _, columns, _ = self._points(subs, multiprecision=True)
+                values += self._derivatives(columns, inverse, scale, derivatives, dps)[0]
+            results = [_shaped(value, shape, dps) for value in values]
         return tuple(results) if derivatives else results[0]
 
-    def _derivatives(self, columns: list, inverse, scale, parameters: Sequence, dps: int | None) -> list:
-        """The derivatives of the target at solved points (see :meth:`target`), one array per parameter."""
+    @property
+    def finishes(self) -> bool:
+        """Whether points that double precision cannot promise are finished in arbitrary precision automatically."""
+        return len(self._unknown_rows) <= self.max_finished_unknowns
+
+    def _float_target(self, subs: Mapping, path_from: Mapping | None, continuation: str, derivatives: Sequence):
+        """The float target and its ``derivatives`` at every point, each with a bound on its rounding error.
+
+        Returns ``(values, errors, shape, columns)``: flat arrays (one per output),
+        the broadcast shape and the parameter columns.
+        """
+        with np.errstate(all="ignore"), _single_threaded_blas():
+            inverse, scale, shape, g = self._solve(subs, None, path_from, continuation)
+            _, columns, count = self._points(subs, multiprecision=False)
+            floats = _floats(columns)
+            lambdas, weights, _, _ = self._coefficients(floats, count, multiprecision=False)
+            error, sensitivity, entries, adjoint = self._float_error(lambdas, weights, g, inverse, scale)
+            values, errors = [scale * inverse[:, self.record["out"], self.record["into"]]], [error]
+            if derivatives:
+                slopes, parts = self._derivatives(floats, inverse, scale, derivatives, None, (sensitivity, adjoint))
+                # first order: each input of a derivative (the entries of G, the target's sensitivity
+                # to M and the coefficients) is off by at most `inputs` relative
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    inputs = np.maximum(entries, np.nan_to_num(error / np.abs(values[0]), nan=np.inf))
+                rounding = _Float.epsilon / 2 * (max(self._rounding_steps[1], default=0) + 2)
+                values += slopes
+                errors += [(2 * inputs + rounding) * magnitude + solve for magnitude, solve in parts]
+        return values, errors, shape, columns
+
+    def _derivatives(self, columns: list, inverse, scale, parameters: Sequence, dps: int | None, adjoints=None):
+        r"""The derivatives of the target at solved points (see :meth:`target`), one array per parameter.
+
+        Returns ``(derivatives, parts)``; ``parts`` (with ``adjoints``, the
+        sensitivity :math:`S = \partial T/\partial M` and the adjoint :math:`y`
+        of :meth:`_float_error`) holds for each derivative ``(magnitude, solve)``.
+        The derivative is also :math:`\partial_\theta c\,G_{oi} + \sum_{kj} S_{kj}\,(\partial_\theta M|_g)_{kj}`,
+        and its magnitude is the sum of the absolute values of these terms: a
+        derivative whose inputs are off by :math:`\epsilon` relative is off by at
+        most :math:`\epsilon` times its magnitude (to first order).  ``solve``
+        bounds the error of the tangent's solve :math:`J v = b` in floats through
+        its residual :math:`s = J\tilde v - b`: the derivative moves with
+        :math:`v` as :math:`h^{\mathsf T} v`, so by at most
+        :math:`|y|^{\mathsf T}(|s| + K u(|J||\tilde v| + |b|))`.
+        """
         count, multiprecision = inverse.shape[0], dps is not None
         algebra = _Multiprecision(dps) if multiprecision else _Float()
         lambdas, weights, _, _ = self._coefficients(columns, count, multiprecision)
@@ -993,19 +1225,68 @@ class Solver:
         zeros = _zeros(count, object if multiprecision else float)
         ones = zeros + 1
         out, into = self.record["out"], self.record["into"]
-        results = []
+        results, parts = [], []
+        if adjoints is not None:
+            sensitivity, adjoint = adjoints
+            jacobian = self._jacobian(self._jacobian_entries(weights, inverse, 1.0))
+            rounding = len(self._unknown_rows) * _Float.epsilon / 2
         for parameter in map(sympy.sympify, parameters):
             if parameter not in self.parameters:
                 results.append(0 * scale)
+                parts.append((np.zeros(count), np.zeros(count)))
                 continue
             directions = [ones if p == parameter else zeros for p in self.parameters]
             d_lambdas, d_weights, d_scale = self._changes(columns, directions, count, multiprecision)
             point = _PathPoint(lambdas, weights, ones, d_lambdas, d_weights, zeros)
             moved = self._velocity(point, g, inverse, algebra)
-            change = self._matrix(d_lambdas, d_weights, g, 1, algebra) + self._matrix(0 * lambdas, weights, moved, 1, algebra)
+            direct = self._matrix(d_lambdas, d_weights, g, 1, algebra)
+            change = direct + self._matrix(0 * lambdas, weights, moved, 1, algebra)
             entry = (inverse[:, out, None, :] @ change @ inverse[:, :, into, None])[:, 0, 0]
             results.append(d_scale * inverse[:, out, into] - scale * entry)
-        return results
+            if adjoints is not None:
+                magnitude = (np.abs(d_scale * inverse[:, out, into])
+                             + np.sum(np.abs(sensitivity) * np.abs(direct), axis=(1, 2)))
+                shift = (inverse @ direct @ inverse)[:, self._unknown_rows, self._unknown_cols]
+                residual = np.abs((jacobian @ moved[:, :, None])[:, :, 0] - shift) + rounding * (
+                    (np.abs(jacobian) @ np.abs(moved)[:, :, None])[:, :, 0] + np.abs(shift))
+                parts.append((magnitude, np.sum(np.abs(adjoint) * residual, axis=1)))
+        return results, parts
+
+
+def _inaccurate(values: list, errors: list, accuracy: float) -> np.ndarray:
+    """The points where some value's error bound exceeds ``accuracy`` times its size (or is not finite)."""
+    return np.any([~(error <= accuracy * np.abs(value)) for value, error in zip(values, errors)], axis=0)
+
+
+def _points_of(mapping: Mapping | None, shape: tuple, indices: np.ndarray) -> dict | None:
+    """The values of ``mapping`` (numbers, or arrays that broadcast to ``shape``) at the flat ``indices``."""
+    if not mapping:
+        return mapping
+    return {key: np.broadcast_to(np.asarray(value), shape).reshape(-1)[indices] for key, value in mapping.items()}
+
+
+def _rounded(values, dtype) -> np.ndarray:
+    """mpmath numbers (a scalar or an array) as an array of ``dtype`` (float or complex)."""
+    values = np.asarray(values, dtype=object).reshape(-1)
+    return np.array([complex(v) if dtype.kind == "c" else float(v) for v in values], dtype=dtype)
+
+
+def _warn_imprecise(points: np.ndarray, values: list, errors: list, where: str, unknowns: int,
+                    stacklevel: int) -> None:
+    """Issue the :class:`pencils.errors.PrecisionWarning` for ``points`` whose float values cannot be promised
+    (``stacklevel`` counts the calls up to the user's, this one included)."""
+    first = int(points[0])
+    relative = max(float(error[first] / abs(value[first])) if value[first] != 0 else np.inf
+                   for value, error in zip(values, errors))
+    warnings.warn(
+        f"double precision cannot promise a relative accuracy of {Solver.float_accuracy:.0e} at {points.size} of "
+        f"{len(values[0])} point(s): at {where} the rounding error may reach {relative:.1e} of the value (a tiny "
+        f"ridge, or a cancellation between large terms), and the {unknowns}-unknown system is "
+        f"too large to be finished in arbitrary precision automatically. Pass dps=30 for these points (slow), "
+        f"or use a larger ridge.",
+        PrecisionWarning,
+        stacklevel=stacklevel,
+    )
 
 
 def _floats(columns: list) -> list:
@@ -1016,14 +1297,15 @@ def _floats(columns: list) -> list:
 
 def _shaped(values: np.ndarray, shape: tuple, dps: int | None):
     """Values at the points in the shape of the parameters: real where the imaginary parts vanish,
-    a scalar for scalar parameters, rounded to ``dps`` digits in arbitrary precision."""
+    a scalar for scalar parameters; in arbitrary precision rounded to ``dps`` digits (in this thread's
+    context) and returned as numbers of ``mpmath.mp``'s types."""
     if dps is None:
         if np.iscomplexobj(values) and np.all(values.imag == 0):
             values = values.real
         values = values.reshape(shape)
         return values if shape else values.item()
-    with mpmath.workdps(dps):
-        values = [+(v.real if isinstance(v, mpmath.mpc) and v.imag == 0 else v) for v in values]
+    with _digits(dps):
+        values = [_public(+(v.real if hasattr(v, "_mpc_") and v.imag == 0 else v)) for v in values]
     return np.array(values, dtype=object).reshape(shape) if shape else values[0]
 
 
@@ -1134,7 +1416,7 @@ def _tabulate(function, columns: list, count: int, multiprecision: bool) -> np.n
     if not multiprecision:
         return _table(function(*columns), count)
     rows = [function(*(_to_mpmath(c[k]) for c in columns)) for k in range(count)]
-    table = np.array([[mpmath.mpmathify(x) for x in row] for row in rows], dtype=object).T
+    table = np.array([[_mp().mpmathify(x) for x in row] for row in rows], dtype=object).T
     return table.reshape(len(table), count)
 
 

@@ -62,8 +62,112 @@ def test_a_ridge_too_small_for_double_precision_says_so():
     from pencils.errors import ConvergenceError
 
     subs = dsm.substitutions(0.1, 0.72, 1e-3, 1e-9, m=1.0)
-    with pytest.raises(ConvergenceError, match="power of 1/ridge") as caught:
+    with pytest.raises(ConvergenceError, match=r"lambda=1e-09\) spread the unknowns.*dps=30") as caught:
         limit(dsm.quantities(finite_m=True, direct=True)["test"], dsm.dims, subs)
     assert caught.value.parameters["lambda"] == 1e-9
     result = dsm.errors(0.1, 0.72, 1e-3, 1e-9, m=1.0)
     assert 0 < result.train < 1e-15 and math.isfinite(result.test)
+
+
+# ---------------------------------------------------------------- the float promise, against closed forms
+
+def _marchenko_pastur(ratio, lam, dps=40):
+    r"""``(m, m')``: the Stieltjes transform of :math:`X^T X/n` at :math:`z = -\lambda` and its derivative in z,
+    for :math:`d/n = ` ``ratio`` (closed form; the derivative by mpmath's numerical differentiation)."""
+    with mpmath.workdps(dps):
+        def stieltjes(z):
+            linear = 1 - ratio - z
+            return (linear - mpmath.sqrt(linear**2 - 4 * ratio * z)) / (2 * ratio * z)
+
+        z = -mpmath.mpf(lam)
+        return stieltjes(z), mpmath.diff(stieltjes, z)
+
+
+def _ridge():
+    import sympy
+
+    from pencils import Gaussian
+
+    n, d, lam, sigma = sympy.symbols("n d lambda sigma", positive=True)
+    X = Gaussian("X", n, d)
+    S = X.T * X / n
+    R = (S + lam * sympy.Identity(d)).I
+    return n, d, lam, sigma, S, R
+
+
+@pytest.mark.parametrize("lam", [1e-2, 1e-6, 1e-8, 3.2e-9])
+def test_merged_bias_and_variance_of_ridgeless_regression_are_right(lam):
+    """d = 2n and a tiny ridge: bias lam^2 tr(R R)/d and variance sigma^2 tr(R S R)/n, merged by limit into
+    one trace whose unknowns grow like 1/lam^2 and cancel.  Closed form (Marchenko-Pastur, d/n = 2):
+    tr(R R)/d = m', tr(R S R)/d = m - lam m'.  Before the error bound the float result was 0.2224 at
+    lam = 1e-8 and 6.05 at 3.2e-9 against 0.75, with no warning."""
+    import sympy
+
+    from pencils import limit
+
+    n, d, lam_symbol, sigma, S, R = _ridge()
+    quantity = lam_symbol**2 * sympy.Trace(R * R) / d + sigma**2 * sympy.Trace(R * S * R) / n
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        value = limit(quantity, {n: d / 2}, {lam_symbol: lam, sigma: 0.5})
+    m, slope = _marchenko_pastur(2, lam)
+    with mpmath.workdps(40):
+        exact = lam**2 * slope + mpmath.mpf(0.5) ** 2 * 2 * (m - lam * slope)
+        assert abs(value - exact) <= 1e-10 * abs(exact)
+
+
+@pytest.mark.parametrize("lam", [1e-4, 1e-6, 1e-9])
+def test_product_of_resolvents_and_derivative_are_right(lam):
+    """tr(R R S)/d = m - lam m' (was off by 4.9e-5 at lam = 1e-6) and d/dlam tr(R)/d = -m'."""
+    import sympy
+
+    from pencils import limit
+
+    n, d, lam_symbol, _, S, R = _ridge()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        product, derivative = limit([sympy.Trace(R * R * S) / d, sympy.Derivative(sympy.Trace(R), lam_symbol) / d],
+                                    {n: d / 2}, {lam_symbol: lam})
+    m, slope = _marchenko_pastur(2, lam)
+    with mpmath.workdps(40):
+        assert abs(product - (m - lam * slope)) <= 1e-10 * abs(m - lam * slope)
+        assert abs(derivative + slope) <= 1e-10 * abs(slope)
+
+
+def test_a_vanishing_train_error_far_beyond_the_threshold_is_right():
+    """m = inf, psi_p = 5e9 psi_n: the train error ~6e-10 is a difference of order-one terms
+    (it was -3.3e-7 in floats); the reference is the same limit at 30 digits."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = dsm.errors(2.0, 1e10, 0.1, 1e-2)
+    reference = dsm.errors(2.0, 1e10, 0.1, 1e-2, dps=30)
+    with mpmath.workdps(30):
+        assert abs(result.train - reference.train) <= 1e-10 * abs(reference.train)
+        assert abs(result.test - reference.test) <= 1e-10 * abs(reference.test)
+
+
+def test_convergence_errors_say_what_helps():
+    from pencils.errors import ConvergenceError
+
+    with pytest.raises(ConvergenceError) as caught:
+        dsm.errors(1e-300, 1.0, 0.1, 1e-2)
+    message = str(caught.value)
+    assert "psi_n=1e-300" in message and "underflow" in message and "residual 0" not in message
+
+
+def test_a_huge_number_of_noise_draws_gives_the_infinite_limit():
+    """m = 1e15 (inside the documented range): the one-resolvent finite-m forms are solved there, and the
+    errors are those of m = inf to rounding (the 1/m correction, about 1e-15, is below it)."""
+    infinite, huge = dsm.errors(2.0, 3.0, 0.1, 1e-2), dsm.errors(2.0, 3.0, 0.1, 1e-2, m=1e15)
+    for field in ("test", "train"):
+        assert abs(getattr(huge, field) - getattr(infinite, field)) < 1e-12 * getattr(infinite, field)
+
+
+@pytest.mark.slow
+def test_many_noise_draws_are_solved_and_tend_to_the_infinite_limit():
+    """m = 1e8 (float Newton stalls at 1e-8 there, and the point is finished in arbitrary precision):
+    the errors are those of m = inf plus c/m, with c measured at m = 1e4 (the c2/m^2 term is below 1e-12)."""
+    limit_m, moderate, large = (dsm.errors(2.0, 3.0, 0.1, 1e-2, m=m) for m in (math.inf, 1e4, 1e8))
+    for field in ("test", "train"):
+        infinite, slope = getattr(limit_m, field), (getattr(moderate, field) - getattr(limit_m, field)) * 1e4
+        assert abs(getattr(large, field) - (infinite + slope / 1e8)) < 1e-11
