@@ -84,3 +84,13 @@ def test_time_zero_and_bad_input():
         dsm.gradient_flow(2.0, 1.0, 0.5, 1.0, m=4)
     with pytest.raises(ParameterError, match="psi_n"):
         dsm.gradient_flow([2.0, 3.0], 1.0, 0.5, 1.0)
+
+
+def test_memorization_time_is_where_the_gap_reaches_half_of_its_final_value():
+    """The root found by brentq, checked on a fresh evaluation; the gap is below half before it."""
+    psi_n, psi_p, t, lam = 2.0, 1.0, 0.5, 0.1
+    time = dsm.memorization_time(psi_n, psi_p, t, lam, span=(1e-2, 1e2))
+    final = dsm.errors(psi_n, psi_p, t, lam).gap
+    flow = dsm.gradient_flow(psi_n, psi_p, t, np.array([time / 2, time, 2 * time]), lam=lam)
+    assert abs(flow.gap[1] / final - 0.5) < 1e-9
+    assert flow.gap[0] < 0.5 * final < flow.gap[2]

@@ -96,7 +96,7 @@ __all__ = [
     "Errors", "errors", "feature_matrix", "learning_curve", "phase_diagram", "crossover", "phase_boundary",
     "quantities", "substitutions", "constants", "optimum",
     "simulate", "SimulationResult", "symbols", "dims", "check_parameters",
-    "GradientFlow", "gradient_flow", "gradient_flow_quantities", "memorization_time",
+    "GradientFlow", "gradient_flow", "gradient_flow_quantities", "memorization_time", "early_stopping_time",
 ]
 
 d, n, p, k = sympy.symbols("d n p k")
@@ -366,6 +366,112 @@ def gradient_flow(psi_n, psi_p, t, time, lam=0.0, m=math.inf, activation="relu",
     test, train = limit([forms["test"], forms["train"]], finite_dims, subs, dps=dps)
     optimum_value = mpmath.exp(-2 * mpmath.mpmathify(t)) if dps is not None else optimum(t)
     return GradientFlow(times if np.ndim(times) else times.item(), test, train, optimum_value)
+
+
+#: Log-spaced training times per decade scanned by :func:`memorization_time` and :func:`early_stopping_time`.
+TIME_SCAN_PER_DECADE = 8
+
+
+def _time_scan(psi_n, psi_p, t, lam, activation, span):
+    """The log-spaced times of ``span`` and :func:`gradient_flow` on them (one batch)."""
+    if not (0 < span[0] < span[1] < math.inf):
+        raise ParameterError(f"span must be two training times 0 < low < high; got {span}.")
+    decades = math.log10(span[1] / span[0])
+    times = np.geomspace(span[0], span[1], max(8, int(round(TIME_SCAN_PER_DECADE * decades)) + 1))
+    return times, gradient_flow(psi_n, psi_p, t, times, lam=lam, activation=activation)
+
+
+def memorization_time(psi_n, psi_p, t, lam, activation="relu", fraction: float = 0.5,
+                      span: tuple[float, float] = (1e-2, 1e4)) -> float:
+    r"""The training time at which memorisation sets in: the gap reaches ``fraction`` of its final value.
+
+    With the generalisation gap :math:`G(\tau) = E_{\rm test}(\tau) - E_{\rm train}(\tau)`
+    of :func:`gradient_flow` (:math:`m = \infty`, :math:`G(0) = 0`) and its
+    :math:`\tau = \infty` value :math:`G_\infty` (the ridge estimator, :func:`errors`),
+    the memorisation time :math:`\tau_{\rm mem}` is the first :math:`\tau` with
+    :math:`G(\tau) = ` ``fraction`` :math:`\cdot\,G_\infty`.  It is located on the
+    continuous curve: a log-spaced scan of ``span`` (one batch), then
+    :func:`scipy.optimize.brentq` in :math:`\log\tau` on the first cell where the
+    sign changes (every evaluation reuses the resolvents solved for the scan).
+
+    Parameters
+    ----------
+    psi_n, psi_p, t : float
+        As in :func:`gradient_flow`.
+    lam : float
+        Ridge :math:`\lambda > 0` (:math:`G_\infty` is the ridge estimator's gap).
+    activation : str, callable or Activation
+        See :func:`pencils.activations.get`.
+    fraction : float
+        In :math:`(0, 1)`.
+    span : (float, float)
+        The training times searched.
+
+    Raises
+    ------
+    ConvergenceError
+        If the gap does not reach ``fraction`` of :math:`G_\infty` inside ``span``.
+
+    Examples
+    --------
+    >>> from pencils.models import dsm
+    >>> time = dsm.memorization_time(2.0, 1.0, 0.5, lam=0.1, span=(1e-2, 1e2))
+    >>> final = dsm.errors(2.0, 1.0, 0.5, 0.1)
+    >>> flow = dsm.gradient_flow(2.0, 1.0, 0.5, time, lam=0.1)
+    >>> round(float(flow.gap / final.gap), 10)
+    0.5
+    """
+    from scipy.optimize import brentq
+
+    if not 0 < fraction < 1:
+        raise ParameterError(f"fraction must be in (0, 1); got {fraction}.")
+    check_real(lam, "lam")
+    final = errors(psi_n, psi_p, t, lam, activation=activation).gap
+    times, flow = _time_scan(psi_n, psi_p, t, lam, activation, span)
+    excess = flow.gap - fraction * final
+    above = np.flatnonzero(excess >= 0)
+    if above.size == 0 or above[0] == 0:
+        raise ConvergenceError(
+            f"the gap does not cross {fraction} of its final value {final:.3g} for training times in {span} "
+            f"(it ranges over [{flow.gap.min():.3g}, {flow.gap.max():.3g}]); widen span."
+        )
+
+    def crossing(log_time):
+        return float(gradient_flow(psi_n, psi_p, t, math.exp(log_time), lam=lam, activation=activation).gap
+                     - fraction * final)
+
+    cell = above[0]
+    return math.exp(brentq(crossing, math.log(times[cell - 1]), math.log(times[cell]), xtol=1e-12, rtol=1e-14))
+
+
+def early_stopping_time(psi_n, psi_p, t, lam, activation="relu", span: tuple[float, float] = (1e-2, 1e4)) -> float:
+    r"""The training time of the smallest test error of :func:`gradient_flow` (the best early stop).
+
+    The smallest test error of a log-spaced scan of ``span`` is refined by
+    :func:`scipy.optimize.minimize_scalar` (bounded, in :math:`\log\tau`) between
+    its neighbours; a minimum at an end of ``span`` raises (as with a ridge large
+    enough that the test error decreases all along the flow, below).
+
+    Examples
+    --------
+    >>> from pencils.models import dsm
+    >>> dsm.early_stopping_time(2.0, 1.0, 0.5, lam=0.1, span=(1e-2, 1e2))
+    Traceback (most recent call last):
+    ...
+    pencils.errors.ConvergenceError: the test error is smallest at an end of span=(0.01, 100.0) (tau=100); widen span.
+    """
+    from scipy.optimize import minimize_scalar
+
+    check_real(lam, "lam", strict=False)
+    times, flow = _time_scan(psi_n, psi_p, t, lam, activation, span)
+    best = int(np.argmin(flow.test))
+    if best in (0, len(times) - 1):
+        raise ConvergenceError(f"the test error is smallest at an end of span={span} (tau={times[best]:.3g}); widen span.")
+    found = minimize_scalar(
+        lambda log_time: float(gradient_flow(psi_n, psi_p, t, math.exp(log_time), lam=lam, activation=activation).test),
+        bounds=(math.log(times[best - 1]), math.log(times[best + 1])), method="bounded", options={"xatol": 1e-10},
+    )
+    return math.exp(found.x)
 
 
 def feature_matrix() -> sympy.MatrixExpr:
