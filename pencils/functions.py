@@ -21,7 +21,10 @@ the :math:`z_j` on a tensor grid of nodes, all solved in one batch by
 parameters of the :math:`f_j`, so every value of those (all the times of a
 curve) reuses the same solves.  The integrand is conjugate-symmetric
 (:math:`f_j` real on the real axis, :math:`\overline{\tau(z)} = \tau(\bar z)`),
-so the first occurrence only needs the nodes in the closed upper half plane.
+so the first occurrence only needs the nodes in the closed upper half plane; when
+two occurrences share a spectrum and the trace is unchanged by exchanging them
+(:math:`\operatorname{tr} A R(z_1) B R(z_2)` with symmetric :math:`A, B`), one point
+per orbit under exchange and conjugation is solved (:func:`_orbits`).
 The quadrature error is estimated by comparing :math:`N` nodes per contour with
 the :math:`N/2` among them; :math:`N` doubles until they agree to the working
 accuracy.
