@@ -1,7 +1,8 @@
 """Measure densities, spectra and functions of random matrices.
 
 A 400-point density (target < 0.5 s warm), the cost of a spectrum, and a 50-point gradient-flow
-time curve of least squares (MatrixFunction traces: one contour integral serves every time).
+time curve of least squares and of DSM (MatrixFunction traces: one contour integral serves every
+time).
 
 Run ``python benchmarks/spectra.py`` from the repository root.  Every figure is printed as a
 Markdown table row (see ``benchmarks/run.py``); nothing here is asserted.
@@ -52,6 +53,16 @@ def main() -> None:
         again = time.perf_counter() - start
         row(f"least squares by gradient flow, psi_n = {psi_n}: 50-point time curve (test, train, bias, variance)",
             f"{first:.2f} s", f"new parameters (spectrum and contour solves); {again:.2f} s for 50 other times (solves reused)")
+    for psi_n, psi_p, t in ((2.0, 1.0, 0.5), (2.0, 4.0, 0.1)):
+        start = time.perf_counter()
+        dsm.gradient_flow(psi_n, psi_p, t, times / 10, lam=0.1)
+        first = time.perf_counter() - start
+        start = time.perf_counter()
+        flow = dsm.gradient_flow(psi_n, psi_p, t, times / 15, lam=0.1)
+        again = time.perf_counter() - start
+        row(f"DSM by gradient flow (m = inf, ReLU, psi_n = {psi_n}, psi_p = {psi_p}, t = {t}, lam = 0.1): "
+            "50-point time curve of test and train, tau in [1e-3, 10]",
+            f"{first:.1f} s", f"new parameters (spectrum, derivation, contour solves); {again:.2f} s for 50 other times")
     start = time.perf_counter()
     linear_regression.gradient_flow(2.0, [1.0], dps=30)
     row("the same at one time, dps=30", f"{time.perf_counter() - start:.1f} s")

@@ -10,7 +10,8 @@ with :math:`\Gamma` around the spectrum (:func:`pencils.spectrum`): one contour
 per part of it, an ellipse with foci at the edges of each bulk
 (:math:`z = c + h\cosh(\rho + i\theta)`, :math:`\rho \le` :data:`WIDEST`, at most
 half the :math:`\rho` of the nearest other part) and a circle around each atom
-of 1/32 of its distance to the other parts.  A trace with :math:`k` occurrences
+of 1/32 of its distance to the other parts (an atom within the reach of a bulk's
+widest contour is enclosed with the bulk, :func:`_parts`).  A trace with :math:`k` occurrences
 :math:`f_1(H_1), \dots, f_k(H_k)` becomes the :math:`k`-fold integral of a trace
 of :math:`k` resolvents :math:`(H_j - z_jI)^{-1}`; the trapezoid rule in
 :math:`\theta` (geometric convergence for a periodic analytic integrand) puts
@@ -20,7 +21,10 @@ the :math:`z_j` on a tensor grid of nodes, all solved in one batch by
 parameters of the :math:`f_j`, so every value of those (all the times of a
 curve) reuses the same solves.  The integrand is conjugate-symmetric
 (:math:`f_j` real on the real axis, :math:`\overline{\tau(z)} = \tau(\bar z)`),
-so the first occurrence only needs the nodes in the closed upper half plane.
+so the first occurrence only needs the nodes in the closed upper half plane; when
+two occurrences share a spectrum and the trace is unchanged by exchanging them
+(:math:`\operatorname{tr} A R(z_1) B R(z_2)` with symmetric :math:`A, B`), one point
+per orbit under exchange and conjugation is solved (:func:`_orbits`).
 The quadrature error is estimated by comparing :math:`N` nodes per contour with
 the :math:`N/2` among them; :math:`N` doubles until they agree to the working
 accuracy.
@@ -112,7 +116,7 @@ class _Contour:
 
 def _contour(found, count: int, multiprecision: bool) -> _Contour:
     """``count`` trapezoid nodes on a contour around each bulk and each atom of ``found`` (a Spectrum)."""
-    parts = [("bulk", float(a), float(b)) for a, b in found.intervals] + [("atom", float(x), float(x)) for x, _ in found.atoms]
+    parts = _parts(found)
     landmarks = np.array([e for _, a, b in parts for e in (a, b)])
     number = mpmath.mpf if multiprecision else float
     exp = mpmath.exp if multiprecision else np.exp
@@ -145,6 +149,26 @@ def _contour(found, count: int, multiprecision: bool) -> _Contour:
         for m in (k, k + count // 2):
             z[m] = z[m].real
     return _Contour(z, dz, np.array(upper), np.array(doubled))
+
+
+def _parts(found) -> list:
+    """The contour parts ``(kind, lower, upper)`` of a Spectrum: one per bulk and per atom, except that an
+    atom closer to a bulk than the bulk's widest contour reaches (``half (cosh WIDEST - 1)`` beyond an
+    edge) is enclosed with it, by a bulk contour whose foci are the atom and the far edge: a separate
+    small circle would squeeze the bulk's contour onto its edge (very slow convergence), while the merged
+    contour stays inside the neighbourhood of the spectrum that the bulk's contour would cover anyway."""
+    bulks = [[float(a), float(b)] for a, b in found.intervals]
+    atoms = []
+    for location, _ in found.atoms:
+        x = float(location)
+        reach = [(b - a) / 2 * (np.cosh(WIDEST) - 1) for a, b in bulks]
+        near = [i for i, (a, b) in enumerate(bulks) if a - reach[i] <= x <= b + reach[i]]
+        if near:
+            bulk = bulks[near[0]]
+            bulk[0], bulk[1] = min(bulk[0], x), max(bulk[1], x)
+        else:
+            atoms.append(x)
+    return [("bulk", a, b) for a, b in bulks] + [("atom", x, x) for x in atoms]
 
 
 def _occurrences(expr, counter: list):
@@ -240,16 +264,77 @@ def _grid(normalised_trace, symbols: tuple, dims_key: tuple, subs_key: tuple, sp
     multiprecision = dps is not None
     contours = [_contour(found, count, multiprecision) for found in spectra]
     axes = [np.flatnonzero(contours[0].upper)] + [np.arange(len(c.z)) for c in contours[1:]]
-    grid = np.meshgrid(*axes, indexing="ij")
-    points = {z: contour.z[index].reshape(-1) for z, contour, index in zip(symbols, contours, grid)}
+    grid = [index.reshape(-1) for index in np.meshgrid(*axes, indexing="ij")]
+    representative, conjugated = _orbits(normalised_trace, symbols, spectra, contours, grid, count)
+    solved = np.unique(representative)
+    points = {z: contour.z[index[solved]] for z, contour, index in zip(symbols, contours, grid)}
     starts = {}
     for z, nodes in points.items():  # each path comes down to its node from its own side of the real axis
         floats = nodes.astype(complex)
         side = np.where(floats.imag < 0, -1.0, 1.0)
         starts[z] = floats + 1j * side * (1 + np.abs(floats))
-    traces = limit(normalised_trace, dict(dims_key), {**dict(subs_key), **points}, dps=dps, path_from=starts)
-    traces = np.asarray(traces, dtype=object if multiprecision else complex).reshape([len(a) for a in axes])
-    return contours, axes, traces
+    values = limit(normalised_trace, dict(dims_key), {**dict(subs_key), **points}, dps=dps, path_from=starts)
+    values = np.asarray(values, dtype=object if multiprecision else complex).reshape(-1)
+    traces = values[np.searchsorted(solved, representative)]
+    if np.any(conjugated):
+        traces[conjugated] = np.conj(traces[conjugated]) if not multiprecision else [mpmath.conj(v) for v in traces[conjugated]]
+    return contours, axes, traces.reshape([len(a) for a in axes])
+
+
+def _orbits(normalised_trace, symbols: tuple, spectra: tuple, contours: list, grid: list, count: int):
+    r"""For each grid point (flat index), the flat index of the point whose solve gives its value, and
+    whether that value is conjugated.  Two symmetries of the resolvent trace :math:`\tau` are used:
+    conjugation, :math:`\tau(\bar z_1, \dots, \bar z_k) = \overline{\tau(z_1, \dots, z_k)}`, and for
+    two occurrences with the same spectrum, the exchange :math:`\tau(z_2, z_1) = \tau(z_1, z_2)` when
+    the trace is unchanged by it (:func:`_exchange_symmetric`); with both, about a quarter of the
+    :math:`k = 2` grid is solved."""
+    size = len(grid[0])
+    flat = np.arange(size)
+    if len(symbols) != 2 or spectra[0] != spectra[1] or not _exchange_symmetric(normalised_trace, *symbols):
+        return flat, np.zeros(size, dtype=bool)
+    nodes = len(contours[0].z)
+    conjugate = (np.arange(nodes) // count) * count + (-np.arange(nodes)) % count  # the node at the conjugate point
+    lookup = -np.ones((nodes, nodes), dtype=int)
+    lookup[grid[0], grid[1]] = flat
+    first, second = grid
+    candidates = [(first, second, False), (second, first, False), (conjugate[first], conjugate[second], True),
+                  (conjugate[second], conjugate[first], True)]
+    representative, conjugated = flat.copy(), np.zeros(size, dtype=bool)
+    for i, j, conj in candidates:
+        index = lookup[i, j]
+        better = (index >= 0) & (index < representative)
+        representative[better], conjugated[better] = index[better], conj
+    return representative, conjugated
+
+
+def _exchange_symmetric(normalised_trace, first, second) -> bool:
+    """Whether the trace of a product is unchanged by exchanging ``first`` and ``second``: the exchanged
+    product, transposed, is a cyclic rotation of the original (the resolvents of a self-adjoint argument
+    are symmetric)."""
+    coefficient, factors = _coefficient_and_factors(normalised_trace)
+    exchanged = normalised_trace.xreplace({first: second, second: first})
+    exchanged = exchanged.xreplace({trace: sympy.Trace(trace.arg.T.doit()) for trace in exchanged.atoms(sympy.Trace)})
+    other_coefficient, other_factors = _coefficient_and_factors(exchanged)
+    if factors is None or other_factors is None or sympy.simplify(coefficient - other_coefficient) != 0:
+        return False
+    return any(tuple(factors[k:] + factors[:k]) == tuple(other_factors) for k in range(len(factors)))
+
+
+def _coefficient_and_factors(normalised_trace):
+    """The scalar coefficient and the list of matrix factors of ``c tr(M_1 ... M_r)``, or ``(None, None)``."""
+    coefficient, traces = sympy.S.One, []
+    for factor in sympy.Mul.make_args(normalised_trace):
+        if isinstance(factor, sympy.Trace):
+            traces.append(factor)
+        else:
+            coefficient *= factor
+    if len(traces) != 1:
+        return None, None
+    argument = traces[0].arg
+    if isinstance(argument, sympy.MatMul):
+        scalar, matrices = argument.as_coeff_matrices()
+        return coefficient * scalar, list(matrices)
+    return coefficient, [argument]
 
 
 def _trapezoid(normalised_trace, occurrences, spectra, count, dims, scalar_subs, subs, dps):

@@ -27,6 +27,7 @@ EXAMPLES = {
     "dsm_phase_diagram": ["dsm_phase_diagram.png"],
     "memorization": ["memorization_fractions.png", "memorization_images.png"],
     "spectral_density": ["spectral_density.png"],
+    "dsm_gradient_flow": ["dsm_gradient_flow.png"],
 }
 
 
