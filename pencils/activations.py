@@ -22,7 +22,8 @@ argument of every method:
 
 * ``dps=None``: float64, vectorised over numpy arrays of correlations;
 * ``dps=k``: mpmath numbers accurate to about ``k`` significant digits,
-  computed with :data:`GUARD_DIGITS` extra digits under :func:`mpmath.workdps`.
+  computed with :data:`GUARD_DIGITS` extra digits in the calling thread's private
+  context (:mod:`pencils.precision`; the global ``mpmath.mp`` is never changed).
 
 Named activations (:data:`relu`, :data:`erf`, :data:`sin`, ...) use closed
 forms where they exist; every other activation, including any Python callable
@@ -202,6 +203,7 @@ from typing import Any, NamedTuple
 import mpmath
 import numpy as np
 
+from . import precision
 from .errors import ParameterError, ParameterTypeError
 from .validation import check_dps
 
@@ -278,7 +280,7 @@ class _Arithmetic:
         """The activation as an elementwise function on arrays of this arithmetic."""
         if self.dps is None:
             return lambda x: np.asarray(activation.numpy_fn(x), dtype=float)
-        return np.frompyfunc(activation.mpmath_fn, 1, 1)
+        return np.frompyfunc(lambda x: _in_thread_context(activation.mpmath_fn(x), activation.name), 1, 1)
 
     def select(self, condition: Any, if_true: Real, if_false: Real) -> Real:
         """Elementwise ``if_true`` where ``condition`` holds, else ``if_false``."""
@@ -288,7 +290,7 @@ class _Arithmetic:
 
     def rule(self, kind: str, size: int) -> tuple[np.ndarray, np.ndarray]:
         """Nodes and weights of a Gauss rule (see :func:`_gauss_rule`)."""
-        working = None if self.dps is None else mpmath.mp.dps
+        working = None if self.dps is None else precision.context().dps
         return _gauss_rule(kind, size, working)
 
     def weighted_sum(self, weights: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -297,7 +299,7 @@ class _Arithmetic:
             return np.sum(weights * values, axis=-1)
         rows = values.reshape(-1, values.shape[-1])
         weight_rows = np.broadcast_to(weights, values.shape).reshape(rows.shape)
-        sums = [mpmath.fdot(w, v) for w, v in zip(weight_rows, rows)]
+        sums = [precision.context().fdot(w, v) for w, v in zip(weight_rows, rows)]
         return np.array(sums, dtype=object).reshape(values.shape[:-1])
 
 
@@ -321,48 +323,61 @@ _FLOAT = _Arithmetic(
 
 
 def _mpmath_arithmetic(dps: int) -> _Arithmetic:
-    """The mpmath arithmetic; to be built under the working precision."""
+    """The mpmath arithmetic of this thread's private context; to be built under the working precision."""
+    context = precision.context()
 
     def ufunc(function: Callable[[Any], Any]) -> Callable[[Any], Any]:
         return np.frompyfunc(function, 1, 1)
 
     return _Arithmetic(
         dps=dps,
-        one=mpmath.mpf(1),
-        pi=+mpmath.pi,
-        sqrt=ufunc(mpmath.sqrt),
-        exp=ufunc(mpmath.exp),
-        expm1=ufunc(mpmath.expm1),
-        log1p=ufunc(mpmath.log1p),
-        sin=ufunc(mpmath.sin),
-        cos=ufunc(mpmath.cos),
-        sinh=ufunc(mpmath.sinh),
-        cosh=ufunc(mpmath.cosh),
-        asin=ufunc(mpmath.asin),
-        acos=ufunc(mpmath.acos),
-        tolerance=mpmath.mpf(10) ** (-dps),
-        epsilon=+mpmath.eps,
+        one=context.mpf(1),
+        pi=+context.pi,
+        sqrt=ufunc(context.sqrt),
+        exp=ufunc(context.exp),
+        expm1=ufunc(context.expm1),
+        log1p=ufunc(context.log1p),
+        sin=ufunc(context.sin),
+        cos=ufunc(context.cos),
+        sinh=ufunc(context.sinh),
+        cosh=ufunc(context.cosh),
+        asin=ufunc(context.asin),
+        acos=ufunc(context.acos),
+        tolerance=context.mpf(10) ** (-dps),
+        epsilon=+context.eps,
     )
 
 
 @contextmanager
 def _arithmetic(dps: int | None) -> Iterator[_Arithmetic]:
-    """Yield the arithmetic for ``dps``, inside ``workdps(dps + GUARD_DIGITS)``."""
+    """Yield the arithmetic for ``dps``, at ``dps + GUARD_DIGITS`` digits of this thread's private context."""
     if dps is None:
         yield _FLOAT
         return
     dps = check_dps(dps)
-    with mpmath.workdps(dps + GUARD_DIGITS):
+    with precision.digits(dps + GUARD_DIGITS):
         yield _mpmath_arithmetic(int(dps))
 
 
+def _in_thread_context(value: Any, name: str) -> Any:
+    """``value``, a result of an activation's ``mpmath_fn``, unless it is a number of the global ``mpmath.mp``."""
+    if isinstance(value, (mpmath.mpf, mpmath.mpc)):
+        raise ParameterTypeError(
+            f"activation {name!r} computed in the global mpmath context (at mpmath.mp.dps digits, not those "
+            f"requested): compute with arithmetic operators on its argument, or with "
+            f"pencils.precision.Function('name') (e.g. Function('erf')) instead of mpmath.name"
+        )
+    return value
+
+
 def _to_mpf(value: Any) -> mpmath.mpf:
-    """Convert a real scalar (int, float, str, fraction, mpf, numpy scalar)."""
+    """Convert a real scalar (int, float, str, fraction, mpf of any context, numpy scalar) to this thread's context."""
+    context = precision.context()
     if isinstance(value, numbers.Integral):
-        return mpmath.mpf(int(value))
+        return context.mpf(int(value))
     if isinstance(value, numbers.Rational):
-        return mpmath.mpf(int(value.numerator)) / int(value.denominator)
-    return mpmath.mpf(value)
+        return context.mpf(int(value.numerator)) / int(value.denominator)
+    return context.mpf(value)
 
 
 # --------------------------------------------------------------------------
@@ -377,16 +392,17 @@ def _half_range_recurrence(power: int, size: int) -> tuple[list, list]:
     e^{-x^2/2} dx = 2^{(k+p-1)/2}\,\Gamma((k+p+1)/2)`, run with extra digits
     because it loses about 1.2 digits per coefficient.
     """
-    with mpmath.extradps(math.ceil(1.25 * size) + 10):
-        half = mpmath.mpf(1) / 2
+    context = precision.context()
+    with context.extradps(math.ceil(1.25 * size) + 10):
+        half = context.mpf(1) / 2
         moments = [
-            2 ** ((k + power - 1) * half) * mpmath.gamma((k + power + 1) * half)
+            2 ** ((k + power - 1) * half) * context.gamma((k + power + 1) * half)
             for k in range(2 * size)
         ]
         alpha, beta = [moments[1] / moments[0]], [moments[0]]
-        older, old = [mpmath.mpf(0)] * (2 * size), moments
+        older, old = [context.mpf(0)] * (2 * size), moments
         for k in range(1, size):
-            new = [mpmath.mpf(0)] * (2 * size)
+            new = [context.mpf(0)] * (2 * size)
             for j in range(k, 2 * size - k):
                 new[j] = old[j + 1] - alpha[-1] * old[j] - beta[-1] * older[j]
             alpha.append(new[k + 1] / new[k] - old[k] / old[k - 1])
@@ -397,8 +413,9 @@ def _half_range_recurrence(power: int, size: int) -> tuple[list, list]:
 
 def _legendre_recurrence(size: int) -> tuple[list, list]:
     """Monic recurrence coefficients for the weight 1 on (0, 1)."""
-    beta = [mpmath.mpf(1)] + [mpmath.mpf(k * k) / (4 * (4 * k * k - 1)) for k in range(1, size)]
-    return [mpmath.mpf(1) / 2] * size, beta
+    context = precision.context()
+    beta = [context.mpf(1)] + [context.mpf(k * k) / (4 * (4 * k * k - 1)) for k in range(1, size)]
+    return [context.mpf(1) / 2] * size, beta
 
 
 _RECURRENCES = {
@@ -430,7 +447,7 @@ def _christoffel_weights(x: np.ndarray, alpha: np.ndarray, beta: np.ndarray) -> 
 
 
 # Gauss rules by (kind, size, float?), with the precision (dps) they were computed at.
-_RULES: dict[tuple[str, int, bool], tuple[int, np.ndarray, np.ndarray]] = {}
+_RULES: dict[tuple[str, int, int | None], tuple[np.ndarray, np.ndarray]] = {}
 
 
 def _gauss_rule(kind: str, size: int, dps: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -443,12 +460,17 @@ def _gauss_rule(kind: str, size: int, dps: int | None) -> tuple[np.ndarray, np.n
     polynomial times the weight is not small).  For a working precision ``dps``, the float nodes
     are refined by Newton's method on the monic polynomial and the weights come
     from the Christoffel formula ``w = beta_0 ... beta_{n-1} / (pi_{n-1}(x)
-    pi_n'(x))``; a rule cached at a higher precision serves as is.
+    pi_n'(x))``.  Rules are cached per precision (so that a result never depends on the
+    order of calls) as numbers of ``mpmath.mp``, and returned in this thread's context.
     """
-    key = (kind, size, dps is None)
-    if key in _RULES and (dps is None or _RULES[key][0] >= dps):
-        return _RULES[key][1:]
-    with mpmath.workdps(17 if dps is None else dps):
+    key = (kind, size, dps)
+    if key in _RULES:
+        x, w = _RULES[key]
+        if dps is None:
+            return x, w
+        context = precision.context()
+        return tuple(np.array([context.mpf(v) for v in values], dtype=object) for values in (x, w))
+    with precision.digits(17 if dps is None else dps) as context:
         alpha, beta = _RECURRENCES[kind](size)
         diagonal = np.array(alpha, dtype=float)
         off_diagonal = np.sqrt(np.array(beta[1:], dtype=float))
@@ -458,18 +480,18 @@ def _gauss_rule(kind: str, size: int, dps: int | None) -> tuple[np.ndarray, np.n
         if dps is None:
             x, w = nodes, _christoffel_weights(nodes, diagonal, np.array(beta, dtype=float))
         else:
-            x = np.array([mpmath.mpf(v) for v in nodes], dtype=object)
+            x = np.array([context.mpf(v) for v in nodes], dtype=object)
             # Newton from the float nodes doubles the digits at each step; the
             # weights use the polynomials at the last x, within a step of the root.
-            accurate = mpmath.mpf(10) ** (5 - dps) * max(abs(x))
+            accurate = context.mpf(10) ** (5 - dps) * max(abs(x))
             for _ in range(dps):
                 p_old, p, dp = _monic_values(x, alpha, beta)
                 step = p / dp
                 x = x - step
                 if max(abs(step)) <= accurate:
                     break
-            w = 1 / (p_old * dp) * mpmath.fprod(beta)
-    _RULES[key] = (dps, x, w)
+            w = 1 / (p_old * dp) * context.fprod(beta)
+    _RULES[key] = (x, w) if dps is None else tuple(np.frompyfunc(precision.public, 1, 1)(v) for v in (x, w))
     return x, w
 
 
@@ -536,15 +558,16 @@ def _float_moments(activation: Activation) -> tuple[float, float, float]:
 
 def _mpmath_moments(activation: Activation, m: _Arithmetic) -> tuple[Real, Real, Real]:
     """``(mu0, mu1, ||rho||^2)`` by ``mpmath.quad`` on (-inf, 0) and (0, inf)."""
+    context = precision.context()
 
     @functools.lru_cache(maxsize=None)  # the three integrals share their nodes
     def weighted(x: mpmath.mpf) -> tuple[Any, mpmath.mpf]:
-        return activation.mpmath_fn(x), mpmath.npdf(x)
+        return activation.mpmath_fn(x), context.npdf(x)
 
     def expectation(f: Callable[[mpmath.mpf, Any], Any]) -> Real:
-        value, error = mpmath.quad(
+        value, error = context.quad(
             lambda x: f(x, weighted(x)[0]) * weighted(x)[1],
-            [-mpmath.inf, 0, mpmath.inf],
+            [-context.inf, 0, context.inf],
             error=True,
         )
         relative_error = error / max(1, abs(value))
@@ -703,7 +726,8 @@ def _hermite_squares(activation: Activation, dps: int | None) -> np.ndarray:
         precise = dataclasses.replace(m, tolerance=_COEFFICIENT_TOLERANCE) if m.dps is None else m
         coefficients = _adaptive(estimate, precise, f"the Hermite coefficients of {activation.name}", _SIZES[-1])
         noise = abs(coefficients) <= 10 * m.tolerance * scale[0]
-        return np.array([0 * m.one if zero else c**2 for c, zero in zip(coefficients, noise)], dtype=coefficients.dtype)
+        squares = [precision.public(0 * m.one if zero else c**2) for c, zero in zip(coefficients, noise)]
+        return np.array(squares, dtype=coefficients.dtype)
 
 
 def _power_complement(r: Real, q: Real, k: np.ndarray, m: _Arithmetic) -> Real:
@@ -718,8 +742,9 @@ def _series_split(squares: np.ndarray, r: Real, q: Real, m: _Arithmetic) -> tupl
     if m.dps is None:
         r, q = np.asarray(r)[..., np.newaxis], np.asarray(q)[..., np.newaxis]
         return np.sum(squares[2:] * r**k, axis=-1), np.sum(squares[2:] * _power_complement(r, q, k, m), axis=-1)
-    shared = mpmath.fsum(c * r**int(j) for c, j in zip(squares[2:], k))
-    private = mpmath.fsum(c * _power_complement(r, q, int(j), m) for c, j in zip(squares[2:], k))
+    context = precision.context()
+    shared = context.fsum(c * r**int(j) for c, j in zip(squares[2:], k))
+    private = context.fsum(c * _power_complement(r, q, int(j), m) for c, j in zip(squares[2:], k))
     return shared, private
 
 
@@ -761,15 +786,16 @@ def _quadrature_split(activation: Activation, r: Real, q: Real, m: _Arithmetic) 
 
 def _mpmath_shared(activation: Activation, r: Real, q: Real, m: _Arithmetic) -> Real:
     """The shared variance in mpmath: the Hermite series, or the subtraction at raised precision."""
-    squares = _hermite_squares(activation, m.dps)
+    squares = np.array([m.number(c) for c in _hermite_squares(activation, m.dps)], dtype=object)
     nonzero = [k for k in range(2, len(squares)) if squares[k] != 0]
     if not nonzero or r == 0:
         return 0 * r
     first = nonzero[0]
     # Digits the subtraction loses (the kernel against the leading term), and the series truncation.
-    second = _moments(activation, m.dps)[2]
-    lost = max(0, int(mpmath.ceil(mpmath.log10(second / (squares[first] * abs(r) ** first)))))
-    if (len(squares) - first) * -mpmath.log10(abs(r)) > mpmath.mp.dps + lost:
+    context = precision.context()
+    second = m.number(_moments(activation, m.dps)[2])
+    lost = max(0, int(context.ceil(context.log10(second / (squares[first] * abs(r) ** first)))))
+    if (len(squares) - first) * -context.log10(abs(r)) > context.dps + lost:
         return _series_split(squares, r, q, m)[0]
     with _arithmetic(m.dps + lost + 2) as raised:
         shared = _direct_split(activation, raised.number(r), raised.number(q), raised)[0]
@@ -780,7 +806,8 @@ def _mpmath_private(activation: Activation, q: Real, m: _Arithmetic) -> Real:
     """The private variance in mpmath: the subtraction with log10(1/q) more digits."""
     if q == 0:
         return 0 * q
-    lost = max(0, int(mpmath.ceil(-mpmath.log10(q)))) if q < 0.5 else 0
+    context = precision.context()
+    lost = max(0, int(context.ceil(-context.log10(q)))) if q < 0.5 else 0
     with _arithmetic(m.dps + lost + 2) as raised:
         q_raised = raised.number(q)
         private = _direct_split(activation, 1 - q_raised, q_raised, raised)[1]
@@ -874,8 +901,13 @@ class Activation:
     numpy_fn : callable
         Vectorised float implementation, ``numpy_fn(x_array) -> array``.
     mpmath_fn : callable
-        Scalar arbitrary-precision implementation, ``mpmath_fn(mpf) -> mpf``,
-        evaluated at the current mpmath working precision.
+        Scalar arbitrary-precision implementation, ``mpmath_fn(mpf) -> mpf``.
+        It receives numbers of the calling thread's private mpmath context
+        (:mod:`pencils.precision`; test for them with ``hasattr(x, "_mpf_")``)
+        and must compute in it: with arithmetic operators, or with that
+        context's functions (``pencils.precision.Function("erf")``).  The
+        global ``mpmath.erf`` would compute at the caller's ``mpmath.mp.dps``
+        and is refused.
     closed_form : ClosedForm, optional
         Exact moments; without them the moments come from the quadrature
         described in the module docstring, which assumes that the activation
@@ -951,7 +983,7 @@ class Activation:
             return self.numpy_fn(scale * np.asarray(x))
 
         def mpmath_fn(x: mpmath.mpf) -> mpmath.mpf:
-            return self.mpmath_fn(mpmath.sqrt(_to_mpf(variance)) * x)
+            return self.mpmath_fn(precision.context().sqrt(_to_mpf(variance)) * x)
 
         family = self.closed_form_at_variance
         return Activation(f"{self.name} at variance {variance}", numpy_fn, mpmath_fn,
@@ -1023,7 +1055,7 @@ class Activation:
         0.186324413203
         """
         with _arithmetic(dps) as m:
-            return _kernel(self, _correlation(r, m), m)
+            return precision.public(_kernel(self, _correlation(r, m), m))
 
     def correlated_split(self, r: Any, dps: int | None = None, *, complement: Any = None) -> CorrelatedSplit:
         r"""Variances of the shared and private nonlinear noise at correlation ``r``.
@@ -1055,8 +1087,8 @@ class Activation:
         >>> bool(np.allclose(split.shared + split.private, split.total))
         True
         """
-        mu0, mu1, second = _moments(self, dps)
         with _arithmetic(dps) as m:
+            mu0, mu1, second = (m.number(value) for value in _moments(self, dps))
             r = _correlation(r, m)
             q = 1 - r if complement is None else _complement(complement, r, m)
             form = self.closed_form
@@ -1066,9 +1098,9 @@ class Activation:
             else:
                 shared, private = _quadrature_split(self, np.asarray(r) if m.dps is None else r, q, m)
             return CorrelatedSplit(
-                shared=_to_output(shared, m),
-                private=_to_output(private, m),
-                total=_to_output(second - mu0**2 - mu1**2, m),
+                shared=precision.public(_to_output(shared, m)),
+                private=precision.public(_to_output(private, m)),
+                total=precision.public(_to_output(second - mu0**2 - mu1**2, m)),
             )
 
 
@@ -1103,7 +1135,7 @@ def _moments(activation: Activation, dps: int | None) -> tuple[Real, Real, Real]
         else:
             form = activation.closed_form
             values = (form.mu0(m), form.mu1(m), form.second_moment(m))
-        return tuple(_to_output(m.number(v), m) for v in values)
+        return tuple(precision.public(_to_output(m.number(v), m)) for v in values)
 
 
 def _kernel(activation: Activation, r: Real, m: _Arithmetic) -> Real:
@@ -1136,11 +1168,11 @@ def _to_output(value: Real, m: _Arithmetic) -> Real:
 
 
 def _mp_relu(x: mpmath.mpf) -> mpmath.mpf:
-    return x if x > 0 else mpmath.mpf(0)
+    return x if x > 0 else precision.context().zero
 
 
 def _mp_sigmoid(x: mpmath.mpf) -> mpmath.mpf:
-    return 1 / (1 + mpmath.exp(-x))
+    return 1 / (1 + precision.context().exp(-x))
 
 
 def _homogeneous(form: ClosedForm) -> Callable[[Any], ClosedForm]:
@@ -1251,22 +1283,22 @@ def _with_closed_forms(name: str, numpy_fn: Callable, mpmath_fn: Callable,
 relu = _with_closed_forms("relu", lambda x: np.maximum(x, 0.0), _mp_relu, _relu_at_variance)
 
 #: Absolute value ``|x|``, registered as ``"abs"`` (closed forms in the module docstring).
-absolute = _with_closed_forms("abs", np.abs, mpmath.fabs, _absolute_at_variance)
+absolute = _with_closed_forms("abs", np.abs, precision.Function("fabs"), _absolute_at_variance)
 
 #: Error function (closed forms in the module docstring).
-erf = _with_closed_forms("erf", _special("erf"), mpmath.erf, _erf_at_variance)
+erf = _with_closed_forms("erf", _special("erf"), precision.Function("erf"), _erf_at_variance)
 
 #: Sine (closed forms in the module docstring).
-sin = _with_closed_forms("sin", np.sin, mpmath.sin, _sin_at_variance)
+sin = _with_closed_forms("sin", np.sin, precision.Function("sin"), _sin_at_variance)
 
 #: Cosine (closed forms in the module docstring).
-cos = _with_closed_forms("cos", np.cos, mpmath.cos, _cos_at_variance)
+cos = _with_closed_forms("cos", np.cos, precision.Function("cos"), _cos_at_variance)
 
 #: Identity ``x``, also registered as ``"identity"`` (closed forms in the module docstring).
 linear = _with_closed_forms("linear", lambda x: 1.0 * np.asarray(x), lambda x: x, _linear_at_variance)
 
 #: Hyperbolic tangent: odd, so ``mu0 = 0``; other moments by quadrature.
-tanh = Activation("tanh", np.tanh, mpmath.tanh)
+tanh = Activation("tanh", np.tanh, precision.Function("tanh"))
 
 #: Logistic sigmoid ``1 / (1 + exp(-x))``: ``mu0 = 1/2`` by symmetry; the rest by quadrature.
 sigmoid = Activation("sigmoid", _special("expit"), _mp_sigmoid)
@@ -1295,7 +1327,8 @@ def get(activation: str | Activation | Callable[[Any], Any]) -> Activation:
     activation : str, Activation or callable
         A name from :data:`REGISTRY` (case-insensitive); an
         :class:`Activation`, returned as is; or a function that accepts both
-        numpy arrays and mpmath numbers, such as ``lambda x: x**3``, wrapped
+        numpy arrays and mpmath numbers (of the calling thread's context, see
+        :class:`Activation`), such as ``lambda x: x**3``, wrapped
         without closed forms (its moments come from quadrature, which assumes
         smoothness except possibly at 0).
 
@@ -1361,9 +1394,10 @@ def _wrap(function: Callable[[Any], Any]) -> Activation:
         )
     for x in probe:
         try:
-            value = function(mpmath.mpf(x))
+            value = function(precision.context().mpf(x))
         except Exception as exc:
             raise ParameterTypeError(f"{advice} (calling it on an mpmath.mpf failed: {exc})") from exc
-        if not isinstance(value, (mpmath.mpf, numbers.Integral)):
+        _in_thread_context(value, name)
+        if not (hasattr(value, "_mpf_") or isinstance(value, numbers.Integral)):
             raise ParameterTypeError(f"{advice} (on an mpmath.mpf it returned {type(value).__name__})")
     return Activation(name, function, function)

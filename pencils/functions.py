@@ -37,11 +37,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Mapping
 
-import mpmath
 import numpy as np
 import sympy
 
 from .arguments import as_sympy, resolve_keys
+from . import precision
 from .errors import ConvergenceError, ParameterError, UnsupportedOperationError
 
 __all__ = ["MatrixFunction", "function_limit"]
@@ -118,18 +118,19 @@ def _contour(found, count: int, multiprecision: bool) -> _Contour:
     """``count`` trapezoid nodes on a contour around each bulk and each atom of ``found`` (a Spectrum)."""
     parts = _parts(found)
     landmarks = np.array([e for _, a, b in parts for e in (a, b)])
-    number = mpmath.mpf if multiprecision else float
-    exp = mpmath.exp if multiprecision else np.exp
+    context = precision.context()  # multiprecision: nodes in this thread's context, kept as numbers of mpmath.mp
+    number = context.mpf if multiprecision else float
+    exp = context.exp if multiprecision else np.exp
     z, dz, upper, doubled = [], [], [], []
     for kind, a, b in parts:
         others = np.array([p for p in landmarks if p < a or p > b])
-        theta = [2 * mpmath.pi * k / count for k in range(count)] if multiprecision else 2 * np.pi * np.arange(count) / count
+        theta = [2 * context.pi * k / count for k in range(count)] if multiprecision else 2 * np.pi * np.arange(count) / count
         if kind == "bulk":
             half, center = (b - a) / 2, (a + b) / 2
             nearest = np.min(np.abs(others - center)) / half if others.size else np.inf
             rho = min(WIDEST, np.arccosh(nearest) / 2) if np.isfinite(nearest) else WIDEST
             for angle in theta:  # center + half cosh(rho + i angle)
-                w = mpmath.mpc(rho, angle) if multiprecision else complex(rho, angle)
+                w = context.mpc(rho, angle) if multiprecision else complex(rho, angle)
                 z.append(number(center) + number(half) * (exp(w) + exp(-w)) / 2)
                 dz.append(1j * number(half) * (exp(w) - exp(-w)) / 2)
         else:
@@ -137,7 +138,7 @@ def _contour(found, count: int, multiprecision: bool) -> _Contour:
             # 32^-N and keeps a function that grows off the real axis small on it
             radius = np.min(np.abs(others - a)) / 32 if others.size else (1 + abs(a)) / 32
             for angle in theta:
-                point = number(radius) * exp(mpmath.mpc(0, angle) if multiprecision else 1j * angle)
+                point = number(radius) * exp(context.mpc(0, angle) if multiprecision else 1j * angle)
                 z.append(number(a) + point)
                 dz.append(1j * point)
         upper.extend(k <= count // 2 for k in range(count))
@@ -148,6 +149,8 @@ def _contour(found, count: int, multiprecision: bool) -> _Contour:
     for k in range(0, len(z), count):
         for m in (k, k + count // 2):
             z[m] = z[m].real
+    if multiprecision:  # cached (_grid) and shared between threads
+        z, dz = (np.frompyfunc(precision.public, 1, 1)(nodes) for nodes in (z, dz))
     return _Contour(z, dz, np.array(upper), np.array(doubled))
 
 
@@ -236,17 +239,17 @@ def _integral(normalised_trace, occurrences: list, dims, subs: dict, dps, spectr
             )
     spectra = [spectrum(f.argument, dims, scalar_subs) for f, _ in occurrences]
     multiprecision = dps is not None
-    tolerance = mpmath.mpf(10) ** -dps if multiprecision else 1e-12
+    tolerance = precision.context().mpf(10) ** -dps if multiprecision else 1e-12
     largest = 512 if multiprecision else 1024
     previous, count = None, 16
     while count <= largest:
-        with mpmath.workdps(dps + 15) if multiprecision else contextlib.nullcontext():
+        with precision.digits(dps + 15) if multiprecision else contextlib.nullcontext():
             value = _trapezoid(normalised_trace, occurrences, spectra, count, dims, scalar_subs, subs, dps)
-        if previous is not None:
-            error = np.max(np.abs(np.asarray(value - previous, dtype=complex if not multiprecision else object)))
-            scale = 1 + np.max(np.abs(np.asarray(value, dtype=object if multiprecision else float)))
-            if error <= tolerance * scale:
-                return value
+            if previous is not None:
+                error = np.max(np.abs(np.asarray(value - previous, dtype=complex if not multiprecision else object)))
+                scale = 1 + np.max(np.abs(np.asarray(value, dtype=object if multiprecision else float)))
+                if error <= tolerance * scale:
+                    return np.frompyfunc(precision.public, 1, 1)(value) if multiprecision else value
         previous, count = value, 2 * count
     raise ConvergenceError(
         f"the contour integral of {normalised_trace} did not converge with {largest} nodes per contour "
@@ -277,7 +280,7 @@ def _grid(normalised_trace, symbols: tuple, dims_key: tuple, subs_key: tuple, sp
     values = np.asarray(values, dtype=object if multiprecision else complex).reshape(-1)
     traces = values[np.searchsorted(solved, representative)]
     if np.any(conjugated):
-        traces[conjugated] = np.conj(traces[conjugated]) if not multiprecision else [mpmath.conj(v) for v in traces[conjugated]]
+        traces[conjugated] = np.conj(traces[conjugated]) if not multiprecision else [v.conjugate() for v in traces[conjugated]]
     return contours, axes, traces.reshape([len(a) for a in axes])
 
 
@@ -350,13 +353,14 @@ def _trapezoid(normalised_trace, occurrences, spectra, count, dims, scalar_subs,
     weights[0] = weights[0] * np.where(contours[0].doubled[axes[0]], 2, 1)
     shape = np.broadcast_shapes(*(w.shape[:-1] for w in weights))
     size = int(np.prod(shape))
-    total = traces[None]
+    total = np.frompyfunc(precision.context().convert, 1, 1)(traces)[None] if multiprecision else traces[None]
     for position in range(len(weights) - 1, -1, -1):  # contract the last grid axis, point by point in the parameters
         weight = np.broadcast_to(weights[position], shape + weights[position].shape[-1:]).reshape(size, -1)
         total = (total * weight.reshape((size,) + (1,) * position + (-1,))).sum(axis=-1)
     total = total.reshape(shape)
     if multiprecision:
-        return np.vectorize(mpmath.re, otypes=[object])(total) if shape else mpmath.re(total.item())
+        context = precision.context()
+        return np.vectorize(context.re, otypes=[object])(total) if shape else context.re(total.item())
     return np.real(total) if shape else float(np.real(total))
 
 
@@ -371,11 +375,13 @@ def _weights(matrix_function: MatrixFunction, z: np.ndarray, dz: np.ndarray, cou
     values = [np.asarray(subs[p], dtype=object if multiprecision else None) for p in parameters]
     shape = np.broadcast_shapes(*(v.shape for v in values)) if values else ()
     values = [np.broadcast_to(v, shape)[..., None] for v in values]
-    compiled = sympy.lambdify([variable] + parameters, function.expr, modules="mpmath" if multiprecision else "numpy")
-    if multiprecision:
-        with mpmath.workdps(mpmath.mp.dps):
-            convert = np.frompyfunc(lambda v: mpmath.mpmathify(v), 1, 1)
-            f = np.frompyfunc(compiled, 1 + len(parameters), 1)(z, *(convert(v) for v in values))
-            return -f * dz / (mpmath.mpc(0, 1) * count)
+    if multiprecision:  # in this thread's context
+        from .solve import _compile
+
+        compiled, context = _compile([variable] + parameters, function.expr, "mpmath"), precision.context()
+        convert = np.frompyfunc(context.convert, 1, 1)
+        f = np.frompyfunc(compiled, 1 + len(parameters), 1)(convert(z), *(convert(v) for v in values))
+        return -f * convert(dz) / (context.mpc(0, 1) * count)
+    compiled = sympy.lambdify([variable] + parameters, function.expr, modules="numpy")
     f = compiled(z, *values) * np.ones(shape + z.shape)
     return -f * dz / (1j * count)

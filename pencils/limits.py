@@ -19,7 +19,7 @@ from typing import Mapping
 import numpy as np
 import sympy
 
-from . import cache
+from . import cache, precision
 from .arguments import as_sympy, resolve_keys
 from .dyson import DysonSystem, check_record
 from .errors import (
@@ -30,7 +30,7 @@ from .functions import MatrixFunction, function_limit
 from .pencil import linearize
 from .serialization import decode, encode
 from .solve import (
-    Solver, _compile, _digits, _floats, _inaccurate, _points_of, _public, _rounded, _shaped, _to_mpmath,
+    Solver, _compile, _floats, _inaccurate, _points_of, _rounded, _shaped, _to_mpmath,
     _warn_imprecise,
 )
 from .validation import check_shapes, check_solve_arguments
@@ -402,7 +402,7 @@ def _evaluate(quantities: sympy.Tuple, dims, subs, dps, path_from, continuation)
     values = _trace_limits(compiled, starts, lambda solver, start, parameters: solver.target(
         subs, dps=dps, path_from=start, continuation=continuation, derivatives=parameters))
     inputs = values + [subs[symbol] for symbol in compiled.arguments[len(values) :]]
-    with _digits(dps + 15):
+    with precision.digits(dps + 15):
         function = compiled.mpmath
         inputs = [np.frompyfunc(_to_mpmath, 1, 1)(v) if isinstance(v, np.ndarray) else _to_mpmath(v) for v in inputs]
         if any(isinstance(v, np.ndarray) for v in inputs):
@@ -412,8 +412,8 @@ def _evaluate(quantities: sympy.Tuple, dims, subs, dps, path_from, continuation)
             results = list(results) if count > 1 else [results]
         else:
             results = list(function(*inputs))
-    with _digits(dps):
-        return [np.frompyfunc(lambda v: _public(+v), 1, 1)(r) if isinstance(r, np.ndarray) else _public(+r)
+    with precision.digits(dps):
+        return [np.frompyfunc(lambda v: precision.public(+v), 1, 1)(r) if isinstance(r, np.ndarray) else precision.public(+r)
                 for r in results]
 
 

@@ -35,11 +35,11 @@ import contextlib
 from functools import cached_property
 from typing import Mapping
 
-import mpmath
 import numpy as np
 import sympy
 from sympy.polys.matrices import DomainMatrix
 
+from . import precision
 from .errors import ConvergenceError, EliminationTooLargeError, ParameterError
 from .pencil import IDENTITY
 
@@ -586,7 +586,7 @@ class ReducedSystem:
             y = [np.broadcast_to(np.asarray(start[s], dtype=complex).reshape(-1), (count,)) for s in self.unknowns]
             if dps is not None:
                 y = [np.array([_mpmath_number(x) for x in column], dtype=object) for column in y]
-            tolerance = 1e-14 if dps is None else mpmath.mpf(10) ** -(dps + 8)
+            tolerance = 1e-14 if dps is None else precision.context().mpf(10) ** -(dps + 8)
             converged, change = not size, [0]
             for _ in range(max_iterations if size else 0):
                 table = _tabulate(function, y + columns, count, dps is not None)
@@ -598,11 +598,12 @@ class ReducedSystem:
                 else:
                     step = np.empty((size, count), dtype=object)
                     change = np.empty(count, dtype=object)
+                    context = precision.context()
                     for p in range(count):
-                        matrix = mpmath.matrix(jacobian[:, :, p].tolist())
-                        delta = mpmath.lu_solve(matrix, mpmath.matrix(residual[:, p].tolist()))
+                        matrix = context.matrix(jacobian[:, :, p].tolist())
+                        delta = context.lu_solve(matrix, context.matrix(residual[:, p].tolist()))
                         step[:, p] = [delta[i] for i in range(size)]
-                        change[p] = max([abs(delta[i]) / max(1, abs(y[i][p])) for i in range(size)] + [mpmath.mpf(0)])
+                        change[p] = max([abs(delta[i]) / max(1, abs(y[i][p])) for i in range(size)] + [context.zero])
                 y = [column - step[i] for i, column in enumerate(y)]
                 if all(c <= tolerance for c in change):
                     converged = True
@@ -694,8 +695,8 @@ class ReducedSystem:
         if len(candidates) == 1:
             return sympy.Poly(candidates[0], tau)
         point = self._test_point()
-        with mpmath.workdps(30):
-            value = mpmath.mpmathify(self.system.solve(point, dps=30))
+        with precision.digits(30) as context:
+            value = context.convert(self.system.solve(point, dps=30))
             sizes = []
             for factor in candidates:
                 polynomial = sympy.Poly(factor.subs(point), tau)
@@ -720,7 +721,7 @@ class ReducedSystem:
 def _mpmath_number(value):
     from .solve import _to_mpmath
 
-    return _to_mpmath(sympy.sympify(value)) if isinstance(value, sympy.Basic) else mpmath.mpmathify(value)
+    return _to_mpmath(value)
 
 
 def _float_value(value):
@@ -732,8 +733,9 @@ def _float_value(value):
 
 
 def _precision(dps: int | None):
-    """The working precision of a multiprecision call: ``dps + 15`` digits (nothing for floats)."""
-    return mpmath.workdps(dps + 15) if dps is not None else contextlib.nullcontext()
+    """The working precision of a multiprecision call: ``dps + 15`` digits of this thread's private context
+    (nothing for floats)."""
+    return precision.digits(dps + 15) if dps is not None else contextlib.nullcontext()
 
 
 def _shaped(values, shape: tuple, dps: int | None):

@@ -54,54 +54,11 @@ from threadpoolctl import ThreadpoolController
 
 from .arguments import resolve_keys
 from .dyson import _structurally_nonzero
+from . import precision
 from .errors import ConvergenceError, ParameterError, PrecisionWarning, SingularStartError
 from .serialization import decode
 
 __all__ = ["Solver"]
-
-
-_thread_state = threading.local()
-
-
-def _mp():
-    """This thread's private :class:`mpmath.MPContext`.
-
-    Arbitrary precision never reads or sets the global ``mpmath.mp``: its
-    precision belongs to the caller, and a change made there by one thread
-    would be seen by every other.  Each thread works in its own context
-    instead (:func:`_digits` sets its precision), without locks.
-    """
-    context = getattr(_thread_state, "context", None)
-    if context is None:
-        context = _thread_state.context = mpmath.MPContext()
-    return context
-
-
-@contextlib.contextmanager
-def _digits(dps: int):
-    """Work at ``dps`` decimal digits in this thread's private context (:func:`_mp`), restored on exit."""
-    context = _mp()
-    saved = context.prec
-    context.dps = dps
-    try:
-        yield context
-    finally:
-        context.prec = saved
-
-
-def _public(value):
-    """An mpmath number of the private context as the same number of ``mpmath.mp``'s types, unrounded."""
-    if hasattr(value, "_mpc_"):
-        return mpmath.mp.make_mpc(value._mpc_)
-    return mpmath.mp.make_mpf(value._mpf_) if hasattr(value, "_mpf_") else value
-
-
-class _ThreadMpmath:
-    """Stands for the ``mpmath`` module in compiled functions: each name is looked up in the calling
-    thread's private context, so that a function compiled once computes at that thread's precision."""
-
-    def __getattr__(self, name: str):
-        return getattr(_mp(), name)
 
 
 _blas_lock = threading.Lock()
@@ -157,7 +114,7 @@ def _compile(arguments, expressions, module: str):
         raise ValueError(f"cannot compile expressions in {', '.join(map(str, stray)) or 'non-symbols'}: not arguments")
     printer, namespace = {
         "numpy": (NumPyPrinter, {"numpy": np}),
-        "mpmath": (MpmathPrinter, {"mpmath": _ThreadMpmath()}),
+        "mpmath": (MpmathPrinter, {"mpmath": precision.ThreadMpmath()}),
     }[module]
     settings = {"fully_qualified_modules": True, "inline": True, "allow_unknown_functions": True, "user_functions": {}}
     return sympy.lambdify(names, renamed, modules=[namespace], printer=printer(settings), dummify=False, cse=True)
@@ -183,9 +140,9 @@ class _PathPoint(NamedTuple):
 
 
 def _to_mpmath(value):
-    """An mpmath number of this thread's context (:func:`_mp`) at its precision (strings and SymPy
-    numbers are exact)."""
-    context = _mp()
+    """An mpmath number of this thread's context (:func:`pencils.precision.context`) at its precision
+    (strings and SymPy numbers are exact)."""
+    context = precision.context()
     if isinstance(value, sympy.Basic):
         value = sympy.N(value, context.dps)
         real, imaginary = (context.mpf(part) for part in value.as_real_imag())
@@ -231,7 +188,7 @@ def _zeros(shape, dtype) -> np.ndarray:
     slow for large batches.
     """
     array = np.empty(shape, dtype=dtype)
-    array[...] = _mp().zero if array.dtype == object else 0
+    array[...] = precision.context().zero if array.dtype == object else 0
     return array
 
 
@@ -278,7 +235,7 @@ class _Multiprecision:
     """The same operations on object arrays of mpmath numbers, point by point."""
 
     def __init__(self, dps: int):
-        context = _mp()
+        context = precision.context()
         self.epsilon = context.mpf(10) ** (-dps)
         self.continuation_tolerance = context.mpf(10) ** -12
         self.residual_tolerance = self.epsilon
@@ -286,7 +243,7 @@ class _Multiprecision:
     @staticmethod
     def inv(matrices):
         identity = _zeros(matrices.shape[-2:], object)
-        np.fill_diagonal(identity, _mp().one)
+        np.fill_diagonal(identity, precision.context().one)
         return np.array([_gauss_solve(matrix, identity) for matrix in matrices], dtype=object).reshape(matrices.shape)
 
     @staticmethod
@@ -296,7 +253,7 @@ class _Multiprecision:
 
     @staticmethod
     def norm(vectors):
-        return np.array([max((abs(x) for x in row), default=_mp().zero) for row in vectors], dtype=object)
+        return np.array([max((abs(x) for x in row), default=precision.context().zero) for row in vectors], dtype=object)
 
     @staticmethod
     def finite(array) -> np.ndarray:
@@ -313,7 +270,7 @@ def _refined_solve(matrix: np.ndarray, right: np.ndarray) -> np.ndarray:
     :math:`O(n^3)` of elimination; where it does not contract (:math:`\kappa(A)
     \gtrsim 10^{15}`) the system is solved by :func:`_gauss_solve`.
     """
-    context = _mp()
+    context = precision.context()
     complex_values = any(hasattr(x, "_mpc_") for x in matrix.ravel()) or any(hasattr(x, "_mpc_") for x in right)
     kind = complex if complex_values else float
     try:
@@ -349,7 +306,7 @@ def _gauss_solve(matrix: np.ndarray, right: np.ndarray) -> np.ndarray:
     for k in range(size):
         pivot = k + int(np.argmax([abs(x) for x in a[k:, k]]))
         if a[pivot, k] == 0:
-            return np.full(right.shape, _mp().nan, dtype=object)
+            return np.full(right.shape, precision.context().nan, dtype=object)
         if pivot != k:
             a[[k, pivot]], b[[k, pivot]] = a[[pivot, k]], b[[pivot, k]]
         factors = a[k + 1 :, k] / a[k, k]
@@ -1059,7 +1016,7 @@ class Solver:
         shape : tuple
             The broadcast shape of the parameter values.
         """
-        with np.errstate(all="ignore"), _single_threaded_blas(), _digits(15 if dps is None else dps + 15):
+        with np.errstate(all="ignore"), _single_threaded_blas(), precision.digits(15 if dps is None else dps + 15):
             inverse, scale, shape, _ = self._solve(subs, dps, path_from, continuation)
         return inverse, scale, shape
 
@@ -1104,7 +1061,7 @@ class Solver:
         continuation in mpmath.  Returns the inverses and scales (object arrays).
         """
         inverses, scales = [], []
-        with _digits(dps + 15) as context:
+        with precision.digits(dps + 15) as context:
             algebra = _Multiprecision(dps)
             for index in indices:
                 point = [c[index : index + 1] for c in columns]
@@ -1165,7 +1122,7 @@ class Solver:
                 _warn_imprecise(inaccurate, values, errors, where, len(self._unknown_rows), stacklevel=4)
             results = [_shaped(value, shape, None) for value in values]
             return tuple(results) if derivatives else results[0]
-        with np.errstate(all="ignore"), _single_threaded_blas(), _digits(dps + 15):
+        with np.errstate(all="ignore"), _single_threaded_blas(), precision.digits(dps + 15):
             inverse, scale, shape, _ = self._solve(subs, dps, path_from, continuation)
             values = [scale * inverse[:, self.record["out"], self.record["into"]]]
             if derivatives:
@@ -1304,8 +1261,8 @@ def _shaped(values: np.ndarray, shape: tuple, dps: int | None):
             values = values.real
         values = values.reshape(shape)
         return values if shape else values.item()
-    with _digits(dps):
-        values = [_public(+(v.real if hasattr(v, "_mpc_") and v.imag == 0 else v)) for v in values]
+    with precision.digits(dps):
+        values = [precision.public(+(v.real if hasattr(v, "_mpc_") and v.imag == 0 else v)) for v in values]
     return np.array(values, dtype=object).reshape(shape) if shape else values[0]
 
 
@@ -1416,7 +1373,7 @@ def _tabulate(function, columns: list, count: int, multiprecision: bool) -> np.n
     if not multiprecision:
         return _table(function(*columns), count)
     rows = [function(*(_to_mpmath(c[k]) for c in columns)) for k in range(count)]
-    table = np.array([[_mp().mpmathify(x) for x in row] for row in rows], dtype=object).T
+    table = np.array([[precision.context().mpmathify(x) for x in row] for row in rows], dtype=object).T
     return table.reshape(len(table), count)
 
 

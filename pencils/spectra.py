@@ -70,6 +70,7 @@ import numpy as np
 import scipy.integrate
 import sympy
 
+from . import precision
 from .errors import ConvergenceError, ParameterError, SpectrumWarning, UnsupportedOperationError
 from .arguments import resolve_keys
 from .limits import _key, derive, trace_limit
@@ -200,34 +201,37 @@ def _stieltjes(resolvent, dims, z, subs: dict, x: np.ndarray, dps: int | None) -
     values, singular = _boundary_values(resolvent, dims, z, subs, x, dps)
     digits = 16 if dps is None else dps
     threshold, outside = NEAR_EDGE[dps is not None], _outside_tolerance(dps)
-    with mpmath.workdps(digits + 5):
-        near = np.array([outside * abs(v) < abs(mpmath.im(v)) <= threshold * abs(v) for v in values], dtype=bool)
+    with precision.digits(digits + 5) as context:
+        near = np.array([outside * abs(v) < abs(context.im(v)) <= threshold * abs(v) for v in map(context.convert, values)],
+                        dtype=bool)
     near &= ~singular
     if np.any(near):
         precise, precise_singular = _boundary_values(resolvent, dims, z, subs, x[near], 2 * digits + 10)
         if dps is None:
             precise = np.array([complex(v) for v in precise])
         else:
-            with mpmath.workdps(dps + 15):
-                precise = np.array([+v for v in precise], dtype=object)
+            with precision.digits(dps + 15) as context:
+                precise = np.array([precision.public(+context.convert(v)) for v in precise], dtype=object)
         values[near], singular[near] = precise, precise_singular
     return values, singular
 
 
 def _outside_tolerance(dps: int | None):
     r""":math:`\tau`: where :math:`|\operatorname{Im} m| \le \tau |m|` the point is outside the support."""
-    return OUTSIDE_TOLERANCE if dps is None else mpmath.mpf(10) ** (-dps)
+    return OUTSIDE_TOLERANCE if dps is None else precision.context().mpf(10) ** (-dps)
 
 
 def _densities(values: np.ndarray, dps: int | None) -> np.ndarray:
     """:math:`\\operatorname{Im} m/\\pi`, exactly 0 where the solution is real to the working accuracy."""
-    tolerance = _outside_tolerance(dps)
     if dps is None:
+        tolerance = _outside_tolerance(dps)
         imaginary = np.imag(values.astype(complex))
         return np.where(np.abs(imaginary) <= tolerance * np.abs(values), 0.0, imaginary / np.pi)
-    with mpmath.workdps(dps):
+    with precision.digits(dps) as context:
+        tolerance = _outside_tolerance(dps)
         return np.array(
-            [mpmath.mpf(0) if abs(mpmath.im(v)) <= tolerance * abs(v) else +(mpmath.im(v) / mpmath.pi) for v in values],
+            [precision.public(context.zero if abs(context.im(v)) <= tolerance * abs(v) else +(context.im(v) / context.pi))
+             for v in map(context.convert, values)],
             dtype=object,
         )
 
@@ -307,8 +311,8 @@ def _points(x, dps: int | None) -> np.ndarray:
             raise ParameterError(f"x must be real numbers; got {x!r}.")
         array = array.astype(float).reshape(-1)
     else:
-        with mpmath.workdps(dps + 15):
-            array = np.array([_to_mpmath(v) for v in np.ravel(np.asarray(x, dtype=object))], dtype=object)
+        with precision.digits(dps + 15):
+            array = np.array([precision.public(_to_mpmath(v)) for v in np.ravel(np.asarray(x, dtype=object))], dtype=object)
         if any(isinstance(v, mpmath.mpc) for v in array):
             raise ParameterError(f"x must be real numbers; got {x!r}.")
     if not all(np.isfinite(float(v)) for v in array):
@@ -366,7 +370,7 @@ class _Line:
         r""":math:`M` and :math:`\partial_x M` at ``(g, x)``, each K x K."""
         if multiprecision:
             values = self._mpmath(*g, x, *(_to_mpmath(v) for v in self._values))
-            array = np.array([mpmath.mpmathify(v) for v in values], dtype=object)
+            array = np.array([precision.context().convert(v) for v in values], dtype=object)
         else:
             values = self._numpy(*g, x, *(float(v) for v in self._values))
             array = np.array(values, dtype=float)
@@ -438,13 +442,15 @@ class _Line:
 def _inverse(matrix: np.ndarray, multiprecision: bool) -> np.ndarray:
     if not multiprecision:
         return np.linalg.inv(matrix)
-    return np.array(mpmath.inverse(mpmath.matrix(matrix.tolist())).tolist(), dtype=object)
+    context = precision.context()
+    return np.array(context.inverse(context.matrix(matrix.tolist())).tolist(), dtype=object)
 
 
 def _solve(matrix: np.ndarray, right: np.ndarray, multiprecision: bool) -> np.ndarray:
     if not multiprecision:
         return np.linalg.solve(matrix, right)
-    solution = mpmath.lu_solve(mpmath.matrix(matrix.tolist()), mpmath.matrix(list(right)))
+    context = precision.context()
+    solution = context.lu_solve(context.matrix(matrix.tolist()), context.matrix(list(right)))
     return np.array([solution[k] for k in range(len(right))], dtype=object)
 
 
@@ -577,8 +583,8 @@ def _spectrum(H, dims_key: tuple, subs_key: tuple, dps: int | None, resolution: 
 def _precise(value, dps: int | None):
     if dps is None:
         return float(value)
-    with mpmath.workdps(dps):
-        return +mpmath.mpf(value)
+    with precision.digits(dps) as context:
+        return precision.public(context.mpf(value))
 
 
 class _Scan:
@@ -597,13 +603,13 @@ class _Scan:
         r"""Mean and standard deviation of the spectrum, from :math:`-iYm(iY) = 1 - i\mu_1/Y - \mu_2/Y^2 + O(Y^{-3})`."""
         height = 1e4
         for _ in range(4):
-            with mpmath.workdps(40):
-                value = trace_limit(self.resolvent, self.dims, {**self.subs, self.z: mpmath.mpc(0, height)}, dps=30)
-                scaled = -1j * height * value
-                mean = -height * mpmath.im(scaled)
-                second = height**2 * (1 - mpmath.re(scaled))
+            with precision.digits(40) as context:
+                value = trace_limit(self.resolvent, self.dims, {**self.subs, self.z: context.mpc(0, height)}, dps=30)
+                scaled = -1j * height * context.convert(value)
+                mean = -height * context.im(scaled)
+                second = height**2 * (1 - context.re(scaled))
                 variance = max(second - mean**2, 0)
-            spread = float(mpmath.sqrt(variance))
+            spread = float(context.sqrt(variance))
             if max(abs(float(mean)), spread) < height / 1e3:
                 return float(mean), spread
             height *= 1e3
@@ -659,9 +665,9 @@ class _Scan:
             raise ConvergenceError(f"the edge of the spectrum between {outside!r} and {inside!r} was not located.")
         if dps is None:
             return float(x)
-        with mpmath.workdps(dps + 15):
-            start = np.array([mpmath.mpf(v) for v in g], dtype=object)
-            x, _ = self.line.fold(start, mpmath.mpf(x), True, mpmath.mpf(10) ** -(dps + 5))
+        with precision.digits(dps + 15) as context:
+            start = np.array([context.mpf(v) for v in g], dtype=object)
+            x, _ = self.line.fold(start, context.mpf(x), True, context.mpf(10) ** -(dps + 5))
         return _precise(x, dps)
 
     # ---------------------------------------------------------------- atoms
@@ -716,17 +722,18 @@ class _Scan:
         previous, values, count = None, [], 16
         while count <= 4096:
             count *= 2
-            with mpmath.workdps(digits + 15):
+            with precision.digits(digits + 15) as context:
                 half = count // 2
-                nodes = [center + radius * mpmath.expjpi(2 * mpmath.mpf(k) / count) for k in range(half + 1)]
-                nodes[0], nodes[half] = mpmath.re(nodes[0]), mpmath.re(nodes[half])  # in the gaps
-                fresh = iter(self._on_circle(nodes[1::2] if values else nodes, dps))
+                nodes = [context.convert(center) + context.convert(radius) * context.expjpi(2 * context.mpf(k) / count)
+                         for k in range(half + 1)]
+                nodes[0], nodes[half] = context.re(nodes[0]), context.re(nodes[half])  # in the gaps
+                fresh = map(context.convert, self._on_circle(nodes[1::2] if values else nodes, dps))
                 values = [values[k // 2] if values and k % 2 == 0 else next(fresh) for k in range(half + 1)]
                 # the nodes below the axis are the conjugates of those above: (1/N) sum over the circle of
                 # m(z) (z - c) is the real part of the sum over the top, the inner nodes counted twice
                 weights = [1] + [2] * (half - 1) + [1]
-                zeroth = sum(w * mpmath.re(v * (z - center)) for w, v, z in zip(weights, values, nodes)) / count
-                first = sum(w * mpmath.re(v * (z - center) * z) for w, v, z in zip(weights, values, nodes)) / count
+                zeroth = sum(w * context.re(v * (z - center)) for w, v, z in zip(weights, values, nodes)) / count
+                first = sum(w * context.re(v * (z - center) * z) for w, v, z in zip(weights, values, nodes)) / count
                 mass, location = -zeroth, first / zeroth
                 if previous is not None and abs(mass - previous[1]) <= 10**-digits and abs(
                     location - previous[0]
@@ -740,10 +747,10 @@ class _Scan:
         floats = np.array([complex(v) for v in nodes])
         start = {self.z: floats.real + 1j * (floats.imag + _heights(floats.real))}
         if dps is None:
-            subs, points, precision = _float_subs(self.subs), floats, None
+            subs, points, digits = _float_subs(self.subs), floats, None
         else:
-            subs, points, precision = self.subs, np.array(nodes, dtype=object), dps + 5
-        return list(trace_limit(self.resolvent, self.dims, {**subs, self.z: points}, dps=precision, path_from=start))
+            subs, points, digits = self.subs, np.array(nodes, dtype=object), dps + 5
+        return list(trace_limit(self.resolvent, self.dims, {**subs, self.z: points}, dps=digits, path_from=start))
 
     # ---------------------------------------------------------------- bulks
 

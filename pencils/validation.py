@@ -180,7 +180,7 @@ def _as_complex(value: Any, name: str, kind: str, strings: bool = False) -> np.n
 def _number(item: Any, name: str, whole: Any, kind: str, strings: bool) -> complex:
     if isinstance(item, (bool, np.bool_)):
         raise ParameterError(f"{name} is a boolean ({whole!r}); give {kind}.")
-    if isinstance(item, (numbers.Number, mpmath.mpf, mpmath.mpc)):
+    if isinstance(item, numbers.Number) or hasattr(item, "_mpf_") or hasattr(item, "_mpc_"):  # mpmath, any context
         return complex(item)
     if isinstance(item, sympy.Basic) and item.is_number:
         try:

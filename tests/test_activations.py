@@ -16,15 +16,15 @@ import pytest
 import scipy.special
 from scipy import integrate
 
-from pencils import activations
+from pencils import activations, precision
 from pencils.activations import Activation, get
 
 
 def _dispatch(numpy_fn, mpmath_fn):
-    """A plain callable that works on numpy arrays and on mpmath numbers."""
+    """A plain callable that works on numpy arrays and on mpmath numbers (of the calling thread's context)."""
 
     def function(x):
-        return mpmath_fn(x) if isinstance(x, mpmath.mpf) else numpy_fn(x)
+        return mpmath_fn(x) if hasattr(x, "_mpf_") else numpy_fn(x)
 
     return function
 
@@ -33,9 +33,9 @@ def _dispatch(numpy_fn, mpmath_fn):
 PLAIN = {
     "relu": lambda x: x * (x > 0),
     "abs": abs,
-    "erf": _dispatch(scipy.special.erf, mpmath.erf),
-    "sin": _dispatch(np.sin, mpmath.sin),
-    "cos": _dispatch(np.cos, mpmath.cos),
+    "erf": _dispatch(scipy.special.erf, precision.Function("erf")),
+    "sin": _dispatch(np.sin, precision.Function("sin")),
+    "cos": _dispatch(np.cos, precision.Function("cos")),
     "linear": lambda x: x,
 }
 R_GRID = np.concatenate([np.linspace(-1, 1, 21), [-0.999999, 1e-9, 0.9999]])
@@ -274,6 +274,12 @@ def test_callable_that_rejects_mpmath():
         get(mpmath.tanh)
 
 
+def test_callable_computing_in_the_global_context_is_refused():
+    """``mpmath.erf`` computes at the caller's ``mpmath.mp.dps``, not at the digits requested."""
+    with pytest.raises(TypeError, match="global mpmath context"):
+        get(_dispatch(scipy.special.erf, mpmath.erf))
+
+
 def test_bad_dps():
     with pytest.raises(TypeError, match="dps"):
         activations.relu.mu0(dps=2.5)
@@ -377,7 +383,7 @@ def test_at_variance_against_quadrature_of_the_scaled_function(name, variance):
         reference = sum(integrate.quad(integrand, a, b, epsabs=1e-14, epsrel=1e-13)[0]
                         for a, b in [(-np.inf, 0), (0, np.inf)])
         assert value == pytest.approx(reference, rel=1e-11, abs=1e-13)
-    plain = Activation("plain", rho, lambda x: base.mpmath_fn(mpmath.sqrt(mpmath.mpf(variance)) * x))
+    plain = Activation("plain", rho, lambda x: base.mpmath_fn(precision.context().sqrt(variance) * x))
     r = np.array([0.0, 0.3, 0.9, 1.0])
     np.testing.assert_allclose(act.kernel(r), plain.kernel(r), rtol=1e-12, atol=1e-13)
     split, reference = act.correlated_split(r), plain.correlated_split(r)

@@ -10,12 +10,11 @@ from __future__ import annotations
 import doctest
 import math
 
-import mpmath
 import numpy as np
 import pytest
 import scipy.special
 
-from pencils import activations
+from pencils import activations, precision
 from pencils.simulation import dsm as simulation_dsm
 from pencils.simulation.dsm import SimulationResult, fresh_moments, simulate, training_moments
 
@@ -343,7 +342,7 @@ def test_result_is_frozen_and_reproducible():
 def test_activation_identified_by_value_not_name():
     """An Activation equal to sin under another name gets the closed forms; one without
     (sigmoid) gets the Hermite series."""
-    my_sine = activations.Activation("my_sine", np.sin, mpmath.sin)
+    my_sine = activations.Activation("my_sine", np.sin, precision.Function("sin"))
     exact = simulate(10, 2.0, 2.0, 0.5, 0.1, math.inf, activation=my_sine)
     assert exact.exact_m_infinity and exact.test_method == "closed form" and exact.activation == "my_sine"
     series = simulate(10, 2.0, 2.0, 0.5, 0.1, 1, activation="sigmoid", n_test=5000)

@@ -8,6 +8,7 @@ import mpmath
 import numpy as np
 import pytest
 
+from pencils import precision
 from pencils.models import dsm
 from pencils.solve import Solver, _BlockTriangular, _Float, _refined_solve
 
@@ -78,7 +79,7 @@ def test_refined_solve_reaches_the_working_precision(complex_entries, monkeypatc
     monkeypatch.setattr(solve, "_gauss_solve", lambda *arguments: pytest.fail("refinement did not contract"))
     rng = np.random.default_rng(5)
     n = 25
-    with mpmath.workdps(60), solve._digits(60):  # the test's numbers, and the solver's private context
+    with mpmath.workdps(60), precision.digits(60):  # the test's numbers, and the solver's private context
         values = rng.normal(size=(n, n)) + n * np.eye(n)
         if complex_entries:
             values = values + 1j * rng.normal(size=(n, n))
@@ -99,7 +100,7 @@ def test_refined_solve_falls_back_to_elimination_when_double_precision_cannot_co
     elimination = solve._gauss_solve
     monkeypatch.setattr(solve, "_gauss_solve", lambda *arguments: calls.append(1) or elimination(*arguments))
     n = 14
-    with mpmath.workdps(60), solve._digits(60):  # the test's numbers, and the solver's private context
+    with mpmath.workdps(60), precision.digits(60):  # the test's numbers, and the solver's private context
         matrix = np.array([[mpmath.mpf(1) / (i + j + 1) for j in range(n)] for i in range(n)], dtype=object)
         right = np.array([mpmath.mpf(1)] * n, dtype=object)
         expected = mpmath.lu_solve(mpmath.matrix(matrix.tolist()), mpmath.matrix(right.tolist()))

@@ -3,11 +3,16 @@
 Every arbitrary-precision computation runs in a private mpmath context of its
 thread, never in ``mpmath.mp`` (whose precision belongs to the caller), and the
 single-threaded BLAS the solver asks for is restored once the last overlapping
-call ends.  The reference is the Marchenko-Pastur Stieltjes transform in closed form.
+call ends.  The reference is the Marchenko-Pastur Stieltjes transform in closed form,
+and for the models, constants, densities and reduced systems their serial values,
+bit for bit.
 """
 
+import dataclasses
+import itertools
 import multiprocessing
 import sys
+import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
@@ -17,7 +22,8 @@ import pytest
 import sympy
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from pencils import Gaussian, limit, trace_limit
+from pencils import Gaussian, activations, derive, limit, spectral_density, trace_limit
+from pencils.models import dsm, random_features
 from pencils.sweep import sweep
 
 n, d, z = sympy.symbols("n d z")
@@ -91,4 +97,60 @@ def test_processes_give_the_serial_digits(unusual_precision):
     with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context(method)) as executor:
         pooled = list(executor.map(resolvent_trace, POINTS[:4]))
     assert [mpmath.nstr(v, 60) for v in pooled] == [mpmath.nstr(v, 60) for v in serial]
+    assert mpmath.mp.dps == unusual_precision
+
+
+# Cheap points of every public arbitrary-precision entry point beyond trace_limit.
+CASES = {
+    "dsm": lambda dps: dsm.errors(2.0, 3.0, 0.1, 1e-2, dps=dps),
+    "dsm, m = 4": lambda dps: dsm.errors(2.0, 3.0, 0.1, 1e-2, m=4, dps=dps),
+    "random features": lambda dps: random_features.errors(2.0, 1.0, 1e-2, dps=dps),
+    "tanh kernel": lambda dps: activations.get("tanh").kernel("0.5", dps=dps),
+    "relu split": lambda dps: activations.get("relu").correlated_split("0.3", dps=dps),
+    "density": lambda dps: spectral_density(X.T * X / n, DIMS, [0.5, 2.0], dps=dps),
+    "reduced": lambda dps: derive(RESOLVENT, DIMS).reduce().solve({z: -1}, dps=dps),
+}
+TASKS = [(case, dps) for case in CASES for dps in (20, 40)]
+
+
+def exact_numbers(value) -> list:
+    """Every number of a result (nested containers, arrays, dataclasses) as its exact mpmath mantissa and exponent."""
+    if dataclasses.is_dataclass(value):
+        value = dataclasses.astuple(value)
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (tuple, list, np.ndarray)):
+        return [number for item in np.ravel(np.asarray(value, dtype=object)) for number in exact_numbers(item)]
+    assert isinstance(value, (mpmath.mpf, mpmath.mpc)), f"{value!r} is not a number of mpmath.mp"
+    return [getattr(value, "_mpc_", None) or value._mpf_]
+
+
+def compute(task: tuple) -> list:
+    case, dps = task
+    return exact_numbers(CASES[case](dps))
+
+
+def test_models_from_threads_at_mixed_precisions_give_the_serial_digits(unusual_precision):
+    """Threads at 20 and 40 digits side by side, while the caller keeps changing ``mpmath.mp.dps``: a
+    computation that read the global precision would lose digits when the caller is at 5."""
+    serial = [compute(task) for task in TASKS]
+    assert mpmath.mp.dps == unusual_precision
+    with ThreadPoolExecutor(max_workers=8) as executor:  # each case at both precisions at once
+        futures = [executor.submit(compute, task) for task in TASKS]
+        for caller_dps in itertools.cycle([5, 80, 11, 33]):
+            mpmath.mp.dps = caller_dps
+            if all(future.done() for future in futures):
+                break
+            time.sleep(0.002)
+        threaded = [future.result() for future in futures]
+    assert mpmath.mp.dps == caller_dps  # set by this thread only
+    assert threaded == serial
+
+
+def test_models_from_processes_give_the_serial_digits(unusual_precision):
+    method = "fork" if sys.platform.startswith("linux") else "spawn"
+    serial = [compute(task) for task in TASKS]
+    with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context(method)) as executor:
+        pooled = list(executor.map(compute, TASKS))
+    assert pooled == serial
     assert mpmath.mp.dps == unusual_precision

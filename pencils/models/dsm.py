@@ -76,13 +76,12 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
-import mpmath
 import numpy as np
 import sympy
 
-from .. import activations
 from sympy.codegen.cfunctions import expm1
 
+from .. import activations, precision
 from ..errors import ConvergenceError, ParameterError
 from ..functions import MatrixFunction
 from ..gaussian import Gaussian
@@ -364,7 +363,7 @@ def gradient_flow(psi_n, psi_p, t, time, lam=0.0, m=math.inf, activation="relu",
     forms = gradient_flow_quantities()
     finite_dims = {key: value for key, value in dims.items() if key != k}
     test, train = limit([forms["test"], forms["train"]], finite_dims, subs, dps=dps)
-    optimum_value = mpmath.exp(-2 * mpmath.mpmathify(t)) if dps is not None else optimum(t)
+    optimum_value = _apply(lambda context, x: context.exp(-2 * context.mpmathify(x)), t, dps) if dps else optimum(t)
     return GradientFlow(times if np.ndim(times) else times.item(), test, train, optimum_value)
 
 
@@ -532,9 +531,9 @@ def constants(t, activation="relu", dps: int | None = None) -> dict:
         split = activation.correlated_split(np.exp(-2 * t), complement=-np.expm1(-2 * t))
         return {"mu1": activation.mu1(), "v0_squared": split.shared, "s_squared": split.private,
                 "v_squared": split.total}
-    with mpmath.workdps(dps + 15):
-        splits = [activation.correlated_split(mpmath.exp(-2 * value), dps=dps, complement=-mpmath.expm1(-2 * value))
-                  for value in map(mpmath.mpmathify, np.ravel(np.asarray(t, dtype=object)))]
+    with precision.digits(dps + 15) as context:
+        splits = [activation.correlated_split(context.exp(-2 * value), dps=dps, complement=-context.expm1(-2 * value))
+                  for value in map(context.mpmathify, np.ravel(np.asarray(t, dtype=object)))]
 
     def field(name):
         values = np.array([getattr(split, name) for split in splits], dtype=object).reshape(np.shape(t))
@@ -624,7 +623,7 @@ def errors(
         test[mask], train[mask] = limit(
             [found["test"], found["train"]], dims, subs, dps=dps, path_from=path_from, continuation=continuation
         )
-    optimum_value = _apply(lambda x: mpmath.exp(-2 * mpmath.mpmathify(x)), t, dps) if dps else optimum(t)
+    optimum_value = _apply(lambda context, x: context.exp(-2 * context.mpmathify(x)), t, dps) if dps else optimum(t)
     if shape == ():
         return Errors(test.item(), train.item(), optimum_value.item() if isinstance(optimum_value, np.ndarray) else optimum_value)
     return Errors(test, train, optimum_value)
@@ -647,8 +646,8 @@ def substitutions(psi_n, psi_p, t, lam, m=math.inf, activation="relu", dps: int 
     True
     """
     values = constants(t, activation, dps=dps)
-    a_value = _apply(lambda x: mpmath.exp(-mpmath.mpmathify(x)), t, dps) if dps else np.exp(-np.asarray(t, dtype=float))
-    h_value = _apply(lambda x: -mpmath.expm1(-2 * mpmath.mpmathify(x)), t, dps) if dps else -np.expm1(-2 * np.asarray(t, dtype=float))
+    a_value = _apply(lambda context, x: context.exp(-context.mpmathify(x)), t, dps) if dps else np.exp(-np.asarray(t, dtype=float))
+    h_value = _apply(lambda context, x: -context.expm1(-2 * context.mpmathify(x)), t, dps) if dps else -np.expm1(-2 * np.asarray(t, dtype=float))
     subs = {
         symbols["psi_n"]: psi_n, symbols["psi_p"]: psi_p, symbols["lam"]: lam, a: a_value, h: h_value,
         mu1: values["mu1"], v0_squared: values["v0_squared"], s_squared: values["s_squared"],
@@ -820,9 +819,10 @@ def phase_boundary(psi_n, m=(1, 2, 4, 16, math.inf), executor=None, progress: bo
 
 
 def _apply(function, values, dps):
-    """``function`` on every element of ``values`` at ``dps + 15`` digits."""
-    with mpmath.workdps(dps + 15):
-        return np.frompyfunc(function, 1, 1)(values)
+    """``function(context, value)`` on every element of ``values`` at ``dps + 15`` digits of this thread's
+    private context (:mod:`pencils.precision`), as numbers of ``mpmath.mp``."""
+    with precision.digits(dps + 15) as context:
+        return np.frompyfunc(lambda value: precision.public(function(context, value)), 1, 1)(values)
 
 
 def check_parameters(**values) -> tuple:
