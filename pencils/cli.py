@@ -210,7 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     Rows are printed as CSV as soon as each chunk of the grid is done; a progress
     bar appears on standard error once a run has taken a second.  Exit status: 0,
     2 for bad input (one line on standard error, before any computing), 130 if
-    interrupted (Ctrl-C), after the rows already done.
+    interrupted (Ctrl-C), after the rows already done, 141 if the reader of
+    standard output closed it (``pencils dsm | head``), without a traceback.
     """
     arguments = _parser().parse_args(argv)
     run = getattr(arguments, "run", None) or (_phase_diagram if arguments.phase_diagram else _dsm)
@@ -223,6 +224,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()
         print(f"pencils {arguments.command}: interrupted; the rows printed so far are complete.", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of standard output stopped (e.g. ``| head``): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 def _dsm(arguments: argparse.Namespace) -> int:

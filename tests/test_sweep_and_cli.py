@@ -146,3 +146,15 @@ def test_command_line_interrupted_keeps_the_rows_done():
     assert 2 <= len(rows) < 400
     for row in rows:  # every row printed is whole
         assert float(row["optimum"]) < float(row["test"]) and float(row["gap"]) > 0
+
+
+def test_command_line_stops_quietly_when_its_reader_closes_the_pipe():
+    """``pencils dsm | head -2``: the reader leaves after two lines; the command stops without a traceback."""
+    process = _run_cli("--psi-n", "2", "--psi-p", "0.5:50:400", "--t", "0.5", "--lam", "1e-2")
+    lines = [process.stdout.readline() for _ in range(2)]
+    process.stdout.close()
+    error = process.stderr.read()
+    process.wait(timeout=120)
+    assert lines[0].startswith("psi_p,") and lines[1].count(",") == lines[0].count(",")
+    assert process.returncode == 141
+    assert "Traceback" not in error and "BrokenPipe" not in error
