@@ -12,10 +12,11 @@ from .. import precision
 from ..arguments import resolve_keys
 from ..errors import ParameterError
 from .accuracy import AccuracyAudit, inaccurate_points, points_of, rounded, warn_imprecise
-from .compiled import CompiledProblem, float_columns, shaped, to_mpmath
+from .compiled import CompiledProblem, NumericProblem, float_columns, shaped, to_mpmath
 from .continuation import Continuation
-from .dyson_map import DysonMap, PathPoint
+from .dyson_map import DysonMap, NewtonStop, PathPoint
 from .linear_algebra import FloatAlgebra, MultiprecisionAlgebra, single_threaded_blas, zeros
+from .options import DEFAULT_OPTIONS, SolverOptions
 
 __all__ = ["Solver"]
 
@@ -43,41 +44,32 @@ class Solver:
     0.561552812809
     """
 
-    max_newton = 60
-    #: The most points of a batch solved from zero variance before continuation from neighbours.
-    anchors = 4
-    #: The promise of a float result: its relative error is at most this.  A point whose error bound
-    #: (:meth:`AccuracyAudit.float_error`) is larger is finished in arbitrary precision or reported.
-    float_accuracy = 1e-10
-    #: The digits at which such points are finished before they are rounded to floats.
-    finishing_dps = 30
-    #: The largest system whose inaccurate float points are finished in arbitrary precision
-    #: automatically; larger ones issue a :class:`pencils.errors.PrecisionWarning`.
-    max_finished_unknowns = 80
     continuations = ("neighbours", "variance")
 
     def __init__(self, record: Mapping):
         self.record = dict(record)
-        self.problem = CompiledProblem(self.record)
+        self.problem = NumericProblem.from_record(self.record)
         self.parameters = self.problem.parameters
-        self.dyson_map = DysonMap(self.record)
-        self.continuation = Continuation(self.dyson_map, self.problem)
-        self.audit = AccuracyAudit(self.dyson_map, self.problem)
+        self.compiled = CompiledProblem(self.problem)
+        self.dyson_map = DysonMap(self.problem)
+        self.continuation = Continuation(self.dyson_map, self.compiled)
+        self.audit = AccuracyAudit(self.dyson_map, self.compiled)
 
     @property
     def unknowns(self) -> int:
         """The number of unknowns of the Dyson system."""
         return self.dyson_map.unknowns
 
-    def _start(self, columns: list, lambdas, weights, continuation: str):
+    def _start(self, columns: list, deterministic, weights, continuation: str, options: SolverOptions):
         if continuation not in self.continuations:
             raise ParameterError(f"continuation must be one of {', '.join(self.continuations)}; got {continuation!r}.")
-        count = lambdas.shape[1] if lambdas.size else weights.shape[1]
+        count = deterministic.shape[1] if deterministic.size else weights.shape[1]
         if continuation == "variance" or count == 1:
-            return self.continuation.from_zero_variance(lambdas, weights, FloatAlgebra())
-        return self.continuation.from_neighbours(columns, lambdas, weights, self.anchors)
+            return self.continuation.from_zero_variance(deterministic, weights, FloatAlgebra(), options)
+        return self.continuation.from_neighbours(columns, deterministic, weights, options)
 
-    def _continue_in_parameters(self, floats: list, count: int, path_from: Mapping, continuation: str):
+    def _continue_in_parameters(self, floats: list, count: int, path_from: Mapping, continuation: str,
+                                options: SolverOptions):
         """Solve at the ``path_from`` values, then follow the straight line to the requested ones."""
         path_from = resolve_keys(path_from, self.parameters, "path_from")
         unknown = [str(key) for key in path_from if key not in self.parameters]
@@ -89,21 +81,21 @@ class Solver:
         ]
         dtype = np.result_type(*starts, *floats) if floats else float
         starts, ends = [np.asarray(s, dtype=dtype) for s in starts], [np.asarray(f, dtype=dtype) for f in floats]
-        lambdas, weights, _, _ = self.problem.coefficients(starts, count, multiprecision=False)
-        g, inverse, reached = self._start(starts, lambdas, weights, continuation)
+        deterministic, weights, _, _ = self.compiled.coefficients(starts, count, multiprecision=False)
+        g, inverse, reached = self._start(starts, deterministic, weights, continuation, options)
         self.audit.raise_if_failed(~reached, np.full(count, np.inf), starts, g)
-        return self.continuation.between(starts, ends, g, inverse, FloatAlgebra())
+        return self.continuation.between(starts, ends, g, inverse, FloatAlgebra(), options)
 
     def solve(
         self, subs: Mapping, dps: int | None = None, path_from: Mapping | None = None,
-        continuation: str = "neighbours",
+        continuation: str = "neighbours", options: SolverOptions | None = None,
     ) -> tuple:
         r"""Solve at every point of ``subs`` (broadcast).
 
         ``continuation`` is ``"neighbours"`` (each point continued from a solved
         neighbour of the batch, see :mod:`pencils.solve.continuation`) or ``"variance"`` (each
         point on its own path from zero variance: slower, and independent of
-        the other points).
+        the other points).  ``options`` (:class:`pencils.SolverOptions`) tunes the solver.
 
         Returns
         -------
@@ -116,24 +108,26 @@ class Solver:
             The broadcast shape of the parameter values.
         """
         with np.errstate(all="ignore"), single_threaded_blas(), precision.digits(15 if dps is None else dps + 15):
-            inverse, scale, shape, _ = self._solve(subs, dps, path_from, continuation)
+            inverse, scale, shape, _ = self._solve(subs, dps, path_from, continuation, options or DEFAULT_OPTIONS)
         return inverse, scale, shape
 
-    def _solve(self, subs: Mapping, dps: int | None, path_from: Mapping | None, continuation: str) -> tuple:
+    def _solve(self, subs: Mapping, dps: int | None, path_from: Mapping | None, continuation: str,
+               options: SolverOptions) -> tuple:
         """:meth:`solve`, and the float solution ``g`` (``inverse`` and ``g`` are those of Newton's last
         iteration: :meth:`AccuracyAudit.float_error` measures the residual between them)."""
-        shape, columns, count = self.problem.points(subs, multiprecision=dps is not None)
+        shape, columns, count = self.compiled.points(subs, multiprecision=dps is not None)
         floats = float_columns(columns)
-        coefficients = self.problem.coefficients(floats, count, multiprecision=False)
-        self.problem.validate(coefficients, floats)
-        lambdas, weights, _, scale = coefficients
+        coefficients = self.compiled.coefficients(floats, count, multiprecision=False)
+        self.compiled.validate(coefficients, floats)
+        deterministic, weights, _, scale = coefficients
         if path_from:
-            g, inverse, reached = self._continue_in_parameters(floats, count, path_from, continuation)
+            g, inverse, reached = self._continue_in_parameters(floats, count, path_from, continuation, options)
         else:
-            g, inverse, reached = self._start(floats, lambdas, weights, continuation)
+            g, inverse, reached = self._start(floats, deterministic, weights, continuation, options)
+        stop = NewtonStop(4 * FloatAlgebra.epsilon, FloatAlgebra.residual_tolerance, options.max_newton)
         g, converged, relative, inverse = self.dyson_map.newton(
-            lambdas, weights, g, 1.0, FloatAlgebra(), 4 * FloatAlgebra.epsilon, FloatAlgebra.residual_tolerance,
-            self.max_newton, settled=16 * FloatAlgebra.epsilon, inverse=inverse,
+            deterministic, weights, g, 1.0, FloatAlgebra(), stop, options, settled=16 * FloatAlgebra.epsilon,
+            inverse=inverse,
         )
         converged &= reached
         if dps is None:
@@ -144,16 +138,17 @@ class Solver:
             self.audit.raise_if_failed(~converged & ~narrow, relative, floats, g)
             finish = np.flatnonzero(narrow)
             if finish.size:
-                polished, _ = self._polish(columns, floats, g, np.ones(count, dtype=bool), finish, self.finishing_dps)
+                polished, _ = self._polish(columns, floats, g, np.ones(count, dtype=bool), finish,
+                                           options.finishing_dps, options)
                 inverse[finish] = np.array(polished.tolist(), dtype=inverse.dtype)
                 g[finish] = inverse[finish][:, self.dyson_map.unknown_rows, self.dyson_map.unknown_cols]
             return inverse, scale, shape, g
         # Newton in arbitrary precision starts from the float solution wherever it nearly converged.
         near = converged | reached
-        inverses, scales = self._polish(columns, floats, g, near, np.arange(count), dps)
+        inverses, scales = self._polish(columns, floats, g, near, np.arange(count), dps, options)
         return inverses, scales, shape, g
 
-    def _polish(self, columns: list, floats: list, g, converged, indices, dps: int) -> tuple:
+    def _polish(self, columns: list, floats: list, g, converged, indices, dps: int, options: SolverOptions) -> tuple:
         """Newton in mpmath at ``dps + 15`` digits for the points ``indices``.
 
         Starts from the float solution where it converged, else runs the
@@ -164,16 +159,15 @@ class Solver:
             algebra = MultiprecisionAlgebra(dps)
             for index in indices:
                 point = [c[index : index + 1] for c in columns]
-                lambdas, weights, _, scale = self.problem.coefficients(point, 1, multiprecision=True)
+                deterministic, weights, _, scale = self.compiled.coefficients(point, 1, multiprecision=True)
                 if converged[index]:
                     start = np.array([[to_mpmath(x) for x in g[index].tolist()]], dtype=object)
                 else:
-                    start, _, reached = self.continuation.from_zero_variance(lambdas, weights, algebra)
+                    start, _, reached = self.continuation.from_zero_variance(deterministic, weights, algebra, options)
                     self.audit.raise_if_failed(~reached, [np.inf], [f[index : index + 1] for f in floats], start)
+                stop = NewtonStop(context.mpf(10) ** -(dps + 8), algebra.residual_tolerance, options.max_newton)
                 _, ok, residual, inverse = self.dyson_map.newton(
-                    lambdas, weights, start, 1, algebra, context.mpf(10) ** -(dps + 8), algebra.residual_tolerance,
-                    self.max_newton,
-                )
+                    deterministic, weights, start, 1, algebra, stop, options)
                 self.audit.raise_if_failed(~ok, residual, [f[index : index + 1] for f in floats], continuation=False)
                 inverses.append(inverse[0])
                 scales.append(scale[0])
@@ -181,7 +175,7 @@ class Solver:
 
     def target(
         self, subs: Mapping, dps: int | None = None, path_from: Mapping | None = None,
-        continuation: str = "neighbours", derivatives: Sequence = (),
+        continuation: str = "neighbours", derivatives: Sequence = (), options: SolverOptions | None = None,
     ):
         r"""The limit of the normalised trace at the parameter values ``subs``, and its derivatives.
 
@@ -190,11 +184,12 @@ class Solver:
         ``path_from`` (see :func:`pencils.trace_limit`) gives start values for a
         continuation in the parameters; ``continuation`` is described in :meth:`solve`.
 
-        A float result is within :attr:`float_accuracy` (relative) of the limit:
-        each value carries a bound on its rounding error (:meth:`AccuracyAudit.float_error`),
+        A float result is within ``options.float_accuracy`` (relative, 1e-10 by
+        default, see :class:`pencils.SolverOptions`) of the limit: each value
+        carries a bound on its rounding error (:meth:`AccuracyAudit.float_error`),
         and the points where the bound exceeds the promise are computed again at
-        :attr:`finishing_dps` digits and rounded, or, for a system of more than
-        :attr:`max_finished_unknowns` unknowns, reported by a
+        ``options.finishing_dps`` digits and rounded, or, for a system of more than
+        ``options.max_finished_unknowns`` unknowns, reported by a
         :class:`pencils.errors.PrecisionWarning`.
 
         With ``derivatives`` (parameter symbols), returns the tuple ``(value,
@@ -207,50 +202,53 @@ class Solver:
         one linear solve per point and parameter.  A parameter the trace does not
         depend on has derivative 0.
         """
+        options = options or DEFAULT_OPTIONS
         if dps is None:
-            values, errors, shape, columns = self.float_target(subs, path_from, continuation, derivatives)
-            inaccurate = np.flatnonzero(inaccurate_points(values, errors, self.float_accuracy))
-            if inaccurate.size and self.finishes:
+            values, errors, shape, columns = self.float_target(subs, path_from, continuation, derivatives, options)
+            inaccurate = np.flatnonzero(inaccurate_points(values, errors, options.float_accuracy))
+            if inaccurate.size and self.finishes(options):
                 point = {p: column[inaccurate] for p, column in zip(self.parameters, columns)}
                 start = points_of(path_from, (len(values[0]),), inaccurate)
-                exact = self.target(point, self.finishing_dps, start, continuation, derivatives)
+                exact = self.target(point, options.finishing_dps, start, continuation, derivatives, options)
                 for value, finished in zip(values, exact if derivatives else (exact,)):
                     value[inaccurate] = rounded(finished, value.dtype)
             elif inaccurate.size:
-                where = self.problem.describe(float_columns(columns), inaccurate[0])
-                warn_imprecise(inaccurate, values, errors, where, self.dyson_map.unknowns, self.float_accuracy,
+                where = self.compiled.describe(float_columns(columns), inaccurate[0])
+                warn_imprecise(inaccurate, values, errors, where, self.dyson_map.unknowns, options.float_accuracy,
                                stacklevel=4)
             results = [shaped(value, shape, None) for value in values]
             return tuple(results) if derivatives else results[0]
         with np.errstate(all="ignore"), single_threaded_blas(), precision.digits(dps + 15):
-            inverse, scale, shape, _ = self._solve(subs, dps, path_from, continuation)
-            values = [scale * inverse[:, self.record["out"], self.record["into"]]]
+            inverse, scale, shape, _ = self._solve(subs, dps, path_from, continuation, options)
+            values = [scale * inverse[:, self.problem.out, self.problem.into]]
             if derivatives:
-                _, columns, _ = self.problem.points(subs, multiprecision=True)
-                values += self._derivatives(columns, inverse, scale, derivatives, dps)[0]
+                _, columns, _ = self.compiled.points(subs, multiprecision=True)
+                values += self._derivatives(columns, inverse, scale, derivatives, dps, options)[0]
             results = [shaped(value, shape, dps) for value in values]
         return tuple(results) if derivatives else results[0]
 
-    @property
-    def finishes(self) -> bool:
+    def finishes(self, options: SolverOptions = DEFAULT_OPTIONS) -> bool:
         """Whether points that double precision cannot promise are finished in arbitrary precision automatically."""
-        return len(self.dyson_map.unknown_rows) <= self.max_finished_unknowns
+        return self.dyson_map.unknowns <= options.max_finished_unknowns
 
-    def float_target(self, subs: Mapping, path_from: Mapping | None, continuation: str, derivatives: Sequence):
+    def float_target(self, subs: Mapping, path_from: Mapping | None, continuation: str, derivatives: Sequence,
+                     options: SolverOptions = DEFAULT_OPTIONS):
         """The float target and its ``derivatives`` at every point, each with a bound on its rounding error.
 
         Returns ``(values, errors, shape, columns)``: flat arrays (one per output),
         the broadcast shape and the parameter columns.
         """
         with np.errstate(all="ignore"), single_threaded_blas():
-            inverse, scale, shape, g = self._solve(subs, None, path_from, continuation)
-            _, columns, count = self.problem.points(subs, multiprecision=False)
+            inverse, scale, shape, g = self._solve(subs, None, path_from, continuation, options)
+            _, columns, count = self.compiled.points(subs, multiprecision=False)
             floats = float_columns(columns)
-            lambdas, weights, _, _ = self.problem.coefficients(floats, count, multiprecision=False)
-            error, sensitivity, entries, adjoint = self.audit.float_error(lambdas, weights, g, inverse, scale)
-            values, errors = [scale * inverse[:, self.record["out"], self.record["into"]]], [error]
+            deterministic, weights, _, _ = self.compiled.coefficients(floats, count, multiprecision=False)
+            error, sensitivity, entries, adjoint = self.audit.float_error(deterministic, weights, g, inverse, scale,
+                                                                          options)
+            values, errors = [scale * inverse[:, self.problem.out, self.problem.into]], [error]
             if derivatives:
-                slopes, parts = self._derivatives(floats, inverse, scale, derivatives, None, (sensitivity, adjoint))
+                slopes, parts = self._derivatives(floats, inverse, scale, derivatives, None, options,
+                                                  (sensitivity, adjoint))
                 # first order: each input of a derivative (the entries of G, the target's sensitivity
                 # to M and the coefficients) is off by at most `inputs` relative
                 with np.errstate(divide="ignore", invalid="ignore"):
@@ -260,7 +258,8 @@ class Solver:
                 errors += [(2 * inputs + rounding) * magnitude + solve for magnitude, solve in parts]
         return values, errors, shape, columns
 
-    def _derivatives(self, columns: list, inverse, scale, parameters: Sequence, dps: int | None, adjoints=None):
+    def _derivatives(self, columns: list, inverse, scale, parameters: Sequence, dps: int | None,
+                     options: SolverOptions, adjoints=None):
         r"""The derivatives of the target at solved points (see :meth:`target`), one array per parameter.
 
         Returns ``(derivatives, parts)``; ``parts`` (with ``adjoints``, the
@@ -277,11 +276,11 @@ class Solver:
         """
         count, multiprecision = inverse.shape[0], dps is not None
         algebra = MultiprecisionAlgebra(dps) if multiprecision else FloatAlgebra()
-        lambdas, weights, _, _ = self.problem.coefficients(columns, count, multiprecision)
+        deterministic, weights, _, _ = self.compiled.coefficients(columns, count, multiprecision)
         g = inverse[:, self.dyson_map.unknown_rows, self.dyson_map.unknown_cols]
         zero = zeros(count, object if multiprecision else float)
         one = zero + 1
-        out, into = self.record["out"], self.record["into"]
+        out, into = self.problem.out, self.problem.into
         results, parts = [], []
         if adjoints is not None:
             sensitivity, adjoint = adjoints
@@ -293,11 +292,11 @@ class Solver:
                 parts.append((np.zeros(count), np.zeros(count)))
                 continue
             directions = [one if p == parameter else zero for p in self.parameters]
-            d_lambdas, d_weights, d_scale = self.problem.changes(columns, directions, count, multiprecision)
-            point = PathPoint(lambdas, weights, one, d_lambdas, d_weights, zero)
-            moved = self.dyson_map.velocity(point, g, inverse, algebra)
-            direct = self.dyson_map.matrix(d_lambdas, d_weights, g, 1, algebra)
-            change = direct + self.dyson_map.matrix(0 * lambdas, weights, moved, 1, algebra)
+            d_deterministic, d_weights, d_scale = self.compiled.changes(columns, directions, count, multiprecision)
+            point = PathPoint(deterministic, weights, one, d_deterministic, d_weights, zero)
+            moved = self.dyson_map.velocity(point, g, inverse, algebra, options)
+            direct = self.dyson_map.matrix(d_deterministic, d_weights, g, 1, algebra)
+            change = direct + self.dyson_map.matrix(0 * deterministic, weights, moved, 1, algebra)
             entry = (inverse[:, out, None, :] @ change @ inverse[:, :, into, None])[:, 0, 0]
             results.append(d_scale * inverse[:, out, into] - scale * entry)
             if adjoints is not None:
