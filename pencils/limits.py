@@ -30,9 +30,12 @@ from .functions import MatrixFunction, function_limit
 from .pencil import linearize
 from .serialization import decode, encode
 from .solve import Solver, SolverOptions
+from .solve.result import LimitResult
 from .solve.accuracy import inaccurate_points, points_of, rounded, warn_imprecise
 from .solve.compiled import compile_expressions, float_columns, shaped, to_mpmath
+from .solve.linear_algebra import FloatAlgebra
 from .solve.options import DEFAULT_OPTIONS
+from .solve.solver import IMPRECISE, STALLED
 from .validation import check_shapes, check_solve_arguments
 
 __all__ = ["derive", "trace_limit", "limit"]
@@ -152,6 +155,7 @@ def trace_limit(
     path_from: Mapping | None = None,
     continuation: str = "neighbours",
     options: SolverOptions | None = None,
+    full_output: bool = False,
 ):
     r"""The limit :math:`\lim \mathbb E[\operatorname{tr}(r)/N_r]` as all dimensions grow proportionally.
 
@@ -190,10 +194,14 @@ def trace_limit(
         other points); see :mod:`pencils.solve.continuation`.
     options : SolverOptions, optional
         The solver's tolerances, promises and work sizes (:class:`pencils.SolverOptions`).
+    full_output : bool
+        Return a :class:`pencils.LimitResult` (the value, residuals, error
+        estimates and which points were finished in arbitrary precision and why)
+        instead of the value alone.
 
     Returns
     -------
-    float, complex, numpy.ndarray or mpmath number
+    float, complex, numpy.ndarray, mpmath number, or LimitResult
 
     Examples
     --------
@@ -215,17 +223,23 @@ def trace_limit(
     subs, dps, path_from = check_solve_arguments(subs, dps, path_from)
     _check_square(expr)
     solver, options = _solver(expr, _key(dims)), options or DEFAULT_OPTIONS
+
+    def evaluate(subs, path_from):
+        result = solver.evaluate(subs, dps, path_from, continuation, options=options)
+        return [result.value, result.residual, result.finish_reason, result.warned, result.relative_error]
+
     try:
-        return _in_batches(lambda s, p: [solver.target(s, dps, p, continuation, options=options)],
-                           subs, path_from, options.batch_points)[0]
+        outputs = _in_batches(evaluate, subs, path_from, options.batch_points)
     except SingularStartError:
-        return _from_a_ridge(lambda e, s, p: trace_limit(e, dims, s, dps, p, continuation, options),
+        return _from_a_ridge(lambda e, s, p: trace_limit(e, dims, s, dps, p, continuation, options, full_output),
                              expr, dims, subs, path_from)
+    return _limit_result(outputs, 1, dps, many=False) if full_output else outputs[0]
 
 
 def limit(
     quantity, dims: Mapping, subs: Mapping | None = None, dps: int | None = None,
     path_from: Mapping | None = None, continuation: str = "neighbours", options: SolverOptions | None = None,
+    full_output: bool = False,
 ):
     r"""The large-dimension limit of a scalar expression in normalised traces (and their derivatives).
 
@@ -256,8 +270,10 @@ def limit(
     ----------
     quantity : sympy.Expr, sympy.MatrixExpr, or a list or tuple of them
         A scalar expression of traces (a square matrix means its normalised trace).
-    dims, subs, dps, path_from, continuation, options
-        As in :func:`trace_limit` (``path_from`` applies to every trace).
+    dims, subs, dps, path_from, continuation, options, full_output
+        As in :func:`trace_limit` (``path_from`` applies to every trace; with
+        ``full_output`` the residual is the largest over the traces, and
+        ``value`` and ``relative_error`` are lists for a list of quantities).
 
     Raises
     ------
@@ -297,6 +313,9 @@ def limit(
            for q in (quantity if isinstance(quantity, (list, tuple)) else [quantity])):
         if path_from is not None:
             raise ParameterError("path_from does not apply to a quantity with a MatrixFunction (its contour sets the paths).")
+        if full_output:
+            raise ParameterError("full_output is not available for a quantity with a MatrixFunction; pass "
+                                 "full_output=False (the default).")
         if isinstance(quantity, (list, tuple)):
             return [function_limit(q, dims, subs, dps) for q in quantity]
         return function_limit(quantity, dims, subs, dps)
@@ -305,7 +324,8 @@ def limit(
             quantity = [sympy.Trace(q) / q.shape[0] if getattr(q, "is_Matrix", False) else q for q in quantity]
         quantities = sympy.Tuple(*(as_sympy(q, "quantity") for q in quantity))
     elif getattr(quantity, "is_Matrix", False):
-        return trace_limit(quantity, dims, subs, dps, path_from=path_from, continuation=continuation, options=options)
+        return trace_limit(quantity, dims, subs, dps, path_from=path_from, continuation=continuation, options=options,
+                           full_output=full_output)
     else:
         quantities = sympy.Tuple(as_sympy(quantity, "quantity"))
 
@@ -314,10 +334,28 @@ def limit(
                            options.batch_points)
 
     try:
-        values = evaluate(quantities, subs, path_from)
+        outputs = evaluate(quantities, subs, path_from)
     except SingularStartError:
-        values = _from_a_ridge(evaluate, quantities, dims, subs, path_from)
-    return list(values) if isinstance(quantity, (list, tuple)) else values[0]
+        outputs = _from_a_ridge(evaluate, quantities, dims, subs, path_from)
+    many = isinstance(quantity, (list, tuple))
+    if full_output:
+        return _limit_result(outputs, len(quantities), dps, many)
+    return list(outputs[: len(quantities)]) if many else outputs[0]
+
+
+def _limit_result(outputs: list, count: int, dps: int | None, many: bool) -> LimitResult:
+    """The :class:`pencils.LimitResult` of the ``outputs`` of :func:`_evaluate`: ``count`` values, the
+    residual, the reasons for finishing, the warned points and ``count`` relative errors."""
+    values, (residual, reasons, warned), relative = outputs[:count], outputs[count : count + 3], outputs[count + 3 :]
+    finished = np.not_equal(reasons, "") if np.ndim(reasons) else reasons != ""
+    tolerance = FloatAlgebra.residual_tolerance if dps is None else 10.0**-dps
+    converged = (np.asarray(residual) <= tolerance) | finished
+    return LimitResult(
+        value=list(values) if many else values[0], derivatives=(),
+        converged=converged if np.ndim(converged) else bool(converged),
+        residual=residual, relative_error=list(relative) if many else relative[0], finished=finished,
+        finish_reason=reasons, warned=warned, dps=dps,
+    )
 
 
 #: The ridge added to every inverse where the solution cannot start (see :func:`_from_a_ridge`).
@@ -393,7 +431,11 @@ def _in_batches(evaluate, subs: dict, path_from: Mapping | None, batch_points: i
 
 
 def _evaluate(quantities: sympy.Tuple, dims, subs, dps, path_from, continuation, options: SolverOptions) -> list:
-    """The limits of ``quantities`` (see :func:`limit`): each solver once, with the derivatives asked of it."""
+    """The limits of ``quantities`` (see :func:`limit`): each solver once, with the derivatives asked of it.
+
+    Returns the values, then the diagnostics of :func:`_limit_result`: the relative residual (the largest
+    over the traces), the reason each point was finished in arbitrary precision (``""`` if not), whether a
+    :class:`pencils.errors.PrecisionWarning` named it, and the relative error of each value."""
     compiled = _compiled_limit(quantities, _key(dims))
     starts = _starts_by_trace(path_from, compiled.solvers)
     subs = resolve_keys(subs, {*compiled.arguments, *(p for s in compiled.solvers for p in s.parameters)}, "subs")
@@ -402,8 +444,14 @@ def _evaluate(quantities: sympy.Tuple, dims, subs, dps, path_from, continuation,
         raise ParameterError(f"no value given for {missing[0]}; pass subs={{{missing[0]}: ...}}.")
     if dps is None:
         return _evaluate_floats(compiled, quantities, dims, subs, path_from, starts, continuation, options)
-    values = _trace_limits(compiled, starts, lambda solver, start, parameters: solver.target(
-        subs, dps=dps, path_from=start, continuation=continuation, derivatives=parameters, options=options))
+    residuals = []
+
+    def evaluate(solver, start, parameters):
+        result = solver.evaluate(subs, dps, start, continuation, parameters, options)
+        residuals.append(result.residual)
+        return (result.value, *result.derivatives) if parameters else result.value
+
+    values = _trace_limits(compiled, starts, evaluate)
     inputs = values + [subs[symbol] for symbol in compiled.arguments[len(values) :]]
     with precision.digits(dps + 15):
         function = compiled.mpmath
@@ -416,8 +464,15 @@ def _evaluate(quantities: sympy.Tuple, dims, subs, dps, path_from, continuation,
         else:
             results = list(function(*inputs))
     with precision.digits(dps):
-        return [np.frompyfunc(lambda v: precision.public(+v), 1, 1)(r) if isinstance(r, np.ndarray) else precision.public(+r)
-                for r in results]
+        results = [np.frompyfunc(lambda v: precision.public(+v), 1, 1)(r) if isinstance(r, np.ndarray)
+                   else precision.public(+r) for r in results]
+    shape = np.broadcast_shapes(*(np.shape(x) for x in results + residuals))
+    residual = np.zeros(shape)
+    for trace_residual in residuals:
+        residual = np.maximum(residual, trace_residual)
+    diagnostics = [residual, np.full(shape, "", dtype=object), np.zeros(shape, dtype=bool)]
+    diagnostics += [np.full(shape, 10.0**-dps)] * len(results)
+    return results + [x if shape else x.item() for x in diagnostics]
 
 
 def _trace_limits(compiled: "_CompiledLimit", starts: list, evaluate) -> list:
@@ -457,9 +512,14 @@ def _evaluate_floats(compiled, quantities, dims, subs, path_from, starts, contin
     ``options.finishing_dps`` digits and rounded, if every
     system is small enough; otherwise a :class:`pencils.errors.PrecisionWarning` names them.
     """
+    solves = []  # the relative residual of each trace's solve, and its points finished in arbitrary precision
+
     def evaluate(solver, start, parameters):
-        values, errors, shape, _ = solver.float_target(subs, start, continuation, parameters, options)
-        pairs = [(shaped(value, shape, None), np.reshape(error, shape)) for value, error in zip(values, errors)]
+        evaluation = solver.float_target(subs, start, continuation, parameters, options)
+        shape = evaluation.shape
+        solves.append((evaluation.residual.reshape(shape), evaluation.finished.reshape(shape)))
+        pairs = [(shaped(value, shape, None), np.reshape(error, shape))
+                 for value, error in zip(evaluation.values, evaluation.errors)]
         return tuple(pairs) if parameters else pairs[0]
 
     pairs = _trace_limits(compiled, starts, evaluate)
@@ -470,20 +530,30 @@ def _evaluate_floats(compiled, quantities, dims, subs, path_from, starts, contin
     bounds = compiled.rounding(inputs, errors)
     shape = np.broadcast_shapes(*(np.shape(x) for x in list(results) + bounds))
     flat = [np.broadcast_to(x, shape).reshape(-1).copy() for x in results]
-    inaccurate = np.flatnonzero(inaccurate_points(flat, [np.broadcast_to(b, shape).reshape(-1) for b in bounds],
-                                            options.float_accuracy))
+    bounds = [np.broadcast_to(b, shape).reshape(-1).copy() for b in bounds]
+    residual, reasons = np.zeros(len(flat[0])), np.full(len(flat[0]), "", dtype=object)
+    for trace_residual, finished in solves:
+        residual = np.maximum(residual, np.broadcast_to(trace_residual, shape).reshape(-1))
+        reasons[np.broadcast_to(finished, shape).reshape(-1)] = STALLED
+    warned = np.zeros(len(flat[0]), dtype=bool)
+    inaccurate = np.flatnonzero(inaccurate_points(flat, bounds, options.float_accuracy))
     if inaccurate.size and all(solver.finishes(options) for solver in compiled.solvers):
         exact = _evaluate(quantities, dims, points_of(subs, shape, inaccurate), options.finishing_dps,
                           points_of(path_from, shape, inaccurate), continuation, options)
-        for values, finished in zip(flat, exact):
+        for values, bound, finished in zip(flat, bounds, exact):
             values[inaccurate] = rounded(finished, values.dtype)
+            bound[inaccurate] = FloatAlgebra.epsilon / 2 * np.abs(values[inaccurate])  # the rounding
+        residual[inaccurate], reasons[inaccurate] = exact[len(flat)], IMPRECISE
     elif inaccurate.size:
         where = ", ".join(f"{key}={np.broadcast_to(np.asarray(value), shape).reshape(-1)[inaccurate[0]]}"
                           for key, value in subs.items())
         unknowns = max(solver.unknowns for solver in compiled.solvers)
-        bounds = [np.broadcast_to(b, shape).reshape(-1) for b in bounds]
         warn_imprecise(inaccurate, flat, bounds, where, unknowns, options.float_accuracy, stacklevel=5)  # from limit()
-    return [values.reshape(shape) if shape else values.item() for values in flat]
+        warned[inaccurate] = True
+    with np.errstate(divide="ignore", invalid="ignore"):
+        relative = [np.where(values != 0, bound / np.abs(values), bound) for values, bound in zip(flat, bounds)]
+    outputs = flat + [residual, reasons, warned] + relative
+    return [x.reshape(shape) if shape else x.item() for x in outputs]
 
 
 def _starts_by_trace(path_from: Mapping | None, solvers: list) -> list:
