@@ -68,9 +68,10 @@ class DerivationStore:
         for function in (self.system, self.solver, self.compiled_limit, self.fingerprint):
             function.cache_clear()
 
-    @staticmethod
-    def _system(expr, dims_key: tuple) -> DysonSystem:
-        return DysonSystem(linearize(expr, dict(dims_key)))
+    def _system(self, expr, dims_key: tuple) -> DysonSystem:
+        system = DysonSystem(linearize(expr, dict(dims_key)))
+        system.solver_source = _StoredSolver(expr, dims_key)  # one route to a solver: through the store
+        return system
 
     def _fingerprint(self) -> str:
         """A hash of the package's source (part of every cache key): every module under :attr:`root`,
@@ -106,6 +107,16 @@ class DerivationStore:
     def _compiled_limit(self, quantity_tuple: sympy.Tuple, dims_key: tuple) -> quantities.CompiledLimit:
         return self.from_disk("limit", quantity_tuple, dims_key,
                               lambda q, k: quantities.limit_payload(q, k, self.system), quantities.CompiledLimit)
+
+
+class _StoredSolver:
+    """The solver of ``expr`` from :data:`store` (a picklable callable, for :attr:`DysonSystem.solver_source`)."""
+
+    def __init__(self, expr, dims_key: tuple):
+        self.expr, self.dims_key = expr, dims_key
+
+    def __call__(self) -> Solver:
+        return store.solver(self.expr, self.dims_key)
 
 
 def _trace_solver(payload: dict) -> Solver:

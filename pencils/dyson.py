@@ -28,9 +28,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-import numpy as np
 import sympy
 
+from .graph import structurally_nonzero
 from .pencil import IDENTITY, Pencil
 from .validation import check_solve_arguments
 from .serialization import encode
@@ -110,7 +110,7 @@ class DysonSystem:
                     terms[key] = terms.get(key, 0) + c * c_prime * ratio
         terms = {key: sympy.cancel(weight) for key, weight in sorted(terms.items())}
         terms = {key: weight for key, weight in terms.items() if weight != 0}
-        nonzero = _structurally_nonzero(size, set(self.deterministic_pattern()), terms)
+        nonzero = structurally_nonzero(size, set(self.deterministic_pattern()), terms)
         terms = {key: weight for key, weight in terms.items() if nonzero[key[2], key[3]]}
         self.unknowns = sorted({(l, m) for (_, _, l, m) in terms})
         index = {block: k for k, block in enumerate(self.unknowns)}
@@ -257,9 +257,16 @@ class DysonSystem:
             "into": int(self.pencil.into),
         }
 
+    #: Set by the derivation store for the systems it derives (:func:`pencils.derive`): returns their solver
+    #: from the store, which keeps it on disk.
+    solver_source = None
+
     @cached_property
     def solver(self):
-        """The compiled numeric solver (:class:`pencils.solve.Solver`)."""
+        """The compiled numeric solver (:class:`pencils.solve.Solver`): the derivation store's (kept on disk)
+        for a system from :func:`pencils.derive`, else compiled from :meth:`record`."""
+        if self.solver_source is not None:
+            return self.solver_source()
         from .solve import Solver
 
         return Solver(self.record())
@@ -328,30 +335,3 @@ def check_record(record) -> None:
     for field in ("out", "into"):
         if type(record.get(field)) is not int or not 0 <= record[field] < size:
             raise ValueError(f"the record's {field} is {record.get(field)!r}, not a block index below {size}")
-
-
-def _structurally_nonzero(size: int, pattern: set, terms: dict) -> np.ndarray:
-    r"""Which entries of :math:`g = (\Lambda - \eta(g))^{-1}` can be non-zero.
-
-    :math:`G_{lm}` vanishes identically unless the graph of non-zero entries of
-    :math:`\Lambda - \eta(g)` has a path from :math:`l` to :math:`m`; and
-    :math:`\eta` writes :math:`(i, j)` only if the entry it reads can be
-    non-zero.  Starting from the pattern of :math:`\Lambda` (the solution at
-    zero variance) and adding the writes of non-zero reads until nothing changes
-    gives the entries that are non-zero on the physical branch; the others, and
-    the couplings that read them, are dropped.
-    """
-    adjacency = np.eye(size, dtype=bool)
-    for i, j in pattern:
-        adjacency[i, j] = True
-    while True:
-        reach = adjacency.copy()
-        for k in range(size):  # transitive closure (Floyd-Warshall on booleans)
-            reach |= reach[:, k : k + 1] & reach[k : k + 1, :]
-        grown = adjacency.copy()
-        for i, j, l, m in terms:
-            if reach[l, m]:
-                grown[i, j] = True
-        if np.array_equal(grown, adjacency):
-            return reach
-        adjacency = grown

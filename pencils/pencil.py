@@ -39,7 +39,8 @@ import sympy
 
 from .arguments import resolve_keys
 from .expression import Block, Dimensions, Identity, Inverse, Leaf, Product, Sum, normalise, parts, shape_symbols
-from .errors import MisScaledError, ParameterError, UnsupportedOperationError
+from .errors import MisScaledError, UnsupportedOperationError
+from .sizes import draw_sizes, exact_size
 
 __all__ = ["Pencil", "linearize"]
 
@@ -200,40 +201,6 @@ class Pencil:
         scale = complex(sympy.sympify(self.scale).subs(values))
         actual = scale * solved
         return float(np.linalg.norm(actual - expected) / max(np.linalg.norm(expected), 1e-300))
-
-
-def exact_size(dims: Dimensions, size: int, values: Mapping, search: int = 1000) -> int:
-    """The smallest base size ``>= size`` at which every dimension ``ratio * size`` is an integer.
-
-    The pencil's coefficients hold the exact ratios, so a self-check must draw at
-    sizes that realise them exactly.
-    """
-    for candidate in range(int(size), int(size) + search):
-        drawn = draw_sizes(dims, candidate, values)
-        if all(abs(complex(sympy.sympify(ratio).subs(values)).real * candidate - drawn[dimension]) < 1e-9
-               for dimension, ratio in dims.ratios):
-            return candidate
-    raise ParameterError(
-        f"no base size between {size} and {size + search} makes every dimension an integer for the ratios "
-        f"{dict(dims.ratios)}; use rational ratio values for the self-check."
-    )
-
-
-def draw_sizes(dims: Dimensions, size: int, values: Mapping) -> dict:
-    """Integer dimensions at base ``size``: ``round(ratio * size)`` for each dimension."""
-    sizes = {}
-    for dimension, ratio in dims.ratios:
-        substituted = sympy.sympify(ratio).subs(values)
-        if substituted.free_symbols:
-            names = ", ".join(sorted(map(str, substituted.free_symbols)))
-            raise ParameterError(f"the ratio {ratio} of {dimension} needs a value for {names}; add it to the values.")
-        value = complex(substituted)
-        if value.imag != 0 or not np.isfinite(value.real):
-            raise ParameterError(f"the ratio {ratio} of {dimension} must be a finite real number; got {value}.")
-        if value.real < 0:
-            raise ParameterError(f"the ratio {ratio} of {dimension} is negative ({value.real}); ratios must be >= 0.")
-        sizes[dimension] = int(round(value.real * size))
-    return sizes
 
 
 # --------------------------------------------------------------------------- construction

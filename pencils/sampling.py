@@ -19,6 +19,7 @@ from .errors import ParameterError, UnsupportedOperationError
 from .expression import Dimensions, shape_symbols
 from .gaussian import Gaussian
 from .limits import check_trace_arguments
+from .sizes import draw_sizes
 from .validation import check_positive_int, check_values
 
 __all__ = ["SampleEstimate", "sample_trace", "draw", "evaluate"]
@@ -146,8 +147,6 @@ def sample_trace(
     arrays = np.broadcast_arrays(*(np.asarray(subs[key]) for key in keys)) if keys else []
     shape = arrays[0].shape if arrays else ()
     means, errors = np.empty(shape, dtype=complex), np.empty(shape)
-    from .pencil import draw_sizes
-
     for index in np.ndindex(shape):
         values = {key: array[index].item() for key, array in zip(keys, arrays)}
         sizes = draw_sizes(dimensions, int(size), values)

@@ -117,7 +117,7 @@ def _check_self_adjoint(H, dims: Mapping, subs: dict) -> None:
 @lru_cache(maxsize=64)
 def _check_draw(H, dims_key: tuple, subs_key: tuple) -> None:
     from .expression import Dimensions, shape_symbols
-    from .pencil import draw_sizes
+    from .sizes import draw_sizes
     from .sampling import draw, evaluate
 
     dims, subs = dict(dims_key), dict(subs_key)

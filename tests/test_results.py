@@ -84,3 +84,10 @@ def test_notebooks_show_pencils_systems_and_results_as_latex():
     with pytest.raises(ParameterError, match="full_output"):  # a MatrixFunction quantity has no full output
         limit(sympy.Trace(MatrixFunction(sympy.Lambda(x, sympy.exp(-x)), X.T * X / n)) / d, {n: 2 * d},
               full_output=True)
+
+
+def test_one_route_to_a_solver():
+    """derive(expr).solver is the solver trace_limit uses: the derivation store's, kept on disk."""
+    from pencils.derivations import dims_key, store
+
+    assert derive(RESOLVENT, {n: 2 * d}).solver is store.solver(RESOLVENT, dims_key({n: 2 * d}))

@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..dyson import _structurally_nonzero
+from ..graph import structurally_nonzero
 from .compiled import NumericProblem
 from .linear_algebra import BlockTriangular, per_point, zeros
 from .options import SolverOptions
@@ -121,13 +121,13 @@ class DysonMap:
         r"""The terms :math:`w_t\, G_{a_r i_t} G_{j_t b_r}` of the Jacobian that can be non-zero.
 
         :math:`G_{ab}` vanishes identically where the graph of :math:`\Lambda - \eta`
-        has no path from ``a`` to ``b`` (:func:`pencils.dyson._structurally_nonzero`);
+        has no path from ``a`` to ``b`` (:func:`pencils.graph.structurally_nonzero`);
         only 4 to 10 % of the pairs (equation ``r``, coupling ``t``) survive in the
         DSM systems.  The terms are grouped by Jacobian entry ``(r, u_t)``.
         """
         size, count = self.size, len(unknowns)
         terms = {(i, j, *unknowns[u]) for i, j, u in couplings}
-        reach = _structurally_nonzero(size, {tuple(pair) for pair in identity}, terms)
+        reach = structurally_nonzero(size, {tuple(pair) for pair in identity}, terms)
         rows_of, cols_of = unknowns.T
         equation, coupling = np.nonzero(reach[rows_of][:, self.rows] & reach[self.cols][:, cols_of].T)
         entry = equation * count + self.sources[coupling]
