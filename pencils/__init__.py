@@ -1,4 +1,13 @@
-"""pencils: exact large-dimension limits of rational expressions in Gaussian matrices."""
+"""pencils: exact large-dimension limits of rational expressions in Gaussian matrices.
+
+An expression becomes a linear pencil (:func:`linearize`), the pencil a Dyson
+system (:class:`DysonSystem`), the system a solver (:mod:`pencils.solve`), and
+the solver a limit (:func:`trace_limit`, :func:`limit`).
+"""
+from .errors import (
+    CacheWarning, ConvergenceError, DimensionError, EliminationTooLargeError, MisScaledError, ParameterError,
+    ParameterTypeError, PencilsError, PrecisionWarning, SingularStartError, SpectrumWarning, UnsupportedOperationError,
+)
 from .gaussian import Gaussian
 from .pencil import Pencil, linearize
 from .sampling import SampleEstimate, sample_trace
@@ -7,3 +16,14 @@ from .limits import derive, limit, trace_limit
 from .solve import LimitResult, SolverOptions
 from .spectra import Spectrum, spectral_density, spectrum
 from .functions import MatrixFunction
+from .version import package_version
+
+__version__ = package_version()
+
+__all__ = [
+    "CacheWarning", "ConvergenceError", "DimensionError", "DysonSystem", "EliminationTooLargeError", "Gaussian",
+    "LimitResult", "MatrixFunction", "MisScaledError", "ParameterError", "ParameterTypeError", "Pencil",
+    "PencilsError", "PrecisionWarning", "SampleEstimate", "SingularStartError", "SolverOptions", "Spectrum",
+    "SpectrumWarning", "UnsupportedOperationError", "__version__", "derive", "limit", "linearize", "sample_trace",
+    "spectral_density", "spectrum", "trace_limit",
+]

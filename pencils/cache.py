@@ -5,6 +5,9 @@ Python process reuse a result derived earlier.  Entries are plain JSON (never
 pickle), they hold only strings, numbers, booleans, ``None``, lists and
 dictionaries, and nothing read from them is ever executed: expressions are
 stored as data (:mod:`pencils.serialization`) and rebuilt node by node.
+(Why one module of some 560 lines: it has one job, a safe file store; a
+sixth of it is this description, and the rest the platform and safety cases
+listed under Guarantees, which share the entry format and its checks.)
 
 Typical use::
 
@@ -90,10 +93,10 @@ import tempfile
 import threading
 import warnings
 from functools import lru_cache
-from importlib import metadata
 from pathlib import Path
 
 from .errors import CacheWarning
+from .version import package_version
 
 __all__ = ["FORMAT", "MAX_ENTRY_BYTES", "directory", "key", "load", "store", "discard", "clear"]
 
@@ -185,11 +188,8 @@ def _platform_directory() -> Path:
 
 @lru_cache(maxsize=None)
 def _package_version() -> str:
-    """The installed version of :mod:`pencils`, or ``"unknown"`` if it is not installed."""
-    try:
-        return metadata.version("pencils")
-    except metadata.PackageNotFoundError:
-        return "unknown"
+    """The version of :mod:`pencils` (:func:`pencils.version.package_version`)."""
+    return package_version()
 
 
 def key(*parts: str) -> str:
