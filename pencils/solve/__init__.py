@@ -7,20 +7,25 @@ expression in Gaussian matrices as a block of a linear pencil
 self-consistent equations of its blocks (:mod:`pencils.dyson`), the
 :class:`Solver` of this package solves them at batches of parameter values, and
 :func:`pencils.trace_limit` / :func:`pencils.limit` (:mod:`pencils.limits`)
-are the entry points, which keep what they derive in memory and on disk
-(:mod:`pencils.cache`).  The modules of the solver:
+are the entry points.  What they derive is kept by the derivation store
+(:mod:`pencils.derivations`) in memory and in the on-disk cache
+(:mod:`pencils.cache`); scalar quantities of several traces are compiled and
+evaluated in :mod:`pencils.quantities`.  The modules of the solver:
 
-- :mod:`~pencils.solve.compiled`: the coefficients compiled as functions of the
-  parameters, and the broadcasting of parameter values;
+- :mod:`~pencils.solve.compiled`: the numeric problem, its coefficients compiled
+  as functions of the parameters, and the broadcasting of parameter values;
 - :mod:`~pencils.solve.linear_algebra`: batched float and multiprecision linear
   algebra, mixed-precision refinement, block-triangular solves;
 - :mod:`~pencils.solve.dyson_map`: the Dyson map, its inverse, Jacobian, tangent
   and curvature, and Newton's method;
 - :mod:`~pencils.solve.continuation`: predictors, paths from zero variance and
   between parameter values, anchors and continuation from neighbours;
-- :mod:`~pencils.solve.accuracy`: the bound on the rounding error of float
-  results, finishing in arbitrary precision, warnings and failure reports;
-- :mod:`~pencils.solve.solver`: :class:`Solver`, which composes them.
+- :mod:`~pencils.solve.accuracy`: the accuracy audit, a bound on the rounding
+  error of float results, and the reports (warnings, convergence failures);
+- :mod:`~pencils.solve.options`: :class:`SolverOptions`, the tolerances and work sizes of a call;
+- :mod:`~pencils.solve.result`: :class:`LimitResult` and :class:`Solution`, what a solve returns;
+- :mod:`~pencils.solve.solver`: :class:`Solver`, which composes them and finishes
+  in arbitrary precision the float points it cannot promise.
 """
 
 from .options import SolverOptions
