@@ -12,6 +12,12 @@ Marchenko-Pastur: for ``X`` (``n x d``) with standard Gaussian entries and ``S =
 
 Semicircle: the Stieltjes transform of Wigner's law on :math:`[-2, 2]`, the root of :math:`m^2 + z m + 1 = 0`.
 
+Gaussian moments of activations, for :math:`g, g'` standard normal with correlation :math:`r`:
+:math:`\mu_0 = E\rho(g)`, :math:`\mu_1 = E g\rho(g)`, :math:`\|\rho\|^2 = E\rho(g)^2` and the kernel
+:math:`c(r) = E\rho(g)\rho(g')`: the arc-cosine kernels of ReLU and :math:`|x|` (Cho and Saul), the arcsine
+kernel of erf (Williams), :math:`e^{-1}\sinh r` and :math:`e^{-1}\cosh r` for sin and cos (from
+:math:`E e^{i(ag + bg')} = e^{-(a^2 + 2abr + b^2)/2}`), and :math:`r` for the identity.
+
 Scalars give mpmath numbers at the caller's ``mpmath.mp`` precision (wrap calls in ``mpmath.workdps``); numpy
 arrays give float (or complex) arrays, computed elementwise at 30 digits.
 
@@ -27,7 +33,7 @@ Examples
 import mpmath
 import numpy as np
 
-__all__ = ["close", "marchenko_pastur_density", "marchenko_pastur_edges", "marchenko_pastur_integral",
+__all__ = ["activation_kernel", "activation_moments", "close", "marchenko_pastur_density", "marchenko_pastur_edges", "marchenko_pastur_integral",
            "marchenko_pastur_stieltjes", "semicircle_stieltjes"]
 
 
@@ -98,3 +104,29 @@ def semicircle_stieltjes(z):
     if mpmath.im(z) > 0:
         return max(candidates, key=lambda m: mpmath.im(m))
     return min(candidates, key=abs)
+
+
+def activation_moments(name):
+    """``(mu0, mu1, ||rho||^2)`` of the activation ``name`` (relu, abs, erf, sin, cos or linear), in mpmath."""
+    pi = +mpmath.pi
+    return {
+        "relu": (1 / mpmath.sqrt(2 * pi), mpmath.mpf(1) / 2, mpmath.mpf(1) / 2),
+        "abs": (mpmath.sqrt(2 / pi), mpmath.mpf(0), mpmath.mpf(1)),
+        "erf": (mpmath.mpf(0), 2 / mpmath.sqrt(3 * pi), 2 * mpmath.asin(mpmath.mpf(2) / 3) / pi),
+        "sin": (mpmath.mpf(0), mpmath.exp(-mpmath.mpf(1) / 2), -mpmath.expm1(-2) / 2),
+        "cos": (mpmath.exp(-mpmath.mpf(1) / 2), mpmath.mpf(0), (1 + mpmath.exp(-2)) / 2),
+        "linear": (mpmath.mpf(0), mpmath.mpf(1), mpmath.mpf(1)),
+    }[name]
+
+
+def activation_kernel(name, r):
+    """The kernel ``c(r) = E rho(g) rho(g')`` of the activation ``name`` at the correlation ``r``, in mpmath."""
+    r, pi = mpmath.mpmathify(r), +mpmath.pi
+    return {
+        "relu": lambda: (mpmath.sqrt(1 - r * r) + r * (pi - mpmath.acos(r))) / (2 * pi),
+        "abs": lambda: 2 * (mpmath.sqrt(1 - r * r) + r * mpmath.asin(r)) / pi,
+        "erf": lambda: 2 * mpmath.asin(2 * r / 3) / pi,
+        "sin": lambda: mpmath.sinh(r) / mpmath.e,
+        "cos": lambda: mpmath.cosh(r) / mpmath.e,
+        "linear": lambda: r,
+    }[name]()
