@@ -21,10 +21,11 @@ nodes by Golub-Welsch (the eigenvalues of the Jacobi matrix), with the weights
 :math:`1/\sum_{k<n} p_k(x)^2` of the orthonormal polynomials, which unlike the
 squared eigenvector components are accurate relative to themselves, also the tiny
 weights of the outer nodes (:func:`numpy.polynomial.legendre.leggauss`'s outer weights
-are off by :math:`10^{-11}` relative with 128 nodes, these by :math:`10^{-12}`).  In arbitrary precision the float nodes are refined by
-Newton's method on the monic polynomial (each step doubles the digits) and the
-weights come from the Christoffel formula :math:`w = \beta_0 \cdots
-\beta_{n-1} / (\pi_{n-1}(x)\,\pi_n'(x))`.  Rules are cached per size and precision
+are off by :math:`10^{-11}` relative with 128 nodes, these by :math:`10^{-12}`).  In
+arbitrary precision the float nodes are refined by Newton's method on the monic
+polynomial (each step doubles the digits) and the weights come from the Christoffel
+formula :math:`w = \beta_0 \cdots \beta_{n-1} / (\pi_{n-1}(x)\,\pi_n'(x))`.  Rules are cached
+per size and precision
 (a result never depends on the order of calls).
 
 :func:`hermite_functions` runs the recurrence of the orthonormal Hermite

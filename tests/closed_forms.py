@@ -33,8 +33,8 @@ Examples
 import mpmath
 import numpy as np
 
-__all__ = ["activation_kernel", "activation_moments", "close", "marchenko_pastur_density", "marchenko_pastur_edges", "marchenko_pastur_integral",
-           "marchenko_pastur_stieltjes", "semicircle_stieltjes"]
+__all__ = ["activation_kernel", "activation_moments", "close", "marchenko_pastur_density", "marchenko_pastur_edges",
+           "marchenko_pastur_integral", "marchenko_pastur_stieltjes", "semicircle_stieltjes"]
 
 
 def close(value, expected, digits=40):

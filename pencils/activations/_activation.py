@@ -31,7 +31,7 @@ class ClosedForm(NamedTuple):
     returns the ``(shared, private)`` variances of
     :meth:`Activation.correlated_split` written without cancellation; without
     it they come from the kernel and the Hermite series (see "Split without
-    cancellation" in the module docstring).
+    cancellation" in the docstring of :mod:`pencils.activations`).
 
     Examples
     --------
@@ -108,7 +108,7 @@ class Activation:
         and is refused.
     closed_form : ClosedForm, optional
         Exact moments; without them the moments come from the quadrature
-        described in the module docstring, which assumes that the activation
+        described in the docstring of :mod:`pencils.activations`, which assumes that the activation
         is smooth except possibly at 0.
 
     Notes
@@ -267,7 +267,7 @@ class Activation:
         Both variances are sums of non-negative Hermite terms,
         :math:`\sum_{k\ge2} c_k^2 r^k` and :math:`\sum_{k\ge2} c_k^2 (1 - r^k)`,
         and are computed without the cancellation of the defining differences
-        (see "Split without cancellation" in the module docstring): to full
+        (see "Split without cancellation" in the docstring of :mod:`pencils.activations`): to full
         relative accuracy even for :math:`r` near 0 or 1, for
         :math:`r \in [0, 1]`.
 

@@ -28,6 +28,7 @@ _FLOAT_COEFFICIENTS = 256
 _MPMATH_COEFFICIENTS = 96
 COEFFICIENT_TOLERANCE = 1e-15
 
+
 def adaptive(
     estimate: Callable[[int], tuple[np.ndarray, np.ndarray]], m: Arithmetic, what: str, max_size: int | None = None
 ) -> np.ndarray:
@@ -111,7 +112,7 @@ def mpmath_moments(activation: Activation, m: Arithmetic) -> tuple[Real, Real, R
 
 
 def quadrature_kernel(activation: Activation, r: np.ndarray, m: Arithmetic) -> np.ndarray:
-    """``c(r)`` for a 1-D array ``r`` by the polar formula of the module docstring."""
+    """``c(r)`` for a 1-D array ``r`` by the polar formula of the docstring of :mod:`pencils.activations`."""
     rho = m.vectorize(activation)
     alpha = m.acos(r)[:, np.newaxis]  # (len(r), 1)
     # Arcs (0, alpha) and (alpha, pi) as (start, length); one is empty if r = +-1.

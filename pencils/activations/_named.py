@@ -16,6 +16,7 @@ from ._activation import Activation, ClosedForm
 from ._arithmetic import Real, in_thread_context
 from ._split import absolute_split, cos_split, erf_split, relu_split, sin_split
 
+
 def _mp_relu(x: mpmath.mpf) -> mpmath.mpf:
     return x if x > 0 else precision.context().zero
 
@@ -128,22 +129,22 @@ def _with_closed_forms(name: str, numpy_fn: Callable, mpmath_fn: Callable,
     return Activation(name, numpy_fn, mpmath_fn, closed_form=at_variance(1), closed_form_at_variance=at_variance)
 
 
-#: ReLU, ``max(x, 0)`` (closed forms in the module docstring).
+#: ReLU, ``max(x, 0)`` (closed forms in the docstring of :mod:`pencils.activations`).
 relu = _with_closed_forms("relu", lambda x: np.maximum(x, 0.0), _mp_relu, _relu_at_variance)
 
-#: Absolute value ``|x|``, registered as ``"abs"`` (closed forms in the module docstring).
+#: Absolute value ``|x|``, registered as ``"abs"`` (closed forms in the docstring of :mod:`pencils.activations`).
 absolute = _with_closed_forms("abs", np.abs, precision.Function("fabs"), _absolute_at_variance)
 
-#: Error function (closed forms in the module docstring).
+#: Error function (closed forms in the docstring of :mod:`pencils.activations`).
 erf = _with_closed_forms("erf", _special("erf"), precision.Function("erf"), _erf_at_variance)
 
-#: Sine (closed forms in the module docstring).
+#: Sine (closed forms in the docstring of :mod:`pencils.activations`).
 sin = _with_closed_forms("sin", np.sin, precision.Function("sin"), _sin_at_variance)
 
-#: Cosine (closed forms in the module docstring).
+#: Cosine (closed forms in the docstring of :mod:`pencils.activations`).
 cos = _with_closed_forms("cos", np.cos, precision.Function("cos"), _cos_at_variance)
 
-#: Identity ``x``, also registered as ``"identity"`` (closed forms in the module docstring).
+#: Identity ``x``, also registered as ``"identity"`` (closed forms in the docstring of :mod:`pencils.activations`).
 linear = _with_closed_forms("linear", lambda x: 1.0 * np.asarray(x), lambda x: x, _linear_at_variance)
 
 #: Hyperbolic tangent: odd, so ``mu0 = 0``; other moments by quadrature.

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 # Correlations up to this size take the shared variance from the Hermite series.
 _SERIES_CORRELATION = 0.5
 
+
 def power_series(coefficient: Callable[[int], Real], x: Real, m: Arithmetic, first: int) -> Real:
     r""":math:`\sum_{j \ge 0} a_j x^{\mathrm{first} + 2j}`, to the unit roundoff of ``m``.
 
@@ -65,7 +66,7 @@ def sin_minus_x_cos(x: Real, m: Arithmetic) -> Real:
 
 
 def absolute_split(r: Real, q: Real, m: Arithmetic) -> tuple[Real, Real]:
-    r"""Shared and private variances of :math:`|x|` (see the module docstring)."""
+    r"""Shared and private variances of :math:`|x|` (see the docstring of :mod:`pencils.activations`)."""
     phi = m.asin(r)
     shared = 2 * (phi * m.sin(phi) - 2 * m.sin(phi / 2) ** 2) / m.pi
     theta = 2 * m.asin(m.sqrt(q / 2))  # arccos r, accurate for small q
