@@ -14,6 +14,11 @@ and arithmetic between numbers of two contexts runs at the precision of the
 left operand's: numbers shared between threads (caches) are converted into the
 calling thread's context before they are used.
 
+Every computation asked for ``dps`` correct digits works at ``dps +``
+:data:`GUARD_DIGITS` digits (:func:`working`): the digits lost to rounding in
+sums, Newton steps and continuation stay below the guard, so that the ``dps``
+digits handed back are right where the problem is well conditioned.
+
 Examples
 --------
 >>> import mpmath
@@ -32,7 +37,10 @@ from typing import Any, Iterator
 
 import mpmath
 
-__all__ = ["Function", "ThreadMpmath", "context", "digits", "public"]
+__all__ = ["GUARD_DIGITS", "Function", "ThreadMpmath", "context", "digits", "public", "working"]
+
+#: Extra decimal digits carried by every arbitrary-precision computation asked for ``dps`` digits.
+GUARD_DIGITS = 15
 
 _thread_state = threading.local()
 
@@ -55,6 +63,21 @@ def digits(dps: int) -> Iterator[mpmath.MPContext]:
         yield private
     finally:
         private.prec = saved
+
+
+@contextlib.contextmanager
+def working(dps: int) -> Iterator[mpmath.MPContext]:
+    """Work at ``dps +`` :data:`GUARD_DIGITS` digits, the working precision of a result asked for ``dps`` digits.
+
+    Examples
+    --------
+    >>> from pencils import precision
+    >>> with precision.working(30) as context:
+    ...     context.dps == 30 + precision.GUARD_DIGITS
+    True
+    """
+    with digits(dps + GUARD_DIGITS) as private:
+        yield private
 
 
 def public(value: Any) -> Any:

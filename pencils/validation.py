@@ -35,8 +35,8 @@ import sympy
 
 from .errors import ParameterError, ParameterTypeError
 
-__all__ = ["MAX_DPS", "check_dps", "check_positive_int", "check_real", "check_shapes", "check_solve_arguments",
-           "check_values"]
+__all__ = ["MAX_DPS", "check_dps", "check_number", "check_positive_int", "check_real", "check_shapes",
+           "check_solve_arguments", "check_values"]
 
 #: The most decimal digits :func:`check_dps` accepts (a solve at this precision takes minutes).
 MAX_DPS = 1000
@@ -97,6 +97,23 @@ def check_real(value: Any, name: str, minimum: float = 0.0, strict: bool = True,
         bound = f"{'>' if strict else '>='} {minimum:g}" + (" (or inf)" if infinite else " and finite")
         raise ParameterError(f"{name} must be {bound}; got {bad}.{hint}")
     return value
+
+
+def check_number(value: Any, name: str, minimum: float = 0.0, strict: bool = True, hint: str = "") -> float:
+    """One real number ``> minimum`` (``>=`` if not ``strict``), as a float: :func:`check_real` without arrays.
+
+    Examples
+    --------
+    >>> check_number(2, "psi_n")
+    2.0
+    >>> check_number([1.0, 2.0], "lam", strict=False)
+    Traceback (most recent call last):
+    ...
+    pencils.errors.ParameterError: lam must be one number; got an array of shape (2,).
+    """
+    if np.ndim(value) != 0:
+        raise ParameterError(f"{name} must be one number; got an array of shape {np.shape(value)}.{hint}")
+    return float(check_real(value, name, minimum=minimum, strict=strict, hint=hint))
 
 
 def check_values(values: Mapping | None, name: str = "subs", strings: bool = False) -> dict:

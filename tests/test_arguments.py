@@ -3,6 +3,7 @@
 import pytest
 import sympy
 
+from closed_forms import marchenko_pastur_stieltjes
 from pencils import Gaussian, derive, limit, sample_trace, trace_limit
 from pencils.arguments import as_sympy, resolve_keys
 from pencils.errors import DimensionError, ParameterError
@@ -11,7 +12,7 @@ n, d, z, lam, psi = sympy.symbols("n d z lambda psi")
 X = Gaussian("X", n, d)
 RESOLVENT = (X.T * X / n - z * sympy.Identity(d)).I
 DIMS = {n: 2 * d}
-STIELTJES = (17**0.5 - 3) / 2  # lim tr R / d at z = -1 for n = 2d (Marchenko-Pastur closed form)
+STIELTJES = float(marchenko_pastur_stieltjes(-1, 0.5))  # lim tr R / d at z = -1 for n = 2d
 
 
 def marker_code(marker) -> str:

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import sympy
 
+from closed_forms import marchenko_pastur_stieltjes
 from pencils import Gaussian, SolverOptions, limit, trace_limit
 from pencils.models import dsm
 
@@ -61,7 +62,5 @@ def test_trace_limit_batches_keep_the_shape_and_arbitrary_precision():
 
     with mpmath.workdps(40):
         for value, z_value in zip(values.ravel(), z_values.ravel()):
-            # the Marchenko-Pastur closed form for d/n = 1/2: m = (1 - g - z - sqrt((1 - g - z)^2 - 4 g z)) / (2 g z)
-            g, zz = mpmath.mpf(1) / 2, mpmath.mpf(z_value)
-            closed = (1 - g - zz - mpmath.sqrt((1 - g - zz) ** 2 - 4 * g * zz)) / (2 * g * zz)
+            closed = marchenko_pastur_stieltjes(mpmath.mpf(z_value), mpmath.mpf(1) / 2)
             assert abs(value - closed) < mpmath.mpf(10) ** -23

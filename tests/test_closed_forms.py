@@ -1,7 +1,7 @@
 """trace_limit against closed forms from random-matrix theory, to 40 digits.
 
-The closed forms are written here from the textbook formulas (Marchenko-Pastur,
-Wigner's semicircle, moments of free variables), independently of the engine.
+The closed forms come from the textbook formulas (Marchenko-Pastur and Wigner's
+semicircle in ``closed_forms.py``, moments of free variables here), independently of the engine.
 """
 
 import mpmath
@@ -9,35 +9,8 @@ import numpy as np
 import pytest
 import sympy
 
+from closed_forms import close, marchenko_pastur_stieltjes, semicircle_stieltjes
 from pencils import Gaussian, limit, trace_limit
-
-DIGITS = 40
-
-
-def close(value, expected, digits=DIGITS):
-    with mpmath.workdps(digits + 20):
-        error = abs(mpmath.mpmathify(value) - expected) / max(abs(expected), mpmath.mpf(1))
-        return error < mpmath.mpf(10) ** (-digits)
-
-
-def marchenko_pastur(z, gamma):
-    """Root of gamma z m^2 + (z + gamma - 1) m + 1 = 0 that is a Stieltjes transform."""
-    z, gamma = mpmath.mpmathify(z), mpmath.mpmathify(gamma)
-    root = mpmath.sqrt((z - 1 - gamma) ** 2 - 4 * gamma)
-    candidates = [(1 - gamma - z + sign * root) / (2 * gamma * z) for sign in (1, -1)]
-    if mpmath.im(z) > 0:
-        return max(candidates, key=lambda m: mpmath.im(m))
-    return min((m for m in candidates if mpmath.re(m) > 0), key=lambda m: abs(m))
-
-
-def semicircle(z):
-    """Stieltjes transform of the semicircle law on [-2, 2]."""
-    z = mpmath.mpmathify(z)
-    candidates = [(-z + sign * mpmath.sqrt(z * z - 4)) / 2 for sign in (1, -1)]
-    if mpmath.im(z) > 0:
-        return max(candidates, key=lambda m: mpmath.im(m))
-    return min(candidates, key=abs)
-
 
 @pytest.fixture(scope="module")
 def wishart():
@@ -53,7 +26,7 @@ def test_marchenko_pastur_40_digits(wishart, z, gamma):
     expr, dims, z_symbol, gamma_symbol = wishart
     value = trace_limit(expr, dims, {z_symbol: z, gamma_symbol: gamma}, dps=50)
     with mpmath.workdps(70):
-        assert close(value, marchenko_pastur(mpmath.mpmathify(z), mpmath.mpmathify(gamma)))
+        assert close(value, marchenko_pastur_stieltjes(mpmath.mpmathify(z), mpmath.mpmathify(gamma)))
 
 
 def test_marchenko_pastur_float_vectorised(wishart):
@@ -62,7 +35,7 @@ def test_marchenko_pastur_float_vectorised(wishart):
     gamma = np.array([0.3, 1.0, 2.5])[None, :]
     values = trace_limit(expr, dims, {z_symbol: z, gamma_symbol: gamma})
     assert values.shape == (7, 3)
-    expected = np.array([[float(marchenko_pastur(zz, gg)) for gg in gamma[0]] for zz in z[:, 0]])
+    expected = np.array([[float(marchenko_pastur_stieltjes(zz, gg)) for gg in gamma[0]] for zz in z[:, 0]])
     np.testing.assert_allclose(values, expected, rtol=1e-12)
 
 
@@ -74,7 +47,7 @@ def test_semicircle_40_digits(z):
     H = (Y + Y.T) / sympy.sqrt(2 * d)
     value = trace_limit((H - z_symbol * sympy.Identity(d)).I, {d: d}, {z_symbol: z}, dps=50)
     with mpmath.workdps(70):
-        assert close(value, semicircle(mpmath.mpmathify(z)))
+        assert close(value, semicircle_stieltjes(mpmath.mpmathify(z)))
 
 
 def test_squared_resolvent_is_the_derivative(wishart):
@@ -83,7 +56,7 @@ def test_squared_resolvent_is_the_derivative(wishart):
     values = {z_symbol: "-0.6", gamma_symbol: sympy.Rational(7, 10)}
     value = trace_limit(expr * expr, dims, values, dps=50)
     with mpmath.workdps(70):
-        expected = mpmath.diff(lambda z: marchenko_pastur(z, mpmath.mpf("0.7")), mpmath.mpf("-0.6"))
+        expected = mpmath.diff(lambda z: marchenko_pastur_stieltjes(z, mpmath.mpf("0.7")), mpmath.mpf("-0.6"))
         assert close(value, expected)
 
 
@@ -106,7 +79,7 @@ def test_ridge_identity(wishart):
     value = trace_limit(S * (S + lam * sympy.Identity(d)).I, {d: d, n: d / gamma},
                         {lam: "0.01", gamma: 3}, dps=50)
     with mpmath.workdps(70):
-        assert close(value, 1 - mpmath.mpf("0.01") * marchenko_pastur(-mpmath.mpf("0.01"), 3))
+        assert close(value, 1 - mpmath.mpf("0.01") * marchenko_pastur_stieltjes(-mpmath.mpf("0.01"), 3))
 
 
 def test_two_precisions_agree(wishart):

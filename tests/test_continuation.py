@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import sympy
 
+from closed_forms import marchenko_pastur_stieltjes
 from pencils import derive, trace_limit
 from pencils.models import dsm, marchenko_pastur
 from pencils.solve import SolverOptions
@@ -66,11 +67,7 @@ def test_marchenko_pastur_on_both_sides_of_the_cut(matrices):
     values = rng.uniform(-1, 4, 60) + 1j * rng.choice([-1, 1], 60) * rng.uniform(0.01, 1, 60)
     gamma = 0.5
     together = trace_limit(resolvent, {n: d / sympy.Rational(1, 2)}, {z: values})
-    root = np.sqrt((values - 1 - gamma) ** 2 - 4 * gamma)
-    candidates = np.stack([(1 - gamma - values + s * root) / (2 * gamma * values) for s in (1, -1)])
-    # the Stieltjes transform maps the upper half plane to itself
-    expected = np.where(np.sign(candidates[0].imag) == np.sign(values.imag), candidates[0], candidates[1])
-    np.testing.assert_allclose(together, expected, rtol=1e-11)
+    np.testing.assert_allclose(together, marchenko_pastur_stieltjes(values, gamma), rtol=1e-11)
 
 
 @pytest.mark.parametrize("lam", [1e-9, 1e-3, 1.0])
@@ -106,8 +103,7 @@ def test_a_path_through_the_spectrum_falls_back_to_variance(matrices, monkeypatc
     gamma, values = 0.5, np.array([-2.0, -1.0, -0.5, 3.5, 4.0, 6.0])
     resolvent = (X.T * X / n - z * matrices["I_d"]).I
     result = trace_limit(resolvent, {n: 2 * d}, {z: values}, options=SolverOptions(anchors=1))
-    expected = (1 - gamma - values + np.sign(values) * np.sqrt((values - 1 - gamma) ** 2 - 4 * gamma)) / (2 * gamma * values)
-    np.testing.assert_allclose(result, expected, rtol=1e-12)
+    np.testing.assert_allclose(result, marchenko_pastur_stieltjes(values, gamma), rtol=1e-12)
     assert len(followed) == 2 and followed[1] >= 1  # the anchor, then the fallback
 
 
@@ -130,8 +126,6 @@ def test_limit_follows_path_from_for_the_traces_that_use_it(matrices):
     """
     from pencils import limit
     from pencils.errors import ParameterError
-    from test_closed_forms import marchenko_pastur
-
     n, d, lam, X = matrices["n"], matrices["d"], matrices["lam"], matrices["X"]
     S = X.T * X / n
     quantity = sympy.Trace((S + lam * matrices["I_d"]).I) / d + sympy.Trace(S) / d
@@ -139,7 +133,7 @@ def test_limit_follows_path_from_for_the_traces_that_use_it(matrices):
     direct = limit(quantity, {n: 2 * d}, {lam: ridges})
     followed = limit(quantity, {n: 2 * d}, {lam: ridges}, path_from={lam: 10.0})
     np.testing.assert_allclose(followed, direct, rtol=1e-12)
-    expected = [float(marchenko_pastur(-r, 0.5)) + 1 for r in ridges]
+    expected = marchenko_pastur_stieltjes(-ridges, 0.5) + 1
     np.testing.assert_allclose(followed, expected, rtol=1e-12)
     with pytest.raises(ParameterError, match="does not use"):
         limit(quantity, {n: 2 * d}, {lam: ridges}, path_from={sympy.Symbol("z"): 1.0})

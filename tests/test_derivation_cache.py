@@ -13,9 +13,11 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
+import mpmath
 import pytest
 import sympy
 
+from closed_forms import marchenko_pastur_stieltjes
 from pencils import Gaussian, cache, derive, limit, quantities, trace_limit
 from pencils.derivations import DerivationStore, store
 from pencils.dyson import DysonSystem
@@ -35,9 +37,8 @@ print(repr(float(limit(sympy.Trace(R) / d + 2 * sympy.Trace(R * R) / d, {n: 2 * 
 
 def closed_form(lam=0.5, gamma=0.5):
     """m(-lam) + 2 m'(-lam) for Marchenko-Pastur with ratio gamma = d/n."""
-    z = sympy.Symbol("z")
-    m = (1 - gamma - z - sympy.sqrt((z - 1 - gamma) ** 2 - 4 * gamma)) / (2 * gamma * z)
-    return float((m + 2 * sympy.diff(m, z)).subs(z, -lam))
+    with mpmath.workdps(30):
+        return float(marchenko_pastur_stieltjes(-lam, gamma) + 2 * mpmath.diff(lambda z: marchenko_pastur_stieltjes(z, gamma), -lam))
 
 
 @pytest.fixture

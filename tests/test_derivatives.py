@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import sympy
 
+from closed_forms import marchenko_pastur_stieltjes
 from pencils import Gaussian, limit, trace_limit
 from pencils.errors import UnsupportedOperationError
 
@@ -21,22 +22,12 @@ S = X.T * X / n
 I_d = sympy.Identity(d)
 
 
-def stieltjes(z_value, ratio):
-    """Marchenko-Pastur: tr (X^T X/n - z)^{-1}/d for d/n = ratio, the root with Im m Im z >= 0 (m > 0 for z < 0)."""
-    b = 1 - ratio - z_value
-    root = mpmath.sqrt(b * b - 4 * ratio * z_value)
-    candidates = [(b + sign * root) / (2 * ratio * z_value) for sign in (1, -1)]
-    if mpmath.im(z_value) != 0:
-        return max(candidates, key=lambda m: mpmath.im(m) * mpmath.sign(mpmath.im(z_value)))
-    return min((m for m in candidates if m > 0), key=lambda m: abs(m))
-
-
 @pytest.mark.parametrize("z_value", [-1.0, -0.05, 0.5 + 0.3j, 3.0 - 1.0j])
 def test_derivative_of_the_stieltjes_transform(z_value):
     quantity = sympy.Derivative(sympy.Trace((S - z * I_d).I), z) / d
     value = limit(quantity, {n: 2 * d}, {z: z_value})
     with mpmath.workdps(30):
-        expected = complex(mpmath.diff(lambda x: stieltjes(x, mpmath.mpf(1) / 2), mpmath.mpmathify(z_value)))
+        expected = complex(mpmath.diff(lambda x: marchenko_pastur_stieltjes(x, mpmath.mpf(1) / 2), mpmath.mpmathify(z_value)))
     assert abs(value - expected) <= 1e-12 * abs(expected)
 
 
@@ -44,7 +35,7 @@ def test_derivative_at_40_digits():
     quantity = sympy.Derivative(sympy.Trace((S - z * I_d).I), z) / d
     value = limit(quantity, {n: 2 * d}, {z: -1}, dps=40)
     with mpmath.workdps(60):
-        expected = mpmath.diff(lambda x: stieltjes(x, mpmath.mpf(1) / 2), -1)
+        expected = mpmath.diff(lambda x: marchenko_pastur_stieltjes(x, mpmath.mpf(1) / 2), -1)
         assert abs(value - expected) < mpmath.mpf(10) ** -38 * abs(expected)
 
 
@@ -115,7 +106,7 @@ def test_several_quantities_in_arbitrary_precision_over_an_array():
         alone = limit(quantity, {n: 2 * d}, {lam: ridges}, dps=25)
         assert values.shape == (2,) and all(a == b for a, b in zip(values, alone))
     with mpmath.workdps(40):  # Marchenko-Pastur: d/dlam of m(-lam) is -m'(-lam)
-        expected = -mpmath.diff(lambda x: stieltjes(x, mpmath.mpf(1) / 2), -2)
+        expected = -mpmath.diff(lambda x: marchenko_pastur_stieltjes(x, mpmath.mpf(1) / 2), -2)
         assert abs(together[1][1] - expected) < mpmath.mpf(10) ** -23 * abs(expected)
 
 

@@ -172,9 +172,8 @@ def _gaussian_test_errors(d, psi_n, psi_p, lam, m, seed):
     return errors
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("point", POINTS, ids=lambda point: "psi_n={}-psi_p={}-lam={}-m={}".format(*point))
-def test_trained_score_matches_theory_extrapolated_in_one_over_d(point):
+def test_trained_score_matches_theory_extrapolated_in_one_over_d(point):  # 7 s each on a loaded machine
     """At each time, the test error of the score trained by diffusion.scores on Gaussian data
     (means over SEEDS at d = 50, 100, 200, fitted as limit + slope/d) equals dsm.errors
     within 4 standard errors of the extrapolated limit (the seed spread propagated through

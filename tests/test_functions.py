@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import sympy
 
+from closed_forms import marchenko_pastur_integral
 from pencils import Gaussian, MatrixFunction, limit
 from pencils.errors import ParameterError
 from pencils.models import linear_regression
@@ -15,24 +16,17 @@ S, S2 = X.T * X / n, Y.T * Y / m
 DECAY = sympy.Lambda(x, sympy.exp(-t * x))
 
 
-def marchenko_pastur_integral(function, ratio):
-    """The integral of ``function`` (on mpmath numbers) against the Marchenko-Pastur law of ratio d/n:
-    tanh-sinh quadrature of the closed-form density at 30 digits, plus the atom (1 - 1/ratio) function(0)
-    for ratio > 1."""
+def marchenko_pastur_integral_30_digits(function, ratio):
+    """The integral of ``function`` (on mpmath numbers) against the Marchenko-Pastur law of ratio d/n, at 30 digits."""
     with mpmath.workdps(30):
-        ratio = mpmath.mpf(ratio)
-        lower, upper = (1 - mpmath.sqrt(ratio)) ** 2, (1 + mpmath.sqrt(ratio)) ** 2
-        value = mpmath.quad(lambda y: function(y) * mpmath.sqrt((upper - y) * (y - lower)) / (2 * mpmath.pi * ratio * y),
-                            [lower, upper])
-        atom = (1 - 1 / ratio) * function(mpmath.mpf(0)) if ratio > 1 else 0
-        return float(value + atom)
+        return float(marchenko_pastur_integral(function, ratio))
 
 
 @pytest.mark.parametrize("ratio", [0.5, 2.0])
 def test_exponential_against_quadrature_for_many_times(ratio):
     times = np.array([0.1, 1.0, 4.0, 20.0])
     values = limit(sympy.Trace(MatrixFunction(DECAY, S)) / d, {d: d, n: d / gamma}, {gamma: ratio, t: times})
-    expected = [marchenko_pastur_integral(lambda y: mpmath.exp(-time * y), ratio) for time in times]
+    expected = [marchenko_pastur_integral_30_digits(lambda y: mpmath.exp(-time * y), ratio) for time in times]
     np.testing.assert_allclose(values, expected, rtol=1e-13, atol=1e-15)
 
 
@@ -40,10 +34,7 @@ def test_exponential_to_30_digits():
     value = limit(sympy.Trace(MatrixFunction(DECAY, S)) / d, {d: d, n: d / gamma},
                   {gamma: sympy.Rational(1, 2), t: 1}, dps=30)
     with mpmath.workdps(40):
-        ratio = mpmath.mpf(1) / 2
-        lower, upper = (1 - mpmath.sqrt(ratio)) ** 2, (1 + mpmath.sqrt(ratio)) ** 2
-        expected = mpmath.quad(lambda y: mpmath.exp(-y) * mpmath.sqrt((upper - y) * (y - lower))
-                               / (2 * mpmath.pi * ratio * y), [lower, upper])
+        expected = marchenko_pastur_integral(lambda y: mpmath.exp(-y), mpmath.mpf(1) / 2)
         assert abs(value - expected) < mpmath.mpf(10) ** -28
 
 
@@ -53,8 +44,8 @@ def test_two_occurrences_of_free_matrices_factorise():
     resolvent_like = sympy.Lambda(x, 1 / (1 + x))
     both = limit(sympy.Trace(MatrixFunction(DECAY, S) * MatrixFunction(resolvent_like, S2)) / d,
                  {d: d, n: 2 * d, m: 4 * d}, {t: np.array([0.5, 2.0])})
-    first = [marchenko_pastur_integral(lambda y: mpmath.exp(-time * y), 0.5) for time in (0.5, 2.0)]
-    second = marchenko_pastur_integral(lambda y: 1 / (1 + y), 0.25)
+    first = [marchenko_pastur_integral_30_digits(lambda y: mpmath.exp(-time * y), 0.5) for time in (0.5, 2.0)]
+    second = marchenko_pastur_integral_30_digits(lambda y: 1 / (1 + y), 0.25)
     np.testing.assert_allclose(both, np.array(first) * second, rtol=1e-10)
 
 
@@ -63,7 +54,7 @@ def test_two_occurrences_of_one_matrix_multiply():
     other = sympy.Lambda(x, sympy.cos(x))
     dims = {d: d, n: 2 * d}
     two = limit(sympy.Trace(MatrixFunction(DECAY, S) * S * MatrixFunction(other, S)) / d, dims, {t: 1.5})
-    expected = marchenko_pastur_integral(lambda y: y * mpmath.exp(-1.5 * y) * mpmath.cos(y), 0.5)
+    expected = marchenko_pastur_integral_30_digits(lambda y: y * mpmath.exp(-1.5 * y) * mpmath.cos(y), 0.5)
     assert abs(two - expected) < 1e-11
 
 
@@ -89,10 +80,10 @@ def test_gradient_flow_against_quadrature(psi_n, lam):
     ratio = 1 / psi_n
     for k, time in enumerate(times):
         F = lambda y: flow(y, time, lam) if y != 0 or lam else time  # noqa: E731  (F(0) = t without a ridge)
-        bias = signal * marchenko_pastur_integral(lambda y: (1 - y * F(y)) ** 2, ratio)
-        variance = noise * ratio * marchenko_pastur_integral(lambda y: y * F(y) ** 2, ratio)
-        train = signal * marchenko_pastur_integral(lambda y: y * (1 - y * F(y)) ** 2, ratio) + noise * (
-            1 - ratio * marchenko_pastur_integral(lambda y: 2 * y * F(y) - (y * F(y)) ** 2, ratio))
+        bias = signal * marchenko_pastur_integral_30_digits(lambda y: (1 - y * F(y)) ** 2, ratio)
+        variance = noise * ratio * marchenko_pastur_integral_30_digits(lambda y: y * F(y) ** 2, ratio)
+        train = signal * marchenko_pastur_integral_30_digits(lambda y: y * (1 - y * F(y)) ** 2, ratio) + noise * (
+            1 - ratio * marchenko_pastur_integral_30_digits(lambda y: 2 * y * F(y) - (y * F(y)) ** 2, ratio))
         assert abs(result.bias[k] - bias) < 1e-11
         assert abs(result.variance[k] - variance) < 1e-11
         assert abs(result.test[k] - (bias + variance + noise)) < 1e-11

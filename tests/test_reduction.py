@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import sympy
 
+from closed_forms import marchenko_pastur_stieltjes
 from pencils import Gaussian, derive, sample_trace
 from pencils.errors import EliminationTooLargeError
 from pencils.models import dsm, marchenko_pastur, random_features
@@ -47,13 +48,6 @@ def check_against_full(system, subs, max_unknowns=None):
 # ----------------------------------------------------------------------- Marchenko-Pastur
 
 
-def stieltjes_marchenko_pastur(z, gamma):
-    """The root of gamma z m^2 + (z + gamma - 1) m + 1 = 0 in (0, 1/|z|) for real z < 0."""
-    root = mpmath.sqrt((z - 1 - gamma) ** 2 - 4 * gamma)
-    return min(((1 - gamma - z + sign * root) / (2 * gamma * z) for sign in (1, -1)),
-               key=lambda m: abs(m) if mpmath.re(m) > 0 else mpmath.inf)
-
-
 def test_marchenko_pastur_is_one_equation():
     system = marchenko_pastur.system()
     z, gamma = sympy.symbols("z gamma")
@@ -73,7 +67,7 @@ def test_marchenko_pastur_polynomial_is_the_textbook_quadratic():
     with mpmath.workdps(60):
         values = {z: sympy.Rational(-7, 5), gamma: sympy.Rational(3, 10)}
         roots = sympy.Poly(polynomial.as_expr().subs(values), tau).nroots(n=60)
-        expected = stieltjes_marchenko_pastur(mpmath.mpf("-1.4"), mpmath.mpf("0.3"))
+        expected = marchenko_pastur_stieltjes(mpmath.mpf("-1.4"), mpmath.mpf("0.3"))
         assert min(relative(complex(r), expected) for r in roots) < 1e-14
         assert min(abs(mpmath.mpmathify(sympy.N(r, 60)) - expected) for r in roots) < mpmath.mpf(10) ** -DIGITS
 

@@ -62,7 +62,8 @@ import numpy as np
 
 from .. import activations
 from ..errors import ParameterError
-from .dsm import _positive_int, _positive_real, fit_finite_m
+from ..validation import check_number, check_positive_int
+from .dsm import fit_finite_m
 
 __all__ = [
     "Score", "Memorization", "memorization", "MemorizationSweep", "memorization_sweep", "scores", "reverse_process",
@@ -166,9 +167,9 @@ def scores(
     """
     data = _rows(data, "data")
     grid = _times(times)
-    p = _positive_int(p, "p", "pass a number of random features, e.g. p=600")
-    m = _positive_int(m, "m", "pass a number of noise draws per data point, e.g. m=4")
-    lam = _positive_real(lam, "lam", "pass e.g. lam=1e-6", allow_zero=True)
+    p = check_positive_int(p, "p")
+    m = check_positive_int(m, "m")
+    lam = check_number(lam, "lam", strict=False, hint=" Pass e.g. lam=1e-6.")
     act = activations.get(activation)
     rng = np.random.default_rng(seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed))
     W = rng.standard_normal((p, data.shape[1]))
@@ -375,7 +376,7 @@ def memorization(
     train = _rows(getattr(data, "train", data), "data")
     if train.shape[0] < 2:
         raise ParameterError("data needs at least 2 points (the copy criterion compares the two nearest)")
-    samples = _positive_int(samples, "samples", "pass a number of generated points, e.g. samples=200")
+    samples = check_positive_int(samples, "samples")
     grid = _times(times)
     other = None
     if held_out is not None:
@@ -472,7 +473,7 @@ def memorization_sweep(
 
     from tqdm import tqdm
 
-    seeds = _positive_int(seeds, "seeds", "pass a number of independent runs, e.g. seeds=3")
+    seeds = check_positive_int(seeds, "seeds")
     grid = [(int(p), int(m)) for p in p_values for m in m_values]
     disable = not sys.stderr.isatty() if progress is None else not progress
     bar = tqdm(total=len(grid) * seeds, desc="memorization", unit="run", file=sys.stderr, disable=disable)

@@ -39,8 +39,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from pencils import activations
+from pencils import activations, quadrature
 from pencils.errors import ParameterError
+from pencils.validation import check_number, check_positive_int
 
 __all__ = ["SimulationResult", "simulate", "fit_finite_m", "training_moments", "fresh_moments"]
 
@@ -58,7 +59,7 @@ _SERIES_TOLERANCE = 1e-10
 # Hermite degree of the exactly-integrated control variate of the Monte Carlo fallback
 # (higher degrees give polynomial tails and an erratic variance).
 _CONTROL_DEGREE = 2
-# Closed forms known for these activations (identified numerically, not by name).
+# Named activations of pencils.activations whose moments have closed forms here.
 _CLOSED_FORM_TEST = ("sin", "cos", "relu", "erf")
 _CLOSED_FORM_TRAIN_INF = ("sin", "cos")
 
@@ -158,42 +159,14 @@ class SimulationResult:
 # --------------------------------------------------------------------------- activations
 
 
-def _reference_functions() -> dict[str, Callable[[np.ndarray], np.ndarray]]:
-    import scipy.special  # imported when needed: scipy costs a fresh process 0.3 s
+def _closed_form_family(act: activations.Activation) -> str | None:
+    """The name of the named activation ``act`` is (``activations.sin``, ``cos``, ``relu`` or ``erf``), or ``None``.
 
-    return {
-        "sin": np.sin,
-        "cos": np.cos,
-        "relu": lambda x: np.maximum(x, 0.0),
-        "erf": scipy.special.erf,
-    }
-
-
-def _identify(act: Callable[[np.ndarray], np.ndarray]) -> str | None:
-    """Return the closed-form family ``act`` *is* (checked numerically), or ``None``.
-
-    Identification is by value, not by name, so a user-supplied callable that happens
-    to be called ``"relu"`` but differs from ``max(x, 0)`` takes the generic route.
+    Recognition is by the :class:`pencils.activations.Activation` object, not by its name: another
+    activation, even one called ``"relu"`` or equal to ``sin``, takes the generic route.
     """
-    probe = np.concatenate([np.linspace(-7.3, 7.1, 61), [-0.3183, 0.0, 0.5772, 2.7183]])
-    try:
-        values = np.asarray(act(probe.copy()), dtype=float)
-    except Exception:  # an activation that cannot take a vector is not one of ours
-        return None
-    if values.shape != probe.shape:
-        return None
-    for name, reference in _reference_functions().items():
-        if np.allclose(values, reference(probe), rtol=1e-12, atol=1e-12):
-            return name
-    return None
-
-
-def _activation_name(activation: Any, act: Any) -> str:
-    for attribute in ("name", "__name__"):
-        value = getattr(act, attribute, None)
-        if isinstance(value, str):
-            return value
-    return type(act).__name__
+    named = {activations.sin: "sin", activations.cos: "cos", activations.relu: "relu", activations.erf: "erf"}
+    return named.get(act)
 
 
 # --------------------------------------------------------------------------- moments
@@ -264,7 +237,7 @@ def training_moments(
         Training data, one point per column.
     t : float
     activation : str, callable or Activation
-        Must be (numerically) ``sin`` or ``cos``.
+        Must be :data:`pencils.activations.sin` or ``cos`` (or their names).
     centred : bool
 
     Returns
@@ -273,7 +246,7 @@ def training_moments(
     V : ndarray, shape (d, p)
     """
     act = activations.get(activation)
-    kind = _identify(act)
+    kind = _closed_form_family(act)
     if kind not in _CLOSED_FORM_TRAIN_INF:
         raise ParameterError(
             "exact m = inf training moments need rho = sin or cos; "
@@ -293,9 +266,8 @@ def training_moments(
 @functools.lru_cache(maxsize=None)
 def _split_gauss_rule() -> tuple[np.ndarray, np.ndarray]:
     """Nodes and weights (including the N(0, 1) density) for ``E f(g)``, split at 0."""
-    nodes, weights = np.polynomial.legendre.leggauss(_QUAD_NODES)
-    half_nodes = 0.5 * _QUAD_CUTOFF * (nodes + 1.0)
-    half_weights = 0.5 * _QUAD_CUTOFF * weights * np.exp(-0.5 * half_nodes**2) / math.sqrt(2.0 * math.pi)
+    half_nodes, half_weights = quadrature.gauss_legendre(_QUAD_NODES, 0.0, _QUAD_CUTOFF)
+    half_weights = half_weights * np.exp(-0.5 * half_nodes**2) / math.sqrt(2.0 * math.pi)
     return np.concatenate([-half_nodes, half_nodes]), np.concatenate([half_weights, half_weights])
 
 
@@ -310,11 +282,15 @@ def _hermite_coefficients(rho: Callable, scales: np.ndarray, degree: int) -> tup
     values = rho(np.outer(scales, nodes)) * weights  # (p, nodes)
     second = (values * rho(np.outer(scales, nodes))).sum(axis=1)
     coefficients = np.empty((scales.size, degree + 1))
-    previous, current = np.zeros_like(nodes), np.ones_like(nodes)
-    for j in range(degree + 1):
-        coefficients[:, j] = values @ current
-        previous, current = current, (nodes * current - math.sqrt(j) * previous) / math.sqrt(j + 1)
+    for j, he in enumerate(quadrature.hermite_functions(nodes, degree + 1)):
+        coefficients[:, j] = values @ he
     return coefficients, second
+
+
+def _mehler_matrix(coefficients: np.ndarray, corr: np.ndarray) -> np.ndarray:
+    """``sum_j c_kj c_lj r_kl^j`` (Mehler's formula for ``E rho(u_k) rho(u_l)``, ``k != l``) for ``c = coefficients``."""
+    products = (np.outer(column, column) for column in coefficients.T)
+    return quadrature.mehler_series(products, corr)
 
 
 def _correlations(W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -358,11 +334,7 @@ def _series_test_error(rho: Callable, B: np.ndarray, W: np.ndarray, h: float) ->
         weighted *= abs_corr
     if degree is None:
         return None
-    U = np.zeros((p, p))
-    power = np.ones((p, p))
-    for j in range(degree + 1):
-        U += np.outer(coefficients[:, j], coefficients[:, j]) * power
-        power *= corr
+    U = _mehler_matrix(coefficients[:, : degree + 1], corr)
     np.fill_diagonal(U, second)
     V = (math.sqrt(h / d) * W.T) * (coefficients[:, 1] / scale)[None, :]
     return _quadratic_error(B, U, V)
@@ -380,7 +352,9 @@ def fresh_moments(
 
     * ``sin``: ``e_k e_l sinh(Sigma_kl)``, ``cos``: ``e_k e_l cosh(Sigma_kl)``,
       ``e_k = exp(-sigma_k^2/2)``;
-    * ``relu``: ``sigma_k sigma_l (sqrt(1 - r^2) + r (pi - arccos r)) / (2 pi)``;
+    * ``relu``: ``sigma_k sigma_l c(r_kl)`` with ReLU's kernel
+      ``c(r) = (sqrt(1 - r^2) + r (pi - arccos r)) / (2 pi)`` (:meth:`pencils.activations.Activation.kernel`),
+      ``E rho(u_k) = sigma_k mu0`` and ``E rho'(u_k) = mu1``;
     * ``erf``: ``(2/pi) arcsin(2 Sigma_kl / sqrt((1 + 2 Sigma_kk)(1 + 2 Sigma_ll)))``;
 
     centring by ``mu0`` uses ``E rho(u_k)`` (which differs from ``mu0`` at finite ``d``
@@ -391,7 +365,7 @@ def fresh_moments(
     W : ndarray, shape (p, d)
     t : float
     activation : str, callable or Activation
-        Must be (numerically) one of ``sin``, ``cos``, ``relu``, ``erf``.
+        Must be one of :data:`pencils.activations.sin`, ``cos``, ``relu``, ``erf`` (or their names).
     centred : bool
 
     Returns
@@ -400,7 +374,7 @@ def fresh_moments(
     V_test : ndarray, shape (d, p)
     """
     act = activations.get(activation)
-    kind = _identify(act)
+    kind = _closed_form_family(act)
     if kind not in _CLOSED_FORM_TEST:
         raise ParameterError(
             "closed-form test moments exist for sin, cos, relu and erf only; "
@@ -416,14 +390,14 @@ def _closed_fresh_moments(kind: str, act: Any, W: np.ndarray, t: float, centred:
     var = np.diag(sigma).copy()
     if kind in ("sin", "cos"):
         second, mean, slope = _trig_moments(kind, np.zeros((p, 1)), sigma, 1.0)
-    elif kind == "relu":
+    elif kind == "relu":  # positively homogeneous: E relu(s g) relu(s' g') = s s' c(r)
         sd = np.sqrt(var)
         outer = np.outer(sd, sd)
         r = np.clip(sigma / outer, -1.0, 1.0)
         np.fill_diagonal(r, 1.0)
-        second = outer * (np.sqrt(1.0 - r * r) + r * (math.pi - np.arccos(r))) / (2.0 * math.pi)
-        mean = sd / math.sqrt(2.0 * math.pi)
-        slope = np.full(p, 0.5)
+        second = outer * activations.relu.kernel(r)
+        mean = sd * activations.relu.mu0()
+        slope = np.full(p, activations.relu.mu1())
     else:  # erf
         q = 1.0 + 2.0 * var
         arg = np.clip(2.0 * sigma / np.sqrt(np.outer(q, q)), -1.0, 1.0)
@@ -591,11 +565,7 @@ def _test_monte_carlo(rng, rho, B, W, h, n_test):
     sqd = math.sqrt(d)
     scale, corr = _correlations(W)
     c, _ = _hermite_coefficients(rho, scale, _CONTROL_DEGREE)
-    exact_second = np.zeros((p, p))
-    power = np.ones((p, p))
-    for j in range(_CONTROL_DEGREE + 1):
-        exact_second += np.outer(c[:, j], c[:, j]) * power
-        power *= corr
+    exact_second = _mehler_matrix(c, corr)
     exact_cross = (math.sqrt(h) / sqd) * W.T * (c[:, 1] / scale)[None, :]
     base = _quadratic_error(B, exact_second, exact_cross)
     block = max(1, _BLOCK_ENTRIES // (4 * max(p, d)))
@@ -606,11 +576,8 @@ def _test_monte_carlo(rng, rho, B, W, h, n_test):
         x = rng.standard_normal((d, k))
         u = (W @ x) / sqd
         g = u / scale[:, None]
-        previous, current = np.zeros_like(g), np.ones_like(g)
-        control = np.zeros_like(g)
-        for j in range(_CONTROL_DEGREE + 1):
-            control += c[:, j, None] * current
-            previous, current = current, (g * current - math.sqrt(j) * previous) / math.sqrt(j + 1)
+        hermite = quadrature.hermite_functions(g, _CONTROL_DEGREE + 1)
+        control = sum(c[:, j, None] * he for j, he in enumerate(hermite))
         BL = B @ control
         BN = B @ (rho(u) - control)
         q[done : done + k] = np.einsum("ij,ij->j", BN, 2.0 * BL + BN - 2.0 * math.sqrt(h) * x)
@@ -618,27 +585,6 @@ def _test_monte_carlo(rng, rho, B, W, h, n_test):
     test = base + float(q.mean()) / d
     stderr = float(q.std(ddof=1)) / (d * math.sqrt(n_test))
     return test, stderr
-
-
-# --------------------------------------------------------------------------- validation
-
-
-def _positive_real(value: Any, name: str, hint: str, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ParameterError(f"{name} must be a real number, got {value!r}; {hint}")
-    value = float(value)
-    if not math.isfinite(value) or value < 0.0 or (value == 0.0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ParameterError(f"{name} must be finite and {bound}, got {value!r}; {hint}")
-    return value
-
-
-def _positive_int(value: Any, name: str, hint: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ParameterError(f"{name} must be a positive integer, got {value!r}; {hint}")
-    if not math.isfinite(float(value)) or float(value) != int(value) or int(value) < 1:
-        raise ParameterError(f"{name} must be a positive integer, got {value!r}; {hint}")
-    return int(value)
 
 
 # --------------------------------------------------------------------------- main entry
@@ -761,15 +707,11 @@ def simulate(
     (True, True)
     """
     # ---- validation
-    if isinstance(d, bool) or not isinstance(d, numbers.Real) or not math.isfinite(float(d)):
-        raise ParameterError(f"d must be an integer >= 1, got {d!r}; pass e.g. d=100")
-    if float(d) != int(d) or int(d) < 1:
-        raise ParameterError(f"d must be an integer >= 1, got {d!r}; pass e.g. d=100")
-    d = int(d)
-    psi_n = _positive_real(psi_n, "psi_n", "pass the ratio n/d, e.g. psi_n=2")
-    psi_p = _positive_real(psi_p, "psi_p", "pass the ratio p/d, e.g. psi_p=2")
-    t = _positive_real(t, "t", "the diffusion time must be positive, e.g. t=0.5")
-    lam = _positive_real(lam, "lam", "the ridge must be non-negative, e.g. lam=1e-3", allow_zero=True)
+    d = check_positive_int(d, "d")
+    psi_n = check_number(psi_n, "psi_n", hint=" Pass the ratio n/d, e.g. psi_n=2.")
+    psi_p = check_number(psi_p, "psi_p", hint=" Pass the ratio p/d, e.g. psi_p=2.")
+    t = check_number(t, "t", hint=" The diffusion time must be positive, e.g. t=0.5.")
+    lam = check_number(lam, "lam", strict=False, hint=" The ridge must be non-negative, e.g. lam=1e-3.")
     n, p = round(psi_n * d), round(psi_p * d)
     if n < 1:
         raise ParameterError(f"psi_n * d = {psi_n * d} rounds to n = 0 data points; increase psi_n or d")
@@ -782,18 +724,18 @@ def simulate(
             raise ParameterError("m must be an integer >= 1 or math.inf (+inf), got -inf")
         m_requested = math.inf
     else:
-        m_requested = float(_positive_int(m, "m", "pass an integer number of noise draws >= 1, or math.inf"))
+        m_requested = float(check_positive_int(m, "m"))
     if n_test is not None:
-        n_test = _positive_int(n_test, "n_test", "pass a number of fresh test samples, e.g. 20000")
+        n_test = check_positive_int(n_test, "n_test")
         if n_test < 2:
             raise ParameterError("n_test must be >= 2 to estimate a standard error; pass e.g. n_test=20000")
     if large_m is not None:
-        large_m = _positive_int(large_m, "large_m", "pass the finite m that stands in for m = inf, e.g. 256")
+        large_m = check_positive_int(large_m, "large_m")
     centred = bool(centred)
 
     act = activations.get(activation)
-    kind = _identify(act)
-    name = _activation_name(activation, act)
+    kind = _closed_form_family(act)
+    name = act.name
 
     if math.isinf(m_requested) and kind not in _CLOSED_FORM_TRAIN_INF:
         if large_m is None:

@@ -23,12 +23,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import activations as activation_module
-from ..errors import ParameterError
-from ..validation import check_positive_int, check_real
+from ..validation import check_number, check_positive_int
 
 __all__ = ["RandomFeaturesSample", "simulate"]
 
-_HOMOGENEOUS = {"relu": 0.5, "linear": 1.0}  # E rho'(g), the same at every scale
+# Positively homogeneous activations, rho(s x) = s rho(x): exact test error from their kernel.
+_HOMOGENEOUS = (activation_module.relu, activation_module.linear)
 
 
 @dataclass(frozen=True)
@@ -79,9 +79,7 @@ def simulate(
     """
     d, n_test = check_positive_int(d, "d"), check_positive_int(n_test, "n_test")
     for name, value in (("psi_n", psi_n), ("psi_p", psi_p), ("lam", lam), ("signal", signal), ("noise", noise)):
-        if np.ndim(value):
-            raise ParameterError(f"{name} must be one number for a simulation; got an array of shape {np.shape(value)}.")
-        check_real(value, name, strict=name not in ("signal", "noise"))
+        check_number(value, name, strict=name not in ("signal", "noise"), hint=" A simulation takes one value.")
     act = activation_module.get(activation)
     rng = np.random.default_rng(seed)
     n, p = max(1, round(psi_n * d)), max(1, round(psi_p * d))
@@ -93,12 +91,12 @@ def simulate(
     F = act(X @ W.T / np.sqrt(d))
     a = np.linalg.solve(F.T @ F / n + p * lam / d * np.eye(p), F.T @ y / n)
     train = float(np.mean((y - F @ a) ** 2))
-    exact = act.name in _HOMOGENEOUS
+    exact = act in _HOMOGENEOUS
     if exact:
         sigma = np.linalg.norm(W, axis=1) / np.sqrt(d)
         correlation = np.clip((W @ W.T / d) / np.outer(sigma, sigma), -1.0, 1.0)
         second = np.outer(sigma, sigma) * act.kernel(correlation)
-        cross = (W @ beta) / np.sqrt(d) * _HOMOGENEOUS[act.name]
+        cross = (W @ beta) / np.sqrt(d) * act.mu1()  # E rho'(sigma g) = E rho'(g) = mu1
         test = noise + signal - 2 * a @ cross + a @ second @ a
     else:
         residuals = []
