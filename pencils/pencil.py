@@ -38,7 +38,9 @@ import numpy as np
 import sympy
 
 from .arguments import resolve_keys
-from .expression import Block, Dimensions, Identity, Inverse, Leaf, Product, Sum, normalise, parts, shape_symbols
+from .expression import (
+    Block, Dimensions, Leaf, MatrixIdentity, MatrixInverse, MatrixProduct, MatrixSum, normalise, parts, shape_symbols,
+)
 from .errors import MisScaledError, ParameterError, UnsupportedOperationError
 
 __all__ = ["Pencil", "linearize"]
@@ -279,7 +281,7 @@ class _Builder:
     def build(self, node, split: tuple | None = None) -> tuple[tuple, tuple]:
         """Add the pencil of ``node``; return its ``(out, in)`` ports.
 
-        ``split`` asks an :class:`~pencils.expression.Identity` to come as one
+        ``split`` asks an :class:`~pencils.expression.MatrixIdentity` to come as one
         identity block per given size (a ridge added to a block matrix).
         """
         if isinstance(node, Leaf):
@@ -287,26 +289,26 @@ class _Builder:
             out, into = self.block(rows), self.block(cols)
             self._add(out, into, (node.gaussian, node.transposed), -1)
             return (out,), (into,)
-        if isinstance(node, Identity):
+        if isinstance(node, MatrixIdentity):
             if split is not None and sympy.simplify(sympy.Add(*split) - node.size) == 0:
                 port = tuple(self.block(size) for size in split)
                 return port, port
             out = self.block(node.size)
             return (out,), (out,)
-        if isinstance(node, Product):
+        if isinstance(node, MatrixProduct):
             out, into = self.build(node.factors[0])
             for factor in node.factors[1:]:
                 factor_out, factor_in = self.build(factor)
                 self._join(into, factor_out, -1, "a product")
                 into = factor_in
             return out, into
-        if isinstance(node, Sum):
+        if isinstance(node, MatrixSum):
             rows, cols = parts(node)
             out, into = tuple(self.block(size) for size in rows), tuple(self.block(size) for size in cols)
             for coefficient, term in node.terms:
                 self._term(out, into, coefficient, term, split=rows if rows == cols else None)
             return out, into
-        if isinstance(node, Inverse):
+        if isinstance(node, MatrixInverse):
             argument_out, argument_in = self.build(node.argument)
             new = []
             for out, into in zip(argument_out, argument_in):
