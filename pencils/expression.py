@@ -36,11 +36,12 @@ from sympy.matrices.expressions import (
 
 from .arguments import as_sympy
 from .errors import DimensionError, MisScaledError, UnsupportedOperationError
+from .diagonal import Diagonal
 from .gaussian import Gaussian
 
 __all__ = [
-    "Dimensions", "Leaf", "MatrixIdentity", "MatrixSum", "MatrixProduct", "MatrixInverse", "Block", "normalise", "parts",
-    "check_rational",
+    "Dimensions", "Leaf", "DiagonalLeaf", "MatrixIdentity", "MatrixSum", "MatrixProduct", "MatrixInverse", "Block",
+    "normalise", "parts", "check_rational",
 ]
 
 
@@ -197,6 +198,17 @@ class Leaf:
 
 
 @dataclass(frozen=True)
+class DiagonalLeaf:
+    r"""A deterministic :class:`pencils.Diagonal` (order one: no power of :math:`N`)."""
+
+    diagonal: Diagonal
+
+    @property
+    def shape(self) -> tuple:
+        return self.diagonal.shape
+
+
+@dataclass(frozen=True)
 class MatrixIdentity:
     """The identity of a given dimension."""
 
@@ -290,7 +302,7 @@ def parts(node) -> tuple[tuple, tuple]:
 def normalise(expr: MatrixExpr, dims: Dimensions) -> tuple[sympy.Expr, sympy.Expr, object]:
     r"""Split ``expr`` into ``coefficient * N**power * node``.
 
-    ``node`` is a tree of :class:`Leaf`, :class:`MatrixIdentity`, :class:`MatrixSum`,
+    ``node`` is a tree of :class:`Leaf`, :class:`DiagonalLeaf`, :class:`MatrixIdentity`, :class:`MatrixSum`,
     :class:`MatrixProduct`, :class:`MatrixInverse` and :class:`Block` whose coefficients are
     free of ``N`` and whose Gaussians are normalised; transposes are pushed down
     to the leaves.
@@ -316,6 +328,8 @@ class _Normaliser:
     def convert(self, expr, transposed: bool):
         if isinstance(expr, Gaussian):
             return sympy.Integer(1), sympy.Rational(1, 2), Leaf(expr, transposed)
+        if isinstance(expr, Diagonal):  # its own transpose
+            return sympy.Integer(1), sympy.Integer(0), DiagonalLeaf(expr)
         if isinstance(expr, Transpose):
             return self.convert(expr.arg, not transposed)
         if isinstance(expr, SympyIdentity):
@@ -333,8 +347,9 @@ class _Normaliser:
             return self._block(expr, transposed)
         if isinstance(expr, MatrixSymbol):
             raise UnsupportedOperationError(
-                f"{expr} is a plain MatrixSymbol; only pencils.Gaussian matrices and identities "
-                f"can appear. Declare random matrices with pencils.Gaussian(name, rows, cols)."
+                f"{expr} is a plain MatrixSymbol; only pencils.Gaussian and pencils.Diagonal matrices and "
+                f"identities can appear. Declare random matrices with pencils.Gaussian(name, rows, cols) and "
+                f"deterministic diagonal ones with pencils.Diagonal(name, dim, values)."
             )
         if not getattr(expr, "is_Matrix", False):
             raise UnsupportedOperationError(
