@@ -12,6 +12,7 @@ parameters when first needed), broadcasts the parameter values to flat columns
 
 from __future__ import annotations
 
+import copy
 from functools import cached_property
 from typing import Mapping
 
@@ -127,34 +128,46 @@ class CompiledProblem:
         Its coefficients are, in order, the entries of :math:`\Lambda`, the
         weights of :math:`\eta`, the block ratios and the scale of the target
         (split at :attr:`split`).
+    nodes : pencils.solve.spectral.SpectralNodes
+        The spectral nodes: the entries of :math:`\Lambda` are functions of the
+        parameters and of the eigenvalues of the Diagonals, tabulated at every
+        point and node (shape (C, P, Q)); the other coefficients do not depend on them.
     """
 
-    def __init__(self, record: Mapping):
+    def __init__(self, record: Mapping, nodes):
         self.record = record
+        self.nodes = nodes
         self.parameters = tuple(decode(tree) for tree in record["parameters"])
+        self.arguments = self.parameters + tuple(nodes.symbols)
         identity = np.array(record["identity"], dtype=int).reshape(-1, 2)
         couplings = np.array(record["couplings"], dtype=int).reshape(-1, 3)
         self.expressions = [decode(tree) for tree in record["coefficients"]]
         self.split = np.cumsum([len(identity), len(couplings), len(record["ratios"])])
-        self.numpy = compile_expressions(self.parameters, self.expressions, "numpy")
+        self.numpy = compile_expressions(self.arguments, self.expressions, "numpy")
+
+    def at_level(self, nodes) -> "CompiledProblem":
+        """The same problem with other spectral ``nodes`` (sharing the compiled functions)."""
+        other = copy.copy(self)
+        other.nodes = nodes
+        return other
 
     @cached_property
     def mpmath(self):
-        """The coefficients compiled for mpmath (this thread's context), arguments the parameters."""
-        return compile_expressions(self.parameters, self.expressions, "mpmath")
+        """The coefficients compiled for mpmath (this thread's context), arguments the parameters and eigenvalues."""
+        return compile_expressions(self.arguments, self.expressions, "mpmath")
 
     @cached_property
     def directional_expressions(self) -> tuple:
         r"""The derivatives of :math:`\Lambda`, the weights of :math:`\eta` and the scale of the target
-        along a direction :math:`\delta` in the parameters: ``(direction symbols, expressions)``."""
-        direction = sympy.symbols(f"delta0:{len(self.parameters)}", cls=sympy.Dummy)
+        along a direction :math:`\delta` in the parameters and the eigenvalues: ``(arguments, expressions)``."""
+        direction = sympy.symbols(f"delta0:{len(self.arguments)}", cls=sympy.Dummy)
         varying = self.expressions[: self.split[1]] + self.expressions[-1:]
-        derivatives = [sum(e.diff(p) * v for p, v in zip(self.parameters, direction)) for e in varying]
-        return self.parameters + tuple(direction), derivatives
+        derivatives = [sum(e.diff(p) * v for p, v in zip(self.arguments, direction)) for e in varying]
+        return self.arguments + tuple(direction), derivatives
 
     @cached_property
     def directional(self):
-        """:attr:`directional_expressions` compiled for numpy, arguments ``(*parameters, *direction)``."""
+        """:attr:`directional_expressions` compiled for numpy, arguments ``(*parameters, *eigenvalues, *direction)``."""
         return compile_expressions(*self.directional_expressions, "numpy")
 
     @cached_property
@@ -166,9 +179,32 @@ class CompiledProblem:
         """The derivatives ``(d_lambdas, d_weights, d_scale)`` along ``directions`` at the points (see
         :attr:`directional_expressions`), like :meth:`coefficients`."""
         function = self.directional_mpmath if multiprecision else self.directional
-        table = tabulate(function, columns + directions, count, multiprecision)
+        spectral = self.nodes.values(columns, count, multiprecision)
+        moves = self.nodes.values(columns, count, multiprecision, directions)
+        table = self._nodal_table(function, columns, spectral, directions, moves, count, multiprecision)
         d_lambdas, d_weights, d_scale = np.split(table, self.split[:2])
-        return d_lambdas, d_weights, d_scale[0]
+        return d_lambdas, d_weights[:, :, 0], d_scale[0, :, 0]
+
+    def _nodal_table(self, function, columns, spectral, directions, moves, count, multiprecision) -> np.ndarray:
+        """``function(*parameters, *eigenvalues, *directions, *moves of the eigenvalues)`` at every point and
+        spectral node, shape (C, P, Q); ``spectral`` and ``moves`` have shape (P, Q) each."""
+        nodes = self.nodes.count
+        if not multiprecision:
+            values = function(*(c[:, None] for c in columns), *spectral, *(d[:, None] for d in directions), *moves)
+            table = np.empty((len(values), count, nodes), dtype=complex if any(map(np.iscomplexobj, values)) else float)
+            for row, value in zip(table, values):
+                row[...] = value
+            return table
+        context, rows = precision.context(), []
+        for point in range(count):
+            arguments = [to_mpmath(c[point]) for c in columns]
+            steps = [to_mpmath(d[point]) for d in directions]
+            rows.append([[context.mpmathify(x) for x in function(*arguments, *(s[point, node] for s in spectral),
+                                                                   *steps, *(m[point, node] for m in moves))]
+                         for node in range(nodes)])
+        table = np.empty((count, nodes, len(rows[0][0])), dtype=object)
+        table[...] = rows
+        return np.moveaxis(table, -1, 0)
 
     # ----------------------------------------------------------------- parameters
 
@@ -193,10 +229,13 @@ class CompiledProblem:
         return shape, [a.reshape(-1) for a in arrays], count
 
     def coefficients(self, columns: list, count: int, multiprecision: bool):
-        """Every compiled coefficient at the points: arrays of shape (P,) (object if multiprecision)."""
-        table = tabulate(self.mpmath if multiprecision else self.numpy, columns, count, multiprecision)
+        """Every compiled coefficient at the points (object arrays if multiprecision): ``(lambdas, weights,
+        ratios, scale)`` of shapes (C, P, Q), (C, P), (C, P) and (P,), Q the number of spectral nodes."""
+        function = self.mpmath if multiprecision else self.numpy
+        spectral = self.nodes.values(columns, count, multiprecision)
+        table = self._nodal_table(function, columns, spectral, [], [], count, multiprecision)
         lambdas, weights, ratios, rest = np.split(table, self.split)
-        return lambdas, weights, ratios, rest[0]
+        return lambdas, weights[:, :, 0], ratios[:, :, 0], rest[0, :, 0]
 
     def validate(self, coefficients, columns: list) -> None:
         """Refuse (:class:`pencils.errors.ParameterError`) a dimension ratio that is negative, complex or not
@@ -213,7 +252,7 @@ class CompiledProblem:
                     f"the dimension ratio {ratio} is {values[index].real:g} at {self.describe(columns, index)}; "
                     f"ratios must be finite and > 0 (>= 0 for a block that may be empty)."
                 )
-        table = np.concatenate([lambdas, weights, scale[None]])
+        table = np.concatenate([np.concatenate(np.moveaxis(lambdas, 2, 0)), weights, scale[None]])
         finite = np.all(np.isfinite(np.asarray(table, dtype=complex)), axis=0)
         if not np.all(finite):
             index = int(np.flatnonzero(~finite)[0])

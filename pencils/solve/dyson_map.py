@@ -21,6 +21,7 @@ the requested parameters reuse it instead of inverting again.
 
 from __future__ import annotations
 
+import copy
 from functools import cached_property
 from typing import Mapping, NamedTuple
 
@@ -62,6 +63,10 @@ class DysonMap:
         entries (``identity``), the couplings ``(i, j, u)`` of :math:`\eta`
         (entry :math:`(i, j)` of :math:`M` gets :math:`-s\,w_t\,g_u`) and the
         entries of :math:`G` that are the unknowns.
+    nodes : pencils.solve.spectral.SpectralNodes
+        The spectral nodes of Diagonals: :math:`M` and :math:`G` have one matrix
+        per point and node (shape (P, Q, K, K)), and everything that enters the
+        equations is averaged over the nodes, products as products.
     """
 
     #: The most intermediate values of a Jacobian built at once (8 bytes each).
@@ -71,7 +76,8 @@ class DysonMap:
     #: numpy call and are solved densely.
     block_solve_points = 64
 
-    def __init__(self, record: Mapping):
+    def __init__(self, record: Mapping, nodes):
+        self.nodes = nodes
         self.size = size = int(record["size"])
         identity = np.array(record["identity"], dtype=int).reshape(-1, 2)
         couplings = np.array(record["couplings"], dtype=int).reshape(-1, 3)  # sorted by unknown
@@ -92,18 +98,31 @@ class DysonMap:
         """The number of unknowns."""
         return len(self.unknown_rows)
 
+    def at_level(self, nodes) -> "DysonMap":
+        """The same map with other spectral ``nodes``."""
+        other = copy.copy(self)
+        other.nodes = nodes
+        return other
+
+    def mean(self, matrices):
+        r"""The unknowns' entries of matrices (P, Q, K, K) averaged over the spectral nodes,
+        :math:`\mathbb E_u[\,\cdot\,]_S`, shape (P, U)."""
+        return self.nodes.mean(matrices, self.unknown_rows, self.unknown_cols)
+
     def matrix(self, lambdas, weights, g, step, algebra):
-        r""":math:`\Lambda - s\,\eta_w(g)` at every point, shape (P, K, K)."""
-        count = g.shape[0]
-        matrix = zeros((count, self.size * self.size), np.result_type(lambdas, weights, g))
-        matrix[:, self.identity_entry] = lambdas.T
+        r""":math:`\Lambda(u_q) - s\,\eta_w(g)` at every point and spectral node, shape (P, Q, K, K)
+        (``lambdas`` of shape (C, P, Q))."""
+        count, nodes = g.shape[0], lambdas.shape[2]
+        matrix = zeros((count, nodes, self.size * self.size), np.result_type(lambdas, weights, g))
+        matrix[:, :, self.identity_entry] = np.moveaxis(lambdas, 0, -1)
         if len(self.rows):
             values = np.reshape(step, (-1, 1)) * weights.T * g[:, self.sources]
-            matrix[:, self._coupling_entry] -= np.add.reduceat(values[:, self._coupling_order], self._coupling_start, axis=1)
-        return matrix.reshape(count, self.size, self.size)
+            coupled = np.add.reduceat(values[:, self._coupling_order], self._coupling_start, axis=1)
+            matrix[:, :, self._coupling_entry] -= coupled[:, None, :]
+        return matrix.reshape(count, nodes, self.size, self.size)
 
     def inverse(self, lambdas, weights, g, step, algebra):
-        r""":math:`(\Lambda - s\,\eta(g))^{-1}` at every point.
+        r""":math:`(\Lambda(u_q) - s\,\eta(g))^{-1}` at every point and spectral node, shape (P, Q, K, K).
 
         (Block forward substitution over the matrix's components, as for the
         Jacobian, was measured as slow as LAPACK's inverse here: 18 to 21
@@ -128,6 +147,7 @@ class DysonMap:
         order = np.argsort(entry, kind="stable")
         equation, coupling, entry = equation[order], coupling[order], entry[order]
         self._term_coupling = coupling
+        self._term_block = rows_of[equation]  # the block whose spectral average the term belongs to
         self._term_left = rows_of[equation] * size + self.rows[coupling]  # G[a_r, i_t], flattened
         self._term_right = self.cols[coupling] * size + cols_of[equation]  # G[j_t, b_r]
         self._entry_start = np.flatnonzero(np.r_[True, np.diff(entry) != 0]) if entry.size else entry
@@ -144,8 +164,9 @@ class DysonMap:
         Jacobian (every diagonal entry included: :math:`J = \partial [G]_S/\partial g - I`).
         """
         count = inverse.shape[0]
-        flat = inverse.reshape(count, self.size * self.size)
-        terms = weights.T[:, self._term_coupling] * flat[:, self._term_left] * flat[:, self._term_right]
+        flat = inverse.reshape(count, inverse.shape[1], self.size * self.size)
+        terms = weights.T[:, None, self._term_coupling] * flat[:, :, self._term_left] * flat[:, :, self._term_right]
+        terms = self.nodes.weigh(terms, self._term_block)  # E_u[G G], not E_u[G] E_u[G]
         entries = zeros((count, len(self._pattern)), terms.dtype)
         if terms.shape[1]:
             entries[:, self._pattern_of_terms] = np.reshape(step, (-1, 1)) * np.add.reduceat(terms, self._entry_start, axis=1)
@@ -171,7 +192,8 @@ class DysonMap:
         """
         count = inverse.shape[0]
         step = per_point(step, count, inverse.dtype)
-        chunk = max(1, self.chunk_entries // max(1, len(self._term_coupling), len(self.unknown_rows) ** 2))
+        chunk = max(1, self.chunk_entries // max(1, len(self._term_coupling) * inverse.shape[1],
+                                                  len(self.unknown_rows) ** 2))
         parts = []
         for k in range(0, count, chunk):
             part = slice(k, k + chunk)
@@ -208,7 +230,7 @@ class DysonMap:
         :math:`J\,v = [G\,dM\,G]_S`.
         """
         change = self.matrix(point.d_lambdas, self.moving(point), g, 1, algebra)
-        shift = (inverse @ change @ inverse)[:, self.unknown_rows, self.unknown_cols]
+        shift = self.mean(inverse @ change @ inverse)
         return self.solve_linearised(point.weights, inverse, point.step, shift, algebra)
 
     @staticmethod
@@ -232,7 +254,7 @@ class DysonMap:
         second = self.matrix(zero, cross, g, 1, algebra) + 2 * self.matrix(zero, moving, velocity, 1, algebra)
         left = inverse @ first
         right = inverse @ second @ inverse - 2 * (left @ left @ inverse)
-        return self.solve_linearised(point.weights, inverse, point.step, right[:, self.unknown_rows, self.unknown_cols], algebra)
+        return self.solve_linearised(point.weights, inverse, point.step, self.mean(right), algebra)
 
     def relative(self, vectors, g, algebra):
         """The largest entry of each vector relative to the largest entry of ``g`` (or absolute where g = 0)."""
@@ -269,7 +291,7 @@ class DysonMap:
             lam, weight, s = lambdas[:, active], weights[:, active], step[active]
             if iteration:
                 current = self.inverse(lam, weight, g[active], s, algebra)
-            residual = current[:, self.unknown_rows, self.unknown_cols] - g[active]
+            residual = self.mean(current) - g[active]
             if iteration == 0 and settled is not None:
                 moving = ~(self.relative(residual, g[active], algebra) <= settled)
                 active, lam, weight, s = active[moving], lam[:, moving], weight[:, moving], s[moving]
@@ -291,7 +313,7 @@ class DysonMap:
         elif np.any(moved):
             inverse = inverse.copy()
             inverse[moved] = self.inverse(lambdas[:, moved], weights[:, moved], g[moved], step[moved], algebra)
-        relative = self.relative(inverse[:, self.unknown_rows, self.unknown_cols] - g, g, algebra)
+        relative = self.relative(self.mean(inverse) - g, g, algebra)
         finite = algebra.finite(g) & algebra.finite(inverse)
         if relative.dtype == object:
             converged = np.array([bool(ok and r <= accept) for ok, r in zip(finite, relative)], dtype=bool)

@@ -3,6 +3,7 @@ continuation and the accuracy audit into the values of a limit and their derivat
 
 from __future__ import annotations
 
+import copy
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -10,12 +11,14 @@ import sympy
 
 from .. import precision
 from ..arguments import resolve_keys
-from ..errors import ParameterError
+from ..errors import ConvergenceError, ParameterError
+from ..serialization import decode
 from .accuracy import AccuracyAudit, inaccurate_points, points_of, rounded, warn_imprecise
 from .compiled import CompiledProblem, float_columns, shaped, to_mpmath
 from .continuation import Continuation
 from .dyson_map import DysonMap, PathPoint
 from .linear_algebra import FloatAlgebra, MultiprecisionAlgebra, single_threaded_blas, zeros
+from .spectral import SpectralNodes
 
 __all__ = ["Solver"]
 
@@ -58,11 +61,54 @@ class Solver:
 
     def __init__(self, record: Mapping):
         self.record = dict(record)
-        self.problem = CompiledProblem(self.record)
+        parameters = tuple(decode(tree) for tree in self.record["parameters"])
+        nodes = SpectralNodes(self.record["spectral"], parameters, int(self.record["size"]))
+        self.problem = CompiledProblem(self.record, nodes)
         self.parameters = self.problem.parameters
-        self.dyson_map = DysonMap(self.record)
+        self.dyson_map = DysonMap(self.record, nodes)
         self.continuation = Continuation(self.dyson_map, self.problem)
         self.audit = AccuracyAudit(self.dyson_map, self.problem)
+        self._levels: dict = {}
+
+    def _at_level(self, level: int) -> "Solver":
+        """This solver with the quadrature rules of quantile functions at ``level`` (see
+        :class:`pencils.solve.spectral.SpectralNodes`), sharing the compiled functions."""
+        if level not in self._levels:
+            other = copy.copy(self)
+            nodes = self.problem.nodes.at_level(level)
+            other.problem, other.dyson_map = self.problem.at_level(nodes), self.dyson_map.at_level(nodes)
+            other.continuation = Continuation(other.dyson_map, other.problem)
+            other.audit = copy.copy(self.audit)
+            other.audit.dyson_map, other.audit.problem = other.dyson_map, other.problem
+            self._levels[level] = other
+        return self._levels[level]
+
+    def _refined(self, evaluate, tolerance) -> tuple:
+        r"""``evaluate(solver)`` (whose first item is a list of flat value arrays) with the quantile functions of
+        Diagonals integrated to ``tolerance``: at successive quadrature levels (the nodes double) until two
+        agree, relative, at every point.  Returns the finer result and the change of each value from the
+        coarser one (0 without quantile functions, whose averages are finite sums over atoms)."""
+        nodes = self.problem.nodes
+        if not nodes.quantile:
+            result = evaluate(self)
+            return result, [0] * len(result[0])
+        previous = None
+        for level in range(nodes.first_level, nodes.last_level + 1):
+            result = evaluate(self._at_level(level))
+            if previous is not None:
+                changes = [np.abs(value - old) for value, old in zip(result[0], previous)]
+                if all(np.all(change <= tolerance * np.abs(value)) for change, value in zip(changes, result[0])):
+                    return result, changes
+            previous = result[0]
+        worst = max(float(np.max(np.asarray(change / np.abs(value), dtype=float)))
+                    for change, value in zip(changes, result[0]))
+        raise ConvergenceError(
+            f"the averages over the quantile functions of the Diagonals did not converge to a relative "
+            f"{float(tolerance):.0e} with {self._at_level(level).problem.nodes.count} quadrature nodes (the "
+            f"relative change from half as many is {worst:.1e}): the resolvent is nearly singular at some u "
+            f"(a spectral parameter close to the spectrum, a vanishing ridge) or the quantile function is rough; "
+            f"move the point, or split the law into atoms."
+        )
 
     @property
     def unknowns(self) -> int:
@@ -109,15 +155,23 @@ class Solver:
         -------
         inverse : numpy.ndarray
             :math:`(\Lambda - \eta(g))^{-1}` at the solution, shape (P, K, K)
-            (object dtype of mpmath numbers if ``dps``).
+            (object dtype of mpmath numbers if ``dps``), averaged over the
+            spectral variables of Diagonals (with quantile functions, at the
+            first quadrature level that agrees with the next).
         scale : numpy.ndarray
             The scale of the target, shape (P,).
         shape : tuple
             The broadcast shape of the parameter values.
         """
-        with np.errstate(all="ignore"), single_threaded_blas(), precision.digits(15 if dps is None else dps + 15):
-            inverse, scale, shape, _ = self._solve(subs, dps, path_from, continuation)
-        return inverse, scale, shape
+        def evaluate(solver: "Solver") -> tuple:
+            inverse, scale, shape, _ = solver._solve(subs, dps, path_from, continuation)
+            inverse = solver.problem.nodes.average(inverse)
+            return [inverse.reshape(len(inverse), -1)], scale, shape
+
+        with np.errstate(all="ignore"), single_threaded_blas(), precision.digits(15 if dps is None else dps + 15) as context:
+            tolerance = self.float_accuracy / 10 if dps is None else context.mpf(10) ** -dps
+            ([inverse], scale, shape), _ = self._refined(evaluate, tolerance)
+        return inverse.reshape(len(inverse), self.dyson_map.size, self.dyson_map.size), scale, shape
 
     def _solve(self, subs: Mapping, dps: int | None, path_from: Mapping | None, continuation: str) -> tuple:
         """:meth:`solve`, and the float solution ``g`` (``inverse`` and ``g`` are those of Newton's last
@@ -146,7 +200,7 @@ class Solver:
             if finish.size:
                 polished, _ = self._polish(columns, floats, g, np.ones(count, dtype=bool), finish, self.finishing_dps)
                 inverse[finish] = np.array(polished.tolist(), dtype=inverse.dtype)
-                g[finish] = inverse[finish][:, self.dyson_map.unknown_rows, self.dyson_map.unknown_cols]
+                g[finish] = self.dyson_map.mean(inverse[finish])
             return inverse, scale, shape, g
         # Newton in arbitrary precision starts from the float solution wherever it nearly converged.
         near = converged | reached
@@ -222,12 +276,16 @@ class Solver:
                                stacklevel=4)
             results = [shaped(value, shape, None) for value in values]
             return tuple(results) if derivatives else results[0]
-        with np.errstate(all="ignore"), single_threaded_blas(), precision.digits(dps + 15):
-            inverse, scale, shape, _ = self._solve(subs, dps, path_from, continuation)
-            values = [scale * inverse[:, self.record["out"], self.record["into"]]]
+        def evaluate(solver: "Solver") -> tuple:
+            inverse, scale, shape, _ = solver._solve(subs, dps, path_from, continuation)
+            values = [scale * solver.problem.nodes.mean(inverse, self.record["out"], self.record["into"])]
             if derivatives:
-                _, columns, _ = self.problem.points(subs, multiprecision=True)
-                values += self._derivatives(columns, inverse, scale, derivatives, dps)[0]
+                _, columns, _ = solver.problem.points(subs, multiprecision=True)
+                values += solver._derivatives(columns, inverse, scale, derivatives, dps)[0]
+            return values, shape
+
+        with np.errstate(all="ignore"), single_threaded_blas(), precision.digits(dps + 15) as context:
+            (values, shape), _ = self._refined(evaluate, context.mpf(10) ** -dps)
             results = [shaped(value, shape, dps) for value in values]
         return tuple(results) if derivatives else results[0]
 
@@ -237,18 +295,25 @@ class Solver:
         return len(self.dyson_map.unknown_rows) <= self.max_finished_unknowns
 
     def float_target(self, subs: Mapping, path_from: Mapping | None, continuation: str, derivatives: Sequence):
-        """The float target and its ``derivatives`` at every point, each with a bound on its rounding error.
+        """The float target and its ``derivatives`` at every point, each with a bound on its rounding error
+        (and, with quantile functions, on the quadrature error: the change from half as many nodes).
 
         Returns ``(values, errors, shape, columns)``: flat arrays (one per output),
         the broadcast shape and the parameter columns.
         """
+        (values, errors, shape, columns), changes = self._refined(
+            lambda solver: solver._float_values(subs, path_from, continuation, derivatives), self.float_accuracy / 10)
+        return values, [error + change for error, change in zip(errors, changes)], shape, columns
+
+    def _float_values(self, subs: Mapping, path_from: Mapping | None, continuation: str, derivatives: Sequence):
+        """:meth:`float_target` at this solver's quadrature level."""
         with np.errstate(all="ignore"), single_threaded_blas():
             inverse, scale, shape, g = self._solve(subs, None, path_from, continuation)
             _, columns, count = self.problem.points(subs, multiprecision=False)
             floats = float_columns(columns)
             lambdas, weights, _, _ = self.problem.coefficients(floats, count, multiprecision=False)
             error, sensitivity, entries, adjoint = self.audit.float_error(lambdas, weights, g, inverse, scale)
-            values, errors = [scale * inverse[:, self.record["out"], self.record["into"]]], [error]
+            values, errors = [scale * self.problem.nodes.mean(inverse, self.record["out"], self.record["into"])], [error]
             if derivatives:
                 slopes, parts = self._derivatives(floats, inverse, scale, derivatives, None, (sensitivity, adjoint))
                 # first order: each input of a derivative (the entries of G, the target's sensitivity
@@ -278,7 +343,7 @@ class Solver:
         count, multiprecision = inverse.shape[0], dps is not None
         algebra = MultiprecisionAlgebra(dps) if multiprecision else FloatAlgebra()
         lambdas, weights, _, _ = self.problem.coefficients(columns, count, multiprecision)
-        g = inverse[:, self.dyson_map.unknown_rows, self.dyson_map.unknown_cols]
+        g = self.dyson_map.mean(inverse)
         zero = zeros(count, object if multiprecision else float)
         one = zero + 1
         out, into = self.record["out"], self.record["into"]
@@ -298,12 +363,14 @@ class Solver:
             moved = self.dyson_map.velocity(point, g, inverse, algebra)
             direct = self.dyson_map.matrix(d_lambdas, d_weights, g, 1, algebra)
             change = direct + self.dyson_map.matrix(0 * lambdas, weights, moved, 1, algebra)
-            entry = (inverse[:, out, None, :] @ change @ inverse[:, :, into, None])[:, 0, 0]
-            results.append(d_scale * inverse[:, out, into] - scale * entry)
+            nodes = self.problem.nodes
+            entry = nodes.weigh((inverse[:, :, out, None, :] @ change @ inverse[:, :, :, into, None])[:, :, :, 0], [out])
+            target = nodes.mean(inverse, out, into)
+            results.append(d_scale * target - scale * entry[:, 0])
             if adjoints is not None:
-                magnitude = (np.abs(d_scale * inverse[:, out, into])
-                             + np.sum(np.abs(sensitivity) * np.abs(direct), axis=(1, 2)))
-                shift = (inverse @ direct @ inverse)[:, self.dyson_map.unknown_rows, self.dyson_map.unknown_cols]
+                magnitude = (np.abs(d_scale * target)
+                             + np.sum(np.abs(sensitivity) * np.abs(direct), axis=(1, 2, 3)))
+                shift = self.dyson_map.mean(inverse @ direct @ inverse)
                 residual = np.abs((jacobian @ moved[:, :, None])[:, :, 0] - shift) + rounding * (
                     (np.abs(jacobian) @ np.abs(moved)[:, :, None])[:, :, 0] + np.abs(shift))
                 parts.append((magnitude, np.sum(np.abs(adjoint) * residual, axis=1)))
