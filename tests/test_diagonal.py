@@ -121,6 +121,17 @@ def test_ridge_trace_of_a_covariance_is_the_exact_sum():
     assert abs(value - np.log(4.5 / 1.5) / 3) <= 1e-14
 
 
+def test_parameter_of_a_quantile_function_and_its_derivative():
+    a = sympy.Symbol("a", positive=True)
+    sigma = Diagonal("S", d, sympy.Lambda(u, 1 + a * u))
+    resolvent = (sigma + lam * I).I
+    exact = sympy.log((1 + a + lam) / (1 + lam)) / a  # the integral of 1 / (1 + a u + lam) over (0, 1)
+    point = {a: 2.0, lam: 0.5}
+    value, slope = limit([sympy.Trace(resolvent) / d, sympy.Derivative(sympy.Trace(resolvent), a) / d], DIMS, point)
+    assert abs(value - float(exact.subs(point))) <= 1e-13 * value
+    assert abs(slope - float(exact.diff(a).subs(point))) <= 1e-12 * abs(slope)
+
+
 def test_diagonals_in_a_block_matrix():
     sigma = Diagonal("S", d, [1, 2, 5], MASSES)
     teacher = Diagonal("C", d, [1, 0, 3], MASSES)
