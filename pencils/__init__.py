@@ -16,12 +16,13 @@ from .limits import derive, limit, trace_limit
 from .solve import LimitResult, SolverOptions
 from .spectra import Spectrum, spectral_density, spectrum
 from .functions import MatrixFunction
+from .diagonal import Diagonal
 from .version import package_version
 
 __version__ = package_version()
 
 __all__ = [
-    "CacheWarning", "ConvergenceError", "DimensionError", "DysonSystem", "EliminationTooLargeError", "Gaussian",
+    "CacheWarning", "ConvergenceError", "Diagonal", "DimensionError", "DysonSystem", "EliminationTooLargeError", "Gaussian",
     "LimitResult", "MatrixFunction", "MisScaledError", "ParameterError", "ParameterTypeError", "Pencil",
     "PencilsError", "PrecisionWarning", "SampleEstimate", "SingularStartError", "SolverOptions", "Spectrum",
     "SpectrumWarning", "UnsupportedOperationError", "__version__", "derive", "limit", "linearize", "sample_trace",

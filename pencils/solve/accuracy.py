@@ -106,11 +106,12 @@ class AccuracyAudit:
         """
         algebra, unit = FloatAlgebra(), FloatAlgebra.epsilon / 2
         coefficient_steps, weight_steps, scale_steps, product_steps = self.rounding_steps
-        count, size = inverse.shape[:2]
+        count, size = inverse.shape[0], inverse.shape[-1]
         unknowns = len(self.dyson_map.unknown_rows)
         out, into = self.compiled.problem.out, self.compiled.problem.into
+        nodes, mean = self.dyson_map.nodes, self.dyson_map.mean  # per spectral node, then averaged
         matrix = self.dyson_map.matrix(deterministic, weights, g, 1.0, algebra)
-        formation = self.dyson_map.matrix(unit * coefficient_steps[:, None] * np.abs(deterministic),
+        formation = self.dyson_map.matrix(unit * coefficient_steps[:, None, None] * np.abs(deterministic),
                                  -unit * weight_steps[:, None] * np.abs(weights), np.abs(g), 1.0, algebra).real
         extended = np.clongdouble if np.iscomplexobj(matrix) else np.longdouble
         identity = np.eye(size)
@@ -120,32 +121,34 @@ class AccuracyAudit:
         size_of = np.abs(inverse)
         correction = inverse @ product  # G R: the first-order error of the inverse
         correction_error = size_of @ product_error + size * unit * (size_of @ np.abs(product))
-        rho = (inverse - correction)[:, self.dyson_map.unknown_rows, self.dyson_map.unknown_cols] - g
-        row, column = inverse[:, out, :], inverse[:, :, into]
+        rho = mean(inverse - correction) - g
+        row, column = inverse[:, :, out, :], inverse[:, :, :, into]
         scales = np.reshape(scale, (-1, 1))
         gradient = zeros((count, unknowns), inverse.dtype)
+        terms = weights.T[:, None] * row[:, :, self.dyson_map.rows] * column[:, :, self.dyson_map.cols] * scales[:, :, None]
         np.add.at(gradient, (slice(None), self.dyson_map.sources),
-                  weights.T * row[:, self.dyson_map.rows] * column[:, self.dyson_map.cols] * scales)
+                  nodes.weigh(terms, np.full(len(self.dyson_map.rows), out)))
         entries = self.dyson_map.jacobian_entries(weights, inverse, 1.0)
         jacobian = self.dyson_map.jacobian(entries)
         step = self.dyson_map.solve_linearised(weights, inverse, 1.0, rho, algebra, options)
         step_residual = (jacobian @ step[:, :, None])[:, :, 0] - rho
         adjoint = self.dyson_map.solve_linearised(weights, inverse, 1.0, gradient, algebra, options, transposed=True)
-        first_order = np.reshape(scale, -1) * correction[:, out, into] + np.sum(gradient * step, axis=1)
+        first_order = np.reshape(scale, -1) * nodes.mean(correction, out, into) + np.sum(gradient * step, axis=1)
         carried = (np.abs(step_residual) + unknowns * unit * ((np.abs(jacobian) @ np.abs(step)[:, :, None])[:, :, 0]
-                   + np.abs(rho)) + correction_error[:, self.dyson_map.unknown_rows, self.dyson_map.unknown_cols])
+                   + np.abs(rho)) + mean(correction_error))
         placed = zeros((count, size, size), inverse.dtype)
         placed[:, self.dyson_map.unknown_rows, self.dyson_map.unknown_cols] = adjoint
-        weight = -np.swapaxes(inverse, 1, 2) @ placed
-        weight[:, :, into] += scales * row
-        sensitivity = -weight @ np.swapaxes(inverse, 1, 2)
+        node_weights = nodes.weights(False)  # row a of the average at node q weighs node_weights[a, q]
+        weight = -np.swapaxes(inverse, -1, -2) @ (placed[:, None] * node_weights.T[None, :, :, None])
+        weight[:, :, :, into] += scales[:, :, None] * node_weights[out][None, :, None] * row
+        sensitivity = -weight @ np.swapaxes(inverse, -1, -2)  # d target / d M(u_q), node weights included
         bound = (
             np.abs(first_order)
             + np.sum(np.abs(adjoint) * carried, axis=1)
-            + np.abs(np.reshape(scale, -1)) * correction_error[:, out, into]
+            + np.abs(np.reshape(scale, -1)) * nodes.mean(correction_error, out, into)
             + unknowns * unit * np.sum(np.abs(gradient) * np.abs(step), axis=1)
-            + np.sum(np.abs(sensitivity) * formation, axis=(1, 2))
-            + scale_steps * unit * np.abs(np.reshape(scale, -1) * inverse[:, out, into])
+            + np.sum(np.abs(sensitivity) * formation, axis=(1, 2, 3))
+            + scale_steps * unit * np.abs(np.reshape(scale, -1) * nodes.mean(inverse, out, into))
         )
         entry_error = size_of @ (np.abs(product) + product_error) + size_of @ formation @ size_of
         with np.errstate(all="ignore"):

@@ -12,6 +12,7 @@ parameters when first needed), broadcasts the parameter values to flat columns
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Mapping
@@ -147,6 +148,9 @@ class NumericProblem:
         weights :math:`w_t`, the block ratios and the scale of the target.
     out, into : int
         The target is the scale times :math:`G_{\mathrm{out},\mathrm{into}}`.
+    spectral : tuple of dict
+        The laws of the Diagonals, one per dimension that carries them (the
+        ``spectral`` field of the record; see :class:`pencils.solve.spectral.SpectralNodes`).
     """
 
     parameters: tuple
@@ -158,6 +162,7 @@ class NumericProblem:
     coefficients: list
     out: int
     into: int
+    spectral: tuple = ()
 
     @classmethod
     def from_record(cls, record: Mapping) -> "NumericProblem":
@@ -172,6 +177,7 @@ class NumericProblem:
             coefficients=[decode(tree) for tree in record["coefficients"]],
             out=int(record["out"]),
             into=int(record["into"]),
+            spectral=tuple(record["spectral"]),
         )
 
 
@@ -184,28 +190,40 @@ class CompiledProblem:
         Its coefficients are, in order, the entries of :math:`\Lambda`, the
         weights of :math:`\eta`, the block ratios and the scale of the target
         (split at :attr:`split`).
+    nodes : pencils.solve.spectral.SpectralNodes
+        The spectral nodes: the entries of :math:`\Lambda` are functions of the
+        parameters and of the eigenvalues of the Diagonals, tabulated at every
+        point and node (shape (C, P, Q)); the other coefficients do not depend on them.
     """
 
-    def __init__(self, problem: NumericProblem):
+    def __init__(self, problem: NumericProblem, nodes):
         self.problem = problem
+        self.nodes = nodes
         self.parameters = problem.parameters
+        self.arguments = self.parameters + tuple(nodes.symbols)
         self.expressions = problem.coefficients
         self.split = np.cumsum([len(problem.identity), len(problem.couplings), len(problem.ratios)])
-        self.numpy = compile_expressions(self.parameters, self.expressions, "numpy")
+        self.numpy = compile_expressions(self.arguments, self.expressions, "numpy")
+
+    def at_level(self, nodes) -> "CompiledProblem":
+        """The same problem with other spectral ``nodes`` (sharing the compiled functions)."""
+        other = copy.copy(self)
+        other.nodes = nodes
+        return other
 
     @cached_property
     def mpmath(self):
-        """The coefficients compiled for mpmath (this thread's context), arguments the parameters."""
-        return compile_expressions(self.parameters, self.expressions, "mpmath")
+        """The coefficients compiled for mpmath (this thread's context), arguments the parameters and eigenvalues."""
+        return compile_expressions(self.arguments, self.expressions, "mpmath")
 
     @cached_property
     def directional_expressions(self) -> tuple:
         r"""The derivatives of :math:`\Lambda`, the weights of :math:`\eta` and the scale of the target
         along a direction :math:`\delta` in the parameters: ``(direction symbols, expressions)``."""
-        direction = sympy.symbols(f"delta0:{len(self.parameters)}", cls=sympy.Dummy)
+        direction = sympy.symbols(f"delta0:{len(self.arguments)}", cls=sympy.Dummy)
         varying = self.expressions[: self.split[1]] + self.expressions[-1:]
-        derivatives = [sum(e.diff(p) * v for p, v in zip(self.parameters, direction)) for e in varying]
-        return self.parameters + tuple(direction), derivatives
+        derivatives = [sum(e.diff(p) * v for p, v in zip(self.arguments, direction)) for e in varying]
+        return self.arguments + tuple(direction), derivatives
 
     @cached_property
     def directional(self):
@@ -221,9 +239,32 @@ class CompiledProblem:
         """The derivatives ``(d_deterministic, d_weights, d_scale)`` along ``directions`` at the points (see
         :attr:`directional_expressions`), like :meth:`coefficients`."""
         function = self.directional_mpmath if multiprecision else self.directional
-        table = tabulate(function, columns + directions, count, multiprecision)
+        spectral = self.nodes.values(columns, count, multiprecision)
+        moves = self.nodes.values(columns, count, multiprecision, directions)
+        table = self._nodal_table(function, columns, spectral, directions, moves, count, multiprecision)
         d_deterministic, d_weights, d_scale = np.split(table, self.split[:2])
-        return d_deterministic, d_weights, d_scale[0]
+        return d_deterministic, d_weights[:, :, 0], d_scale[0, :, 0]
+
+    def _nodal_table(self, function, columns, spectral, directions, moves, count, multiprecision) -> np.ndarray:
+        """``function(*parameters, *eigenvalues, *directions, *moves of the eigenvalues)`` at every point and
+        spectral node, shape (C, P, Q); ``spectral`` and ``moves`` have shape (P, Q) each."""
+        nodes = self.nodes.count
+        if not multiprecision:
+            values = function(*(c[:, None] for c in columns), *spectral, *(d[:, None] for d in directions), *moves)
+            table = np.empty((len(values), count, nodes), dtype=complex if any(map(np.iscomplexobj, values)) else float)
+            for row, value in zip(table, values):
+                row[...] = value
+            return table
+        context, rows = precision.context(), []
+        for point in range(count):
+            arguments = [to_mpmath(c[point]) for c in columns]
+            steps = [to_mpmath(d[point]) for d in directions]
+            rows.append([[context.mpmathify(x) for x in function(*arguments, *(s[point, node] for s in spectral),
+                                                                   *steps, *(m[point, node] for m in moves))]
+                         for node in range(nodes)])
+        table = np.empty((count, nodes, len(rows[0][0])), dtype=object)
+        table[...] = rows
+        return table.transpose(2, 0, 1)
 
     # ----------------------------------------------------------------- parameters
 
@@ -248,10 +289,13 @@ class CompiledProblem:
         return shape, [a.reshape(-1) for a in arrays], count
 
     def coefficients(self, columns: list, count: int, multiprecision: bool):
-        """Every compiled coefficient at the points: arrays of shape (P,) (object if multiprecision)."""
-        table = tabulate(self.mpmath if multiprecision else self.numpy, columns, count, multiprecision)
+        """Every compiled coefficient at the points (object arrays if multiprecision): ``(deterministic, weights,
+        ratios, scale)`` of shapes (C, P, Q), (C, P), (C, P) and (P,), Q the number of spectral nodes."""
+        function = self.mpmath if multiprecision else self.numpy
+        spectral = self.nodes.values(columns, count, multiprecision)
+        table = self._nodal_table(function, columns, spectral, [], [], count, multiprecision)
         deterministic, weights, ratios, rest = np.split(table, self.split)
-        return deterministic, weights, ratios, rest[0]
+        return deterministic, weights[:, :, 0], ratios[:, :, 0], rest[0, :, 0]
 
     def validate(self, coefficients, columns: list) -> None:
         """Refuse (:class:`pencils.errors.ParameterError`) a dimension ratio that is negative, complex or not
@@ -268,7 +312,7 @@ class CompiledProblem:
                     f"the dimension ratio {ratio} is {values[index].real:g} at {self.describe(columns, index)}; "
                     f"ratios must be finite and > 0 (>= 0 for a block that may be empty)."
                 )
-        table = np.concatenate([deterministic, weights, scale[None]])
+        table = np.concatenate([np.concatenate(np.moveaxis(deterministic, 2, 0)), weights, scale[None]])
         finite = np.all(np.isfinite(np.asarray(table, dtype=complex)), axis=0)
         if not np.all(finite):
             index = int(np.flatnonzero(~finite)[0])

@@ -75,7 +75,7 @@ class Continuation:
                 "from lam = 1: trace_limit(expr, dims, {..., lam: 0.0}, path_from={lam: 1.0}) (it fails "
                 "to converge where the limit does not exist)."
             )
-        g = unperturbed[:, self.dyson_map.unknown_rows, self.dyson_map.unknown_cols]
+        g = self.dyson_map.mean(unperturbed)
 
         def path(position, index):
             selected, weight = deterministic[:, index], weights[:, index]

@@ -21,6 +21,7 @@ the requested parameters reuse it instead of inverting again.
 
 from __future__ import annotations
 
+import copy
 from functools import cached_property
 from typing import NamedTuple
 
@@ -79,7 +80,8 @@ class DysonMap:
         :math:`-s\,w_t\,g_u`) and the entries of :math:`G` that are the unknowns.
     """
 
-    def __init__(self, problem: NumericProblem):
+    def __init__(self, problem: NumericProblem, nodes):
+        self.nodes = nodes
         self.size = size = problem.size
         identity, couplings, unknowns = problem.identity, problem.couplings, problem.unknowns  # couplings by unknown
         self.identity_rows, self.identity_cols = identity.T
@@ -98,18 +100,31 @@ class DysonMap:
         """The number of unknowns."""
         return len(self.unknown_rows)
 
+    def at_level(self, nodes) -> "DysonMap":
+        """The same map with other spectral ``nodes``."""
+        other = copy.copy(self)
+        other.nodes = nodes
+        return other
+
+    def mean(self, matrices):
+        r"""The unknowns' entries of matrices (P, Q, K, K) averaged over the spectral nodes,
+        :math:`\mathbb E_u[\,\cdot\,]_S`, shape (P, U)."""
+        return self.nodes.mean(matrices, self.unknown_rows, self.unknown_cols)
+
     def matrix(self, deterministic, weights, g, variance, algebra):
-        r""":math:`\Lambda - s\,\eta_w(g)` at every point, shape (P, K, K)."""
-        count = g.shape[0]
-        matrix = zeros((count, self.size * self.size), np.result_type(deterministic, weights, g))
-        matrix[:, self.identity_entry] = deterministic.T
+        r""":math:`\Lambda(u_q) - s\,\eta_w(g)` at every point and spectral node, shape (P, Q, K, K)
+        (``deterministic`` of shape (C, P, Q))."""
+        count, nodes = g.shape[0], deterministic.shape[2]
+        matrix = zeros((count, nodes, self.size * self.size), np.result_type(deterministic, weights, g))
+        matrix[:, :, self.identity_entry] = deterministic.transpose(1, 2, 0)
         if len(self.rows):
             values = np.reshape(variance, (-1, 1)) * weights.T * g[:, self.sources]
-            matrix[:, self._coupling_entry] -= np.add.reduceat(values[:, self._coupling_order], self._coupling_start, axis=1)
-        return matrix.reshape(count, self.size, self.size)
+            coupled = np.add.reduceat(values[:, self._coupling_order], self._coupling_start, axis=1)
+            matrix[:, :, self._coupling_entry] -= coupled[:, None, :]
+        return matrix.reshape(count, nodes, self.size, self.size)
 
     def inverse(self, deterministic, weights, g, variance, algebra):
-        r""":math:`(\Lambda - s\,\eta(g))^{-1}` at every point.
+        r""":math:`(\Lambda(u_q) - s\,\eta(g))^{-1}` at every point and spectral node, shape (P, Q, K, K).
 
         (Block forward substitution over the matrix's components, as for the
         Jacobian, was measured as slow as LAPACK's inverse here: 18 to 21
@@ -134,6 +149,7 @@ class DysonMap:
         order = np.argsort(entry, kind="stable")
         equation, coupling, entry = equation[order], coupling[order], entry[order]
         self._term_coupling = coupling
+        self._term_block = rows_of[equation]  # the block whose spectral average the term belongs to
         self._term_left = rows_of[equation] * size + self.rows[coupling]  # G[a_r, i_t], flattened
         self._term_right = self.cols[coupling] * size + cols_of[equation]  # G[j_t, b_r]
         self._entry_start = np.flatnonzero(np.r_[True, np.diff(entry) != 0]) if entry.size else entry
@@ -150,8 +166,9 @@ class DysonMap:
         Jacobian (every diagonal entry included: :math:`J = \partial [G]_S/\partial g - I`).
         """
         count = inverse.shape[0]
-        flat = inverse.reshape(count, self.size * self.size)
-        terms = weights.T[:, self._term_coupling] * flat[:, self._term_left] * flat[:, self._term_right]
+        flat = inverse.reshape(count, inverse.shape[1], self.size * self.size)
+        terms = weights.T[:, None, self._term_coupling] * flat[:, :, self._term_left] * flat[:, :, self._term_right]
+        terms = self.nodes.weigh(terms, self._term_block)  # E_u[G G], not E_u[G] E_u[G]
         entries = zeros((count, len(self._pattern)), terms.dtype)
         if terms.shape[1]:
             entries[:, self._pattern_of_terms] = np.reshape(variance, (-1, 1)) * np.add.reduceat(terms, self._entry_start, axis=1)
@@ -178,7 +195,8 @@ class DysonMap:
         """
         count = inverse.shape[0]
         variance = per_point(variance, count, inverse.dtype)
-        chunk = max(1, options.chunk_entries // max(1, len(self._term_coupling), len(self.unknown_rows) ** 2))
+        chunk = max(1, options.chunk_entries // max(1, len(self._term_coupling) * inverse.shape[1],
+                                                     len(self.unknown_rows) ** 2))
         parts = []
         for k in range(0, count, chunk):
             part = slice(k, k + chunk)
@@ -215,7 +233,7 @@ class DysonMap:
         :math:`J\,v = [G\,dM\,G]_S`.
         """
         change = self.matrix(point.d_deterministic, self.moving(point), g, 1, algebra)
-        shift = (inverse @ change @ inverse)[:, self.unknown_rows, self.unknown_cols]
+        shift = self.mean(inverse @ change @ inverse)
         return self.solve_linearised(point.weights, inverse, point.variance, shift, algebra, options)
 
     @staticmethod
@@ -241,7 +259,7 @@ class DysonMap:
         second = self.matrix(zero, cross, g, 1, algebra) + 2 * self.matrix(zero, moving, velocity, 1, algebra)
         left = inverse @ first
         right = inverse @ second @ inverse - 2 * (left @ left @ inverse)
-        right = right[:, self.unknown_rows, self.unknown_cols]
+        right = self.mean(right)
         return self.solve_linearised(point.weights, inverse, point.variance, right, algebra, options)
 
     def relative(self, vectors, g, algebra):
@@ -278,7 +296,7 @@ class DysonMap:
             active_variance = variance[active]
             if iteration:
                 current = self.inverse(active_deterministic, active_weights, g[active], active_variance, algebra)
-            residual = current[:, self.unknown_rows, self.unknown_cols] - g[active]
+            residual = self.mean(current) - g[active]
             if iteration == 0 and settled is not None:
                 moving = ~(self.relative(residual, g[active], algebra) <= settled)
                 active, active_deterministic = active[moving], active_deterministic[:, moving]
@@ -302,7 +320,7 @@ class DysonMap:
             inverse = inverse.copy()
             inverse[moved] = self.inverse(deterministic[:, moved], weights[:, moved], g[moved], variance[moved],
                                           algebra)
-        relative = self.relative(inverse[:, self.unknown_rows, self.unknown_cols] - g, g, algebra)
+        relative = self.relative(self.mean(inverse) - g, g, algebra)
         finite = algebra.finite(g) & algebra.finite(inverse)
         if relative.dtype == object:
             converged = np.array([bool(ok and r <= stop.accept) for ok, r in zip(finite, relative)], dtype=bool)

@@ -131,7 +131,8 @@ class MultiprecisionAlgebra:
     def inv(matrices):
         identity = zeros(matrices.shape[-2:], object)
         np.fill_diagonal(identity, precision.context().one)
-        return np.array([gauss_solve(matrix, identity) for matrix in matrices], dtype=object).reshape(matrices.shape)
+        flat = matrices.reshape(-1, *matrices.shape[-2:])
+        return np.array([gauss_solve(matrix, identity) for matrix in flat], dtype=object).reshape(matrices.shape)
 
     @staticmethod
     def solve(matrices, vectors):

@@ -3,6 +3,7 @@ continuation and the accuracy audit into the values of a limit and their derivat
 
 from __future__ import annotations
 
+import copy
 from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
@@ -10,7 +11,7 @@ import sympy
 
 from .. import precision
 from ..arguments import resolve_keys
-from ..errors import ParameterError
+from ..errors import ConvergenceError, ParameterError
 from .accuracy import AccuracyAudit, inaccurate_points, points_of, rounded, warn_imprecise
 from .compiled import CompiledProblem, NumericProblem, float_columns, shaped, to_mpmath
 from .continuation import Continuation
@@ -18,6 +19,7 @@ from .dyson_map import DysonMap, NewtonStop, PathPoint
 from .linear_algebra import FloatAlgebra, MultiprecisionAlgebra, single_threaded_blas, zeros
 from .options import DEFAULT_OPTIONS, SolverOptions
 from .result import LimitResult, Solution
+from .spectral import SpectralNodes
 
 __all__ = ["FloatEvaluation", "Solver"]
 
@@ -94,10 +96,53 @@ class Solver:
         self.record = dict(record)
         self.problem = NumericProblem.from_record(self.record)
         self.parameters = self.problem.parameters
-        self.compiled = CompiledProblem(self.problem)
-        self.dyson_map = DysonMap(self.problem)
+        nodes = SpectralNodes(self.problem.spectral, self.parameters, self.problem.size)
+        self.compiled = CompiledProblem(self.problem, nodes)
+        self.dyson_map = DysonMap(self.problem, nodes)
         self.continuation = Continuation(self.dyson_map, self.compiled)
         self.audit = AccuracyAudit(self.dyson_map, self.compiled)
+        self._levels: dict = {}
+
+    def _at_level(self, level: int) -> "Solver":
+        """This solver with the quadrature rules of quantile functions at ``level`` (see
+        :class:`pencils.solve.spectral.SpectralNodes`), sharing the compiled functions."""
+        if level not in self._levels:
+            other = copy.copy(self)
+            nodes = self.compiled.nodes.at_level(level)
+            other.compiled, other.dyson_map = self.compiled.at_level(nodes), self.dyson_map.at_level(nodes)
+            other.continuation = Continuation(other.dyson_map, other.compiled)
+            other.audit = copy.copy(self.audit)
+            other.audit.dyson_map, other.audit.compiled = other.dyson_map, other.compiled
+            self._levels[level] = other
+        return self._levels[level]
+
+    def _refined(self, evaluate, tolerance) -> tuple:
+        r"""``evaluate(solver) -> (values, details)`` (``values`` a list of flat arrays) with the quantile
+        functions of Diagonals integrated to ``tolerance``: at successive quadrature levels (the nodes double)
+        until two agree, relative, at every point.  Returns ``(values, details, changes)`` at the finer level,
+        ``changes`` the change of each value from the coarser one (0 without quantile functions, whose
+        averages are finite sums over atoms)."""
+        nodes = self.compiled.nodes
+        if not nodes.quantile:
+            values, details = evaluate(self)
+            return values, details, [0] * len(values)
+        previous = None
+        for level in range(nodes.first_level, nodes.last_level + 1):
+            values, details = evaluate(self._at_level(level))
+            if previous is not None:
+                changes = [np.abs(value - old) for value, old in zip(values, previous)]
+                if all(np.all(change <= tolerance * np.abs(value)) for change, value in zip(changes, values)):
+                    return values, details, changes
+            previous = values
+        worst = max(float(np.max(np.asarray(change / np.abs(value), dtype=float)))
+                    for change, value in zip(changes, values))
+        raise ConvergenceError(
+            f"the averages over the quantile functions of the Diagonals did not converge to a relative "
+            f"{float(tolerance):.0e} with {self._at_level(level).compiled.nodes.count} quadrature nodes (the "
+            f"relative change from half as many is {worst:.1e}): the resolvent is nearly singular at some u "
+            f"(a spectral parameter close to the spectrum, a vanishing ridge) or the quantile function is rough; "
+            f"move the point, or split the law into atoms."
+        )
 
     @property
     def unknowns(self) -> int:
@@ -145,12 +190,24 @@ class Solver:
         -------
         Solution
             ``(inverse, scale, shape)``: :math:`(\Lambda - \eta(g))^{-1}` at the
-            solution, shape (P, K, K) (object dtype of mpmath numbers if ``dps``),
+            solution, shape (P, K, K) (object dtype of mpmath numbers if ``dps``;
+            averaged over the spectral variables of Diagonals, with quantile
+            functions at the first quadrature level that agrees with the next),
             the scale of the target, shape (P,), and the broadcast shape of the values.
         """
-        with np.errstate(all="ignore"), single_threaded_blas(), precision.digits(15 if dps is None else dps + 15):
-            solved = self._solve(subs, dps, path_from, continuation, options or DEFAULT_OPTIONS)
-        return Solution(solved.inverse, solved.scale, solved.shape)
+        options = options or DEFAULT_OPTIONS
+
+        def evaluate(solver: "Solver") -> tuple:
+            solved = solver._solve(subs, dps, path_from, continuation, options)
+            inverse = solver.compiled.nodes.average(solved.inverse)
+            return [inverse.reshape(len(inverse), -1)], solved
+
+        with (np.errstate(all="ignore"), single_threaded_blas(),
+              precision.digits(15 if dps is None else dps + 15) as context):
+            tolerance = options.float_accuracy / 10 if dps is None else context.mpf(10) ** -dps
+            (inverse,), solved, _ = self._refined(evaluate, tolerance)
+        return Solution(inverse.reshape(len(inverse), self.problem.size, self.problem.size), solved.scale,
+                        solved.shape)
 
     def _solve(self, subs: Mapping, dps: int | None, path_from: Mapping | None, continuation: str,
                options: SolverOptions) -> _Solved:
@@ -183,7 +240,7 @@ class Solver:
                 polished = self._polish(columns, floats, g, np.ones(count, dtype=bool), finish,
                                         options.finishing_dps, options)
                 inverse[finish] = np.array(polished.inverse.tolist(), dtype=inverse.dtype)
-                g[finish] = inverse[finish][:, self.dyson_map.unknown_rows, self.dyson_map.unknown_cols]
+                g[finish] = self.dyson_map.mean(inverse[finish])
                 relative[finish] = polished.residual
             return _Solved(inverse, scale, shape, g, relative, narrow)
         # Newton in arbitrary precision starts from the float solution wherever it nearly converged.
@@ -264,12 +321,16 @@ class Solver:
         options = options or DEFAULT_OPTIONS
         if dps is None:
             return self._evaluate_floats(subs, path_from, continuation, derivatives, options)
-        with np.errstate(all="ignore"), single_threaded_blas(), precision.digits(dps + 15):
-            solved = self._solve(subs, dps, path_from, continuation, options)
-            values = [solved.scale * solved.inverse[:, self.problem.out, self.problem.into]]
+        def evaluate(solver: "Solver") -> tuple:
+            solved = solver._solve(subs, dps, path_from, continuation, options)
+            values = [solved.scale * solver.compiled.nodes.mean(solved.inverse, self.problem.out, self.problem.into)]
             if derivatives:
-                _, columns, _ = self.compiled.points(subs, multiprecision=True)
-                values += self._derivatives(columns, solved.inverse, solved.scale, derivatives, dps, options)[0]
+                _, columns, _ = solver.compiled.points(subs, multiprecision=True)
+                values += solver._derivatives(columns, solved.inverse, solved.scale, derivatives, dps, options)[0]
+            return values, solved
+
+        with np.errstate(all="ignore"), single_threaded_blas(), precision.digits(dps + 15) as context:
+            values, solved, _ = self._refined(evaluate, context.mpf(10) ** -dps)
             results = [shaped(value, solved.shape, dps) for value in values]
         count = len(solved.residual)
         nothing = np.zeros(count, dtype=bool)
@@ -322,12 +383,23 @@ class Solver:
 
     def float_target(self, subs: Mapping, path_from: Mapping | None, continuation: str, derivatives: Sequence,
                      options: SolverOptions = DEFAULT_OPTIONS) -> FloatEvaluation:
-        """The float target and its ``derivatives`` at every point, each with a bound on its rounding error.
+        """The float target and its ``derivatives`` at every point, each with a bound on its rounding error
+        (and, with quantile functions, on the quadrature error: the change from half as many nodes).
 
         Returns a :class:`FloatEvaluation`: flat arrays (one per output) of the
         values and their error bounds, the broadcast shape, the parameter
         columns, the relative residual and the points Newton left to arbitrary precision.
         """
+        def evaluate(solver: "Solver") -> tuple:
+            evaluation = solver._float_values(subs, path_from, continuation, derivatives, options)
+            return evaluation.values, evaluation
+
+        _, evaluation, changes = self._refined(evaluate, options.float_accuracy / 10)
+        return evaluation._replace(errors=[error + change for error, change in zip(evaluation.errors, changes)])
+
+    def _float_values(self, subs: Mapping, path_from: Mapping | None, continuation: str, derivatives: Sequence,
+                      options: SolverOptions) -> FloatEvaluation:
+        """:meth:`float_target` at this solver's quadrature level."""
         with np.errstate(all="ignore"), single_threaded_blas():
             solved = self._solve(subs, None, path_from, continuation, options)
             inverse, scale, g = solved.inverse, solved.scale, solved.g
@@ -336,7 +408,7 @@ class Solver:
             deterministic, weights, _, _ = self.compiled.coefficients(floats, count, multiprecision=False)
             error, sensitivity, entries, adjoint = self.audit.float_error(deterministic, weights, g, inverse, scale,
                                                                           options)
-            values, errors = [scale * inverse[:, self.problem.out, self.problem.into]], [error]
+            values, errors = [scale * self.compiled.nodes.mean(inverse, self.problem.out, self.problem.into)], [error]
             if derivatives:
                 slopes, parts = self._derivatives(floats, inverse, scale, derivatives, None, options,
                                                   (sensitivity, adjoint))
@@ -368,7 +440,7 @@ class Solver:
         count, multiprecision = inverse.shape[0], dps is not None
         algebra = MultiprecisionAlgebra(dps) if multiprecision else FloatAlgebra()
         deterministic, weights, _, _ = self.compiled.coefficients(columns, count, multiprecision)
-        g = inverse[:, self.dyson_map.unknown_rows, self.dyson_map.unknown_cols]
+        g = self.dyson_map.mean(inverse)
         zero = zeros(count, object if multiprecision else float)
         one = zero + 1
         out, into = self.problem.out, self.problem.into
@@ -388,12 +460,14 @@ class Solver:
             moved = self.dyson_map.velocity(point, g, inverse, algebra, options)
             direct = self.dyson_map.matrix(d_deterministic, d_weights, g, 1, algebra)
             change = direct + self.dyson_map.matrix(0 * deterministic, weights, moved, 1, algebra)
-            entry = (inverse[:, out, None, :] @ change @ inverse[:, :, into, None])[:, 0, 0]
-            results.append(d_scale * inverse[:, out, into] - scale * entry)
+            nodes = self.compiled.nodes
+            entry = nodes.weigh((inverse[:, :, out, None, :] @ change @ inverse[:, :, :, into, None])[:, :, :, 0], [out])
+            target = nodes.mean(inverse, out, into)
+            results.append(d_scale * target - scale * entry[:, 0])
             if adjoints is not None:
-                magnitude = (np.abs(d_scale * inverse[:, out, into])
-                             + np.sum(np.abs(sensitivity) * np.abs(direct), axis=(1, 2)))
-                shift = (inverse @ direct @ inverse)[:, self.dyson_map.unknown_rows, self.dyson_map.unknown_cols]
+                magnitude = (np.abs(d_scale * target)
+                             + np.sum(np.abs(sensitivity) * np.abs(direct), axis=(1, 2, 3)))
+                shift = self.dyson_map.mean(inverse @ direct @ inverse)
                 residual = np.abs((jacobian @ moved[:, :, None])[:, :, 0] - shift) + rounding * (
                     (np.abs(jacobian) @ np.abs(moved)[:, :, None])[:, :, 0] + np.abs(shift))
                 parts.append((magnitude, np.sum(np.abs(adjoint) * residual, axis=1)))
