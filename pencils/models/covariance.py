@@ -20,9 +20,10 @@ from typing import Any
 
 import sympy
 
+from .. import precision
 from ..simulation.covariance import as_profile
 
-__all__ = ["profile_key", "diagonal", "power_law"]
+__all__ = ["profile_key", "diagonal", "spectral_average", "mean", "power_law"]
 
 
 def profile_key(profile: Any, name: str, like: Any = None) -> tuple | None:
@@ -60,6 +61,44 @@ def diagonal(name: str, dim: sympy.Symbol, key: tuple, power: sympy.Expr = 1) ->
         (u,) = values.variables
         return Diagonal(name, dim, sympy.Lambda(u, values.expr**power), weights)
     return Diagonal(name, dim, [value**power for value in values], weights)
+
+
+def spectral_average(key: tuple, function, digits: int = 15) -> sympy.Expr:
+    r""":math:`\mathbb E\,f(\lambda) = \int_0^1 f(Q(u))\,du` over the law of a profile ``key`` (:func:`profile_key`).
+
+    A finite sum over atoms (exact for exact atoms and an exact ``function``); for a quantile
+    function the integral is evaluated to ``digits`` digits by :meth:`sympy.Integral.evalf`.
+
+    Examples
+    --------
+    >>> spectral_average(profile_key(([1, 4], [0.25, 0.75]), "covariance"), lambda x: x)
+    13/4
+    >>> u = sympy.Symbol("u")
+    >>> spectral_average(profile_key(sympy.Lambda(u, 1 + 3 * u), "covariance"), lambda x: x, 20)
+    2.5000000000000000000
+    """
+    values, weights = key
+    if isinstance(values, sympy.Lambda):
+        (u,) = values.variables
+        return sympy.Integral(function(values.expr), (u, 0, 1)).evalf(digits)
+    masses = weights if weights is not None else (sympy.Rational(1, len(values)),) * len(values)
+    return sympy.Add(*(mass * function(value) for mass, value in zip(masses, values)))
+
+
+def mean(key: tuple, dps: int | None = None) -> Any:
+    r""":math:`\tau = \operatorname{tr}\Sigma/d` of a profile: a float, or an mpmath number with ``dps + 15`` digits.
+
+    Examples
+    --------
+    >>> mean(profile_key([1, 4], "covariance"))
+    2.5
+    """
+    digits = (dps or 15) + 15
+    value = spectral_average(key, lambda x: x, digits)
+    if dps is None:
+        return float(value)
+    with precision.digits(digits) as context:
+        return precision.public(context.mpmathify(str(sympy.Float(value, digits))))
 
 
 def power_law(alpha: float, beta: float, size: int) -> dict:
