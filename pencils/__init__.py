@@ -6,3 +6,4 @@ from .dyson import DysonSystem
 from .limits import derive, limit, trace_limit
 from .spectra import Spectrum, spectral_density, spectrum
 from .functions import MatrixFunction
+from .diagonal import Diagonal

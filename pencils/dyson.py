@@ -21,6 +21,20 @@ transpose:
 with :math:`\alpha_a = N_a/N`.  Only the entries :math:`g_{lm}` that
 :math:`\eta` reads are unknowns; the target, the selected block of the pencil,
 follows from one inversion.
+
+With :class:`pencils.Diagonal` matrices, :math:`\Lambda` has diagonal blocks
+:math:`\operatorname{diag}(f(\sigma(u)))` on the dimensions that carry them:
+all entries of :math:`\Lambda - \eta(g)` are diagonal in one basis, so the
+resolvent is :math:`(\Lambda(u) - \eta(g))^{-1}` at each spectral variable
+:math:`u`, and a normalised trace is its average over :math:`u`:
+
+.. math::  g_S = \mathbb E_u\bigl[(\Lambda(u) - \eta(g))^{-1}\bigr]_S,
+
+with the same unknowns as without them (:math:`\eta` only reads normalised
+traces).  :math:`\Lambda - \eta(g)` only couples blocks of equal size, so
+each entry depends on the spectral variable of its own dimension, and the
+average of an entry is over that variable alone: a weighted sum over atoms, or
+an integral over :math:`u \in (0, 1)` for a quantile function.
 """
 
 from __future__ import annotations
@@ -31,6 +45,8 @@ from functools import cached_property
 import numpy as np
 import sympy
 
+from .diagonal import SPECTRAL_VARIABLE, endpoint_regular, spectral_groups
+from .errors import UnsupportedOperationError
 from .pencil import IDENTITY, Pencil
 from .validation import check_solve_arguments
 from .serialization import encode
@@ -68,7 +84,12 @@ class DysonSystem:
     couplings : list of Coupling
         The linear map :math:`\eta`.
     parameters : tuple of sympy.Symbol
-        The scalar symbols the solution depends on (ratios included), sorted by name.
+        The scalar symbols the solution depends on (ratios and the parameters of
+        the laws of Diagonals included), sorted by name.
+    spectral_groups : list of (sympy.Expr, list of Diagonal)
+        The Diagonals grouped by dimension (one spectral variable per group).
+    block_groups : list of int
+        For each block, the index of the group of its dimension (-1 if none).
 
     Examples
     --------
@@ -116,11 +137,18 @@ class DysonSystem:
         index = {block: k for k, block in enumerate(self.unknowns)}
         self.couplings = [Coupling(i, j, index[(l, m)], weight) for (i, j, l, m), weight in terms.items()]
         self.symbols = [sympy.Symbol(f"g_{l}{m}" if size <= 10 else f"g_{l},{m}") for l, m in self.unknowns]
-        free = set(self.deterministic.free_symbols) | set(pencil.scale.free_symbols)
+        self.spectral_groups = spectral_groups(pencil.diagonals)
+        self.block_groups = [
+            next((k for k, (dim, _) in enumerate(self.spectral_groups) if sympy.sympify(size) == dim), -1)
+            for size in pencil.sizes
+        ]
+        free = (set(self.deterministic.free_symbols) - pencil.spectral) | set(pencil.scale.free_symbols)
         for coupling in self.couplings:
             free |= coupling.weight.free_symbols
         for ratio in self.ratios:
             free |= sympy.sympify(ratio).free_symbols
+        for diagonal in pencil.diagonals:
+            free |= diagonal.parameters
         self.parameters = tuple(sorted(free, key=str))
         self._reduced = None
 
@@ -172,11 +200,31 @@ class DysonSystem:
         matrix :math:`\Lambda - \eta(g)` at no cost.  The numeric solvers never
         need this form.
         """
-        return [sympy.Eq(symbol, self._inverse_entries[pair]) for symbol, pair in zip(self.symbols, self.unknowns)]
+        return [sympy.Eq(symbol, self._averaged(pair)) for symbol, pair in zip(self.symbols, self.unknowns)]
 
     def target(self) -> sympy.Expr:
         """The limit of the normalised trace, in terms of the unknowns and parameters."""
-        return self.pencil.scale * self._inverse_entries[(self.pencil.out, self.pencil.into)]
+        return self.pencil.scale * self._averaged((self.pencil.out, self.pencil.into))
+
+    def _averaged(self, pair: tuple) -> sympy.Expr:
+        r"""The entry ``pair`` of :math:`(\Lambda - \eta(g))^{-1}`, averaged over the spectral variable
+        of its dimension: a sum over atoms (written out for at most 4, else a :class:`sympy.Sum` over
+        indexed atoms ``name[k]`` and masses ``w[k]``), or an integral over ``u`` in (0, 1)."""
+        entry = self._inverse_entries[pair]
+        group = self.block_groups[pair[0]]
+        if group < 0:
+            return entry
+        _, diagonals = self.spectral_groups[group]
+        first = diagonals[0]
+        if first.is_quantile:
+            return sympy.Integral(entry.xreplace({d.symbol: d.quantile() for d in diagonals}), (SPECTRAL_VARIABLE, 0, 1))
+        if len(first.values) <= 4:
+            return sympy.Add(*(weight * entry.xreplace({d.symbol: d.values[k] for d in diagonals})
+                               for k, weight in enumerate(first.weights)))
+        k = sympy.Symbol("k", integer=True)
+        atoms = {d.symbol: sympy.IndexedBase(d.name)[k] for d in diagonals}
+        weight = sympy.Rational(1, len(first.values)) if len(set(first.weights)) == 1 else sympy.IndexedBase("w")[k]
+        return sympy.Sum(weight * entry.xreplace(atoms), (k, 1, len(first.values)))
 
     def reduce(self):
         r"""The same equations in the fewest unknowns, with readable names (:class:`pencils.reduction.ReducedSystem`).
@@ -194,6 +242,11 @@ class DysonSystem:
         >>> derive((X.T * X / n - z * sympy.Identity(d)).I, {n: 2 * d}).reduce()
         ReducedSystem(1 unknown from 2, parameters z)
         """
+        if self.pencil.diagonals:
+            raise UnsupportedOperationError(
+                "reduce() handles systems without Diagonal matrices only (its elimination does not average over "
+                "the spectral variable); use equations() or the numeric solver."
+            )
         if self._reduced is None:
             from .reduction import reduce_system
 
@@ -215,13 +268,17 @@ class DysonSystem:
     # ----------------------------------------------------------------- numbers
 
     def record(self) -> dict:
-        """The numeric problem as plain data: what :class:`pencils.solve.Solver` needs.
+        r"""The numeric problem as plain data: what :class:`pencils.solve.Solver` needs.
 
         Integers, lists, strings and dictionaries only (expressions as the trees
         of :func:`pencils.serialization.encode`), so that it can be written to
         the on-disk cache as JSON and read back without evaluating any text
         (:func:`check_record` checks its structure).  The couplings are sorted
-        by unknown.
+        by unknown.  ``spectral`` holds, for each dimension that carries
+        Diagonals, its ``blocks``, the eigenvalue ``symbols`` that the
+        coefficients of :math:`\Lambda` contain, and their law: ``atoms`` (one
+        list per symbol) and ``weights``, or ``quantiles`` (expressions in
+        ``u``) and the quadrature ``rule``.
 
         Examples
         --------
@@ -251,7 +308,25 @@ class DysonSystem:
             "coefficients": [encode(e) for e in expressions],
             "out": int(self.pencil.out),
             "into": int(self.pencil.into),
+            "spectral": [self._spectral_record(group) for group in range(len(self.spectral_groups))],
         }
+
+    def _spectral_record(self, group: int) -> dict:
+        """The law of one spectral variable as plain data (see :meth:`record`)."""
+        _, diagonals = self.spectral_groups[group]
+        first = diagonals[0]
+        law = {
+            "blocks": [block for block, owner in enumerate(self.block_groups) if owner == group],
+            "symbols": [encode(d.symbol) for d in diagonals],
+        }
+        if first.is_quantile:
+            quantiles = [d.quantile() for d in diagonals]
+            law["rule"] = "legendre" if all(map(endpoint_regular, quantiles)) else "tanh-sinh"
+            law["quantiles"] = [encode(q) for q in quantiles]
+        else:
+            law["atoms"] = [[encode(value) for value in d.values] for d in diagonals]
+            law["weights"] = [encode(weight) for weight in first.weights]
+        return law
 
     @cached_property
     def solver(self):
@@ -324,6 +399,23 @@ def check_record(record) -> None:
     for field in ("out", "into"):
         if type(record.get(field)) is not int or not 0 <= record[field] < size:
             raise ValueError(f"the record's {field} is {record.get(field)!r}, not a block index below {size}")
+    spectral = record.get("spectral")
+    if type(spectral) is not list:
+        raise ValueError("the record's spectral laws are not a list")
+    for law in spectral:
+        if type(law) is not dict or type(law.get("blocks")) is not list or type(law.get("symbols")) is not list:
+            raise ValueError("a spectral law of the record is not a dictionary with blocks and symbols")
+        if not law["symbols"] or not all(type(b) is int and 0 <= b < size for b in law["blocks"]):
+            raise ValueError("a spectral law of the record has no symbols or a block outside the pencil")
+        count = len(law["symbols"])
+        if "atoms" in law:
+            atoms, weights = law["atoms"], law.get("weights")
+            if (type(atoms) is not list or len(atoms) != count or type(weights) is not list or not weights
+                    or not all(type(row) is list and len(row) == len(weights) for row in atoms)):
+                raise ValueError("a spectral law of the record has atoms that do not match its symbols and weights")
+        elif type(law.get("quantiles")) is not list or len(law["quantiles"]) != count or law.get("rule") not in (
+                "legendre", "tanh-sinh"):
+            raise ValueError("a spectral law of the record has neither atoms nor quantile functions with a rule")
 
 
 def _structurally_nonzero(size: int, pattern: set, terms: dict) -> np.ndarray:

@@ -36,9 +36,13 @@ from sympy.matrices.expressions import (
 
 from .arguments import as_sympy
 from .errors import DimensionError, MisScaledError, UnsupportedOperationError
+from .diagonal import Diagonal
 from .gaussian import Gaussian
 
-__all__ = ["Dimensions", "Leaf", "Identity", "Sum", "Product", "Inverse", "Block", "normalise", "parts", "check_rational"]
+__all__ = [
+    "Dimensions", "Leaf", "DiagonalLeaf", "MatrixIdentity", "MatrixSum", "MatrixProduct", "MatrixInverse", "Block",
+    "normalise", "parts", "check_rational",
+]
 
 
 # --------------------------------------------------------------------------- dimensions
@@ -194,7 +198,18 @@ class Leaf:
 
 
 @dataclass(frozen=True)
-class Identity:
+class DiagonalLeaf:
+    r"""A deterministic :class:`pencils.Diagonal` (order one: no power of :math:`N`)."""
+
+    diagonal: Diagonal
+
+    @property
+    def shape(self) -> tuple:
+        return self.diagonal.shape
+
+
+@dataclass(frozen=True)
+class MatrixIdentity:
     """The identity of a given dimension."""
 
     size: sympy.Expr
@@ -205,7 +220,7 @@ class Identity:
 
 
 @dataclass(frozen=True)
-class Sum:
+class MatrixSum:
     """``sum(coefficient * term)``: pairs ``(coefficient, node)``, all of one shape."""
 
     terms: tuple
@@ -216,7 +231,7 @@ class Sum:
 
 
 @dataclass(frozen=True)
-class Product:
+class MatrixProduct:
     """The product of its factors, left to right."""
 
     factors: tuple
@@ -227,7 +242,7 @@ class Product:
 
 
 @dataclass(frozen=True)
-class Inverse:
+class MatrixInverse:
     """The inverse of a square node."""
 
     argument: object
@@ -274,11 +289,11 @@ def parts(node) -> tuple[tuple, tuple]:
     """
     if isinstance(node, Block):
         return node.row_sizes, node.col_sizes
-    if isinstance(node, Product):
+    if isinstance(node, MatrixProduct):
         return parts(node.factors[0])[0], parts(node.factors[-1])[1]
-    if isinstance(node, Sum):  # an identity term may be split like the others
+    if isinstance(node, MatrixSum):  # an identity term may be split like the others
         return max((parts(term) for _, term in node.terms), key=lambda both: len(both[0]) + len(both[1]))
-    if isinstance(node, Inverse):
+    if isinstance(node, MatrixInverse):
         return parts(node.argument)
     rows, cols = node.shape
     return (rows,), (cols,)
@@ -287,8 +302,8 @@ def parts(node) -> tuple[tuple, tuple]:
 def normalise(expr: MatrixExpr, dims: Dimensions) -> tuple[sympy.Expr, sympy.Expr, object]:
     r"""Split ``expr`` into ``coefficient * N**power * node``.
 
-    ``node`` is a tree of :class:`Leaf`, :class:`Identity`, :class:`Sum`,
-    :class:`Product`, :class:`Inverse` and :class:`Block` whose coefficients are
+    ``node`` is a tree of :class:`Leaf`, :class:`DiagonalLeaf`, :class:`MatrixIdentity`, :class:`MatrixSum`,
+    :class:`MatrixProduct`, :class:`MatrixInverse` and :class:`Block` whose coefficients are
     free of ``N`` and whose Gaussians are normalised; transposes are pushed down
     to the leaves.
 
@@ -313,25 +328,28 @@ class _Normaliser:
     def convert(self, expr, transposed: bool):
         if isinstance(expr, Gaussian):
             return sympy.Integer(1), sympy.Rational(1, 2), Leaf(expr, transposed)
+        if isinstance(expr, Diagonal):  # its own transpose
+            return sympy.Integer(1), sympy.Integer(0), DiagonalLeaf(expr)
         if isinstance(expr, Transpose):
             return self.convert(expr.arg, not transposed)
         if isinstance(expr, SympyIdentity):
-            return sympy.Integer(1), sympy.Integer(0), Identity(expr.rows)
+            return sympy.Integer(1), sympy.Integer(0), MatrixIdentity(expr.rows)
         if isinstance(expr, MatMul):
             return self._product(expr, transposed)
         if isinstance(expr, MatAdd):
             return self._sum(expr, transposed)
         if isinstance(expr, SympyInverse):
             coefficient, power, node = self.convert(expr.arg, transposed)
-            return 1 / coefficient, -power, Inverse(node)
+            return 1 / coefficient, -power, MatrixInverse(node)
         if isinstance(expr, MatPow):
             return self._power(expr, transposed)
         if isinstance(expr, BlockMatrix):
             return self._block(expr, transposed)
         if isinstance(expr, MatrixSymbol):
             raise UnsupportedOperationError(
-                f"{expr} is a plain MatrixSymbol; only pencils.Gaussian matrices and identities "
-                f"can appear. Declare random matrices with pencils.Gaussian(name, rows, cols)."
+                f"{expr} is a plain MatrixSymbol; only pencils.Gaussian and pencils.Diagonal matrices and "
+                f"identities can appear. Declare random matrices with pencils.Gaussian(name, rows, cols) and "
+                f"deterministic diagonal ones with pencils.Diagonal(name, dim, values)."
             )
         if not getattr(expr, "is_Matrix", False):
             raise UnsupportedOperationError(
@@ -355,7 +373,7 @@ class _Normaliser:
             factors.reverse()
         if len(factors) == 1:
             return coefficient, power, factors[0]
-        return coefficient, power, Product(tuple(factors))
+        return coefficient, power, MatrixProduct(tuple(factors))
 
     def _sum(self, expr: MatAdd, transposed: bool):
         shapes = [tuple(self.dims.ratio(size) for size in term.shape) for term in expr.args]
@@ -376,7 +394,7 @@ class _Normaliser:
                 f"so that every term has the same order."
             )
         terms = tuple((coefficient, node) for coefficient, _, node in converted)
-        return sympy.Integer(1), powers.pop(), Sum(terms)
+        return sympy.Integer(1), powers.pop(), MatrixSum(terms)
 
     def _block(self, expr: BlockMatrix, transposed: bool):
         """A block matrix: every non-zero block carries the same power of ``N`` (like the terms of a sum)."""
@@ -418,10 +436,10 @@ class _Normaliser:
             )
         coefficient, power, node = self.convert(expr.base, transposed)
         count = abs(int(exponent))
-        product = node if count == 1 else Product((node,) * count)
+        product = node if count == 1 else MatrixProduct((node,) * count)
         coefficient, power = coefficient**count, power * count
         if exponent < 0:
-            return 1 / coefficient, -power, Inverse(product)
+            return 1 / coefficient, -power, MatrixInverse(product)
         return coefficient, power, product
 
 

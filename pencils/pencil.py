@@ -38,13 +38,17 @@ import numpy as np
 import sympy
 
 from .arguments import resolve_keys
-from .expression import Block, Dimensions, Identity, Inverse, Leaf, Product, Sum, normalise, parts, shape_symbols
+from .diagonal import Diagonal
+from .expression import (
+    Block, DiagonalLeaf, Dimensions, Leaf, MatrixIdentity, MatrixInverse, MatrixProduct, MatrixSum, normalise, parts, shape_symbols,
+)
 from .errors import MisScaledError, ParameterError, UnsupportedOperationError
 
 __all__ = ["Pencil", "linearize"]
 
-# An entry of the pencil is a dict {key: coefficient}; key None is the identity,
-# key (gaussian, transposed) a normalised Gaussian or its transpose.
+# An entry of the pencil is a dict {key: coefficient}; key None is the identity (its coefficient
+# may hold the eigenvalue symbols of Diagonals: a deterministic diagonal block), key
+# (gaussian, transposed) a normalised Gaussian or its transpose.
 IDENTITY = None
 
 
@@ -71,11 +75,15 @@ class Pencil:
     entries : dict
         ``{(i, j): {key: coefficient}}`` with ``key`` ``None`` for the identity
         and ``(gaussian, transposed)`` for a normalised Gaussian (entry variance
-        ``1/N``) or its transpose.  Coefficients are free of ``N``.
+        ``1/N``) or its transpose.  Coefficients are free of ``N``; an identity
+        coefficient may contain the eigenvalue symbols :attr:`pencils.Diagonal.symbol`
+        (a diagonal block :math:`\operatorname{diag}(f(\sigma(u)))`), a Gaussian's may not.
     out, into : int
         The blocks selected by :math:`u = e_{\mathrm{out}}` and :math:`v = e_{\mathrm{in}}`.
     scale : sympy.Expr
         ``expression = scale * N**0 * (u^T L^{-1} v)``.
+    diagonals : tuple of Diagonal
+        The :class:`pencils.Diagonal` matrices of the expression, sorted by name.
 
     Examples
     --------
@@ -97,6 +105,12 @@ class Pencil:
     out: int
     into: int
     scale: sympy.Expr
+    diagonals: tuple = ()
+
+    @property
+    def spectral(self) -> set:
+        """The eigenvalue symbols of the pencil's Diagonals."""
+        return {diagonal.symbol for diagonal in self.diagonals}
 
     # ----------------------------------------------------------------- display
 
@@ -148,16 +162,20 @@ class Pencil:
         offsets = np.concatenate([[0], np.cumsum(block_sizes)])
         dense = np.zeros((offsets[-1], offsets[-1]), dtype=complex)
         scalars = {**sizes, **values}
+        eigenvalues = {diagonal.symbol: diagonal.eigenvalues(int(sympy.sympify(diagonal.dim).subs(sizes)), values)
+                       for diagonal in self.diagonals}
         for (i, j), entry in self.entries.items():
             rows, cols = slice(offsets[i], offsets[i + 1]), slice(offsets[j], offsets[j + 1])
             for key, coefficient in entry.items():
-                value = complex(sympy.sympify(coefficient).subs(scalars))
+                coefficient = sympy.sympify(coefficient).subs(scalars)
                 if key is IDENTITY:
-                    dense[rows, cols] += value * np.eye(block_sizes[i])
-                else:
-                    gaussian, transposed = key
-                    block = matrices[gaussian] / np.sqrt(base)
-                    dense[rows, cols] += value * (block.T if transposed else block)
+                    spectral = sorted(coefficient.free_symbols & set(eigenvalues), key=str)
+                    diagonal = sympy.lambdify(spectral, coefficient, "numpy")(*(eigenvalues[s] for s in spectral))
+                    dense[rows, cols] += np.diag(np.broadcast_to(np.asarray(diagonal, dtype=complex), block_sizes[i]))
+                    continue
+                gaussian, transposed = key
+                block = matrices[gaussian] / np.sqrt(base)
+                dense[rows, cols] += complex(coefficient) * (block.T if transposed else block)
         return dense, offsets
 
     def check(self, values: Mapping | None = None, size: int = 7, seed: int = 0) -> float:
@@ -279,7 +297,7 @@ class _Builder:
     def build(self, node, split: tuple | None = None) -> tuple[tuple, tuple]:
         """Add the pencil of ``node``; return its ``(out, in)`` ports.
 
-        ``split`` asks an :class:`~pencils.expression.Identity` to come as one
+        ``split`` asks an :class:`~pencils.expression.MatrixIdentity` to come as one
         identity block per given size (a ridge added to a block matrix).
         """
         if isinstance(node, Leaf):
@@ -287,26 +305,30 @@ class _Builder:
             out, into = self.block(rows), self.block(cols)
             self._add(out, into, (node.gaussian, node.transposed), -1)
             return (out,), (into,)
-        if isinstance(node, Identity):
+        if isinstance(node, DiagonalLeaf):  # [[I, -D], [0, I]]: D a deterministic diagonal block
+            out, into = self.block(node.diagonal.dim), self.block(node.diagonal.dim)
+            self._add(out, into, IDENTITY, -node.diagonal.symbol)
+            return (out,), (into,)
+        if isinstance(node, MatrixIdentity):
             if split is not None and sympy.simplify(sympy.Add(*split) - node.size) == 0:
                 port = tuple(self.block(size) for size in split)
                 return port, port
             out = self.block(node.size)
             return (out,), (out,)
-        if isinstance(node, Product):
+        if isinstance(node, MatrixProduct):
             out, into = self.build(node.factors[0])
             for factor in node.factors[1:]:
                 factor_out, factor_in = self.build(factor)
                 self._join(into, factor_out, -1, "a product")
                 into = factor_in
             return out, into
-        if isinstance(node, Sum):
+        if isinstance(node, MatrixSum):
             rows, cols = parts(node)
             out, into = tuple(self.block(size) for size in rows), tuple(self.block(size) for size in cols)
             for coefficient, term in node.terms:
                 self._term(out, into, coefficient, term, split=rows if rows == cols else None)
             return out, into
-        if isinstance(node, Inverse):
+        if isinstance(node, MatrixInverse):
             argument_out, argument_in = self.build(node.argument)
             new = []
             for out, into in zip(argument_out, argument_in):
@@ -379,7 +401,8 @@ def linearize(expr: sympy.MatrixExpr, dims: Mapping, reduce: bool = True) -> Pen
         )
     builder = _Builder()
     (out,), (into,) = builder.build(node)
-    pencil = Pencil(expr, dimensions, builder.sizes, builder.entries, out, into, coefficient)
+    diagonals = tuple(sorted(expr.atoms(Diagonal), key=lambda diagonal: diagonal.name))
+    pencil = Pencil(expr, dimensions, builder.sizes, builder.entries, out, into, coefficient, diagonals)
     return reduce_pencil(pencil) if reduce else pencil
 
 
@@ -390,11 +413,17 @@ def _has_gaussian(entry: dict) -> bool:
     return any(key is not IDENTITY for key in entry)
 
 
+def _has_spectrum(entry: dict, spectral: set) -> bool:
+    """Whether the identity coefficient of ``entry`` holds the eigenvalue of a Diagonal."""
+    return IDENTITY in entry and bool(sympy.sympify(entry[IDENTITY]).free_symbols & spectral)
+
+
 class _Elimination:
     """The entries of a pencil with row and column indices, for cheap Schur complements."""
 
     def __init__(self, pencil: Pencil):
         self.pencil = pencil
+        self.spectral = pencil.spectral
         self.entries = {key: dict(entry) for key, entry in pencil.entries.items()}
         self.row: dict = {}
         self.column: dict = {}
@@ -413,9 +442,15 @@ class _Elimination:
         pivot = self.entries.get((k, k), {})
         if set(pivot) != {IDENTITY} or not pivot[IDENTITY].is_number:
             return False
-        column = any(_has_gaussian(self.entries[(i, k)]) for i in self.column.get(k, ()) if i != k)
-        row = any(_has_gaussian(self.entries[(k, j)]) for j in self.row.get(k, ()) if j != k)
-        return not (column and row)
+        column = [self.entries[(i, k)] for i in self.column.get(k, ()) if i != k]
+        row = [self.entries[(k, j)] for j in self.row.get(k, ()) if j != k]
+        random_column, random_row = any(map(_has_gaussian, column)), any(map(_has_gaussian, row))
+        if random_column and random_row:
+            return False
+        # a Gaussian times a diagonal block is not affine either: keep the Diagonal's block
+        if random_column and any(_has_spectrum(entry, self.spectral) for entry in row):
+            return False
+        return not (random_row and any(_has_spectrum(entry, self.spectral) for entry in column))
 
     def fill_in(self, k: int) -> int:
         column, row = len(self.column.get(k, ())) - 1, len(self.row.get(k, ())) - 1
@@ -465,6 +500,7 @@ def _renumber(pencil: Pencil, keep: list) -> Pencil:
         index[pencil.out],
         index[pencil.into],
         pencil.scale,
+        pencil.diagonals,
     )
 
 
@@ -473,7 +509,9 @@ def reduce_pencil(pencil: Pencil) -> Pencil:
 
     A block :math:`k` with :math:`L_{kk} = c I` (``c`` a non-zero number) is
     eliminated by a Schur complement when either its column or its row holds no
-    Gaussian, so that every fill-in :math:`L_{ik} L_{kk}^{-1} L_{kj}` stays affine.
+    Gaussian, and the other one no Diagonal, so that every fill-in
+    :math:`L_{ik} L_{kk}^{-1} L_{kj}` stays affine (a product of diagonal blocks
+    is a diagonal block).
     :math:`(L^{-1})_{\mathrm{out},\mathrm{in}}` only depends on blocks lying on a
     path from ``out`` to ``in`` in the graph of non-zero blocks.
     """
@@ -492,6 +530,6 @@ def reduce_pencil(pencil: Pencil) -> Pencil:
             else:
                 candidates.discard(neighbour)
     reduced = Pencil(pencil.expression, pencil.dims, list(pencil.sizes), elimination.entries,
-                     pencil.out, pencil.into, pencil.scale)
+                     pencil.out, pencil.into, pencil.scale, pencil.diagonals)
     keep = sorted(_reachable(elimination.row, pencil.out) & _reachable(elimination.column, pencil.into) & alive)
     return _renumber(reduced, keep)

@@ -15,6 +15,7 @@ import sympy
 from sympy.matrices.expressions import BlockMatrix, Identity, Inverse, MatAdd, MatMul, MatPow, Transpose
 
 from .arguments import resolve_keys
+from .diagonal import Diagonal
 from .errors import ParameterError, UnsupportedOperationError
 from .expression import Dimensions, shape_symbols
 from .gaussian import Gaussian
@@ -46,7 +47,11 @@ def draw(expr: sympy.MatrixExpr, sizes: Mapping, rng: np.random.Generator) -> di
 
 
 def evaluate(expr: sympy.MatrixExpr, matrices: Mapping, sizes: Mapping, values: Mapping) -> np.ndarray:
-    """Evaluate a matrix expression with numpy for given draws, sizes and scalar values."""
+    """Evaluate a matrix expression with numpy for given draws, sizes and scalar values.
+
+    A :class:`pencils.Diagonal` is the diagonal matrix of its finite-size
+    eigenvalues (:meth:`pencils.Diagonal.eigenvalues`).
+    """
     scalars = {**sizes, **values}
 
     def scalar(value) -> complex:
@@ -56,6 +61,8 @@ def evaluate(expr: sympy.MatrixExpr, matrices: Mapping, sizes: Mapping, values: 
     def walk(node) -> np.ndarray:
         if isinstance(node, Gaussian):
             return matrices[node]
+        if isinstance(node, Diagonal):
+            return np.diag(node.eigenvalues(int(sympy.sympify(node.dim).subs(sizes)), values))
         if isinstance(node, Identity):
             return np.eye(int(sympy.sympify(node.rows).subs(sizes)))
         if node.is_ZeroMatrix:

@@ -1,0 +1,352 @@
+r"""Deterministic diagonal matrices with a limiting spectrum.
+
+A :class:`Diagonal` of size :math:`N_d` is the matrix
+:math:`\operatorname{diag}(\sigma(u_1), \dots, \sigma(u_{N_d}))` whose
+empirical spectral distribution converges to a law given either by *atoms*
+:math:`\sigma_1, \dots, \sigma_K` with masses :math:`w_1, \dots, w_K`, or by its
+*quantile function* :math:`\sigma(u)` on :math:`(0, 1)`.  Every
+:class:`Diagonal` of one dimension is diagonal in the same basis and read at
+the same spectral variable :math:`u` (at the same atom index), so that
+:math:`C = \operatorname{diag}(c(u))` and
+:math:`\Sigma = \operatorname{diag}(\sigma(u))` describe a teacher aligned with
+a covariance.
+
+In the Dyson equation a :class:`Diagonal` is a deterministic block whose entry
+depends on :math:`u`: the normalised traces average over it,
+:math:`\mathbb E_u f(u) = \sum_k w_k f(k)` for atoms and
+:math:`\int_0^1 f(u)\,du` for a quantile function, integrated by
+Gauss-Legendre quadrature (tanh-sinh where the quantile function or its first
+two derivatives are not finite at an end point) with the number of nodes
+doubled until two rules agree (:func:`quadrature`).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import mpmath
+import numpy as np
+import sympy
+from sympy import MatrixSymbol
+from sympy.core.symbol import Str
+
+from .arguments import as_sympy
+from .errors import DimensionError, ParameterError
+
+__all__ = ["Diagonal", "quadrature", "spectral_groups"]
+
+#: The variable of a quantile function.
+SPECTRAL_VARIABLE = sympy.Symbol("u")
+
+
+class Diagonal(MatrixSymbol):
+    r"""A deterministic ``dim x dim`` diagonal matrix whose spectrum converges to a given law.
+
+    Parameters
+    ----------
+    name : str
+        The name of the matrix.
+    dim : sympy.Expr or str
+        Its dimension (a dimension symbol, or its name), with a ratio given
+        later by ``dims`` like the shapes of :class:`pencils.Gaussian`.
+    values : list or sympy.Lambda
+        Either the atoms of the law (numbers, exact SymPy numbers, or
+        expressions in parameter symbols), or its quantile function on
+        :math:`(0, 1)`: a :class:`sympy.Lambda` of one variable, e.g.
+        ``Lambda(u, sqrt(1 + 3*u))``, integrated to the requested precision.
+    weights : list, optional
+        The masses of the atoms: numbers that sum to 1 (equal masses by default).
+        Not allowed with a quantile function.
+
+    Notes
+    -----
+    Several :class:`Diagonal` matrices of one dimension commute and are paired:
+    by atom index (they must then have the same number of atoms and the same
+    masses), or by the variable of their quantile functions.  At finite size
+    (:func:`pencils.sample_trace`) atom :math:`k` is repeated
+    :math:`\approx w_k N_d` times, and a quantile function is read at
+    :math:`u_j = (j - 1/2)/N_d`.
+
+    Examples
+    --------
+    A population covariance with two levels, 1 and 4, of equal mass: the
+    resolvent trace of :math:`\Sigma^{1/2} X^T X \Sigma^{1/2}/n` at ``z = -1``
+    for ``n = 2 d`` (Silverstein's equation gives the same number):
+
+    >>> import sympy
+    >>> from pencils import Diagonal, Gaussian, trace_limit
+    >>> n, d, z = sympy.symbols("n d z")
+    >>> root = Diagonal("R", d, [1, 2])
+    >>> X = Gaussian("X", n, d)
+    >>> resolvent = (root * X.T * X * root / n - z * sympy.Identity(d)).I
+    >>> round(trace_limit(resolvent, {n: 2 * d}, {z: -1.0}), 10)
+    0.3901011505
+    >>> u = sympy.Symbol("u")
+    >>> Diagonal("S", d, sympy.Lambda(u, 1 + 3 * u)).shape
+    (d, d)
+    """
+
+    def __new__(cls, name: str, dim, values, weights=None):
+        if isinstance(name, Str):
+            name = name.name
+        if not isinstance(name, str) or not name:
+            raise ParameterError(f"the name of a Diagonal must be a non-empty string; got {name!r}.")
+        dim = sympy.Symbol(dim) if isinstance(dim, str) and dim.isidentifier() else as_sympy(
+            dim, "the dimension of a Diagonal", DimensionError)
+        if dim.is_number or dim.is_nonpositive or not dim.free_symbols:
+            raise DimensionError(
+                f"the dimension of the Diagonal {name} is {dim}; give a dimension symbol (e.g. d) whose ratio "
+                f"to the base is set by dims, not a number or a non-positive quantity."
+            )
+        values, weights = _law(name, values, weights)
+        return sympy.Basic.__new__(cls, Str(name), dim, values, weights)
+
+    @property
+    def shape(self) -> tuple:
+        return (self.args[1], self.args[1])
+
+    @property
+    def dim(self) -> sympy.Expr:
+        """The dimension."""
+        return self.args[1]
+
+    @property
+    def values(self):
+        """The atoms (a :class:`sympy.Tuple`) or the quantile function (a :class:`sympy.Lambda`)."""
+        return self.args[2]
+
+    @property
+    def weights(self) -> sympy.Tuple:
+        """The masses of the atoms (empty for a quantile function)."""
+        return self.args[3]
+
+    @property
+    def is_quantile(self) -> bool:
+        """Whether the law is given by its quantile function."""
+        return isinstance(self.values, sympy.Lambda)
+
+    @property
+    def free_symbols(self) -> set:
+        """The matrix itself and the parameter symbols of its law."""
+        return {self} | self.parameters
+
+    @property
+    def parameters(self) -> set:
+        """The scalar symbols of the law (the variable of a quantile function excluded)."""
+        if self.is_quantile:
+            return set(self.values.expr.free_symbols) - set(self.values.variables)
+        return set().union(*(value.free_symbols for value in self.values))
+
+    @property
+    def symbol(self) -> sympy.Symbol:
+        r"""The scalar that stands for the eigenvalue at :math:`u` in a pencil and its Dyson equation."""
+        return sympy.Symbol(f"{self.name}(u)")
+
+    def quantile(self) -> sympy.Expr:
+        """The quantile function as an expression in :data:`SPECTRAL_VARIABLE`."""
+        return self.values.expr.xreplace({self.values.variables[0]: SPECTRAL_VARIABLE})
+
+    def _eval_transpose(self):
+        return self
+
+    def eigenvalues(self, size: int, values: dict) -> np.ndarray:
+        r"""The ``size`` diagonal entries at finite size, for the parameter ``values``.
+
+        Atom :math:`k` is repeated :math:`\lfloor w_k N\rceil` times (the largest
+        remainders rounded up, so that the counts add up to ``size``), in the
+        order of the atoms; a quantile function is read at :math:`(j - 1/2)/N`.
+
+        Examples
+        --------
+        >>> import sympy
+        >>> d = sympy.Symbol("d")
+        >>> Diagonal("S", d, [1, 4], [sympy.Rational(1, 4), sympy.Rational(3, 4)]).eigenvalues(8, {})
+        array([1., 1., 4., 4., 4., 4., 4., 4.])
+        """
+        missing = self.parameters - set(values)
+        if missing:
+            names = ", ".join(sorted(map(str, missing)))
+            raise ParameterError(f"the law of the Diagonal {self.name} needs a value for {names}; add it to the values.")
+        if self.is_quantile:
+            function = sympy.lambdify(SPECTRAL_VARIABLE, self.quantile().subs(values), "numpy")
+            entries = np.broadcast_to(function((np.arange(size) + 0.5) / size), (size,))
+        else:
+            atoms = [complex(value.subs(values)) for value in self.values]
+            entries = np.repeat(atoms, atom_counts([float(w) for w in self.weights], size))
+        entries = np.asarray(entries, dtype=complex)
+        return entries.real.copy() if np.all(entries.imag == 0) else entries
+
+
+def atom_counts(weights: list, size: int) -> np.ndarray:
+    """How many times each atom is repeated in a matrix of ``size`` rows (largest-remainder rounding)."""
+    exact = np.asarray(weights) * size
+    counts = np.floor(exact).astype(int)
+    order = np.argsort(-(exact - counts), kind="stable")
+    counts[order[: size - counts.sum()]] += 1
+    return counts
+
+
+def _law(name: str, values, weights) -> tuple:
+    """Check the law of a Diagonal: ``(values, weights)`` as SymPy objects."""
+    if isinstance(values, sympy.Lambda):
+        if len(values.variables) != 1:
+            raise ParameterError(
+                f"the quantile function of the Diagonal {name} is a Lambda of {len(values.variables)} variables; "
+                f"give a function of one variable u on (0, 1), e.g. Lambda(u, sqrt(1 + 3*u))."
+            )
+        if weights is not None and len(weights):
+            raise ParameterError(
+                f"the Diagonal {name} has a quantile function, whose masses are implied; drop weights=."
+            )
+        return values, sympy.Tuple()
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise ParameterError(
+            f"the values of the Diagonal {name} must be a list of atoms or a sympy.Lambda quantile function; "
+            f"got {values!r}."
+        )
+    atoms = [as_sympy(value, f"the values of the Diagonal {name}") for value in values]
+    if not atoms:
+        raise ParameterError(f"the Diagonal {name} has no atoms; give at least one value.")
+    for atom in atoms:
+        if getattr(atom, "is_Matrix", False) or (atom.is_number and not atom.is_finite):
+            raise ParameterError(f"the atom {atom} of the Diagonal {name} is not a finite scalar.")
+    if weights is None:
+        masses = [sympy.Rational(1, len(atoms))] * len(atoms)
+    else:
+        if isinstance(weights, (str, bytes)) or not hasattr(weights, "__iter__"):
+            raise ParameterError(f"the weights of the Diagonal {name} must be a list of numbers; got {weights!r}.")
+        masses = [as_sympy(weight, f"the weights of the Diagonal {name}") for weight in weights]
+        if len(masses) != len(atoms):
+            raise ParameterError(
+                f"the Diagonal {name} has {len(atoms)} atoms and {len(masses)} weights; give one weight per atom."
+            )
+        for mass in masses:
+            if not mass.is_number or not mass.is_real or mass.is_negative:
+                raise ParameterError(
+                    f"the weight {mass} of the Diagonal {name} is not a non-negative real number; weights are masses."
+                )
+        total = sympy.Add(*masses)
+        exact = all(not mass.has(sympy.Float) for mass in masses)
+        if (exact and total != 1) or (not exact and abs(float(total) - 1) > 1e-12):
+            raise ParameterError(
+                f"the weights of the Diagonal {name} sum to {total}, not 1; they are the masses of the atoms: "
+                f"divide them by their sum."
+            )
+    return sympy.Tuple(*atoms), sympy.Tuple(*masses)
+
+
+def spectral_groups(diagonals) -> list:
+    r"""The Diagonals grouped by dimension, checked to be paired consistently.
+
+    Returns a list of ``(dim, [diagonal, ...])`` sorted by dimension: the
+    members of a group share one spectral variable.
+
+    Raises
+    ------
+    ParameterError
+        If two Diagonals of one dimension do not pair: a quantile function
+        with atoms, different numbers of atoms, or different masses; or two
+        different Diagonals have one name.
+
+    Examples
+    --------
+    >>> import sympy
+    >>> d = sympy.Symbol("d")
+    >>> spectral_groups([Diagonal("A", d, [1, 2]), Diagonal("B", d, [1, 2, 3])])
+    Traceback (most recent call last):
+    ...
+    pencils.errors.ParameterError: the Diagonals A and B of dimension d have 2 and 3 atoms; Diagonals of one dimension are paired by atom index, so give them the same number of atoms (repeat an atom to split its mass).
+    """
+    groups: dict = {}
+    names: dict = {}
+    for diagonal in sorted(set(diagonals), key=lambda item: item.name):
+        if names.setdefault(diagonal.name, diagonal) != diagonal:
+            raise ParameterError(
+                f"two different Diagonals are named {diagonal.name}; give each matrix its own name."
+            )
+        groups.setdefault(diagonal.dim, []).append(diagonal)
+    for dim, members in groups.items():
+        first = members[0]
+        for other in members[1:]:
+            pair = f"the Diagonals {first.name} and {other.name} of dimension {dim}"
+            if first.is_quantile != other.is_quantile:
+                raise ParameterError(
+                    f"{pair} mix atoms and a quantile function; give both as atoms or both as quantile functions "
+                    f"of the same variable u (they are paired by u)."
+                )
+            if not first.is_quantile and len(first.values) != len(other.values):
+                raise ParameterError(
+                    f"{pair} have {len(first.values)} and {len(other.values)} atoms; Diagonals of one dimension "
+                    f"are paired by atom index, so give them the same number of atoms (repeat an atom to split "
+                    f"its mass)."
+                )
+            if not first.is_quantile and first.weights != other.weights:
+                raise ParameterError(
+                    f"{pair} have different masses ({list(first.weights)} and {list(other.weights)}); atoms "
+                    f"paired by index must have the same masses."
+                )
+    return sorted(groups.items(), key=lambda item: str(item[0]))
+
+
+# --------------------------------------------------------------------------- quadrature
+
+
+def endpoint_regular(quantile: sympy.Expr) -> bool:
+    """Whether a quantile function and its first two derivatives are finite at ``u = 0`` and ``u = 1``
+    (then Gauss-Legendre converges fast; otherwise tanh-sinh is used)."""
+    for order in range(3):
+        derivative = sympy.diff(quantile, SPECTRAL_VARIABLE, order)
+        for end in (0, 1):
+            value = derivative.subs(SPECTRAL_VARIABLE, end)
+            if value.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo) or value.is_finite is not True:
+                return False
+    return True
+
+
+@lru_cache(maxsize=64)
+def quadrature(rule: str, level: int, dps: int | None) -> tuple:
+    r"""Nodes and weights of a rule on :math:`(0, 1)` at a level; the nodes double from one level to the next.
+
+    ``rule`` is ``"legendre"`` (:math:`3 \cdot 2^{\text{level}}` Gauss-Legendre
+    nodes) or ``"tanh-sinh"`` (step :math:`h = 2^{-\text{level}}`,
+    :math:`u = 1/(1 + e^{-\pi \sinh t})`, weight
+    :math:`h \pi \cosh t\, u (1 - u)`, truncated where the weights fall below
+    the precision).  Returns ``(nodes, weights)``: float arrays if ``dps`` is
+    ``None``, else tuples of mpmath numbers at ``dps`` digits.
+
+    Examples
+    --------
+    >>> nodes, weights = quadrature("legendre", 1, None)
+    >>> len(nodes), round(float(sum(weights)), 15), round(float(sum(w * x**5 for x, w in zip(nodes, weights))), 15)
+    (6, 1.0, 0.166666666666667)
+    """
+    context = mpmath.mp.clone()
+    context.dps = 20 if dps is None else dps + 10
+    if rule == "legendre":
+        from mpmath.calculus.quadrature import GaussLegendre
+
+        pairs = GaussLegendre(context).calc_nodes(level + 1, context.prec)
+        pairs = sorted(((x + 1) / 2, w / 2) for x, w in pairs)
+    elif rule == "tanh-sinh":
+        step, pairs, tiny = context.ldexp(1, -level), [], context.mpf(10) ** -(context.dps + 5)
+        k = 0
+        while True:
+            t = k * step
+            added = []
+            for sign in ((1,) if k == 0 else (1, -1)):
+                u = 1 / (1 + context.exp(-context.pi * context.sinh(sign * t)))
+                weight = step * context.pi * context.cosh(t) * u * (1 - u)
+                if u > 0 and 1 - u > 0:
+                    added.append((u, weight))
+            if not added or max(weight for _, weight in added) < tiny:
+                break
+            pairs += added
+            k += 1
+        pairs.sort()
+    else:  # pragma: no cover - internal
+        raise ValueError(rule)
+    if dps is None:  # nodes that round to an end point (weights below 1e-20) are dropped
+        pairs = [(float(x), float(w)) for x, w in pairs if 0.0 < float(x) < 1.0]
+        return np.array([x for x, _ in pairs]), np.array([w for _, w in pairs])
+    nodes, weights = zip(*pairs)
+    return tuple(nodes), tuple(weights)
