@@ -36,7 +36,8 @@ def _average(function, covariance, weights=None, teacher=None):
     atoms = [mpmath.mpmathify(sympy.sympify(value).evalf(mpmath.mp.dps + 10)) for value in covariance]
     masses = ([mpmath.mpf(1) / len(atoms)] * len(atoms) if weights is None
               else [mpmath.mpmathify(sympy.sympify(w).evalf(mpmath.mp.dps + 10)) for w in weights])
-    profile = [mpmath.mpf(1)] * len(atoms) if teacher is None else [mpmath.mpmathify(v) for v in teacher]
+    profile = ([mpmath.mpf(1)] * len(atoms) if teacher is None
+               else [mpmath.mpmathify(sympy.sympify(v).evalf(mpmath.mp.dps + 10)) for v in teacher])
     return mpmath.fsum(w * function(x, t) for w, x, t in zip(masses, atoms, profile))
 
 
