@@ -80,7 +80,7 @@ class PrecisionWarning(UserWarning):
     """A float result may be less accurate than :attr:`pencils.solve.Solver.float_accuracy` (relative).
 
     Every float limit carries a first-order bound on its rounding error (see
-    :meth:`pencils.solve.Solver._float_error`; for a quantity of several
+    :meth:`pencils.solve.accuracy.AccuracyAudit.float_error`; for a quantity of several
     traces, combined with its sensitivity to each).  Where the bound exceeds the
     promise, the points are finished in arbitrary precision, unless a system is
     too large for that to be quick (more than

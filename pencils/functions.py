@@ -376,9 +376,9 @@ def _weights(matrix_function: MatrixFunction, z: np.ndarray, dz: np.ndarray, cou
     shape = np.broadcast_shapes(*(v.shape for v in values)) if values else ()
     values = [np.broadcast_to(v, shape)[..., None] for v in values]
     if multiprecision:  # in this thread's context
-        from .solve import _compile
+        from .solve.compiled import compile_expressions
 
-        compiled, context = _compile([variable] + parameters, function.expr, "mpmath"), precision.context()
+        compiled, context = compile_expressions([variable] + parameters, function.expr, "mpmath"), precision.context()
         convert = np.frompyfunc(context.convert, 1, 1)
         f = np.frompyfunc(compiled, 1 + len(parameters), 1)(convert(z), *(convert(v) for v in values))
         return -f * convert(dz) / (context.mpc(0, 1) * count)

@@ -29,10 +29,9 @@ from .expression import Dimensions, check_rational, normalise, shape_symbols
 from .functions import MatrixFunction, function_limit
 from .pencil import linearize
 from .serialization import decode, encode
-from .solve import (
-    Solver, _compile, _floats, _inaccurate, _points_of, _rounded, _shaped, _to_mpmath,
-    _warn_imprecise,
-)
+from .solve import Solver
+from .solve.accuracy import inaccurate_points, points_of, rounded, warn_imprecise
+from .solve.compiled import compile_expressions, float_columns, shaped, to_mpmath
 from .validation import check_shapes, check_solve_arguments
 
 __all__ = ["derive", "trace_limit", "limit"]
@@ -95,20 +94,22 @@ def check_trace_arguments(expr: sympy.MatrixExpr, dims: Mapping, subs: Mapping) 
     coefficient that is not finite (used by :func:`pencils.sample_trace`, which must agree)."""
     _check_square(expr)
     solver = _solver(expr, _key(dims))
-    _, columns, count = solver._points(subs, multiprecision=False)
-    floats = _floats(columns)
+    _, columns, count = solver.problem.points(subs, multiprecision=False)
+    floats = float_columns(columns)
     with np.errstate(all="ignore"):  # a coefficient that is not finite is reported by name
-        solver._validate(solver._coefficients(floats, count, multiprecision=False), floats)
+        solver.problem.validate(solver.problem.coefficients(floats, count, multiprecision=False), floats)
 
 
 @lru_cache(maxsize=1)
 def _source_fingerprint() -> str:
-    """A hash of the engine's source (part of every cache key): every module of the package but the
-    command line, so that no change to what shapes a derivation can reuse an old entry."""
+    """A hash of the engine's source (part of every cache key): every module of the package and its
+    subpackages but the command line, so that no change to what shapes a derivation can reuse an old entry."""
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        if path.name != "cli.py":
-            digest.update(f"{path.name}\0".encode())
+    root = Path(__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        name = path.relative_to(root).as_posix()
+        if name != "cli.py":
+            digest.update(f"{name}\0".encode())
             digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()
 
@@ -404,7 +405,7 @@ def _evaluate(quantities: sympy.Tuple, dims, subs, dps, path_from, continuation)
     inputs = values + [subs[symbol] for symbol in compiled.arguments[len(values) :]]
     with precision.digits(dps + 15):
         function = compiled.mpmath
-        inputs = [np.frompyfunc(_to_mpmath, 1, 1)(v) if isinstance(v, np.ndarray) else _to_mpmath(v) for v in inputs]
+        inputs = [np.frompyfunc(to_mpmath, 1, 1)(v) if isinstance(v, np.ndarray) else to_mpmath(v) for v in inputs]
         if any(isinstance(v, np.ndarray) for v in inputs):
             count = len(quantities)  # np.frompyfunc wants a tuple for several outputs, the value for one
             each = (lambda *x: tuple(function(*x))) if count > 1 else (lambda *x: function(*x)[0])
@@ -439,7 +440,7 @@ def _evaluate_floats(compiled, quantities, dims, subs, path_from, starts, contin
     r"""The float limits of the quantities, kept to :attr:`pencils.solve.Solver.float_accuracy`.
 
     Each trace comes with a bound on its rounding error
-    (:meth:`pencils.solve.Solver._float_error`), and a quantity
+    (:meth:`pencils.solve.accuracy.AccuracyAudit.float_error`), and a quantity
     :math:`f(x_1, \dots, x_k)` of traces and scalars gets, to first order,
 
     .. math::  |\Delta f| \le \sum_k |\partial_k f|\,(e_k + \gamma_f |x_k|),
@@ -455,8 +456,8 @@ def _evaluate_floats(compiled, quantities, dims, subs, path_from, starts, contin
     system is small enough; otherwise a :class:`pencils.errors.PrecisionWarning` names them.
     """
     def evaluate(solver, start, parameters):
-        values, errors, shape, _ = solver._float_target(subs, start, continuation, parameters)
-        pairs = [(_shaped(value, shape, None), np.reshape(error, shape)) for value, error in zip(values, errors)]
+        values, errors, shape, _ = solver.float_target(subs, start, continuation, parameters)
+        pairs = [(shaped(value, shape, None), np.reshape(error, shape)) for value, error in zip(values, errors)]
         return tuple(pairs) if parameters else pairs[0]
 
     pairs = _trace_limits(compiled, starts, evaluate)
@@ -467,19 +468,19 @@ def _evaluate_floats(compiled, quantities, dims, subs, path_from, starts, contin
     bounds = compiled.rounding(inputs, errors)
     shape = np.broadcast_shapes(*(np.shape(x) for x in list(results) + bounds))
     flat = [np.broadcast_to(x, shape).reshape(-1).copy() for x in results]
-    inaccurate = np.flatnonzero(_inaccurate(flat, [np.broadcast_to(b, shape).reshape(-1) for b in bounds],
+    inaccurate = np.flatnonzero(inaccurate_points(flat, [np.broadcast_to(b, shape).reshape(-1) for b in bounds],
                                             Solver.float_accuracy))
     if inaccurate.size and all(solver.finishes for solver in compiled.solvers):
-        exact = _evaluate(quantities, dims, _points_of(subs, shape, inaccurate), Solver.finishing_dps,
-                          _points_of(path_from, shape, inaccurate), continuation)
+        exact = _evaluate(quantities, dims, points_of(subs, shape, inaccurate), Solver.finishing_dps,
+                          points_of(path_from, shape, inaccurate), continuation)
         for values, finished in zip(flat, exact):
-            values[inaccurate] = _rounded(finished, values.dtype)
+            values[inaccurate] = rounded(finished, values.dtype)
     elif inaccurate.size:
         where = ", ".join(f"{key}={np.broadcast_to(np.asarray(value), shape).reshape(-1)[inaccurate[0]]}"
                           for key, value in subs.items())
-        unknowns = max(len(solver._unknown_rows) for solver in compiled.solvers)
+        unknowns = max(solver.unknowns for solver in compiled.solvers)
         bounds = [np.broadcast_to(b, shape).reshape(-1) for b in bounds]
-        _warn_imprecise(inaccurate, flat, bounds, where, unknowns, stacklevel=5)  # from limit()
+        warn_imprecise(inaccurate, flat, bounds, where, unknowns, Solver.float_accuracy, stacklevel=5)  # from limit()
     return [values.reshape(shape) if shape else values.item() for values in flat]
 
 
@@ -517,16 +518,16 @@ class _CompiledLimit:
         self.outputs = [(record, decode(tree) if tree is not None else None) for record, tree in payload["outputs"]]
         if len(self.outputs) > len(self.arguments) or not all(0 <= r < len(self.solvers) for r, _ in self.outputs):
             raise ValueError("the outputs of a limit payload do not match its arguments and records")
-        self.numpy = _compile(self.arguments, self.formulas, "numpy")
+        self.numpy = compile_expressions(self.arguments, self.formulas, "numpy")
 
     @cached_property
     def mpmath(self):
-        return _compile(self.arguments, self.formulas, "mpmath")
+        return compile_expressions(self.arguments, self.formulas, "mpmath")
 
     @cached_property
     def _partials(self):
         """The partial derivatives of every formula in every argument, compiled for numpy (formula by formula)."""
-        return _compile(self.arguments, [f.diff(x) for f in self.formulas for x in self.arguments], "numpy")
+        return compile_expressions(self.arguments, [f.diff(x) for f in self.formulas for x in self.arguments], "numpy")
 
     def rounding(self, inputs: list, errors: list) -> list:
         """First-order bounds on the error of each formula at ``inputs`` whose errors are bounded by ``errors``

@@ -468,10 +468,10 @@ class ReducedSystem:
 
     @cached_property
     def _combination_functions(self) -> dict:
-        from .solve import _compile
+        from .solve.compiled import compile_expressions
 
         coefficients = [sympy.sympify(c) for blocks in self.combinations for c in blocks.values()]
-        return {module: _compile(self.parameters, coefficients, module) for module in ("numpy", "mpmath")}
+        return {module: compile_expressions(self.parameters, coefficients, module) for module in ("numpy", "mpmath")}
 
     def values(self, subs: Mapping, dps: int | None = None) -> dict:
         r"""The unknowns on the physical branch at ``subs`` (broadcast), from the full system's solver.
@@ -509,7 +509,7 @@ class ReducedSystem:
 
     def _columns(self, subs: Mapping, dps: int | None, count: int) -> list:
         """The parameter values as flat arrays of ``count`` points (mpmath numbers if ``dps``)."""
-        from .solve import _to_mpmath
+        from .solve.compiled import to_mpmath
 
         subs = {sympy.sympify(key): value for key, value in subs.items()}
         missing = [str(p) for p in self.parameters if p not in subs]
@@ -520,18 +520,18 @@ class ReducedSystem:
         if dps is None:
             return arrays
         with _precision(dps):
-            return [np.array([_to_mpmath(x) for x in a], dtype=object) for a in arrays]
+            return [np.array([to_mpmath(x) for x in a], dtype=object) for a in arrays]
 
     @cached_property
     def _compiled(self) -> dict:
         """Residuals :math:`F(y) = y - R(y)`, Jacobian and target, for numpy and mpmath."""
-        from .solve import _compile
+        from .solve.compiled import compile_expressions
 
         arguments = tuple(self.unknowns) + tuple(self.parameters)
         residuals = [e.lhs - e.rhs for e in self.equations]
         jacobian = [r.diff(y) for r in residuals for y in self.unknowns]
         expressions = residuals + jacobian + [self.target]
-        return {module: _compile(arguments, expressions, module) for module in ("numpy", "mpmath")}
+        return {module: compile_expressions(arguments, expressions, module) for module in ("numpy", "mpmath")}
 
     def residuals(self, unknowns: Mapping, subs: Mapping, dps: int | None = None) -> np.ndarray:
         r"""The residuals :math:`y - R(y)` of the reduced equations at given unknowns and parameters, shape (U, P)."""
@@ -719,9 +719,9 @@ class ReducedSystem:
 
 
 def _mpmath_number(value):
-    from .solve import _to_mpmath
+    from .solve.compiled import to_mpmath
 
-    return _to_mpmath(value)
+    return to_mpmath(value)
 
 
 def _float_value(value):
@@ -739,13 +739,13 @@ def _precision(dps: int | None):
 
 
 def _shaped(values, shape: tuple, dps: int | None):
-    from .solve import _shaped as shaped
+    from .solve.compiled import shaped
 
     return shaped(np.asarray(values), shape, dps)
 
 
 def _tabulate(function, columns: list, count: int, multiprecision: bool) -> np.ndarray:
-    """A compiled function at every point, shape (outputs, points): :func:`pencils.solve._tabulate`."""
-    from .solve import _tabulate as tabulate
+    """A compiled function at every point, shape (outputs, points): :func:`pencils.solve.compiled.tabulate`."""
+    from .solve.compiled import tabulate
 
     return tabulate(function, columns, count, multiprecision)

@@ -74,7 +74,7 @@ from . import precision
 from .errors import ConvergenceError, ParameterError, SpectrumWarning, UnsupportedOperationError
 from .arguments import resolve_keys
 from .limits import _key, derive, trace_limit
-from .solve import _compile, _to_mpmath
+from .solve.compiled import compile_expressions, to_mpmath
 
 __all__ = ["spectral_density", "spectrum", "Spectrum", "OUTSIDE_TOLERANCE", "NEAR_EDGE"]
 
@@ -312,7 +312,7 @@ def _points(x, dps: int | None) -> np.ndarray:
         array = array.astype(float).reshape(-1)
     else:
         with precision.digits(dps + 15):
-            array = np.array([precision.public(_to_mpmath(v)) for v in np.ravel(np.asarray(x, dtype=object))], dtype=object)
+            array = np.array([precision.public(to_mpmath(v)) for v in np.ravel(np.asarray(x, dtype=object))], dtype=object)
         if any(isinstance(v, mpmath.mpc) for v in array):
             raise ParameterError(f"x must be real numbers; got {x!r}.")
     if not all(np.isfinite(float(v)) for v in array):
@@ -360,8 +360,8 @@ class _Line:
         entries = list(matrix) + list(matrix.diff(z))
         arguments = list(system.symbols) + [z] + others
         self._values = [subs[p] for p in others]
-        self._numpy = _compile(arguments, entries, "numpy")
-        self._mpmath = _compile(arguments, entries, "mpmath")
+        self._numpy = compile_expressions(arguments, entries, "numpy")
+        self._mpmath = compile_expressions(arguments, entries, "mpmath")
         self.count = len(system.unknowns)
         self.rows = np.array([l for l, _ in system.unknowns])
         self.cols = np.array([m for _, m in system.unknowns])
@@ -369,7 +369,7 @@ class _Line:
     def _matrices(self, g, x, multiprecision: bool) -> tuple:
         r""":math:`M` and :math:`\partial_x M` at ``(g, x)``, each K x K."""
         if multiprecision:
-            values = self._mpmath(*g, x, *(_to_mpmath(v) for v in self._values))
+            values = self._mpmath(*g, x, *(to_mpmath(v) for v in self._values))
             array = np.array([precision.context().convert(v) for v in values], dtype=object)
         else:
             values = self._numpy(*g, x, *(float(v) for v in self._values))

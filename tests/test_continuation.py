@@ -12,17 +12,18 @@ import sympy
 
 from pencils import derive, trace_limit
 from pencils.models import dsm, marchenko_pastur
-from pencils.solve import Solver, _anchors, _features, _levels
+from pencils.solve import Solver
+from pencils.solve.continuation import Continuation, anchor_points, levels, normalised_coordinates
 
 
 def _order_of_solution(columns, budget):
     """Replay the coarse-to-fine schedule: each point's parent and the level it is solved at."""
-    features, groups = _features(columns)
-    anchors, representative, level = _anchors(features, groups, budget)
+    features, groups = normalised_coordinates(columns)
+    anchors, representative, level = anchor_points(features, groups, budget)
     solved = np.zeros(len(features), dtype=bool)
     solved[anchors] = True
     visits = [anchors]
-    for children, parents in _levels(features, groups, solved, representative, level + 1):
+    for children, parents in levels(features, groups, solved, representative, level + 1):
         assert np.all(solved[parents]), "a parent must be solved before its children"
         assert not np.any(solved[children]), "a point is solved once"
         solved[children] = True
@@ -51,8 +52,8 @@ def test_paths_never_cross_the_real_axis():
     z = np.array([1 + 0.1j, 1 - 0.1j, 2 + 0.5j, 2 - 0.5j, 3 + 0.0j])
     solved, visits, groups = _order_of_solution([z], budget=16)
     assert len(set(groups)) == 3
-    features, groups = _features([z])
-    anchors, representative, _ = _anchors(features, groups, 1)
+    features, groups = normalised_coordinates([z])
+    anchors, representative, _ = anchor_points(features, groups, 1)
     assert len(anchors) == 3 and np.all(groups[representative] == groups)
 
 
@@ -98,8 +99,9 @@ def test_a_path_through_the_spectrum_falls_back_to_variance(matrices, monkeypatc
     crosses the spectrum, so the points past it are solved from zero variance instead."""
     monkeypatch.setattr(Solver, "anchors", 1)
     followed = []
-    original = Solver._continue
-    monkeypatch.setattr(Solver, "_continue", lambda self, *a: followed.append(a[0].shape[1]) or original(self, *a))
+    original = Continuation.from_zero_variance
+    monkeypatch.setattr(Continuation, "from_zero_variance",
+                        lambda self, *a: followed.append(a[0].shape[1]) or original(self, *a))
     X, n, d, z = matrices["X"], matrices["n"], matrices["d"], matrices["z"]
     gamma, values = 0.5, np.array([-2.0, -1.0, -0.5, 3.5, 4.0, 6.0])
     result = trace_limit((X.T * X / n - z * matrices["I_d"]).I, {n: 2 * d}, {z: values})
@@ -143,7 +145,7 @@ def test_limit_follows_path_from_for_the_traces_that_use_it(matrices):
 
 
 def test_the_second_derivative_of_the_variance_path_is_exact():
-    """Solver._velocity and Solver._acceleration against central differences in the variance s.
+    """DysonMap.velocity and DysonMap.acceleration against central differences in the variance s.
 
     The solution at variance s is the one at s = 1 with every weight of eta scaled
     by s.  Central differences converge to the exact derivatives like step**2:
@@ -151,25 +153,26 @@ def test_the_second_derivative_of_the_variance_path_is_exact():
     wrong derivative would not do.
     """
     from pencils import Gaussian
-    from pencils.solve import _Float, _PathPoint
+    from pencils.solve.dyson_map import PathPoint
+    from pencils.solve.linear_algebra import FloatAlgebra
 
     n, d, p, lam = sympy.symbols("n d p lambda")
     W, X, Xi = Gaussian("W", p, d), Gaussian("X", d, n), Gaussian("Xi", p, n)
     features = W * X / sympy.sqrt(d) + Xi / 2
     solver = derive((features * features.T / n + lam * sympy.Identity(p)).I, {n: 2 * d, p: 3 * d}).solver
-    _, columns, _ = solver._points({lam: 0.05}, multiprecision=False)
-    lambdas, weights, _, _ = solver._coefficients(columns, 1, multiprecision=False)
+    _, columns, _ = solver.problem.points({lam: 0.05}, multiprecision=False)
+    lambdas, weights, _, _ = solver.problem.coefficients(columns, 1, multiprecision=False)
 
     def solution(s):
-        g, inverse, reached = solver._continue(lambdas, weights * s, _Float())
+        g, inverse, reached = solver.continuation.from_zero_variance(lambdas, weights * s, FloatAlgebra())
         assert reached.all()
         return g, inverse
 
     s = 0.4
     g, inverse = solution(s)
-    point = _PathPoint(lambdas, weights, np.array([s]), 0 * lambdas, 0 * weights, np.ones(1), affine=True)
-    velocity = solver._velocity(point, g, inverse, _Float())
-    acceleration = solver._acceleration(point, g, inverse, velocity, _Float())
+    point = PathPoint(lambdas, weights, np.array([s]), 0 * lambdas, 0 * weights, np.ones(1), affine=True)
+    velocity = solver.dyson_map.velocity(point, g, inverse, FloatAlgebra())
+    acceleration = solver.dyson_map.acceleration(point, g, inverse, velocity, FloatAlgebra())
     distances = []
     for step in (2e-3, 1e-3):
         (up, _), (down, _) = solution(s + step), solution(s - step)
@@ -185,13 +188,13 @@ def test_the_second_derivative_of_the_variance_path_is_exact():
 def test_the_rational_predictor():
     """Exact for c0 + c1/(c2 + s) (a resolvent entry along the variance path) ten times its scale
     away; the Taylor polynomial where the pole falls inside the step."""
-    from pencils.solve import _predict
+    from pencils.solve.continuation import predict
 
     entry = lambda s: 2 + 3 / (0.01 + s)  # noqa: E731
     s, delta = 0.05, 0.5
     value, slope, curvature = entry(s), -3 / (0.01 + s) ** 2, 6 / (0.01 + s) ** 3
-    predicted = _predict(np.array([[value]]), np.array([[slope]]), np.array([[curvature]]), np.array([[delta]]))
+    predicted = predict(np.array([[value]]), np.array([[slope]]), np.array([[curvature]]), np.array([[delta]]))
     assert predicted[0, 0] == pytest.approx(entry(s + delta), rel=1e-13)
     # 1/(1 - s) from s = 0 over a step of 2 crosses its pole: 1 + 2 + 2**2 instead
-    taylor = _predict(np.array([[1.0]]), np.array([[1.0]]), np.array([[2.0]]), np.array([[2.0]]))
+    taylor = predict(np.array([[1.0]]), np.array([[1.0]]), np.array([[2.0]]), np.array([[2.0]]))
     assert taylor[0, 0] == 7.0

@@ -85,8 +85,8 @@ def test_several_quantities_share_each_solve(monkeypatch):
     from pencils.solve import Solver
 
     calls = []
-    original = Solver._float_target
-    monkeypatch.setattr(Solver, "_float_target", lambda self, *a: calls.append(a[3]) or original(self, *a))
+    original = Solver.float_target
+    monkeypatch.setattr(Solver, "float_target", lambda self, *a: calls.append(a[3]) or original(self, *a))
     resolvent = sympy.Trace((S + lam * I_d).I)
     values = limit([resolvent / d, sympy.Derivative(resolvent, lam) / d, 1 + resolvent / d], {n: 2 * d}, {lam: 0.5})
     assert calls == [[lam]]  # one solve of the one distinct trace, with its derivative

@@ -10,7 +10,9 @@ import pytest
 
 from pencils import precision
 from pencils.models import dsm
-from pencils.solve import Solver, _BlockTriangular, _Float, _refined_solve
+from pencils.solve import linear_algebra
+from pencils.solve.dyson_map import DysonMap
+from pencils.solve.linear_algebra import BlockTriangular, FloatAlgebra, refined_solve
 
 
 def _block_triangular_pattern(rng, sizes):
@@ -32,7 +34,7 @@ def test_block_substitution_equals_dense_solve(dtype):
     pattern = _block_triangular_pattern(rng, [3, 1, 4, 1, 1, 4, 2])
     n = len(pattern)
     positions = np.flatnonzero(pattern)
-    blocks = _BlockTriangular(positions, n)
+    blocks = BlockTriangular(positions, n)
     assert max(group["block"].shape[1] for group in blocks.groups) == 4
     count = 50
     entries = rng.normal(size=(count, len(positions))).astype(dtype)
@@ -44,7 +46,7 @@ def test_block_substitution_equals_dense_solve(dtype):
     dense = np.zeros((count, n * n), dtype=dtype)
     dense[:, positions] = entries
     expected = np.linalg.solve(dense.reshape(count, n, n), right[..., None])[..., 0]
-    np.testing.assert_allclose(blocks.solve(entries, right, _Float()), expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(blocks.solve(entries, right, FloatAlgebra()), expected, rtol=1e-12, atol=1e-12)
 
 
 def test_a_singular_diagonal_entry_gives_a_non_finite_point_only():
@@ -55,7 +57,7 @@ def test_a_singular_diagonal_entry_gives_a_non_finite_point_only():
     entries = np.ones((2, len(positions)))
     entries[1, 0] = 0.0
     with np.errstate(divide="ignore", invalid="ignore"):  # as inside the solver
-        solved = _BlockTriangular(positions, n).solve(entries, np.ones((2, n)), _Float())
+        solved = BlockTriangular(positions, n).solve(entries, np.ones((2, n)), FloatAlgebra())
     np.testing.assert_allclose(solved[0], [1.0, 0.0, 1.0])
     assert not np.all(np.isfinite(solved[1]))
 
@@ -63,9 +65,9 @@ def test_a_singular_diagonal_entry_gives_a_non_finite_point_only():
 def test_dsm_grid_is_the_same_with_dense_and_block_solves(monkeypatch):
     psi = np.geomspace(0.3, 30.0, 9)
     arguments = (psi[:, None], psi[None, :], 0.1, 1e-3)
-    monkeypatch.setattr(Solver, "block_solve_points", 1)  # every batch block by block
+    monkeypatch.setattr(DysonMap, "block_solve_points", 1)  # every batch block by block
     blocked = dsm.errors(*arguments)
-    monkeypatch.setattr(Solver, "block_solve_points", 10**9)  # every batch dense
+    monkeypatch.setattr(DysonMap, "block_solve_points", 10**9)  # every batch dense
     dense = dsm.errors(*arguments)
     np.testing.assert_allclose(blocked.test, dense.test, rtol=1e-12)
     np.testing.assert_allclose(blocked.train, dense.train, rtol=1e-11)
@@ -74,9 +76,7 @@ def test_dsm_grid_is_the_same_with_dense_and_block_solves(monkeypatch):
 @pytest.mark.parametrize("complex_entries", [False, True])
 def test_refined_solve_reaches_the_working_precision(complex_entries, monkeypatch):
     """A well-conditioned system: 60 digits by refinement alone (no elimination in mpmath)."""
-    from pencils import solve
-
-    monkeypatch.setattr(solve, "_gauss_solve", lambda *arguments: pytest.fail("refinement did not contract"))
+    monkeypatch.setattr(linear_algebra, "gauss_solve", lambda *arguments: pytest.fail("refinement did not contract"))
     rng = np.random.default_rng(5)
     n = 25
     with mpmath.workdps(60), precision.digits(60):  # the test's numbers, and the solver's private context
@@ -86,7 +86,7 @@ def test_refined_solve_reaches_the_working_precision(complex_entries, monkeypatc
         matrix = np.array([[mpmath.mpmathify(x) / 3 for x in row] for row in values], dtype=object)
         right = np.array([mpmath.mpf(k + 1) / 7 for k in range(n)], dtype=object)
         expected = mpmath.lu_solve(mpmath.matrix(matrix.tolist()), mpmath.matrix(right.tolist()))
-        solved = _refined_solve(matrix, right)
+        solved = refined_solve(matrix, right)
         error = max(abs(solved[k] - expected[k]) for k in range(n))
         assert error < mpmath.mpf(10) ** -55
 
@@ -94,17 +94,15 @@ def test_refined_solve_reaches_the_working_precision(complex_entries, monkeypatc
 def test_refined_solve_falls_back_to_elimination_when_double_precision_cannot_contract(monkeypatch):
     """The 14 x 14 Hilbert matrix has condition number ~1e19: refinement from a double-precision
     inverse does not contract, and elimination at the working precision is used instead."""
-    from pencils import solve
-
     calls = []
-    elimination = solve._gauss_solve
-    monkeypatch.setattr(solve, "_gauss_solve", lambda *arguments: calls.append(1) or elimination(*arguments))
+    elimination = linear_algebra.gauss_solve
+    monkeypatch.setattr(linear_algebra, "gauss_solve", lambda *arguments: calls.append(1) or elimination(*arguments))
     n = 14
     with mpmath.workdps(60), precision.digits(60):  # the test's numbers, and the solver's private context
         matrix = np.array([[mpmath.mpf(1) / (i + j + 1) for j in range(n)] for i in range(n)], dtype=object)
         right = np.array([mpmath.mpf(1)] * n, dtype=object)
         expected = mpmath.lu_solve(mpmath.matrix(matrix.tolist()), mpmath.matrix(right.tolist()))
-        solved = _refined_solve(matrix, right)
+        solved = refined_solve(matrix, right)
         error = max(abs(solved[k] - expected[k]) / abs(expected[k]) for k in range(n))
         assert error < mpmath.mpf(10) ** -35
     assert calls == [1]

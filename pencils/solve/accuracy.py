@@ -1,0 +1,236 @@
+r"""The accuracy audit of float solutions: a bound on their rounding error, and the reports of failures.
+
+A float result promises a relative accuracy (:attr:`pencils.solve.Solver.float_accuracy`):
+each value carries a bound on its rounding error (:meth:`AccuracyAudit.float_error`),
+and the points where the bound exceeds the promise (:func:`inaccurate_points`)
+are finished in arbitrary precision and rounded (:func:`rounded`), or reported
+by a :class:`pencils.errors.PrecisionWarning` (:func:`warn_imprecise`).  A point
+where the solution cannot be found raises a
+:class:`pencils.errors.ConvergenceError` that says what helps
+(:meth:`AccuracyAudit.raise_if_failed`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from functools import cached_property
+from typing import Mapping
+
+import numpy as np
+import sympy
+
+from ..errors import ConvergenceError, PrecisionWarning
+from .compiled import CompiledProblem
+from .dyson_map import DysonMap
+from .linear_algebra import FloatAlgebra, zeros
+
+__all__ = ["AccuracyAudit", "inaccurate_points", "points_of", "rounded", "warn_imprecise"]
+
+
+class AccuracyAudit:
+    """Rounding-error bounds and failure reports for the Dyson map ``dyson_map`` of the problem ``problem``."""
+
+    def __init__(self, dyson_map: DysonMap, problem: CompiledProblem):
+        self.dyson_map = dyson_map
+        self.problem = problem
+
+    @cached_property
+    def rounding_steps(self) -> tuple[np.ndarray, np.ndarray, int, int]:
+        """How many roundings each float quantity of :meth:`float_error` goes through (at most).
+
+        ``(coefficients, weights, scale, product)``: per coefficient of
+        :math:`\\Lambda`, its operations (:func:`sympy.count_ops` of its
+        expression) plus one; per coupling, those of its weight plus the product
+        with :math:`g`, the product with the variance, and the sum of the
+        couplings that meet in its entry of :math:`M`; for the scale of the
+        target, its operations plus the product with :math:`G_{oi}`; and for an
+        entry of :math:`MG - I`, the non-zero entries of the densest row of
+        :math:`M` plus one.
+        """
+        operations = np.array([int(sympy.count_ops(e)) for e in self.problem.expressions])
+        coefficients, weights, _, scale = np.split(operations, self.problem.split)
+        entries = self.dyson_map.rows * self.dyson_map.size + self.dyson_map.cols
+        meeting = np.bincount(entries, minlength=self.dyson_map.size**2)[entries]
+        per_row = np.bincount(np.unique(np.r_[self.dyson_map.identity_entry, entries]) // self.dyson_map.size,
+                              minlength=self.dyson_map.size)
+        return coefficients + 1, weights + 2 + meeting, int(scale[0]) + 1, int(per_row.max(initial=0)) + 1
+
+    def float_error(self, lambdas, weights, g, inverse, scale) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        r"""A bound on the rounding error of the float target at solved points (first order in the rounding).
+
+        With :math:`M = \Lambda - \eta(g)` formed in floats from the float
+        solution :math:`\tilde g` and :math:`\tilde G` its computed inverse, let
+        :math:`R = M\tilde G - I` (so that :math:`\tilde G - M^{-1} = M^{-1}R`),
+        :math:`\tilde r = [\tilde G]_S - \tilde g` the residual of the Dyson
+        equation, :math:`\rho = \tilde r - [\tilde G R]_S` the residual of
+        :math:`\tilde g` with the exact inverse, :math:`h_u = c\sum_{t:\,u_t = u} w_t G_{o i_t} G_{j_t i}`
+        the gradient of the target :math:`T = c\,G_{oi}` in :math:`g`, and
+        :math:`\Delta M`, :math:`\Delta c` the rounding of :math:`M` and of the
+        scale.  To first order in the rounding,
+
+        .. math::  \tilde T - T^* = c\,(\tilde G R)_{oi} + h^{\mathsf T} J^{-1}\rho
+                   + \sum_{kj} S_{kj}\,\Delta M_{kj} + \Delta c\, G_{oi},
+
+        with :math:`S = \partial T^*/\partial M` the sensitivity of the limit to
+        the entries of :math:`M`.  The first two terms are computed: :math:`R`
+        in extended precision where numpy has it (``longdouble``, unit roundoff
+        :math:`u_e`; :math:`u_e = u = 2^{-53}` elsewhere), and
+        :math:`J\tilde\delta = \rho` solved in floats, whose residual
+        :math:`s = J\tilde\delta - \rho` gives :math:`h^{\mathsf T}J^{-1}\rho = h^{\mathsf T}\tilde\delta
+        - y^{\mathsf T}s` with :math:`J^{\mathsf T}y = h` (the adjoint).  What is
+        left is bounded term by term, a quantity formed in :math:`k` roundings
+        being within :math:`k u` (relative) of its exact value
+        (:attr:`rounding_steps`): :math:`|\Delta M| \le F = |\Lambda|\circ k_\Lambda u
+        + \sum_t k_t u\,|w_t g_{u_t}|` and :math:`|R - \tilde R| \le E_R = u|\tilde R|
+        + k_R u_e(|M||\tilde G| + I)`, so that
+
+        .. math::  |\tilde T - T^*| \le \bigl|c(\tilde G\tilde R)_{oi} + h^{\mathsf T}\tilde\delta\bigr|
+                   + |y|^{\mathsf T}\bigl(|s| + K u\,(|J||\tilde\delta| + |\rho|)
+                   + [|\tilde G| E_R + K u\, |\tilde G||\tilde R|]_S\bigr)
+                   + |c|(|\tilde G| E_R)_{oi} + K u\, |h|^{\mathsf T}|\tilde\delta|
+                   + \sum |S| \circ F + k_c u |\tilde T|
+
+        (:math:`K` the size of the system), the a-posteriori bounds of LAPACK's
+        iterative refinement (Higham, *Accuracy and Stability of Numerical
+        Algorithms*, 2nd ed., sections 7.2 and 12.1) carried through the fixed
+        point.  The terms with :math:`|y|` carry a rounding of a quantity that is
+        itself of the order of the error, and the computed first-order error
+        keeps the cancellations that a sum of absolute values would lose.  It
+        costs two solves with the Jacobian and a few products of :math:`K \times
+        K` matrices per point.  Returns ``(bound, S, entries, y)``, with
+        ``entries`` the largest relative bound
+        :math:`(|\tilde G|(|\tilde R| + E_R) + |\tilde G| F |\tilde G|)_{kj} / |\tilde G_{kj}|`
+        over the entries of :math:`G` that can be non-zero, which bounds the
+        errors of the inputs of a derivative (see :meth:`pencils.solve.solver.Solver.float_target`).
+        """
+        algebra, unit = FloatAlgebra(), FloatAlgebra.epsilon / 2
+        coefficient_steps, weight_steps, scale_steps, product_steps = self.rounding_steps
+        count, size = inverse.shape[0], inverse.shape[-1]
+        unknowns = len(self.dyson_map.unknown_rows)
+        out, into = self.problem.record["out"], self.problem.record["into"]
+        nodes, mean = self.dyson_map.nodes, self.dyson_map.mean  # per spectral node, then averaged
+        matrix = self.dyson_map.matrix(lambdas, weights, g, 1.0, algebra)
+        formation = self.dyson_map.matrix(unit * coefficient_steps[:, None, None] * np.abs(lambdas),
+                                 -unit * weight_steps[:, None] * np.abs(weights), np.abs(g), 1.0, algebra).real
+        extended = np.clongdouble if np.iscomplexobj(matrix) else np.longdouble
+        identity = np.eye(size)
+        product = (matrix.astype(extended) @ inverse.astype(extended) - identity).astype(matrix.dtype)
+        product_error = unit * np.abs(product) + product_steps * float(np.finfo(extended).eps) / 2 * (
+            np.abs(matrix) @ np.abs(inverse) + identity)
+        size_of = np.abs(inverse)
+        correction = inverse @ product  # G R: the first-order error of the inverse
+        correction_error = size_of @ product_error + size * unit * (size_of @ np.abs(product))
+        rho = mean(inverse - correction) - g
+        row, column = inverse[:, :, out, :], inverse[:, :, :, into]
+        scales = np.reshape(scale, (-1, 1))
+        gradient = zeros((count, unknowns), inverse.dtype)
+        terms = weights.T[:, None] * row[:, :, self.dyson_map.rows] * column[:, :, self.dyson_map.cols] * scales[:, :, None]
+        np.add.at(gradient, (slice(None), self.dyson_map.sources),
+                  nodes.weigh(terms, np.full(len(self.dyson_map.rows), out)))
+        entries = self.dyson_map.jacobian_entries(weights, inverse, 1.0)
+        jacobian = self.dyson_map.jacobian(entries)
+        step = self.dyson_map.solve_linearised(weights, inverse, 1.0, rho, algebra)
+        step_residual = (jacobian @ step[:, :, None])[:, :, 0] - rho
+        adjoint = self.dyson_map.solve_linearised(weights, inverse, 1.0, gradient, algebra, transposed=True)
+        first_order = np.reshape(scale, -1) * nodes.mean(correction, out, into) + np.sum(gradient * step, axis=1)
+        carried = (np.abs(step_residual) + unknowns * unit * ((np.abs(jacobian) @ np.abs(step)[:, :, None])[:, :, 0]
+                   + np.abs(rho)) + mean(correction_error))
+        placed = zeros((count, size, size), inverse.dtype)
+        placed[:, self.dyson_map.unknown_rows, self.dyson_map.unknown_cols] = adjoint
+        node_weights = nodes.weights(False)  # row a of the average at node q weighs node_weights[a, q]
+        weight = -np.swapaxes(inverse, -1, -2) @ (placed[:, None] * node_weights.T[None, :, :, None])
+        weight[:, :, :, into] += scales[:, :, None] * node_weights[out][None, :, None] * row
+        sensitivity = -weight @ np.swapaxes(inverse, -1, -2)  # d target / d M(u_q), node weights included
+        bound = (
+            np.abs(first_order)
+            + np.sum(np.abs(adjoint) * carried, axis=1)
+            + np.abs(np.reshape(scale, -1)) * nodes.mean(correction_error, out, into)
+            + unknowns * unit * np.sum(np.abs(gradient) * np.abs(step), axis=1)
+            + np.sum(np.abs(sensitivity) * formation, axis=(1, 2, 3))
+            + scale_steps * unit * np.abs(np.reshape(scale, -1) * nodes.mean(inverse, out, into))
+        )
+        entry_error = size_of @ (np.abs(product) + product_error) + size_of @ formation @ size_of
+        with np.errstate(all="ignore"):
+            relative = np.where(self.dyson_map.reach & (size_of > 0), entry_error / size_of, 0.0)
+        return bound, sensitivity, np.max(relative.reshape(count, -1), axis=1, initial=0.0), adjoint
+
+    def raise_if_failed(self, failed: np.ndarray, relative, columns: list, g=None, continuation: bool = True) -> None:
+        """Raise a :class:`pencils.errors.ConvergenceError` naming the first ``failed`` point, what went wrong
+        there (the continuation stalled, or Newton's iteration with ``continuation=False``), its residual
+        ``relative``, the spread of its unknowns ``g`` and the remedies (``path_from=``, ``dps=``)."""
+        if not np.any(failed):
+            return
+        first = int(np.flatnonzero(failed)[0])
+        residual = float(np.nan_to_num(np.asarray(relative[first], dtype=float), nan=np.inf))
+        if continuation:
+            reason = ("the continuation from zero variance (every Gaussian scaled by tau, tau from 0 to 1) "
+                      "stalled before tau = 1")
+            if np.isfinite(residual) and residual > FloatAlgebra.residual_tolerance:
+                reason += f", where Newton's iteration leaves a relative residual {residual:.1e}"
+        else:
+            reason = f"Newton's iteration stalled at a relative residual {residual:.1e}"
+        extreme = [(p, float(np.abs(columns[k][first]))) for k, p in enumerate(self.problem.parameters)
+                   if np.isfinite(np.abs(columns[k][first])) and not 1e-6 <= np.abs(columns[k][first]) <= 1e6
+                   and np.abs(columns[k][first]) != 0]
+        spread = ""
+        sizes = np.abs(np.asarray(g[first], dtype=complex)) if g is not None else np.zeros(0)
+        sizes = sizes[np.isfinite(sizes) & (sizes > 0)]
+        if sizes.size and sizes.max() > 1e12 * sizes.min():
+            spread = f" Its unknowns span {sizes.min():.0e} to {sizes.max():.0e}, more than double precision resolves."
+        if extreme:
+            names = ", ".join(f"{p}={v:g}" for p, v in extreme)
+            spread += f" Parameters far from order one ({names}) spread the unknowns over many orders of magnitude"
+            if any(not 1e-150 < v < 1e150 for _, v in extreme):
+                spread += " (beyond 1e+150 or 1e-150 their products over- or underflow: use a less extreme value)"
+            spread += "."
+            parameter, value = extreme[0]
+            start = f"{{{parameter}: {1e3 if value > 1 else 1e-3:g}}}"
+        else:
+            z_named = any(str(p) == "z" for p in self.problem.parameters)
+            start = "{z: x + 1j}" if z_named else "{parameter: a regular value}"
+        raise ConvergenceError(
+            f"the Dyson equation could not be solved at {int(np.sum(failed))} of {len(failed)} point(s); first at "
+            f"{self.problem.describe(columns, first)}: {reason}.{spread} What helps: dps=30 (arbitrary precision, "
+            f"slow for this {self.dyson_map.unknowns}-unknown system) where rounding is the obstacle; path_from={start} "
+            f"(a straight line from values where the solution is regular) where the default path meets a "
+            f"singularity (a vanishing ridge at an interpolation threshold, a real spectral parameter inside the "
+            f"spectrum); or moving the point.",
+            parameters={str(p): columns[k][first] for k, p in enumerate(self.problem.parameters)},
+            residual=residual,
+        )
+
+
+def inaccurate_points(values: list, errors: list, accuracy: float) -> np.ndarray:
+    """The points where some value's error bound exceeds ``accuracy`` times its size (or is not finite)."""
+    return np.any([~(error <= accuracy * np.abs(value)) for value, error in zip(values, errors)], axis=0)
+
+
+def points_of(mapping: Mapping | None, shape: tuple, indices: np.ndarray) -> dict | None:
+    """The values of ``mapping`` (numbers, or arrays that broadcast to ``shape``) at the flat ``indices``."""
+    if not mapping:
+        return mapping
+    return {key: np.broadcast_to(np.asarray(value), shape).reshape(-1)[indices] for key, value in mapping.items()}
+
+
+def rounded(values, dtype) -> np.ndarray:
+    """mpmath numbers (a scalar or an array) as an array of ``dtype`` (float or complex)."""
+    values = np.asarray(values, dtype=object).reshape(-1)
+    return np.array([complex(v) if dtype.kind == "c" else float(v) for v in values], dtype=dtype)
+
+
+def warn_imprecise(points: np.ndarray, values: list, errors: list, where: str, unknowns: int, accuracy: float,
+                   stacklevel: int) -> None:
+    """Issue the :class:`pencils.errors.PrecisionWarning` for ``points`` whose float values cannot be promised
+    to the relative ``accuracy`` (``stacklevel`` counts the calls up to the user's, this one included)."""
+    first = int(points[0])
+    relative = max(float(error[first] / abs(value[first])) if value[first] != 0 else np.inf
+                   for value, error in zip(values, errors))
+    warnings.warn(
+        f"double precision cannot promise a relative accuracy of {accuracy:.0e} at {points.size} of "
+        f"{len(values[0])} point(s): at {where} the rounding error may reach {relative:.1e} of the value (a tiny "
+        f"ridge, or a cancellation between large terms), and the {unknowns}-unknown system is "
+        f"too large to be finished in arbitrary precision automatically. Pass dps=30 for these points (slow), "
+        f"or use a larger ridge.",
+        PrecisionWarning,
+        stacklevel=stacklevel,
+    )

@@ -1,0 +1,322 @@
+r"""The Dyson map of a numeric problem: its matrix, inverse, Jacobian, tangent, curvature and Newton's method.
+
+The unknowns :math:`g_S` solve
+
+.. math::  F(g; s, \theta) = \bigl[(\Lambda_\theta - s\,\eta_\theta(g))^{-1}\bigr]_S - g_S = 0
+
+at :math:`s = 1`.  The *physical* solution is the one connected to
+:math:`g = \Lambda^{-1}` at :math:`s = 0` (no randomness: :math:`s = \tau^2`
+scales the variance of every Gaussian).  Newton's method uses the exact Jacobian
+
+.. math::  \frac{\partial G_{ab}}{\partial g_u} = s \sum_{t:\,u_t = u} w_t\, G_{a i_t}\, G_{j_t b},
+
+from :math:`dG = -G\,dM\,G` for :math:`M = \Lambda - s\,\eta(g)`, and the same
+identity gives the tangent of any path in :math:`(s, \theta)`
+(:meth:`DysonMap.velocity`) and, on an affine path, its curvature
+(:meth:`DysonMap.acceleration`).  Every solved point carries its matrix
+:math:`G = (\Lambda - s\,\eta(g))^{-1}`, which the last Newton iteration
+computes for its residual: the tangent at that point and the final check at
+the requested parameters reuse it instead of inverting again.
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import cached_property
+from typing import Mapping, NamedTuple
+
+import numpy as np
+
+from ..dyson import _structurally_nonzero
+from .linear_algebra import BlockTriangular, per_point, zeros
+
+__all__ = ["DysonMap", "PathPoint"]
+
+
+class PathPoint(NamedTuple):
+    r"""The coefficients at one position of a continuation path, and their derivatives along it.
+
+    The matrix is :math:`\Lambda - s\,\eta_w(g)`; ``d_lambdas``, ``d_weights``
+    and ``d_step`` are the derivatives of :math:`\Lambda`, :math:`w` and :math:`s`
+    in the position.  ``affine``: they are affine in the position (the
+    variance path), so that the second derivative of the solution is exact
+    (:meth:`DysonMap.acceleration`).
+    """
+
+    lambdas: np.ndarray
+    weights: np.ndarray
+    step: np.ndarray
+    d_lambdas: np.ndarray
+    d_weights: np.ndarray
+    d_step: np.ndarray
+    affine: bool = False
+
+
+class DysonMap:
+    r"""The map :math:`g \mapsto [(\Lambda - s\,\eta_w(g))^{-1}]_S - g` at a batch of points, and its derivatives.
+
+    Parameters
+    ----------
+    record : dict
+        The problem as plain data (:meth:`pencils.dyson.DysonSystem.record`):
+        the size :math:`K` of the pencil, the positions of :math:`\Lambda`'s
+        entries (``identity``), the couplings ``(i, j, u)`` of :math:`\eta`
+        (entry :math:`(i, j)` of :math:`M` gets :math:`-s\,w_t\,g_u`) and the
+        entries of :math:`G` that are the unknowns.
+    nodes : pencils.solve.spectral.SpectralNodes
+        The spectral nodes of Diagonals: :math:`M` and :math:`G` have one matrix
+        per point and node (shape (P, Q, K, K)), and everything that enters the
+        equations is averaged over the nodes, products as products.
+    """
+
+    #: The most intermediate values of a Jacobian built at once (8 bytes each).
+    chunk_entries = 2**20
+    #: Float batches of at least this many points solve Newton's linear systems block by block
+    #: (see ``BlockTriangular``, as do all multiprecision ones); smaller float batches cost per
+    #: numpy call and are solved densely.
+    block_solve_points = 64
+
+    def __init__(self, record: Mapping, nodes):
+        self.nodes = nodes
+        self.size = size = int(record["size"])
+        identity = np.array(record["identity"], dtype=int).reshape(-1, 2)
+        couplings = np.array(record["couplings"], dtype=int).reshape(-1, 3)  # sorted by unknown
+        unknowns = np.array(record["unknowns"], dtype=int).reshape(-1, 2)
+        self.identity_rows, self.identity_cols = identity.T
+        self.rows, self.cols, self.sources = couplings.T
+        self.unknown_rows, self.unknown_cols = unknowns.T
+        entries = self.rows * size + self.cols  # where each coupling writes, grouped by entry
+        self._coupling_order = np.argsort(entries, kind="stable")
+        sorted_entries = entries[self._coupling_order]
+        self._coupling_start = np.flatnonzero(np.r_[True, np.diff(sorted_entries) != 0]) if entries.size else entries
+        self._coupling_entry = sorted_entries[self._coupling_start]
+        self.identity_entry = self.identity_rows * size + self.identity_cols
+        self._jacobian_terms(identity, couplings, unknowns)
+
+    @property
+    def unknowns(self) -> int:
+        """The number of unknowns."""
+        return len(self.unknown_rows)
+
+    def at_level(self, nodes) -> "DysonMap":
+        """The same map with other spectral ``nodes``."""
+        other = copy.copy(self)
+        other.nodes = nodes
+        return other
+
+    def mean(self, matrices):
+        r"""The unknowns' entries of matrices (P, Q, K, K) averaged over the spectral nodes,
+        :math:`\mathbb E_u[\,\cdot\,]_S`, shape (P, U)."""
+        return self.nodes.mean(matrices, self.unknown_rows, self.unknown_cols)
+
+    def matrix(self, lambdas, weights, g, step, algebra):
+        r""":math:`\Lambda(u_q) - s\,\eta_w(g)` at every point and spectral node, shape (P, Q, K, K)
+        (``lambdas`` of shape (C, P, Q))."""
+        count, nodes = g.shape[0], lambdas.shape[2]
+        matrix = zeros((count, nodes, self.size * self.size), np.result_type(lambdas, weights, g))
+        matrix[:, :, self.identity_entry] = np.moveaxis(lambdas, 0, -1)
+        if len(self.rows):
+            values = np.reshape(step, (-1, 1)) * weights.T * g[:, self.sources]
+            coupled = np.add.reduceat(values[:, self._coupling_order], self._coupling_start, axis=1)
+            matrix[:, :, self._coupling_entry] -= coupled[:, None, :]
+        return matrix.reshape(count, nodes, self.size, self.size)
+
+    def inverse(self, lambdas, weights, g, step, algebra):
+        r""":math:`(\Lambda(u_q) - s\,\eta(g))^{-1}` at every point and spectral node, shape (P, Q, K, K).
+
+        (Block forward substitution over the matrix's components, as for the
+        Jacobian, was measured as slow as LAPACK's inverse here: 18 to 21
+        right-hand sides make its off-block products as costly as the inverse.)
+        """
+        return algebra.inv(self.matrix(lambdas, weights, g, step, algebra))
+
+    def _jacobian_terms(self, identity, couplings, unknowns) -> None:
+        r"""The terms :math:`w_t\, G_{a_r i_t} G_{j_t b_r}` of the Jacobian that can be non-zero.
+
+        :math:`G_{ab}` vanishes identically where the graph of :math:`\Lambda - \eta`
+        has no path from ``a`` to ``b`` (:func:`pencils.dyson._structurally_nonzero`);
+        only 4 to 10 % of the pairs (equation ``r``, coupling ``t``) survive in the
+        DSM systems.  The terms are grouped by Jacobian entry ``(r, u_t)``.
+        """
+        size, count = self.size, len(unknowns)
+        terms = {(i, j, *unknowns[u]) for i, j, u in couplings}
+        reach = _structurally_nonzero(size, {tuple(pair) for pair in identity}, terms)
+        rows_of, cols_of = unknowns.T
+        equation, coupling = np.nonzero(reach[rows_of][:, self.rows] & reach[self.cols][:, cols_of].T)
+        entry = equation * count + self.sources[coupling]
+        order = np.argsort(entry, kind="stable")
+        equation, coupling, entry = equation[order], coupling[order], entry[order]
+        self._term_coupling = coupling
+        self._term_block = rows_of[equation]  # the block whose spectral average the term belongs to
+        self._term_left = rows_of[equation] * size + self.rows[coupling]  # G[a_r, i_t], flattened
+        self._term_right = self.cols[coupling] * size + cols_of[equation]  # G[j_t, b_r]
+        self._entry_start = np.flatnonzero(np.r_[True, np.diff(entry) != 0]) if entry.size else entry
+        diagonal = np.arange(count) * (count + 1)
+        self.reach = reach
+        self._pattern = np.union1d(entry[self._entry_start], diagonal)  # flat positions of the entries
+        self._pattern_of_terms = np.searchsorted(self._pattern, entry[self._entry_start])
+        self._pattern_of_diagonal = np.searchsorted(self._pattern, diagonal)
+
+    def jacobian_entries(self, weights, inverse, step):
+        r"""The structurally non-zero entries of the Jacobian of ``F`` in ``g``, shape (P, E).
+
+        Entry ``e`` is at the flat position ``_pattern[e]`` of the ``U x U``
+        Jacobian (every diagonal entry included: :math:`J = \partial [G]_S/\partial g - I`).
+        """
+        count = inverse.shape[0]
+        flat = inverse.reshape(count, inverse.shape[1], self.size * self.size)
+        terms = weights.T[:, None, self._term_coupling] * flat[:, :, self._term_left] * flat[:, :, self._term_right]
+        terms = self.nodes.weigh(terms, self._term_block)  # E_u[G G], not E_u[G] E_u[G]
+        entries = zeros((count, len(self._pattern)), terms.dtype)
+        if terms.shape[1]:
+            entries[:, self._pattern_of_terms] = np.reshape(step, (-1, 1)) * np.add.reduceat(terms, self._entry_start, axis=1)
+        entries[:, self._pattern_of_diagonal] -= 1
+        return entries
+
+    def jacobian(self, entries):
+        """The dense Jacobian, shape (P, U, U), from its entries."""
+        count, unknowns = entries.shape[0], len(self.unknown_rows)
+        jacobian = zeros((count, unknowns * unknowns), entries.dtype)
+        jacobian[:, self._pattern] = entries
+        return jacobian.reshape(count, unknowns, unknowns)
+
+    def solve_linearised(self, weights, inverse, step, right, algebra, transposed: bool = False):
+        r"""Solve :math:`J x = \text{right}` (:math:`J^{\mathsf T} x` if ``transposed``) at every point,
+        building :math:`J` for a chunk of points at a time.
+
+        Chunks of at most :attr:`chunk_entries` intermediate values (terms or
+        entries of the Jacobian) bound the memory of large systems and keep the
+        work in cache.  Chunks of at least :attr:`block_solve_points` float
+        points, and every multiprecision system (where each operation costs the
+        same whatever the batch), are solved block by block (:class:`BlockTriangular`).
+        """
+        count = inverse.shape[0]
+        step = per_point(step, count, inverse.dtype)
+        chunk = max(1, self.chunk_entries // max(1, len(self._term_coupling) * inverse.shape[1],
+                                                  len(self.unknown_rows) ** 2))
+        parts = []
+        for k in range(0, count, chunk):
+            part = slice(k, k + chunk)
+            entries = self.jacobian_entries(weights[:, part], inverse[part], step[part])
+            if inverse.dtype == object or entries.shape[0] >= self.block_solve_points:
+                if transposed:
+                    order, blocks = self._adjoint_blocks
+                    parts.append(blocks.solve(entries[:, order], right[part], algebra))
+                else:
+                    parts.append(self._jacobian_blocks.solve(entries, right[part], algebra))
+            else:
+                jacobian = self.jacobian(entries)
+                parts.append(algebra.solve(np.swapaxes(jacobian, 1, 2) if transposed else jacobian, right[part]))
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    @cached_property
+    def _jacobian_blocks(self) -> "BlockTriangular":
+        return BlockTriangular(self._pattern, len(self.unknown_rows))
+
+    @cached_property
+    def _adjoint_blocks(self) -> tuple[np.ndarray, "BlockTriangular"]:
+        r"""The pattern of :math:`J^{\mathsf T}`: the order that sorts :math:`J`'s entries into it, and its blocks."""
+        unknowns = len(self.unknown_rows)
+        rows, cols = np.divmod(self._pattern, unknowns)
+        positions = cols * unknowns + rows
+        order = np.argsort(positions)
+        return order, BlockTriangular(positions[order], unknowns)
+
+    def velocity(self, point: PathPoint, g, inverse, algebra):
+        r"""The tangent :math:`dg/d\text{position}` of the solution path at ``g``, where :math:`G` is ``inverse``.
+
+        With :math:`dM = d\Lambda - \eta_{s\,dw + ds\,w}(g)`, the equations move by
+        :math:`-[G\,dM\,G]_S` at fixed ``g``, and the tangent solves
+        :math:`J\,v = [G\,dM\,G]_S`.
+        """
+        change = self.matrix(point.d_lambdas, self.moving(point), g, 1, algebra)
+        shift = self.mean(inverse @ change @ inverse)
+        return self.solve_linearised(point.weights, inverse, point.step, shift, algebra)
+
+    @staticmethod
+    def moving(point: PathPoint):
+        """The derivative :math:`s'w + s w'` of the weights times the variance along the path."""
+        return np.reshape(point.step, (1, -1)) * point.d_weights + np.reshape(point.d_step, (1, -1)) * point.weights
+
+    def acceleration(self, point: PathPoint, g, inverse, velocity, algebra):
+        r"""The second derivative :math:`a = g''` of an affine path (``point.affine``) at ``g``, tangent ``velocity``.
+
+        Differentiating :math:`G = M^{-1}` twice, :math:`G'' = 2GM'GM'G - GM''G`, with
+        :math:`M' = \Lambda' - \eta_{m}(g) - s\,\eta_w(g')` (:math:`m = s'w + sw'`) and,
+        the coefficients being affine, :math:`M'' = -\eta_{2s'w'}(g) - 2\eta_m(g') - s\,\eta_w(a)`;
+        the last term moves to the left as for the tangent, so :math:`J a = [GM''_0G]_S - 2[GM'GM'G]_S`
+        with :math:`M''_0` the other two terms.  One more solve with the tangent's Jacobian.
+        """
+        moving = self.moving(point)
+        zero = 0 * point.lambdas
+        first = self.matrix(point.d_lambdas, moving, g, 1, algebra) + self.matrix(zero, point.weights, velocity, point.step, algebra)
+        cross = 2 * np.reshape(point.d_step, (1, -1)) * point.d_weights  # 2 s' w'
+        second = self.matrix(zero, cross, g, 1, algebra) + 2 * self.matrix(zero, moving, velocity, 1, algebra)
+        left = inverse @ first
+        right = inverse @ second @ inverse - 2 * (left @ left @ inverse)
+        return self.solve_linearised(point.weights, inverse, point.step, self.mean(right), algebra)
+
+    def relative(self, vectors, g, algebra):
+        """The largest entry of each vector relative to the largest entry of ``g`` (or absolute where g = 0)."""
+        size, scale = algebra.norm(vectors), algebra.norm(g)
+        if g.dtype != object:
+            return size / np.where(scale != 0, scale, 1.0)
+        return np.array([v / (s if s != 0 else 1) for v, s in zip(size, scale)], dtype=object)
+
+    def newton(self, lambdas, weights, g, step, algebra, tolerance, accept, iterations, settled=None, inverse=None):
+        """Newton iterations at fixed ``s``, from ``g`` (where :math:`G` is ``inverse``, if given).
+
+        A point stops when its relative Newton step is below ``tolerance``, or
+        below ``accept`` and no longer halving (the rounding floor of an
+        ill-conditioned point), or not finite; the others go on, up to
+        ``iterations`` steps.  With ``settled``, a point whose relative residual
+        is already below it takes no step (the solution of a converged
+        continuation, whose last step was small enough for quadratic
+        convergence to have reached rounding).  Returns ``(g, converged, relative residual,
+        inverse)`` with ``converged`` where the relative residual
+        :math:`\\|[G]_S - g\\|_\\infty / \\|g\\|_\\infty` is at most
+        ``accept`` and ``inverse`` the matrix :math:`G` at ``g`` (computed again only
+        where ``g`` moved).
+        """
+        count = g.shape[0]
+        g = g.copy()
+        step = per_point(step, count, g.dtype)
+        previous = np.full(count, np.inf, dtype=object if g.dtype == object else float)
+        active = np.arange(count)
+        if inverse is None:
+            inverse = self.inverse(lambdas, weights, g, step, algebra)
+        current = inverse  # G at g[active]
+        moved = np.zeros(count, dtype=bool)
+        for iteration in range(iterations):
+            lam, weight, s = lambdas[:, active], weights[:, active], step[active]
+            if iteration:
+                current = self.inverse(lam, weight, g[active], s, algebra)
+            residual = self.mean(current) - g[active]
+            if iteration == 0 and settled is not None:
+                moving = ~(self.relative(residual, g[active], algebra) <= settled)
+                active, lam, weight, s = active[moving], lam[:, moving], weight[:, moving], s[moving]
+                current, residual = current[moving], residual[moving]
+                if not active.size:
+                    break
+            delta = self.solve_linearised(weight, current, s, -residual, algebra)
+            g[active] = g[active] + delta
+            moved[active] = True
+            relative = self.relative(delta, g[active], algebra)
+            done = (relative <= tolerance) | ~algebra.finite(g[active])
+            done |= (relative <= accept) & (relative >= previous[active] / 2)
+            previous[active] = relative
+            active = active[~done]
+            if not active.size:
+                break
+        if np.all(moved):
+            inverse = self.inverse(lambdas, weights, g, step, algebra)
+        elif np.any(moved):
+            inverse = inverse.copy()
+            inverse[moved] = self.inverse(lambdas[:, moved], weights[:, moved], g[moved], step[moved], algebra)
+        relative = self.relative(self.mean(inverse) - g, g, algebra)
+        finite = algebra.finite(g) & algebra.finite(inverse)
+        if relative.dtype == object:
+            converged = np.array([bool(ok and r <= accept) for ok, r in zip(finite, relative)], dtype=bool)
+        else:
+            converged = finite & (relative <= accept)
+        return g, converged, relative, inverse

@@ -1,0 +1,201 @@
+r"""Averages over the spectral variables of Diagonals, for the numeric solver.
+
+With :class:`pencils.Diagonal` matrices the matrix of the Dyson equation
+depends on one spectral variable per dimension that carries them,
+:math:`M(u) = \Lambda(u) - \eta(g)`, and a normalised trace is an average
+(see :mod:`pencils.dyson`):
+
+.. math::  g_S = \mathbb E_u\bigl[M(u)^{-1}\bigr]_S = \sum_q w_q\, M(u_q)^{-1}_S,
+
+over the atoms (weights their masses, exact) or over the nodes of a
+quadrature rule on :math:`(0, 1)`.  The solver evaluates :math:`M` at
+``Q`` nodes per point: node ``q`` of every dimension at once, since
+:math:`M` only couples blocks of one size (a dimension with fewer nodes is
+padded with copies of its first node of weight 0; blocks of a dimension
+without Diagonals have weight 1 on the first node).  The cost is linear in the
+number of nodes, and every product that enters the Jacobian, the tangents and
+the error bounds is averaged as a product, :math:`\mathbb E_u[G(u)\,A\,G(u)]`,
+so that they stay exact.
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import cached_property
+
+import numpy as np
+import sympy
+
+from .. import precision
+from ..diagonal import SPECTRAL_VARIABLE, quadrature
+from ..serialization import decode
+from .compiled import compile_expressions, to_mpmath
+
+__all__ = ["SpectralNodes"]
+
+
+class SpectralNodes:
+    """The nodes and weights of the spectral averages of one Dyson system, at one quadrature level.
+
+    Parameters
+    ----------
+    laws : list of dict
+        The ``spectral`` field of a record (:meth:`pencils.dyson.DysonSystem.record`).
+    parameters : tuple of sympy.Symbol
+        The parameters of the system.
+    size : int
+        The number of blocks of the pencil.
+    level : int
+        The quadrature level of quantile functions (nodes double from one level to the next).
+
+    Examples
+    --------
+    >>> import numpy as np, sympy
+    >>> laws = [{"blocks": [0], "symbols": [["Symbol", "S(u)", {}]], "atoms": [[1, 4]],
+    ...          "weights": [["Rational", 1, 4], ["Rational", 3, 4]]}]
+    >>> nodes = SpectralNodes(laws, (), size=2, level=0)
+    >>> nodes.count, nodes.weights(False).tolist()
+    (2, [[0.25, 0.75], [1.0, 0.0]])
+    >>> [v.tolist() for v in nodes.values([], 1, False)]
+    [[[1.0, 4.0]]]
+    """
+
+    #: The first and the last quadrature levels of quantile functions.
+    first_level, last_level = 2, 8
+
+    def __init__(self, laws: list, parameters: tuple, size: int, level: int = first_level):
+        self.laws = laws
+        self.parameters = tuple(parameters)
+        self.size = size
+        self.level = level
+        self.symbols = [decode(tree) for law in laws for tree in law["symbols"]]
+        self.quantile = any("quantiles" in law for law in laws)
+
+    def at_level(self, level: int) -> "SpectralNodes":
+        """The same averages with the quadrature rules of another level (sharing the compiled functions)."""
+        other = copy.copy(self)
+        other.level = level
+        for derived in ("count", "_float_weights"):
+            other.__dict__.pop(derived, None)
+        return other
+
+    # ----------------------------------------------------------------- nodes
+
+    def _rule(self, law: dict, multiprecision: bool) -> tuple:
+        """``(nodes, weights)`` of one law: the atom indices and masses, or a quadrature rule's nodes."""
+        if "atoms" in law:
+            masses = [decode(tree) for tree in law["weights"]]
+            if multiprecision:
+                context = precision.context()
+                return list(range(len(masses))), [context.mpf(sympy.N(m, context.dps)) for m in masses]
+            return list(range(len(masses))), [float(m) for m in masses]
+        dps = precision.context().dps if multiprecision else None
+        return quadrature(law["rule"], self.level, dps)
+
+    @cached_property
+    def count(self) -> int:
+        """The number of nodes ``Q`` (1 without Diagonals)."""
+        return max((len(self._rule(law, False)[1]) for law in self.laws), default=1)
+
+    def weights(self, multiprecision: bool) -> np.ndarray:
+        """The weight of each node in the average of each block's entries, shape (K, Q)."""
+        if not multiprecision and "_float_weights" in self.__dict__:
+            return self._float_weights
+        zero = precision.context().zero if multiprecision else 0.0
+        table = np.full((self.size, self.count), zero, dtype=object if multiprecision else float)
+        table[:, 0] = precision.context().one if multiprecision else 1.0
+        for law in self.laws:
+            _, weights = self._rule(law, multiprecision)
+            for block in law["blocks"]:
+                table[block, :] = zero
+                table[block, : len(weights)] = weights
+        if not multiprecision:
+            self._float_weights = table
+        return table
+
+    # ----------------------------------------------------------------- values
+
+    def _expressions(self, law: dict) -> list:
+        """The eigenvalue of each symbol of ``law`` at each node, as expressions in the parameters (and ``u``)."""
+        if "atoms" in law:
+            return [[decode(tree) for tree in row] for row in law["atoms"]]
+        return [[decode(tree)] for tree in law["quantiles"]]
+
+    @cached_property
+    def _compiled(self) -> dict:
+        """Per module, per law: the compiled eigenvalues and their derivatives along a direction."""
+        return {}
+
+    def _functions(self, law_index: int, module: str):
+        key = (law_index, module)
+        if key not in self._compiled:
+            law = self.laws[law_index]
+            expressions = [e for row in self._expressions(law) for e in row]
+            direction = sympy.symbols(f"delta0:{len(self.parameters)}", cls=sympy.Dummy)
+            derivatives = [sum((e.diff(p) * v for p, v in zip(self.parameters, direction)), sympy.Integer(0))
+                           for e in expressions]
+            arguments = self.parameters + ((SPECTRAL_VARIABLE,) if "quantiles" in law else ())
+            self._compiled[key] = (compile_expressions(arguments, expressions, module),
+                                   compile_expressions(arguments + tuple(direction), derivatives, module))
+        return self._compiled[key]
+
+    def values(self, columns: list, count: int, multiprecision: bool, directions: list | None = None) -> list:
+        """The eigenvalue of every symbol at every point and node, arrays of shape (P, Q) in the order of
+        :attr:`symbols`; with ``directions`` (one column per parameter), their derivatives along them instead."""
+        module = "mpmath" if multiprecision else "numpy"
+        extra = list(directions or [])
+        results = []
+        for index, law in enumerate(self.laws):
+            function = self._functions(index, module)[0 if directions is None else 1]
+            nodes, _ = self._rule(law, multiprecision)
+            symbols, used = len(law["symbols"]), len(nodes)
+            atoms = "atoms" in law
+            if multiprecision:
+                table = np.empty((symbols, count, self.count), dtype=object)
+                for point in range(count):
+                    arguments = [to_mpmath(c[point]) for c in columns]
+                    moves = [to_mpmath(v[point]) for v in extra]
+                    if atoms:
+                        flat = list(function(*arguments, *moves))
+                        table[:, point, :used] = np.array(flat, dtype=object).reshape(symbols, used)
+                    else:
+                        for j, u in enumerate(nodes):
+                            table[:, point, j] = list(function(*arguments, u, *moves))
+            else:
+                table = np.empty((symbols, count, self.count), dtype=complex)
+                if atoms:
+                    flat = function(*columns, *extra)
+                    for k in range(symbols):
+                        for j in range(used):
+                            table[k, :, j] = flat[k * used + j]
+                else:
+                    u = np.asarray(nodes)[None, :]
+                    flat = function(*(c[:, None] for c in columns), u, *(v[:, None] for v in extra))
+                    for k in range(symbols):
+                        table[k, :, :used] = flat[k]
+            table[:, :, used:] = table[:, :, :1]
+            if not multiprecision and np.all(table.imag == 0):
+                table = table.real.copy()
+            results.extend(table)
+        return results
+
+    # ----------------------------------------------------------------- averages
+
+    def average(self, matrices: np.ndarray) -> np.ndarray:
+        r"""Matrices (P, Q, K, K) averaged over the nodes, row ``a`` with the weights of block ``a``: shape (P, K, K)."""
+        if self.count == 1:
+            return matrices[:, 0]
+        return np.sum(matrices * self.weights(matrices.dtype == object).T[None, :, :, None], axis=1)
+
+    def mean(self, matrices: np.ndarray, rows, cols) -> np.ndarray:
+        """The average of the entries ``(rows, cols)`` of matrices of shape (P, Q, K, K): shape (P, len(rows))."""
+        entries = matrices[:, :, rows, cols]
+        if self.count == 1:
+            return entries[:, 0]
+        return np.sum(entries * self.weights(matrices.dtype == object)[rows].T, axis=1)
+
+    def weigh(self, terms: np.ndarray, blocks) -> np.ndarray:
+        """The average over nodes of ``terms`` (P, Q, T), term ``t`` weighted as the entries of block ``blocks[t]``."""
+        if self.count == 1:
+            return terms[:, 0]
+        return np.sum(terms * self.weights(terms.dtype == object)[blocks].T, axis=1)
