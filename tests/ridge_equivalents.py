@@ -67,4 +67,5 @@ def ridge_equivalent(psi_n, lam, signal=1, noise=0, covariance=(1,), weights=Non
             variance = noise * df2 / (1 - df2)
             values = {"bias": bias, "variance": variance, "train": (lam / kappa) ** 2 * (bias + variance + noise)}
         values["test"] = values["bias"] + values["variance"] + noise
-    return {key: +value for key, value in values.items()}
+    with mpmath.workdps(dps):  # rounded to dps digits (mpmath numbers carry their precision)
+        return {key: +value for key, value in values.items()}

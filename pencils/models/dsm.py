@@ -496,7 +496,7 @@ def early_stopping_time(psi_n, psi_p, t, lam, activation="relu", span: tuple[flo
 
 
 def _linear_part(covariance: tuple | None) -> tuple:
-    """The slope of the linear part of the features and :math:`\Sigma^{1/2}` (module notes)."""
+    r"""The slope of the linear part of the features and :math:`\Sigma^{1/2}` (module notes)."""
     if covariance is None:
         return mu1, sympy.Identity(d)
     return mu1 / sympy.sqrt(a**2 * tau + h), diagonal("Sigma^{1/2}", d, covariance, sympy.Rational(1, 2))
@@ -559,7 +559,7 @@ def optimum(t, covariance=None, dps: int | None = None):
             return precision.public(context.mpmathify(str(average)))
 
     if not np.ndim(t):
-        return best(t)
+        return best(np.asarray(t, dtype=object).item())
     values = np.frompyfunc(best, 1, 1)(np.asarray(t, dtype=object))
     return values.astype(float) if dps is None else values
 
@@ -609,7 +609,7 @@ def constants(t, activation="relu", dps: int | None = None, covariance=None) -> 
 
 
 def _anisotropic_constants(t, activation, tau_value, dps: int | None) -> dict:
-    """:func:`constants` for data of covariance with :math:`\operatorname{tr}\Sigma/d =` ``tau_value``."""
+    r""":func:`constants` for data of covariance with :math:`\operatorname{tr}\Sigma/d =` ``tau_value``."""
     fields = []
     for value in np.ravel(np.asarray(t, dtype=object)):
         if dps is None:
