@@ -87,6 +87,7 @@ def test_ridge_matches_monte_carlo_extrapolated_in_one_over_d(psi_n, lam):
         means = [float(v.mean()) for v in values]
         errors = [max(float(v.std(ddof=1)) / math.sqrt(len(v)), 1e-12) for v in values]
         limit, error = extrapolate([d for d, _ in sizes_and_seeds], means, errors)
+        print(f"{name}: extrapolated {limit:.6f} +- {error:.1e}, theory {getattr(theory, name):.6f}")
         assert abs(limit - getattr(theory, name)) < 4 * error + 1e-12, (name, limit, error, getattr(theory, name))
 
 
@@ -162,6 +163,7 @@ def test_random_features_with_two_levels_match_training():
              for seed in range(seeds)] for d, seeds in SIZES_AND_SEEDS]
     for name in ("test", "train"):
         limit, error = _extrapolated(runs, name)
+        print(f"{name}: extrapolated {limit:.6f} +- {error:.1e}, theory {getattr(theory, name):.6f}")
         assert abs(limit - getattr(theory, name)) < 4 * error, (name, limit, error, getattr(theory, name))
 
 
@@ -179,5 +181,6 @@ def test_dsm_with_two_levels_matches_training(point):
     assert all(run.test_exact for at_size in runs for run in at_size)
     for name in ("test", "train"):
         limit, error = _extrapolated(runs, name)
+        print(f"{name}: extrapolated {limit:.6f} +- {error:.1e}, theory {getattr(theory, name):.6f}")
         assert abs(limit - getattr(theory, name)) < 4 * error, (name, limit, error, getattr(theory, name))
     assert theory.test > theory.optimum
