@@ -4,7 +4,7 @@ Draws ``--count`` cases (``tests/differential.py``: the engine's expressions at 
 and ridges, random features and DSM at ``m = inf``, and with ``--finite-m`` a few DSM cases at
 finite ``m``, whose 30-digit references take seconds each), evaluates each in floats (recording
 ``PrecisionWarning``) and at ``dps=30``, and reports the number of quantities compared, the
-warned, refused and *silent* ones (off by more than ``Solver.float_accuracy`` with no warning:
+warned, refused and *silent* ones (off by more than ``SolverOptions.float_accuracy`` with no warning:
 each one is a failure of the promise), the worst silent and the worst overall relative error,
 and the time taken.  Nothing is asserted; the exit status is 1 if any disagreement is silent.
 

@@ -1,11 +1,13 @@
-"""Peak memory and throughput of ``dsm.errors`` on large arrays, batched and not.
+"""Peak memory and throughput of the DSM errors on large arrays, batched and not.
 
 Run ``python benchmarks/memory.py`` (``--large`` adds 10^6 points at m = inf).  Each
 measurement runs in a fresh interpreter: the errors are computed once on 10 points
 (imports, derivation, cache), then on the array; the figures are the growth of the
 peak resident set size (``resource.getrusage(...).ru_maxrss``) during that call, per
 point and in total, and the points per second.  ``batch_points`` is
-:data:`pencils.limits.batch_points`; "unbatched" sets it above the array size.
+:attr:`pencils.SolverOptions.batch_points`; "unbatched" sets it above the array size.
+The errors are those of ``dsm.errors`` (psi_n = 2, t = 0.5, lam = 1e-2, p <= n m), through
+:func:`pencils.limit` with the options.
 Nothing is asserted; timings depend on the machine and its load.
 """
 
@@ -20,15 +22,18 @@ import sys
 MEASURE = """
 import json, resource, sys, time
 import numpy as np
-import pencils.limits
+from pencils import SolverOptions, limit
 from pencils.models import dsm
 points, m, batch = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
-pencils.limits.batch_points = batch
+options, found = SolverOptions(batch_points=batch), dsm.quantities(finite_m=m != float("inf"))
+def errors(psi_p):
+    subs = dsm.substitutions(2.0, psi_p, 0.5, 1e-2, m)
+    return limit([found["test"], found["train"]], dsm.dims, subs, options=options)
 psi_p = np.geomspace(0.5, 5.0, points)
-dsm.errors(2.0, psi_p[:10], 0.5, 1e-2, m=m)
+errors(psi_p[:10])
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.perf_counter()
-dsm.errors(2.0, psi_p, 0.5, 1e-2, m=m)
+errors(psi_p)
 seconds = time.perf_counter() - start
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"seconds": seconds, "growth_kb": after - before, "peak_kb": after}))
@@ -51,7 +56,9 @@ def main() -> None:
     parser.add_argument("--large", action="store_true", help="also 10^6 points at m = inf")
     arguments = parser.parse_args()
     sys.path.insert(0, ROOT)
-    from pencils.limits import batch_points
+    from pencils import SolverOptions
+
+    batch_points = SolverOptions().batch_points
 
     cases = [(10**3, "inf"), (10**4, "inf"), (10**5, "inf"), (500, "4"), (5000, "4")]
     if arguments.large:

@@ -77,14 +77,14 @@ class EliminationTooLargeError(PencilsError):
 
 
 class PrecisionWarning(UserWarning):
-    """A float result may be less accurate than :attr:`pencils.solve.Solver.float_accuracy` (relative).
+    """A float result may be less accurate than :attr:`pencils.SolverOptions.float_accuracy` (relative).
 
     Every float limit carries a first-order bound on its rounding error (see
     :meth:`pencils.solve.accuracy.AccuracyAudit.float_error`; for a quantity of several
     traces, combined with its sensitivity to each).  Where the bound exceeds the
     promise, the points are finished in arbitrary precision, unless a system is
     too large for that to be quick (more than
-    :attr:`pencils.solve.Solver.max_finished_unknowns` unknowns): then this
+    :attr:`pencils.SolverOptions.max_finished_unknowns` unknowns): then this
     warning names the first point and the bound.  ``dps=30`` solves those points
     to 30 digits.
     """

@@ -29,9 +29,10 @@ from .expression import Dimensions, check_rational, normalise, shape_symbols
 from .functions import MatrixFunction, function_limit
 from .pencil import linearize
 from .serialization import decode, encode
-from .solve import Solver
+from .solve import Solver, SolverOptions
 from .solve.accuracy import inaccurate_points, points_of, rounded, warn_imprecise
 from .solve.compiled import compile_expressions, float_columns, shaped, to_mpmath
+from .solve.options import DEFAULT_OPTIONS
 from .validation import check_shapes, check_solve_arguments
 
 __all__ = ["derive", "trace_limit", "limit"]
@@ -94,10 +95,10 @@ def check_trace_arguments(expr: sympy.MatrixExpr, dims: Mapping, subs: Mapping) 
     coefficient that is not finite (used by :func:`pencils.sample_trace`, which must agree)."""
     _check_square(expr)
     solver = _solver(expr, _key(dims))
-    _, columns, count = solver.problem.points(subs, multiprecision=False)
+    _, columns, count = solver.compiled.points(subs, multiprecision=False)
     floats = float_columns(columns)
     with np.errstate(all="ignore"):  # a coefficient that is not finite is reported by name
-        solver.problem.validate(solver.problem.coefficients(floats, count, multiprecision=False), floats)
+        solver.compiled.validate(solver.compiled.coefficients(floats, count, multiprecision=False), floats)
 
 
 @lru_cache(maxsize=1)
@@ -150,6 +151,7 @@ def trace_limit(
     dps: int | None = None,
     path_from: Mapping | None = None,
     continuation: str = "neighbours",
+    options: SolverOptions | None = None,
 ):
     r"""The limit :math:`\lim \mathbb E[\operatorname{tr}(r)/N_r]` as all dimensions grow proportionally.
 
@@ -170,11 +172,11 @@ def trace_limit(
     dps : int, optional
         ``None`` for floats (arrays if any value is an array); ``k`` for mpmath
         numbers correct to about ``k`` digits.  A float is within
-        :attr:`pencils.solve.Solver.float_accuracy` (1e-10) of the limit,
-        relative: each carries a bound on its rounding error, and where the bound
-        is larger the point is computed again at 30 digits (a
-        :class:`pencils.errors.PrecisionWarning` instead, for systems too large
-        for that).
+        ``options.float_accuracy`` (1e-10 by default) of the limit, relative:
+        each carries a bound on its rounding error, and where the bound is
+        larger the point is computed again at ``options.finishing_dps`` (30)
+        digits (a :class:`pencils.errors.PrecisionWarning` instead, for systems
+        too large for that).
     path_from : dict, optional
         Start values of some parameters.  By default the physical branch is
         followed from zero variance (every Gaussian scaled by ``tau``, ``tau``
@@ -185,7 +187,9 @@ def trace_limit(
     continuation : {"neighbours", "variance"}
         How the points of an array are reached: from solved neighbours in the
         array (fast), or each on its own from zero variance (independent of the
-        other points); see :mod:`pencils.solve`.
+        other points); see :mod:`pencils.solve.continuation`.
+    options : SolverOptions, optional
+        The solver's tolerances, promises and work sizes (:class:`pencils.SolverOptions`).
 
     Returns
     -------
@@ -210,17 +214,18 @@ def trace_limit(
     """
     subs, dps, path_from = check_solve_arguments(subs, dps, path_from)
     _check_square(expr)
-    solver = _solver(expr, _key(dims))
+    solver, options = _solver(expr, _key(dims)), options or DEFAULT_OPTIONS
     try:
-        return _in_batches(lambda s, p: [solver.target(s, dps=dps, path_from=p, continuation=continuation)],
-                           subs, path_from)[0]
+        return _in_batches(lambda s, p: [solver.target(s, dps, p, continuation, options=options)],
+                           subs, path_from, options.batch_points)[0]
     except SingularStartError:
-        return _from_a_ridge(lambda e, s, p: trace_limit(e, dims, s, dps, p, continuation), expr, dims, subs, path_from)
+        return _from_a_ridge(lambda e, s, p: trace_limit(e, dims, s, dps, p, continuation, options),
+                             expr, dims, subs, path_from)
 
 
 def limit(
     quantity, dims: Mapping, subs: Mapping | None = None, dps: int | None = None,
-    path_from: Mapping | None = None, continuation: str = "neighbours",
+    path_from: Mapping | None = None, continuation: str = "neighbours", options: SolverOptions | None = None,
 ):
     r"""The large-dimension limit of a scalar expression in normalised traces (and their derivatives).
 
@@ -251,7 +256,7 @@ def limit(
     ----------
     quantity : sympy.Expr, sympy.MatrixExpr, or a list or tuple of them
         A scalar expression of traces (a square matrix means its normalised trace).
-    dims, subs, dps, path_from, continuation
+    dims, subs, dps, path_from, continuation, options
         As in :func:`trace_limit` (``path_from`` applies to every trace).
 
     Raises
@@ -287,6 +292,7 @@ def limit(
     (1.0, 1.0)
     """
     subs, dps, path_from = check_solve_arguments(subs, dps, path_from)
+    options = options or DEFAULT_OPTIONS
     if any(isinstance(q, sympy.Basic) and q.has(MatrixFunction)
            for q in (quantity if isinstance(quantity, (list, tuple)) else [quantity])):
         if path_from is not None:
@@ -299,12 +305,13 @@ def limit(
             quantity = [sympy.Trace(q) / q.shape[0] if getattr(q, "is_Matrix", False) else q for q in quantity]
         quantities = sympy.Tuple(*(as_sympy(q, "quantity") for q in quantity))
     elif getattr(quantity, "is_Matrix", False):
-        return trace_limit(quantity, dims, subs, dps, path_from=path_from, continuation=continuation)
+        return trace_limit(quantity, dims, subs, dps, path_from=path_from, continuation=continuation, options=options)
     else:
         quantities = sympy.Tuple(as_sympy(quantity, "quantity"))
 
     def evaluate(quantities, subs, path_from):
-        return _in_batches(lambda s, p: _evaluate(quantities, dims, s, dps, p, continuation), subs, path_from)
+        return _in_batches(lambda s, p: _evaluate(quantities, dims, s, dps, p, continuation, options), subs, path_from,
+                           options.batch_points)
 
     try:
         values = evaluate(quantities, subs, path_from)
@@ -359,15 +366,10 @@ def _shape_symbols_of(expr) -> set:
     return set().union(*(shape_symbols(matrix) for matrix in matrices)) if matrices else set()
 
 
-#: The most points of an array solved at once.  Memory grows with the batch (measured: about 6 KB a
-#: point for the DSM errors at m = inf, 170 KB at m = 4), so larger arrays are solved in consecutive
-#: batches of this size and memory stays bounded whatever the array size.
-batch_points = 2048
-
-
-def _in_batches(evaluate, subs: dict, path_from: Mapping | None) -> list:
+def _in_batches(evaluate, subs: dict, path_from: Mapping | None, batch_points: int) -> list:
     """``evaluate(subs, path_from)`` (a list of results), on consecutive batches of at most
-    :data:`batch_points` of the broadcast points, concatenated in the broadcast shape.
+    ``batch_points`` of the broadcast points (:attr:`pencils.SolverOptions.batch_points`), concatenated
+    in the broadcast shape (memory grows with the batch, and stays bounded whatever the array size).
 
     ``path_from`` values are scalars or arrays of the shape of the points.  An array with no more
     points than a batch is evaluated in one call, exactly as without batching.
@@ -390,7 +392,7 @@ def _in_batches(evaluate, subs: dict, path_from: Mapping | None) -> list:
     return [np.concatenate([piece[k] for piece in pieces]).reshape(shape) for k in range(len(pieces[0]))]
 
 
-def _evaluate(quantities: sympy.Tuple, dims, subs, dps, path_from, continuation) -> list:
+def _evaluate(quantities: sympy.Tuple, dims, subs, dps, path_from, continuation, options: SolverOptions) -> list:
     """The limits of ``quantities`` (see :func:`limit`): each solver once, with the derivatives asked of it."""
     compiled = _compiled_limit(quantities, _key(dims))
     starts = _starts_by_trace(path_from, compiled.solvers)
@@ -399,9 +401,9 @@ def _evaluate(quantities: sympy.Tuple, dims, subs, dps, path_from, continuation)
     if missing:
         raise ParameterError(f"no value given for {missing[0]}; pass subs={{{missing[0]}: ...}}.")
     if dps is None:
-        return _evaluate_floats(compiled, quantities, dims, subs, path_from, starts, continuation)
+        return _evaluate_floats(compiled, quantities, dims, subs, path_from, starts, continuation, options)
     values = _trace_limits(compiled, starts, lambda solver, start, parameters: solver.target(
-        subs, dps=dps, path_from=start, continuation=continuation, derivatives=parameters))
+        subs, dps=dps, path_from=start, continuation=continuation, derivatives=parameters, options=options))
     inputs = values + [subs[symbol] for symbol in compiled.arguments[len(values) :]]
     with precision.digits(dps + 15):
         function = compiled.mpmath
@@ -436,8 +438,8 @@ def _trace_limits(compiled: "_CompiledLimit", starts: list, evaluate) -> list:
     return values
 
 
-def _evaluate_floats(compiled, quantities, dims, subs, path_from, starts, continuation) -> list:
-    r"""The float limits of the quantities, kept to :attr:`pencils.solve.Solver.float_accuracy`.
+def _evaluate_floats(compiled, quantities, dims, subs, path_from, starts, continuation, options: SolverOptions) -> list:
+    r"""The float limits of the quantities, kept to ``options.float_accuracy``.
 
     Each trace comes with a bound on its rounding error
     (:meth:`pencils.solve.accuracy.AccuracyAudit.float_error`), and a quantity
@@ -452,11 +454,11 @@ def _evaluate_floats(compiled, quantities, dims, subs, path_from, starts, contin
     between large terms (a sum of traces merged into one whose parts cancel, or
     order-one terms of opposite signs) shows in these sums.  The points where a
     bound exceeds the promise are evaluated again at
-    :attr:`pencils.solve.Solver.finishing_dps` digits and rounded, if every
+    ``options.finishing_dps`` digits and rounded, if every
     system is small enough; otherwise a :class:`pencils.errors.PrecisionWarning` names them.
     """
     def evaluate(solver, start, parameters):
-        values, errors, shape, _ = solver.float_target(subs, start, continuation, parameters)
+        values, errors, shape, _ = solver.float_target(subs, start, continuation, parameters, options)
         pairs = [(shaped(value, shape, None), np.reshape(error, shape)) for value, error in zip(values, errors)]
         return tuple(pairs) if parameters else pairs[0]
 
@@ -469,10 +471,10 @@ def _evaluate_floats(compiled, quantities, dims, subs, path_from, starts, contin
     shape = np.broadcast_shapes(*(np.shape(x) for x in list(results) + bounds))
     flat = [np.broadcast_to(x, shape).reshape(-1).copy() for x in results]
     inaccurate = np.flatnonzero(inaccurate_points(flat, [np.broadcast_to(b, shape).reshape(-1) for b in bounds],
-                                            Solver.float_accuracy))
-    if inaccurate.size and all(solver.finishes for solver in compiled.solvers):
-        exact = _evaluate(quantities, dims, points_of(subs, shape, inaccurate), Solver.finishing_dps,
-                          points_of(path_from, shape, inaccurate), continuation)
+                                            options.float_accuracy))
+    if inaccurate.size and all(solver.finishes(options) for solver in compiled.solvers):
+        exact = _evaluate(quantities, dims, points_of(subs, shape, inaccurate), options.finishing_dps,
+                          points_of(path_from, shape, inaccurate), continuation, options)
         for values, finished in zip(flat, exact):
             values[inaccurate] = rounded(finished, values.dtype)
     elif inaccurate.size:
@@ -480,7 +482,7 @@ def _evaluate_floats(compiled, quantities, dims, subs, path_from, starts, contin
                           for key, value in subs.items())
         unknowns = max(solver.unknowns for solver in compiled.solvers)
         bounds = [np.broadcast_to(b, shape).reshape(-1) for b in bounds]
-        warn_imprecise(inaccurate, flat, bounds, where, unknowns, Solver.float_accuracy, stacklevel=5)  # from limit()
+        warn_imprecise(inaccurate, flat, bounds, where, unknowns, options.float_accuracy, stacklevel=5)  # from limit()
     return [values.reshape(shape) if shape else values.item() for values in flat]
 
 

@@ -6,7 +6,7 @@ Each case is one quantity of the engine (resolvents, products and sums of traces
 ratios and parameters, over-weighting the hard places: ``d > n`` with a tiny ridge, the
 interpolation thresholds ``p = n`` and ``p = n m``, and differences of nearly equal traces.  The
 float result (``dps=None``) is compared with the same limit at ``dps=30``; a case *fails* if they
-differ by more than ``Solver.float_accuracy`` (relative) and the float call issued no
+differ by more than ``SolverOptions.float_accuracy`` (relative) and the float call issued no
 ``PrecisionWarning``.  A float call that raises a ``PencilsError`` is counted as refused, not failed.
 """
 
@@ -23,7 +23,7 @@ import sympy
 from pencils import Gaussian, limit
 from pencils.errors import PencilsError, PrecisionWarning
 from pencils.models import dsm, random_features
-from pencils.solve import Solver
+from pencils.solve import SolverOptions
 
 d, n, m1, z, lam, sigma, shift = sympy.symbols("d n m1 z lambda sigma shift")
 ratio = sympy.Symbol("ratio", positive=True)
@@ -61,7 +61,7 @@ class Outcome:
     @property
     def silent(self) -> bool:
         """Off by more than the promise, with no warning."""
-        return not self.warned and not self.refused and not (self.error <= Solver.float_accuracy)
+        return not self.warned and not self.refused and not (self.error <= SolverOptions().float_accuracy)
 
 
 @lru_cache(maxsize=1)

@@ -4,42 +4,58 @@ import numpy as np
 import pytest
 import sympy
 
-import pencils.limits
-from pencils import Gaussian, trace_limit
+from pencils import Gaussian, SolverOptions, limit, trace_limit
 from pencils.models import dsm
 
-PSI_P = np.geomspace(0.5, 8.0, 6)[:, None]
-LAM = np.array([1e-3, 1e-2, 1e-1])[None, :]
+PSI_P, LAM = (a.ravel() for a in np.broadcast_arrays(np.geomspace(0.5, 8.0, 6)[:, None], [[1e-3, 1e-2, 1e-1]]))
+
+
+def _errors(m: float, batch_points: int | None = None, continuation: str = "neighbours") -> list:
+    """The DSM test and train errors at psi_n = 2, t = 0.5 over (PSI_P, LAM) (p <= n m: the primal form
+    at finite m, continued from the ridge dsm.RIDGE_START as ``dsm.errors`` does), solved in batches
+    of ``batch_points`` points."""
+    options = SolverOptions() if batch_points is None else SolverOptions(batch_points=batch_points)
+    found = dsm.quantities(finite_m=bool(np.isfinite(m)))
+    path_from = {dsm.symbols["lam"]: np.maximum(LAM, dsm.RIDGE_START)} if np.isfinite(m) else None
+    return limit([found["test"], found["train"]], dsm.dims, dsm.substitutions(2.0, PSI_P, 0.5, LAM, m),
+                 path_from=path_from, continuation=continuation, options=options)
 
 
 @pytest.mark.parametrize("m", [np.inf, 4.0])
-def test_batches_equal_one_call_bit_for_bit_when_points_are_independent(m, monkeypatch):
+def test_batches_equal_one_call_bit_for_bit_when_points_are_independent(m):
     """With continuation="variance" every point is solved on its own path, so batching changes nothing."""
-    whole = dsm.errors(2.0, PSI_P, 0.5, LAM, m=m, continuation="variance")
-    monkeypatch.setattr(pencils.limits, "batch_points", 4)
-    batched = dsm.errors(2.0, PSI_P, 0.5, LAM, m=m, continuation="variance")
-    assert batched.test.shape == (6, 3)
-    np.testing.assert_array_equal(batched.test, whole.test)
-    np.testing.assert_array_equal(batched.train, whole.train)
+    whole = _errors(m, continuation="variance")
+    batched = _errors(m, batch_points=4, continuation="variance")
+    assert batched[0].shape == (18,)
+    np.testing.assert_array_equal(batched[0], whole[0])
+    np.testing.assert_array_equal(batched[1], whole[1])
 
 
-def test_batches_with_neighbour_continuation_agree_to_rounding(monkeypatch):
+def test_the_batched_errors_are_those_of_the_model():
+    """The helper above solves what ``dsm.errors`` solves: the same numbers, to rounding (``dsm.errors``
+    passes psi_n and t as arrays, which moves the neighbour paths by rounding)."""
+    for m in (np.inf, 4.0):
+        model = dsm.errors(2.0, PSI_P, 0.5, LAM, m=m)
+        test, train = _errors(m)
+        np.testing.assert_allclose(test, model.test, rtol=1e-13)
+        np.testing.assert_allclose(train, model.train, rtol=1e-13)
+
+
+def test_batches_with_neighbour_continuation_agree_to_rounding():
     """Continuation from neighbours follows other paths in a batch, so the values move by rounding only
     (Newton stops at a relative residual of a few machine epsilons)."""
-    whole = dsm.errors(2.0, PSI_P, 0.5, LAM, m=4.0)
-    monkeypatch.setattr(pencils.limits, "batch_points", 5)
-    batched = dsm.errors(2.0, PSI_P, 0.5, LAM, m=4.0)
-    np.testing.assert_allclose(batched.test, whole.test, rtol=1e-12)
-    np.testing.assert_allclose(batched.train, whole.train, rtol=1e-12)
+    whole = _errors(4.0)
+    batched = _errors(4.0, batch_points=5)
+    np.testing.assert_allclose(batched[0], whole[0], rtol=1e-12)
+    np.testing.assert_allclose(batched[1], whole[1], rtol=1e-12)
 
 
-def test_trace_limit_batches_keep_the_shape_and_arbitrary_precision(monkeypatch):
+def test_trace_limit_batches_keep_the_shape_and_arbitrary_precision():
     n, d, z = sympy.symbols("n d z")
     X = Gaussian("X", n, d)
     resolvent = (X.T * X / n - z * sympy.Identity(d)).I
     z_values = -np.linspace(0.5, 3.0, 8).reshape(2, 4)
-    monkeypatch.setattr(pencils.limits, "batch_points", 3)
-    values = trace_limit(resolvent, {n: 2 * d}, {z: z_values}, dps=25)
+    values = trace_limit(resolvent, {n: 2 * d}, {z: z_values}, dps=25, options=SolverOptions(batch_points=3))
     assert values.shape == (2, 4) and values.dtype == object
     import mpmath
 

@@ -12,18 +12,19 @@ import sympy
 
 from pencils import derive, trace_limit
 from pencils.models import dsm, marchenko_pastur
-from pencils.solve import Solver
+from pencils.solve import SolverOptions
 from pencils.solve.continuation import Continuation, anchor_points, levels, normalised_coordinates
 
 
 def _order_of_solution(columns, budget):
     """Replay the coarse-to-fine schedule: each point's parent and the level it is solved at."""
     features, groups = normalised_coordinates(columns)
-    anchors, representative, level = anchor_points(features, groups, budget)
+    depth = SolverOptions().max_grid_level
+    anchors, representative, level = anchor_points(features, groups, budget, depth)
     solved = np.zeros(len(features), dtype=bool)
     solved[anchors] = True
     visits = [anchors]
-    for children, parents in levels(features, groups, solved, representative, level + 1):
+    for children, parents in levels(features, groups, solved, representative, level + 1, depth):
         assert np.all(solved[parents]), "a parent must be solved before its children"
         assert not np.any(solved[children]), "a point is solved once"
         solved[children] = True
@@ -53,7 +54,7 @@ def test_paths_never_cross_the_real_axis():
     solved, visits, groups = _order_of_solution([z], budget=16)
     assert len(set(groups)) == 3
     features, groups = normalised_coordinates([z])
-    anchors, representative, _ = anchor_points(features, groups, 1)
+    anchors, representative, _ = anchor_points(features, groups, 1, SolverOptions().max_grid_level)
     assert len(anchors) == 3 and np.all(groups[representative] == groups)
 
 
@@ -97,14 +98,14 @@ def test_unknown_continuation_is_refused(matrices):
 def test_a_path_through_the_spectrum_falls_back_to_variance(matrices, monkeypatch):
     """Real z on both sides of the Marchenko-Pastur support: the straight path between them
     crosses the spectrum, so the points past it are solved from zero variance instead."""
-    monkeypatch.setattr(Solver, "anchors", 1)
     followed = []
     original = Continuation.from_zero_variance
     monkeypatch.setattr(Continuation, "from_zero_variance",
                         lambda self, *a: followed.append(a[0].shape[1]) or original(self, *a))
     X, n, d, z = matrices["X"], matrices["n"], matrices["d"], matrices["z"]
     gamma, values = 0.5, np.array([-2.0, -1.0, -0.5, 3.5, 4.0, 6.0])
-    result = trace_limit((X.T * X / n - z * matrices["I_d"]).I, {n: 2 * d}, {z: values})
+    resolvent = (X.T * X / n - z * matrices["I_d"]).I
+    result = trace_limit(resolvent, {n: 2 * d}, {z: values}, options=SolverOptions(anchors=1))
     expected = (1 - gamma - values + np.sign(values) * np.sqrt((values - 1 - gamma) ** 2 - 4 * gamma)) / (2 * gamma * values)
     np.testing.assert_allclose(result, expected, rtol=1e-12)
     assert len(followed) == 2 and followed[1] >= 1  # the anchor, then the fallback
@@ -160,19 +161,21 @@ def test_the_second_derivative_of_the_variance_path_is_exact():
     W, X, Xi = Gaussian("W", p, d), Gaussian("X", d, n), Gaussian("Xi", p, n)
     features = W * X / sympy.sqrt(d) + Xi / 2
     solver = derive((features * features.T / n + lam * sympy.Identity(p)).I, {n: 2 * d, p: 3 * d}).solver
-    _, columns, _ = solver.problem.points({lam: 0.05}, multiprecision=False)
-    lambdas, weights, _, _ = solver.problem.coefficients(columns, 1, multiprecision=False)
+    options = SolverOptions()
+    _, columns, _ = solver.compiled.points({lam: 0.05}, multiprecision=False)
+    deterministic, weights, _, _ = solver.compiled.coefficients(columns, 1, multiprecision=False)
 
     def solution(s):
-        g, inverse, reached = solver.continuation.from_zero_variance(lambdas, weights * s, FloatAlgebra())
+        g, inverse, reached = solver.continuation.from_zero_variance(
+            deterministic, weights * s, FloatAlgebra(), options)
         assert reached.all()
         return g, inverse
 
     s = 0.4
     g, inverse = solution(s)
-    point = PathPoint(lambdas, weights, np.array([s]), 0 * lambdas, 0 * weights, np.ones(1), affine=True)
-    velocity = solver.dyson_map.velocity(point, g, inverse, FloatAlgebra())
-    acceleration = solver.dyson_map.acceleration(point, g, inverse, velocity, FloatAlgebra())
+    point = PathPoint(deterministic, weights, np.array([s]), 0 * deterministic, 0 * weights, np.ones(1), affine=True)
+    velocity = solver.dyson_map.velocity(point, g, inverse, FloatAlgebra(), options)
+    acceleration = solver.dyson_map.acceleration(point, g, inverse, velocity, FloatAlgebra(), options)
     distances = []
     for step in (2e-3, 1e-3):
         (up, _), (down, _) = solution(s + step), solution(s - step)

@@ -1,6 +1,6 @@
 """The float accuracy promise, tested the hard way: random quantities in floats against ``dps=30``.
 
-Every float result must be within ``Solver.float_accuracy`` (relative) of the 30-digit limit, or
+Every float result must be within ``SolverOptions.float_accuracy`` (relative) of the 30-digit limit, or
 come with a ``PrecisionWarning`` (see ``tests/differential.py`` for the cases; the large sweep is
 ``benchmarks/differential.py``).
 """

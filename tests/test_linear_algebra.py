@@ -8,10 +8,9 @@ import mpmath
 import numpy as np
 import pytest
 
-from pencils import precision
+from pencils import SolverOptions, limit, precision
 from pencils.models import dsm
 from pencils.solve import linear_algebra
-from pencils.solve.dyson_map import DysonMap
 from pencils.solve.linear_algebra import BlockTriangular, FloatAlgebra, refined_solve
 
 
@@ -62,15 +61,19 @@ def test_a_singular_diagonal_entry_gives_a_non_finite_point_only():
     assert not np.all(np.isfinite(solved[1]))
 
 
-def test_dsm_grid_is_the_same_with_dense_and_block_solves(monkeypatch):
+def test_dsm_grid_is_the_same_with_dense_and_block_solves():
     psi = np.geomspace(0.3, 30.0, 9)
-    arguments = (psi[:, None], psi[None, :], 0.1, 1e-3)
-    monkeypatch.setattr(DysonMap, "block_solve_points", 1)  # every batch block by block
-    blocked = dsm.errors(*arguments)
-    monkeypatch.setattr(DysonMap, "block_solve_points", 10**9)  # every batch dense
-    dense = dsm.errors(*arguments)
-    np.testing.assert_allclose(blocked.test, dense.test, rtol=1e-12)
-    np.testing.assert_allclose(blocked.train, dense.train, rtol=1e-11)
+    found = dsm.quantities(finite_m=False)
+    subs = dsm.substitutions(psi[:, None], psi[None, :], 0.1, 1e-3)
+
+    def errors(block_solve_points: int):
+        options = SolverOptions(block_solve_points=block_solve_points)
+        return limit([found["test"], found["train"]], dsm.dims, subs, options=options)
+
+    blocked = errors(1)  # every batch block by block
+    dense = errors(10**9)  # every batch dense
+    np.testing.assert_allclose(blocked[0], dense[0], rtol=1e-12)
+    np.testing.assert_allclose(blocked[1], dense[1], rtol=1e-11)
 
 
 @pytest.mark.parametrize("complex_entries", [False, True])

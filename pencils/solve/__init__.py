@@ -23,6 +23,7 @@ are the entry points, which keep what they derive in memory and on disk
 - :mod:`~pencils.solve.solver`: :class:`Solver`, which composes them.
 """
 
+from .options import SolverOptions
 from .solver import Solver
 
-__all__ = ["Solver"]
+__all__ = ["Solver", "SolverOptions"]

@@ -23,16 +23,17 @@ from ..errors import ConvergenceError, PrecisionWarning
 from .compiled import CompiledProblem
 from .dyson_map import DysonMap
 from .linear_algebra import FloatAlgebra, zeros
+from .options import SolverOptions
 
 __all__ = ["AccuracyAudit", "inaccurate_points", "points_of", "rounded", "warn_imprecise"]
 
 
 class AccuracyAudit:
-    """Rounding-error bounds and failure reports for the Dyson map ``dyson_map`` of the problem ``problem``."""
+    """Rounding-error bounds and failure reports for the Dyson map ``dyson_map`` of the problem ``compiled``."""
 
-    def __init__(self, dyson_map: DysonMap, problem: CompiledProblem):
+    def __init__(self, dyson_map: DysonMap, compiled: CompiledProblem):
         self.dyson_map = dyson_map
-        self.problem = problem
+        self.compiled = compiled
 
     @cached_property
     def rounding_steps(self) -> tuple[np.ndarray, np.ndarray, int, int]:
@@ -47,15 +48,15 @@ class AccuracyAudit:
         entry of :math:`MG - I`, the non-zero entries of the densest row of
         :math:`M` plus one.
         """
-        operations = np.array([int(sympy.count_ops(e)) for e in self.problem.expressions])
-        coefficients, weights, _, scale = np.split(operations, self.problem.split)
+        operations = np.array([int(sympy.count_ops(e)) for e in self.compiled.expressions])
+        coefficients, weights, _, scale = np.split(operations, self.compiled.split)
         entries = self.dyson_map.rows * self.dyson_map.size + self.dyson_map.cols
         meeting = np.bincount(entries, minlength=self.dyson_map.size**2)[entries]
         per_row = np.bincount(np.unique(np.r_[self.dyson_map.identity_entry, entries]) // self.dyson_map.size,
                               minlength=self.dyson_map.size)
         return coefficients + 1, weights + 2 + meeting, int(scale[0]) + 1, int(per_row.max(initial=0)) + 1
 
-    def float_error(self, lambdas, weights, g, inverse, scale) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def float_error(self, deterministic, weights, g, inverse, scale, options: SolverOptions) -> tuple:
         r"""A bound on the rounding error of the float target at solved points (first order in the rounding).
 
         With :math:`M = \Lambda - \eta(g)` formed in floats from the float
@@ -107,10 +108,10 @@ class AccuracyAudit:
         coefficient_steps, weight_steps, scale_steps, product_steps = self.rounding_steps
         count, size = inverse.shape[0], inverse.shape[-1]
         unknowns = len(self.dyson_map.unknown_rows)
-        out, into = self.problem.record["out"], self.problem.record["into"]
+        out, into = self.compiled.problem.out, self.compiled.problem.into
         nodes, mean = self.dyson_map.nodes, self.dyson_map.mean  # per spectral node, then averaged
-        matrix = self.dyson_map.matrix(lambdas, weights, g, 1.0, algebra)
-        formation = self.dyson_map.matrix(unit * coefficient_steps[:, None, None] * np.abs(lambdas),
+        matrix = self.dyson_map.matrix(deterministic, weights, g, 1.0, algebra)
+        formation = self.dyson_map.matrix(unit * coefficient_steps[:, None, None] * np.abs(deterministic),
                                  -unit * weight_steps[:, None] * np.abs(weights), np.abs(g), 1.0, algebra).real
         extended = np.clongdouble if np.iscomplexobj(matrix) else np.longdouble
         identity = np.eye(size)
@@ -129,9 +130,9 @@ class AccuracyAudit:
                   nodes.weigh(terms, np.full(len(self.dyson_map.rows), out)))
         entries = self.dyson_map.jacobian_entries(weights, inverse, 1.0)
         jacobian = self.dyson_map.jacobian(entries)
-        step = self.dyson_map.solve_linearised(weights, inverse, 1.0, rho, algebra)
+        step = self.dyson_map.solve_linearised(weights, inverse, 1.0, rho, algebra, options)
         step_residual = (jacobian @ step[:, :, None])[:, :, 0] - rho
-        adjoint = self.dyson_map.solve_linearised(weights, inverse, 1.0, gradient, algebra, transposed=True)
+        adjoint = self.dyson_map.solve_linearised(weights, inverse, 1.0, gradient, algebra, options, transposed=True)
         first_order = np.reshape(scale, -1) * nodes.mean(correction, out, into) + np.sum(gradient * step, axis=1)
         carried = (np.abs(step_residual) + unknowns * unit * ((np.abs(jacobian) @ np.abs(step)[:, :, None])[:, :, 0]
                    + np.abs(rho)) + mean(correction_error))
@@ -169,7 +170,7 @@ class AccuracyAudit:
                 reason += f", where Newton's iteration leaves a relative residual {residual:.1e}"
         else:
             reason = f"Newton's iteration stalled at a relative residual {residual:.1e}"
-        extreme = [(p, float(np.abs(columns[k][first]))) for k, p in enumerate(self.problem.parameters)
+        extreme = [(p, float(np.abs(columns[k][first]))) for k, p in enumerate(self.compiled.parameters)
                    if np.isfinite(np.abs(columns[k][first])) and not 1e-6 <= np.abs(columns[k][first]) <= 1e6
                    and np.abs(columns[k][first]) != 0]
         spread = ""
@@ -186,16 +187,16 @@ class AccuracyAudit:
             parameter, value = extreme[0]
             start = f"{{{parameter}: {1e3 if value > 1 else 1e-3:g}}}"
         else:
-            z_named = any(str(p) == "z" for p in self.problem.parameters)
+            z_named = any(str(p) == "z" for p in self.compiled.parameters)
             start = "{z: x + 1j}" if z_named else "{parameter: a regular value}"
         raise ConvergenceError(
             f"the Dyson equation could not be solved at {int(np.sum(failed))} of {len(failed)} point(s); first at "
-            f"{self.problem.describe(columns, first)}: {reason}.{spread} What helps: dps=30 (arbitrary precision, "
+            f"{self.compiled.describe(columns, first)}: {reason}.{spread} What helps: dps=30 (arbitrary precision, "
             f"slow for this {self.dyson_map.unknowns}-unknown system) where rounding is the obstacle; path_from={start} "
             f"(a straight line from values where the solution is regular) where the default path meets a "
             f"singularity (a vanishing ridge at an interpolation threshold, a real spectral parameter inside the "
             f"spectrum); or moving the point.",
-            parameters={str(p): columns[k][first] for k, p in enumerate(self.problem.parameters)},
+            parameters={str(p): columns[k][first] for k, p in enumerate(self.compiled.parameters)},
             residual=residual,
         )
 

@@ -13,6 +13,7 @@ parameters when first needed), broadcasts the parameter values to flat columns
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Mapping
 
@@ -24,7 +25,9 @@ from ..arguments import resolve_keys
 from ..errors import ParameterError
 from ..serialization import decode
 
-__all__ = ["CompiledProblem", "compile_expressions", "float_columns", "shaped", "tabulate", "to_mpmath"]
+__all__ = [
+    "CompiledProblem", "NumericProblem", "compile_expressions", "float_columns", "shaped", "tabulate", "to_mpmath",
+]
 
 
 def compile_expressions(arguments, expressions, module: str):
@@ -118,13 +121,72 @@ def shaped(values: np.ndarray, shape: tuple, dps: int | None):
     return np.array(values, dtype=object).reshape(shape) if shape else values[0]
 
 
+@dataclass(frozen=True)
+class NumericProblem:
+    r"""The numeric problem of a Dyson system: the pencil :math:`M = \Lambda - s\,\eta_w(g)` and its unknowns.
+
+    Read from the plain data of :meth:`pencils.dyson.DysonSystem.record` (or the
+    on-disk cache) by :meth:`from_record`.
+
+    Attributes
+    ----------
+    parameters : tuple of sympy.Symbol
+        The scalar parameters the coefficients depend on.
+    size : int
+        The number :math:`K` of blocks of the pencil.
+    identity : numpy.ndarray
+        Shape (I, 2): the entries of :math:`\Lambda` that may be non-zero.
+    couplings : numpy.ndarray
+        Shape (T, 3), sorted by unknown: entry :math:`(i_t, j_t)` of :math:`M`
+        gets :math:`-s\,w_t\,g_{u_t}` from coupling ``(i_t, j_t, u_t)``.
+    unknowns : numpy.ndarray
+        Shape (U, 2): the entries :math:`(l, m)` of :math:`G = M^{-1}` that are the unknowns.
+    ratios : tuple of str
+        The dimension of each block relative to the base dimension.
+    coefficients : list of sympy.Expr
+        The entries of :math:`\Lambda` (one per ``identity`` entry), the
+        weights :math:`w_t`, the block ratios and the scale of the target.
+    out, into : int
+        The target is the scale times :math:`G_{\mathrm{out},\mathrm{into}}`.
+    spectral : tuple of dict
+        The laws of the Diagonals, one per dimension that carries them (the
+        ``spectral`` field of the record; see :class:`pencils.solve.spectral.SpectralNodes`).
+    """
+
+    parameters: tuple
+    size: int
+    identity: np.ndarray
+    couplings: np.ndarray
+    unknowns: np.ndarray
+    ratios: tuple
+    coefficients: list
+    out: int
+    into: int
+    spectral: tuple = ()
+
+    @classmethod
+    def from_record(cls, record: Mapping) -> "NumericProblem":
+        """The problem of a record (:meth:`pencils.dyson.DysonSystem.record`), its expressions decoded."""
+        return cls(
+            parameters=tuple(decode(tree) for tree in record["parameters"]),
+            size=int(record["size"]),
+            identity=np.array(record["identity"], dtype=int).reshape(-1, 2),
+            couplings=np.array(record["couplings"], dtype=int).reshape(-1, 3),
+            unknowns=np.array(record["unknowns"], dtype=int).reshape(-1, 2),
+            ratios=tuple(record["ratios"]),
+            coefficients=[decode(tree) for tree in record["coefficients"]],
+            out=int(record["out"]),
+            into=int(record["into"]),
+            spectral=tuple(record["spectral"]),
+        )
+
+
 class CompiledProblem:
     r"""The coefficients of a numeric problem compiled as functions of its parameters.
 
     Parameters
     ----------
-    record : dict
-        The problem as plain data (:meth:`pencils.dyson.DysonSystem.record`).
+    problem : NumericProblem
         Its coefficients are, in order, the entries of :math:`\Lambda`, the
         weights of :math:`\eta`, the block ratios and the scale of the target
         (split at :attr:`split`).
@@ -134,15 +196,13 @@ class CompiledProblem:
         point and node (shape (C, P, Q)); the other coefficients do not depend on them.
     """
 
-    def __init__(self, record: Mapping, nodes):
-        self.record = record
+    def __init__(self, problem: NumericProblem, nodes):
+        self.problem = problem
         self.nodes = nodes
-        self.parameters = tuple(decode(tree) for tree in record["parameters"])
+        self.parameters = problem.parameters
         self.arguments = self.parameters + tuple(nodes.symbols)
-        identity = np.array(record["identity"], dtype=int).reshape(-1, 2)
-        couplings = np.array(record["couplings"], dtype=int).reshape(-1, 3)
-        self.expressions = [decode(tree) for tree in record["coefficients"]]
-        self.split = np.cumsum([len(identity), len(couplings), len(record["ratios"])])
+        self.expressions = problem.coefficients
+        self.split = np.cumsum([len(problem.identity), len(problem.couplings), len(problem.ratios)])
         self.numpy = compile_expressions(self.arguments, self.expressions, "numpy")
 
     def at_level(self, nodes) -> "CompiledProblem":
@@ -159,7 +219,7 @@ class CompiledProblem:
     @cached_property
     def directional_expressions(self) -> tuple:
         r"""The derivatives of :math:`\Lambda`, the weights of :math:`\eta` and the scale of the target
-        along a direction :math:`\delta` in the parameters and the eigenvalues: ``(arguments, expressions)``."""
+        along a direction :math:`\delta` in the parameters: ``(direction symbols, expressions)``."""
         direction = sympy.symbols(f"delta0:{len(self.arguments)}", cls=sympy.Dummy)
         varying = self.expressions[: self.split[1]] + self.expressions[-1:]
         derivatives = [sum(e.diff(p) * v for p, v in zip(self.arguments, direction)) for e in varying]
@@ -167,7 +227,7 @@ class CompiledProblem:
 
     @cached_property
     def directional(self):
-        """:attr:`directional_expressions` compiled for numpy, arguments ``(*parameters, *eigenvalues, *direction)``."""
+        """:attr:`directional_expressions` compiled for numpy, arguments ``(*parameters, *direction)``."""
         return compile_expressions(*self.directional_expressions, "numpy")
 
     @cached_property
@@ -176,14 +236,14 @@ class CompiledProblem:
         return compile_expressions(*self.directional_expressions, "mpmath")
 
     def changes(self, columns: list, directions: list, count: int, multiprecision: bool) -> tuple:
-        """The derivatives ``(d_lambdas, d_weights, d_scale)`` along ``directions`` at the points (see
+        """The derivatives ``(d_deterministic, d_weights, d_scale)`` along ``directions`` at the points (see
         :attr:`directional_expressions`), like :meth:`coefficients`."""
         function = self.directional_mpmath if multiprecision else self.directional
         spectral = self.nodes.values(columns, count, multiprecision)
         moves = self.nodes.values(columns, count, multiprecision, directions)
         table = self._nodal_table(function, columns, spectral, directions, moves, count, multiprecision)
-        d_lambdas, d_weights, d_scale = np.split(table, self.split[:2])
-        return d_lambdas, d_weights[:, :, 0], d_scale[0, :, 0]
+        d_deterministic, d_weights, d_scale = np.split(table, self.split[:2])
+        return d_deterministic, d_weights[:, :, 0], d_scale[0, :, 0]
 
     def _nodal_table(self, function, columns, spectral, directions, moves, count, multiprecision) -> np.ndarray:
         """``function(*parameters, *eigenvalues, *directions, *moves of the eigenvalues)`` at every point and
@@ -229,22 +289,22 @@ class CompiledProblem:
         return shape, [a.reshape(-1) for a in arrays], count
 
     def coefficients(self, columns: list, count: int, multiprecision: bool):
-        """Every compiled coefficient at the points (object arrays if multiprecision): ``(lambdas, weights,
+        """Every compiled coefficient at the points (object arrays if multiprecision): ``(deterministic, weights,
         ratios, scale)`` of shapes (C, P, Q), (C, P), (C, P) and (P,), Q the number of spectral nodes."""
         function = self.mpmath if multiprecision else self.numpy
         spectral = self.nodes.values(columns, count, multiprecision)
         table = self._nodal_table(function, columns, spectral, [], [], count, multiprecision)
-        lambdas, weights, ratios, rest = np.split(table, self.split)
-        return lambdas, weights[:, :, 0], ratios[:, :, 0], rest[0, :, 0]
+        deterministic, weights, ratios, rest = np.split(table, self.split)
+        return deterministic, weights[:, :, 0], ratios[:, :, 0], rest[0, :, 0]
 
     def validate(self, coefficients, columns: list) -> None:
         """Refuse (:class:`pencils.errors.ParameterError`) a dimension ratio that is negative, complex or not
         finite (or zero for the target's block), and a coefficient that is not finite, naming the point."""
-        lambdas, weights, ratios, scale = coefficients
-        for block, (row, ratio) in enumerate(zip(ratios, self.record["ratios"])):
+        deterministic, weights, ratios, scale = coefficients
+        for block, (row, ratio) in enumerate(zip(ratios, self.problem.ratios)):
             values = np.asarray(row, dtype=complex)
             bad = ~np.isfinite(values) | (values.imag != 0) | (values.real < 0)
-            if block == self.record["out"]:
+            if block == self.problem.out:
                 bad |= values.real == 0
             if np.any(bad):
                 index = int(np.flatnonzero(bad)[0])
@@ -252,7 +312,7 @@ class CompiledProblem:
                     f"the dimension ratio {ratio} is {values[index].real:g} at {self.describe(columns, index)}; "
                     f"ratios must be finite and > 0 (>= 0 for a block that may be empty)."
                 )
-        table = np.concatenate([np.concatenate(np.moveaxis(lambdas, 2, 0)), weights, scale[None]])
+        table = np.concatenate([np.concatenate(np.moveaxis(deterministic, 2, 0)), weights, scale[None]])
         finite = np.all(np.isfinite(np.asarray(table, dtype=complex)), axis=0)
         if not np.all(finite):
             index = int(np.flatnonzero(~finite)[0])

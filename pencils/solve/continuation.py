@@ -21,8 +21,9 @@ import numpy as np
 
 from ..errors import SingularStartError
 from .compiled import CompiledProblem
-from .dyson_map import DysonMap, PathPoint
+from .dyson_map import DysonMap, NewtonStop, PathPoint
 from .linear_algebra import FloatAlgebra, zeros
+from .options import SolverOptions
 
 __all__ = ["Continuation", "anchor_points", "levels", "normalised_coordinates", "predict"]
 
@@ -51,21 +52,21 @@ def predict(start, velocity, acceleration, delta):
 
 
 class Continuation:
-    """Path following for the Dyson map ``dyson_map`` of the problem ``problem`` (see the module notes)."""
+    """Path following for the Dyson map ``dyson_map`` of the compiled problem ``compiled`` (see the module notes)."""
 
-    def __init__(self, dyson_map: DysonMap, problem: CompiledProblem):
+    def __init__(self, dyson_map: DysonMap, compiled: CompiledProblem):
         self.dyson_map = dyson_map
-        self.problem = problem
+        self.compiled = compiled
 
-    def from_zero_variance(self, lambdas, weights, algebra):
+    def from_zero_variance(self, deterministic, weights, algebra, options: SolverOptions):
         """Follow the physical branch from ``s = 0`` (``g = Lambda^{-1}``) to ``s = 1``.
 
         Returns ``(g, inverse, reached)``, see :meth:`follow`.
         """
-        count = lambdas.shape[1] if lambdas.size else weights.shape[1]
-        zero = zeros((count, len(self.dyson_map.unknown_rows)), np.result_type(lambdas, weights))
-        deterministic = self.dyson_map.inverse(lambdas, weights, zero, np.zeros(count), algebra)
-        if np.any(~algebra.finite(deterministic)):
+        count = deterministic.shape[1] if deterministic.size else weights.shape[1]
+        zero = zeros((count, len(self.dyson_map.unknown_rows)), np.result_type(deterministic, weights))
+        unperturbed = self.dyson_map.inverse(deterministic, weights, zero, np.zeros(count), algebra)
+        if np.any(~algebra.finite(unperturbed)):
             raise SingularStartError(
                 "the deterministic part of the pencil is singular (the expression is undefined when "
                 "every Gaussian is set to zero, e.g. an inverse with no ridge or shift), so the solution "
@@ -74,30 +75,34 @@ class Continuation:
                 "from lam = 1: trace_limit(expr, dims, {..., lam: 0.0}, path_from={lam: 1.0}) (it fails "
                 "to converge where the limit does not exist)."
             )
-        g = self.dyson_map.mean(deterministic)
+        g = self.dyson_map.mean(unperturbed)
 
         def path(position, index):
-            lam, weight = lambdas[:, index], weights[:, index]
-            return PathPoint(lam, weight, position, 0 * lam, 0 * weight, np.ones(len(index)), affine=True)
+            selected, weight = deterministic[:, index], weights[:, index]
+            return PathPoint(selected, weight, position, 0 * selected, 0 * weight, np.ones(len(index)), affine=True)
 
-        return self.follow(g, deterministic, algebra, path, first_step=1e-2)
+        return self.follow(g, unperturbed, algebra, path, options.first_variance_step, options)
 
-    def follow(self, g, inverse, algebra, path, first_step: float):
+    def follow(self, g, inverse, algebra, path, first_step: float, options: SolverOptions):
         """Follow solutions ``g`` (with their matrices :math:`G`, ``inverse``) along
         ``path(position, index) -> PathPoint`` from position 0 to 1.
 
         Every point has its own position and step.  A step is accepted when
         Newton converges and its correction is small next to the predictor's
-        move (at most 1/4: a larger one means a jump to another branch or a
-        sharp turn); the next step is scaled to aim at 1/10 (between 1/4 and 4
-        times), and a rejected one is cut at least fourfold.  The predictor
+        move (at most ``options.max_correction_ratio``, 1/4 by default: a larger
+        one means a jump to another branch or a sharp turn); the next step is
+        scaled to aim at ``options.target_correction_ratio`` (1/10), by a factor
+        between ``options.min_step_scale`` and ``options.max_step_scale`` (1/4
+        and 4), and a rejected one is cut by at least ``options.min_step_scale``.  The predictor
         (:func:`predict`) is second order: the exact tangent, and the exact
         curvature on an affine path (:meth:`DysonMap.acceleration`) or else the change
         of the tangent since the last accepted point.  Returns ``(g, inverse,
         reached)`` at position 1 (the arrays given, updated in place),
-        ``reached`` false where the step fell below ``1e-13`` before it.
+        ``reached`` false where the step fell below ``options.min_step`` before it.
         """
         count = g.shape[0]
+        tolerance = algebra.continuation_tolerance
+        corrector = NewtonStop(tolerance, 100 * tolerance, options.corrector_iterations)
         position, step = np.zeros(count), np.full(count, first_step)
         last_position = np.full(count, np.nan)
         last_velocity = np.zeros_like(g)
@@ -109,36 +114,37 @@ class Continuation:
             span = here - last_position[index]
             span = np.where(np.isfinite(span) & (span > 0), span, np.inf)[:, None]
             origin = path(here, index)
-            velocity = self.dyson_map.velocity(origin, start, inverse[index], algebra)
+            velocity = self.dyson_map.velocity(origin, start, inverse[index], algebra, options)
             if origin.affine:
-                acceleration = self.dyson_map.acceleration(origin, start, inverse[index], velocity, algebra)
+                acceleration = self.dyson_map.acceleration(origin, start, inverse[index], velocity, algebra, options)
             else:  # the change of the tangent since the last accepted point
                 acceleration = (velocity - last_velocity[index]) / span
             predicted = predict(start, velocity, acceleration, (target - here)[:, None])
             point = path(target, index)
             candidate, converged, _, candidate_inverse = self.dyson_map.newton(
-                point.lambdas, point.weights, predicted, point.step, algebra, algebra.continuation_tolerance,
-                100 * algebra.continuation_tolerance, 4,
+                point.deterministic, point.weights, predicted, point.variance, algebra, corrector, options,
             )
             # Stay on the branch: the corrector must move much less than the predictor did.
-            # The ratio is O(step) for a smooth path; the next step aims at a ratio of 1/10.
+            # The ratio is O(step) for a smooth path; the next step aims at options.target_correction_ratio.
             correction = np.array(algebra.norm(candidate - predicted), dtype=float)
-            move = np.array(algebra.norm(predicted - start), dtype=float) + 1e-6 * np.array(algebra.norm(start), dtype=float)
+            move = (np.array(algebra.norm(predicted - start), dtype=float)
+                    + options.relative_move_floor * np.array(algebra.norm(start), dtype=float))
             ratio = correction / np.maximum(move, 1e-300)
             ratio[~np.isfinite(ratio)] = np.inf  # a failed Newton: reject and cut the step fourfold
-            converged &= ratio <= 0.25
+            converged &= ratio <= options.max_correction_ratio
             accepted, rejected = index[converged], index[~converged]
             last_position[accepted] = position[accepted]
             last_velocity[accepted] = velocity[converged]
             g[accepted], position[accepted] = candidate[converged], target[converged]
             inverse[accepted] = candidate_inverse[converged]
-            scale = np.clip(0.1 / np.maximum(ratio, 1e-3), 0.25, 4.0)
+            scale = np.clip(options.target_correction_ratio / np.maximum(ratio, 1e-3),  # 1e-3: no division by 0
+                            options.min_step_scale, options.max_step_scale)
             step[accepted] = np.minimum(step[accepted] * scale[converged], 1.0)
-            step[rejected] *= np.minimum(scale[~converged], 0.25)
-            active = (position < 1.0) & (step >= 1e-13)
+            step[rejected] *= np.minimum(scale[~converged], options.min_step_scale)
+            active = (position < 1.0) & (step >= options.min_step)
         return g, inverse, position == 1.0
 
-    def between(self, starts: list, ends: list, g, inverse, algebra):
+    def between(self, starts: list, ends: list, g, inverse, algebra, options: SolverOptions):
         """Follow the solutions ``g`` (matrices :math:`G` ``inverse``) at the parameter columns ``starts`` to ``ends``.
 
         A parameter that is positive at both ends moves geometrically
@@ -158,46 +164,46 @@ class Continuation:
                 value = s[index] * np.exp(position * rate[index]) if log else s[index] + position * rate[index]
                 columns.append(np.where(position == 1.0, e[index], value))
                 directions.append(value * rate[index] if log else rate[index])
-            lam, weight, _, _ = self.problem.coefficients(columns, len(index), multiprecision=False)
-            d_lam, d_weight, _ = self.problem.changes(columns, directions, len(index), multiprecision=False)
+            deterministic, weight, _, _ = self.compiled.coefficients(columns, len(index), multiprecision=False)
+            d_deterministic, d_weight, _ = self.compiled.changes(columns, directions, len(index), multiprecision=False)
             zeros = np.zeros(len(index))
-            return PathPoint(lam, weight, zeros + 1, d_lam, d_weight, zeros)
+            return PathPoint(deterministic, weight, zeros + 1, d_deterministic, d_weight, zeros)
 
-        return self.follow(g, inverse, algebra, path, first_step=1.0)
+        return self.follow(g, inverse, algebra, path, 1.0, options)
 
-    def from_neighbours(self, columns: list, lambdas, weights, budget: int):
+    def from_neighbours(self, columns: list, deterministic, weights, options: SolverOptions):
         """Solve every point by continuation from a solved neighbour (coarse to fine); see the module notes.
 
-        The anchors (at most ``budget``, one per cell of the coarsest
+        The anchors (at most ``options.anchors``, one per cell of the coarsest
         grids) follow the variance path together; each finer level follows
         straight lines in the parameters from the level above.  Returns ``(g,
         inverse, reached)`` like :meth:`from_zero_variance`, which it falls back to for the
         points whose path from their neighbour fails.
         """
-        count = lambdas.shape[1] if lambdas.size else weights.shape[1]
+        count = deterministic.shape[1] if deterministic.size else weights.shape[1]
         algebra = FloatAlgebra()
         features, groups = normalised_coordinates(columns)
-        anchors, representative, level = anchor_points(features, groups, budget)
-        start, start_inverse, anchor_reached = self.from_zero_variance(lambdas[:, anchors], weights[:, anchors], algebra)
+        anchors, representative, level = anchor_points(features, groups, options.anchors, options.max_grid_level)
+        start, start_inverse, anchor_reached = self.from_zero_variance(
+            deterministic[:, anchors], weights[:, anchors], algebra, options)
         g = np.zeros((count, start.shape[1]), dtype=start.dtype)
         inverse = np.zeros((count, *start_inverse.shape[1:]), dtype=start_inverse.dtype)
         reached, solved = np.ones(count, dtype=bool), np.zeros(count, dtype=bool)
         g[anchors], inverse[anchors], reached[anchors], solved[anchors] = start, start_inverse, anchor_reached, True
-        for children, parents in levels(features, groups, solved, representative, level + 1):
+        for children, parents in levels(features, groups, solved, representative, level + 1, options.max_grid_level):
             g[children], inverse[children], reached[children] = self.between(
-                [c[parents] for c in columns], [c[children] for c in columns], g[parents], inverse[parents], algebra
+                [c[parents] for c in columns], [c[children] for c in columns], g[parents], inverse[parents], algebra,
+                options,
             )
             reached[children] &= reached[parents]
         lost = np.flatnonzero(~reached)
         if lost.size:
-            g[lost], inverse[lost], reached[lost] = self.from_zero_variance(lambdas[:, lost], weights[:, lost], algebra)
+            g[lost], inverse[lost], reached[lost] = self.from_zero_variance(
+                deterministic[:, lost], weights[:, lost], algebra, options)
         return g, inverse, reached
 
 
 # --------------------------------------------------------------------- the order of a batch
-
-_DEPTH = 30  # the finest grid has 2**30 cells per coordinate
-
 
 def normalised_coordinates(columns: list) -> tuple[np.ndarray, np.ndarray]:
     """Normalised coordinates of the points, and groups that no path may leave.
@@ -243,13 +249,14 @@ def _cells(features: np.ndarray, groups: np.ndarray, level: int) -> np.ndarray:
     return cell.reshape(-1)
 
 
-def anchor_points(features: np.ndarray, groups: np.ndarray, budget: int) -> tuple[np.ndarray, np.ndarray, int]:
+def anchor_points(features: np.ndarray, groups: np.ndarray, budget: int, depth: int) -> tuple:
     """One point per cell of the finest grid with at most ``budget`` occupied cells (at least one per group).
 
-    Returns ``(anchors, representative, level)``: the anchor of every point's cell, and the level.
+    The grids have ``2**level`` cells per coordinate, ``level`` at most ``depth``.  Returns
+    ``(anchors, representative, level)``: the anchor of every point's cell, and the level.
     """
     level, cell = 0, _cells(features, groups, 0)
-    while features.shape[1] and level < _DEPTH and cell.max() + 1 < len(cell):
+    while features.shape[1] and level < depth and cell.max() + 1 < len(cell):
         finer = _cells(features, groups, level + 1)
         if finer.max() + 1 > budget:
             break
@@ -259,8 +266,9 @@ def anchor_points(features: np.ndarray, groups: np.ndarray, budget: int) -> tupl
     return anchors, anchors[cell], level
 
 
-def levels(features: np.ndarray, groups: np.ndarray, solved: np.ndarray, representative: np.ndarray, first: int):
-    """Yield ``(children, parents)`` level by level, coarse to fine, from level ``first``.
+def levels(features: np.ndarray, groups: np.ndarray, solved: np.ndarray, representative: np.ndarray, first: int,
+           depth: int):
+    """Yield ``(children, parents)`` level by level, coarse to fine, from level ``first`` to ``depth``.
 
     At level ``l`` the points fall into the cells of a grid of ``2**l`` cells
     per coordinate (within their group).  A cell with no solved point gets one
@@ -270,7 +278,7 @@ def levels(features: np.ndarray, groups: np.ndarray, solved: np.ndarray, represe
     current cell.
     """
     solved = solved.copy()
-    for level in range(first, _DEPTH + 1 if features.shape[1] else first):
+    for level in range(first, depth + 1 if features.shape[1] else first):
         if np.all(solved):
             return
         cell = _cells(features, groups, level)

@@ -23,33 +23,50 @@ from __future__ import annotations
 
 import copy
 from functools import cached_property
-from typing import Mapping, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
 from ..dyson import _structurally_nonzero
+from .compiled import NumericProblem
 from .linear_algebra import BlockTriangular, per_point, zeros
+from .options import SolverOptions
 
-__all__ = ["DysonMap", "PathPoint"]
+__all__ = ["DysonMap", "NewtonStop", "PathPoint"]
 
 
 class PathPoint(NamedTuple):
     r"""The coefficients at one position of a continuation path, and their derivatives along it.
 
-    The matrix is :math:`\Lambda - s\,\eta_w(g)`; ``d_lambdas``, ``d_weights``
-    and ``d_step`` are the derivatives of :math:`\Lambda`, :math:`w` and :math:`s`
-    in the position.  ``affine``: they are affine in the position (the
+    The matrix is :math:`\Lambda - s\,\eta_w(g)`, with ``deterministic`` the entries of
+    :math:`\Lambda` (the deterministic part of the pencil), ``weights`` those of :math:`w`
+    and ``variance`` :math:`s`; ``d_deterministic``, ``d_weights`` and ``d_variance`` are
+    their derivatives in the position.  ``affine``: they are affine in the position (the
     variance path), so that the second derivative of the solution is exact
     (:meth:`DysonMap.acceleration`).
     """
 
-    lambdas: np.ndarray
+    deterministic: np.ndarray
     weights: np.ndarray
-    step: np.ndarray
-    d_lambdas: np.ndarray
+    variance: np.ndarray
+    d_deterministic: np.ndarray
     d_weights: np.ndarray
-    d_step: np.ndarray
+    d_variance: np.ndarray
     affine: bool = False
+
+
+class NewtonStop(NamedTuple):
+    """When Newton's iteration stops (:meth:`DysonMap.newton`).
+
+    A point stops when its relative Newton step is below ``tolerance``, or
+    below ``accept`` and no longer halving (the rounding floor of an
+    ill-conditioned point), or not finite, or after ``iterations`` steps; it
+    has converged if its relative residual is at most ``accept``.
+    """
+
+    tolerance: float
+    accept: float
+    iterations: int
 
 
 class DysonMap:
@@ -57,31 +74,16 @@ class DysonMap:
 
     Parameters
     ----------
-    record : dict
-        The problem as plain data (:meth:`pencils.dyson.DysonSystem.record`):
-        the size :math:`K` of the pencil, the positions of :math:`\Lambda`'s
-        entries (``identity``), the couplings ``(i, j, u)`` of :math:`\eta`
-        (entry :math:`(i, j)` of :math:`M` gets :math:`-s\,w_t\,g_u`) and the
-        entries of :math:`G` that are the unknowns.
-    nodes : pencils.solve.spectral.SpectralNodes
-        The spectral nodes of Diagonals: :math:`M` and :math:`G` have one matrix
-        per point and node (shape (P, Q, K, K)), and everything that enters the
-        equations is averaged over the nodes, products as products.
+    problem : NumericProblem
+        The size of the pencil, the entries of :math:`\Lambda`, the couplings
+        ``(i, j, u)`` of :math:`\eta` (entry :math:`(i, j)` of :math:`M` gets
+        :math:`-s\,w_t\,g_u`) and the entries of :math:`G` that are the unknowns.
     """
 
-    #: The most intermediate values of a Jacobian built at once (8 bytes each).
-    chunk_entries = 2**20
-    #: Float batches of at least this many points solve Newton's linear systems block by block
-    #: (see ``BlockTriangular``, as do all multiprecision ones); smaller float batches cost per
-    #: numpy call and are solved densely.
-    block_solve_points = 64
-
-    def __init__(self, record: Mapping, nodes):
+    def __init__(self, problem: NumericProblem, nodes):
         self.nodes = nodes
-        self.size = size = int(record["size"])
-        identity = np.array(record["identity"], dtype=int).reshape(-1, 2)
-        couplings = np.array(record["couplings"], dtype=int).reshape(-1, 3)  # sorted by unknown
-        unknowns = np.array(record["unknowns"], dtype=int).reshape(-1, 2)
+        self.size = size = problem.size
+        identity, couplings, unknowns = problem.identity, problem.couplings, problem.unknowns  # couplings by unknown
         self.identity_rows, self.identity_cols = identity.T
         self.rows, self.cols, self.sources = couplings.T
         self.unknown_rows, self.unknown_cols = unknowns.T
@@ -109,26 +111,26 @@ class DysonMap:
         :math:`\mathbb E_u[\,\cdot\,]_S`, shape (P, U)."""
         return self.nodes.mean(matrices, self.unknown_rows, self.unknown_cols)
 
-    def matrix(self, lambdas, weights, g, step, algebra):
+    def matrix(self, deterministic, weights, g, variance, algebra):
         r""":math:`\Lambda(u_q) - s\,\eta_w(g)` at every point and spectral node, shape (P, Q, K, K)
-        (``lambdas`` of shape (C, P, Q))."""
-        count, nodes = g.shape[0], lambdas.shape[2]
-        matrix = zeros((count, nodes, self.size * self.size), np.result_type(lambdas, weights, g))
-        matrix[:, :, self.identity_entry] = np.moveaxis(lambdas, 0, -1)
+        (``deterministic`` of shape (C, P, Q))."""
+        count, nodes = g.shape[0], deterministic.shape[2]
+        matrix = zeros((count, nodes, self.size * self.size), np.result_type(deterministic, weights, g))
+        matrix[:, :, self.identity_entry] = np.moveaxis(deterministic, 0, -1)
         if len(self.rows):
-            values = np.reshape(step, (-1, 1)) * weights.T * g[:, self.sources]
+            values = np.reshape(variance, (-1, 1)) * weights.T * g[:, self.sources]
             coupled = np.add.reduceat(values[:, self._coupling_order], self._coupling_start, axis=1)
             matrix[:, :, self._coupling_entry] -= coupled[:, None, :]
         return matrix.reshape(count, nodes, self.size, self.size)
 
-    def inverse(self, lambdas, weights, g, step, algebra):
+    def inverse(self, deterministic, weights, g, variance, algebra):
         r""":math:`(\Lambda(u_q) - s\,\eta(g))^{-1}` at every point and spectral node, shape (P, Q, K, K).
 
         (Block forward substitution over the matrix's components, as for the
         Jacobian, was measured as slow as LAPACK's inverse here: 18 to 21
         right-hand sides make its off-block products as costly as the inverse.)
         """
-        return algebra.inv(self.matrix(lambdas, weights, g, step, algebra))
+        return algebra.inv(self.matrix(deterministic, weights, g, variance, algebra))
 
     def _jacobian_terms(self, identity, couplings, unknowns) -> None:
         r"""The terms :math:`w_t\, G_{a_r i_t} G_{j_t b_r}` of the Jacobian that can be non-zero.
@@ -157,7 +159,7 @@ class DysonMap:
         self._pattern_of_terms = np.searchsorted(self._pattern, entry[self._entry_start])
         self._pattern_of_diagonal = np.searchsorted(self._pattern, diagonal)
 
-    def jacobian_entries(self, weights, inverse, step):
+    def jacobian_entries(self, weights, inverse, variance):
         r"""The structurally non-zero entries of the Jacobian of ``F`` in ``g``, shape (P, E).
 
         Entry ``e`` is at the flat position ``_pattern[e]`` of the ``U x U``
@@ -169,7 +171,7 @@ class DysonMap:
         terms = self.nodes.weigh(terms, self._term_block)  # E_u[G G], not E_u[G] E_u[G]
         entries = zeros((count, len(self._pattern)), terms.dtype)
         if terms.shape[1]:
-            entries[:, self._pattern_of_terms] = np.reshape(step, (-1, 1)) * np.add.reduceat(terms, self._entry_start, axis=1)
+            entries[:, self._pattern_of_terms] = np.reshape(variance, (-1, 1)) * np.add.reduceat(terms, self._entry_start, axis=1)
         entries[:, self._pattern_of_diagonal] -= 1
         return entries
 
@@ -180,25 +182,26 @@ class DysonMap:
         jacobian[:, self._pattern] = entries
         return jacobian.reshape(count, unknowns, unknowns)
 
-    def solve_linearised(self, weights, inverse, step, right, algebra, transposed: bool = False):
+    def solve_linearised(self, weights, inverse, variance, right, algebra, options: SolverOptions,
+                         transposed: bool = False):
         r"""Solve :math:`J x = \text{right}` (:math:`J^{\mathsf T} x` if ``transposed``) at every point,
         building :math:`J` for a chunk of points at a time.
 
-        Chunks of at most :attr:`chunk_entries` intermediate values (terms or
+        Chunks of at most ``options.chunk_entries`` intermediate values (terms or
         entries of the Jacobian) bound the memory of large systems and keep the
-        work in cache.  Chunks of at least :attr:`block_solve_points` float
+        work in cache.  Chunks of at least ``options.block_solve_points`` float
         points, and every multiprecision system (where each operation costs the
         same whatever the batch), are solved block by block (:class:`BlockTriangular`).
         """
         count = inverse.shape[0]
-        step = per_point(step, count, inverse.dtype)
-        chunk = max(1, self.chunk_entries // max(1, len(self._term_coupling) * inverse.shape[1],
-                                                  len(self.unknown_rows) ** 2))
+        variance = per_point(variance, count, inverse.dtype)
+        chunk = max(1, options.chunk_entries // max(1, len(self._term_coupling) * inverse.shape[1],
+                                                     len(self.unknown_rows) ** 2))
         parts = []
         for k in range(0, count, chunk):
             part = slice(k, k + chunk)
-            entries = self.jacobian_entries(weights[:, part], inverse[part], step[part])
-            if inverse.dtype == object or entries.shape[0] >= self.block_solve_points:
+            entries = self.jacobian_entries(weights[:, part], inverse[part], variance[part])
+            if inverse.dtype == object or entries.shape[0] >= options.block_solve_points:
                 if transposed:
                     order, blocks = self._adjoint_blocks
                     parts.append(blocks.solve(entries[:, order], right[part], algebra))
@@ -222,23 +225,24 @@ class DysonMap:
         order = np.argsort(positions)
         return order, BlockTriangular(positions[order], unknowns)
 
-    def velocity(self, point: PathPoint, g, inverse, algebra):
+    def velocity(self, point: PathPoint, g, inverse, algebra, options: SolverOptions):
         r"""The tangent :math:`dg/d\text{position}` of the solution path at ``g``, where :math:`G` is ``inverse``.
 
         With :math:`dM = d\Lambda - \eta_{s\,dw + ds\,w}(g)`, the equations move by
         :math:`-[G\,dM\,G]_S` at fixed ``g``, and the tangent solves
         :math:`J\,v = [G\,dM\,G]_S`.
         """
-        change = self.matrix(point.d_lambdas, self.moving(point), g, 1, algebra)
+        change = self.matrix(point.d_deterministic, self.moving(point), g, 1, algebra)
         shift = self.mean(inverse @ change @ inverse)
-        return self.solve_linearised(point.weights, inverse, point.step, shift, algebra)
+        return self.solve_linearised(point.weights, inverse, point.variance, shift, algebra, options)
 
     @staticmethod
     def moving(point: PathPoint):
         """The derivative :math:`s'w + s w'` of the weights times the variance along the path."""
-        return np.reshape(point.step, (1, -1)) * point.d_weights + np.reshape(point.d_step, (1, -1)) * point.weights
+        variance, d_variance = np.reshape(point.variance, (1, -1)), np.reshape(point.d_variance, (1, -1))
+        return variance * point.d_weights + d_variance * point.weights
 
-    def acceleration(self, point: PathPoint, g, inverse, velocity, algebra):
+    def acceleration(self, point: PathPoint, g, inverse, velocity, algebra, options: SolverOptions):
         r"""The second derivative :math:`a = g''` of an affine path (``point.affine``) at ``g``, tangent ``velocity``.
 
         Differentiating :math:`G = M^{-1}` twice, :math:`G'' = 2GM'GM'G - GM''G`, with
@@ -248,13 +252,15 @@ class DysonMap:
         with :math:`M''_0` the other two terms.  One more solve with the tangent's Jacobian.
         """
         moving = self.moving(point)
-        zero = 0 * point.lambdas
-        first = self.matrix(point.d_lambdas, moving, g, 1, algebra) + self.matrix(zero, point.weights, velocity, point.step, algebra)
-        cross = 2 * np.reshape(point.d_step, (1, -1)) * point.d_weights  # 2 s' w'
+        zero = 0 * point.deterministic
+        first = (self.matrix(point.d_deterministic, moving, g, 1, algebra)
+                 + self.matrix(zero, point.weights, velocity, point.variance, algebra))
+        cross = 2 * np.reshape(point.d_variance, (1, -1)) * point.d_weights  # 2 s' w'
         second = self.matrix(zero, cross, g, 1, algebra) + 2 * self.matrix(zero, moving, velocity, 1, algebra)
         left = inverse @ first
         right = inverse @ second @ inverse - 2 * (left @ left @ inverse)
-        return self.solve_linearised(point.weights, inverse, point.step, self.mean(right), algebra)
+        right = self.mean(right)
+        return self.solve_linearised(point.weights, inverse, point.variance, right, algebra, options)
 
     def relative(self, vectors, g, algebra):
         """The largest entry of each vector relative to the largest entry of ``g`` (or absolute where g = 0)."""
@@ -263,60 +269,61 @@ class DysonMap:
             return size / np.where(scale != 0, scale, 1.0)
         return np.array([v / (s if s != 0 else 1) for v, s in zip(size, scale)], dtype=object)
 
-    def newton(self, lambdas, weights, g, step, algebra, tolerance, accept, iterations, settled=None, inverse=None):
+    def newton(self, deterministic, weights, g, variance, algebra, stop: NewtonStop, options: SolverOptions,
+               settled=None, inverse=None):
         """Newton iterations at fixed ``s``, from ``g`` (where :math:`G` is ``inverse``, if given).
 
-        A point stops when its relative Newton step is below ``tolerance``, or
-        below ``accept`` and no longer halving (the rounding floor of an
-        ill-conditioned point), or not finite; the others go on, up to
-        ``iterations`` steps.  With ``settled``, a point whose relative residual
-        is already below it takes no step (the solution of a converged
+        A point stops as ``stop`` says (:class:`NewtonStop`); the others go on.
+        With ``settled``, a point whose relative residual is already below it takes no step (the solution of a converged
         continuation, whose last step was small enough for quadratic
         convergence to have reached rounding).  Returns ``(g, converged, relative residual,
         inverse)`` with ``converged`` where the relative residual
         :math:`\\|[G]_S - g\\|_\\infty / \\|g\\|_\\infty` is at most
-        ``accept`` and ``inverse`` the matrix :math:`G` at ``g`` (computed again only
+        ``stop.accept`` and ``inverse`` the matrix :math:`G` at ``g`` (computed again only
         where ``g`` moved).
         """
         count = g.shape[0]
         g = g.copy()
-        step = per_point(step, count, g.dtype)
+        variance = per_point(variance, count, g.dtype)
         previous = np.full(count, np.inf, dtype=object if g.dtype == object else float)
         active = np.arange(count)
         if inverse is None:
-            inverse = self.inverse(lambdas, weights, g, step, algebra)
+            inverse = self.inverse(deterministic, weights, g, variance, algebra)
         current = inverse  # G at g[active]
         moved = np.zeros(count, dtype=bool)
-        for iteration in range(iterations):
-            lam, weight, s = lambdas[:, active], weights[:, active], step[active]
+        for iteration in range(stop.iterations):
+            active_deterministic, active_weights = deterministic[:, active], weights[:, active]
+            active_variance = variance[active]
             if iteration:
-                current = self.inverse(lam, weight, g[active], s, algebra)
+                current = self.inverse(active_deterministic, active_weights, g[active], active_variance, algebra)
             residual = self.mean(current) - g[active]
             if iteration == 0 and settled is not None:
                 moving = ~(self.relative(residual, g[active], algebra) <= settled)
-                active, lam, weight, s = active[moving], lam[:, moving], weight[:, moving], s[moving]
+                active, active_deterministic = active[moving], active_deterministic[:, moving]
+                active_weights, active_variance = active_weights[:, moving], active_variance[moving]
                 current, residual = current[moving], residual[moving]
                 if not active.size:
                     break
-            delta = self.solve_linearised(weight, current, s, -residual, algebra)
+            delta = self.solve_linearised(active_weights, current, active_variance, -residual, algebra, options)
             g[active] = g[active] + delta
             moved[active] = True
             relative = self.relative(delta, g[active], algebra)
-            done = (relative <= tolerance) | ~algebra.finite(g[active])
-            done |= (relative <= accept) & (relative >= previous[active] / 2)
+            done = (relative <= stop.tolerance) | ~algebra.finite(g[active])
+            done |= (relative <= stop.accept) & (relative >= previous[active] / 2)
             previous[active] = relative
             active = active[~done]
             if not active.size:
                 break
         if np.all(moved):
-            inverse = self.inverse(lambdas, weights, g, step, algebra)
+            inverse = self.inverse(deterministic, weights, g, variance, algebra)
         elif np.any(moved):
             inverse = inverse.copy()
-            inverse[moved] = self.inverse(lambdas[:, moved], weights[:, moved], g[moved], step[moved], algebra)
+            inverse[moved] = self.inverse(deterministic[:, moved], weights[:, moved], g[moved], variance[moved],
+                                          algebra)
         relative = self.relative(self.mean(inverse) - g, g, algebra)
         finite = algebra.finite(g) & algebra.finite(inverse)
         if relative.dtype == object:
-            converged = np.array([bool(ok and r <= accept) for ok, r in zip(finite, relative)], dtype=bool)
+            converged = np.array([bool(ok and r <= stop.accept) for ok, r in zip(finite, relative)], dtype=bool)
         else:
-            converged = finite & (relative <= accept)
+            converged = finite & (relative <= stop.accept)
         return g, converged, relative, inverse

@@ -12,12 +12,12 @@ import sympy
 from .. import precision
 from ..arguments import resolve_keys
 from ..errors import ConvergenceError, ParameterError
-from ..serialization import decode
 from .accuracy import AccuracyAudit, inaccurate_points, points_of, rounded, warn_imprecise
-from .compiled import CompiledProblem, float_columns, shaped, to_mpmath
+from .compiled import CompiledProblem, NumericProblem, float_columns, shaped, to_mpmath
 from .continuation import Continuation
-from .dyson_map import DysonMap, PathPoint
+from .dyson_map import DysonMap, NewtonStop, PathPoint
 from .linear_algebra import FloatAlgebra, MultiprecisionAlgebra, single_threaded_blas, zeros
+from .options import DEFAULT_OPTIONS, SolverOptions
 from .spectral import SpectralNodes
 
 __all__ = ["Solver"]
@@ -46,28 +46,17 @@ class Solver:
     0.561552812809
     """
 
-    max_newton = 60
-    #: The most points of a batch solved from zero variance before continuation from neighbours.
-    anchors = 4
-    #: The promise of a float result: its relative error is at most this.  A point whose error bound
-    #: (:meth:`AccuracyAudit.float_error`) is larger is finished in arbitrary precision or reported.
-    float_accuracy = 1e-10
-    #: The digits at which such points are finished before they are rounded to floats.
-    finishing_dps = 30
-    #: The largest system whose inaccurate float points are finished in arbitrary precision
-    #: automatically; larger ones issue a :class:`pencils.errors.PrecisionWarning`.
-    max_finished_unknowns = 80
     continuations = ("neighbours", "variance")
 
     def __init__(self, record: Mapping):
         self.record = dict(record)
-        parameters = tuple(decode(tree) for tree in self.record["parameters"])
-        nodes = SpectralNodes(self.record["spectral"], parameters, int(self.record["size"]))
-        self.problem = CompiledProblem(self.record, nodes)
+        self.problem = NumericProblem.from_record(self.record)
         self.parameters = self.problem.parameters
-        self.dyson_map = DysonMap(self.record, nodes)
-        self.continuation = Continuation(self.dyson_map, self.problem)
-        self.audit = AccuracyAudit(self.dyson_map, self.problem)
+        nodes = SpectralNodes(self.problem.spectral, self.parameters, self.problem.size)
+        self.compiled = CompiledProblem(self.problem, nodes)
+        self.dyson_map = DysonMap(self.problem, nodes)
+        self.continuation = Continuation(self.dyson_map, self.compiled)
+        self.audit = AccuracyAudit(self.dyson_map, self.compiled)
         self._levels: dict = {}
 
     def _at_level(self, level: int) -> "Solver":
@@ -75,11 +64,11 @@ class Solver:
         :class:`pencils.solve.spectral.SpectralNodes`), sharing the compiled functions."""
         if level not in self._levels:
             other = copy.copy(self)
-            nodes = self.problem.nodes.at_level(level)
-            other.problem, other.dyson_map = self.problem.at_level(nodes), self.dyson_map.at_level(nodes)
-            other.continuation = Continuation(other.dyson_map, other.problem)
+            nodes = self.compiled.nodes.at_level(level)
+            other.compiled, other.dyson_map = self.compiled.at_level(nodes), self.dyson_map.at_level(nodes)
+            other.continuation = Continuation(other.dyson_map, other.compiled)
             other.audit = copy.copy(self.audit)
-            other.audit.dyson_map, other.audit.problem = other.dyson_map, other.problem
+            other.audit.dyson_map, other.audit.compiled = other.dyson_map, other.compiled
             self._levels[level] = other
         return self._levels[level]
 
@@ -88,7 +77,7 @@ class Solver:
         Diagonals integrated to ``tolerance``: at successive quadrature levels (the nodes double) until two
         agree, relative, at every point.  Returns the finer result and the change of each value from the
         coarser one (0 without quantile functions, whose averages are finite sums over atoms)."""
-        nodes = self.problem.nodes
+        nodes = self.compiled.nodes
         if not nodes.quantile:
             result = evaluate(self)
             return result, [0] * len(result[0])
@@ -104,7 +93,7 @@ class Solver:
                     for change, value in zip(changes, result[0]))
         raise ConvergenceError(
             f"the averages over the quantile functions of the Diagonals did not converge to a relative "
-            f"{float(tolerance):.0e} with {self._at_level(level).problem.nodes.count} quadrature nodes (the "
+            f"{float(tolerance):.0e} with {self._at_level(level).compiled.nodes.count} quadrature nodes (the "
             f"relative change from half as many is {worst:.1e}): the resolvent is nearly singular at some u "
             f"(a spectral parameter close to the spectrum, a vanishing ridge) or the quantile function is rough; "
             f"move the point, or split the law into atoms."
@@ -115,15 +104,16 @@ class Solver:
         """The number of unknowns of the Dyson system."""
         return self.dyson_map.unknowns
 
-    def _start(self, columns: list, lambdas, weights, continuation: str):
+    def _start(self, columns: list, deterministic, weights, continuation: str, options: SolverOptions):
         if continuation not in self.continuations:
             raise ParameterError(f"continuation must be one of {', '.join(self.continuations)}; got {continuation!r}.")
-        count = lambdas.shape[1] if lambdas.size else weights.shape[1]
+        count = deterministic.shape[1] if deterministic.size else weights.shape[1]
         if continuation == "variance" or count == 1:
-            return self.continuation.from_zero_variance(lambdas, weights, FloatAlgebra())
-        return self.continuation.from_neighbours(columns, lambdas, weights, self.anchors)
+            return self.continuation.from_zero_variance(deterministic, weights, FloatAlgebra(), options)
+        return self.continuation.from_neighbours(columns, deterministic, weights, options)
 
-    def _continue_in_parameters(self, floats: list, count: int, path_from: Mapping, continuation: str):
+    def _continue_in_parameters(self, floats: list, count: int, path_from: Mapping, continuation: str,
+                                options: SolverOptions):
         """Solve at the ``path_from`` values, then follow the straight line to the requested ones."""
         path_from = resolve_keys(path_from, self.parameters, "path_from")
         unknown = [str(key) for key in path_from if key not in self.parameters]
@@ -135,21 +125,21 @@ class Solver:
         ]
         dtype = np.result_type(*starts, *floats) if floats else float
         starts, ends = [np.asarray(s, dtype=dtype) for s in starts], [np.asarray(f, dtype=dtype) for f in floats]
-        lambdas, weights, _, _ = self.problem.coefficients(starts, count, multiprecision=False)
-        g, inverse, reached = self._start(starts, lambdas, weights, continuation)
+        deterministic, weights, _, _ = self.compiled.coefficients(starts, count, multiprecision=False)
+        g, inverse, reached = self._start(starts, deterministic, weights, continuation, options)
         self.audit.raise_if_failed(~reached, np.full(count, np.inf), starts, g)
-        return self.continuation.between(starts, ends, g, inverse, FloatAlgebra())
+        return self.continuation.between(starts, ends, g, inverse, FloatAlgebra(), options)
 
     def solve(
         self, subs: Mapping, dps: int | None = None, path_from: Mapping | None = None,
-        continuation: str = "neighbours",
+        continuation: str = "neighbours", options: SolverOptions | None = None,
     ) -> tuple:
         r"""Solve at every point of ``subs`` (broadcast).
 
         ``continuation`` is ``"neighbours"`` (each point continued from a solved
         neighbour of the batch, see :mod:`pencils.solve.continuation`) or ``"variance"`` (each
         point on its own path from zero variance: slower, and independent of
-        the other points).
+        the other points).  ``options`` (:class:`pencils.SolverOptions`) tunes the solver.
 
         Returns
         -------
@@ -163,31 +153,36 @@ class Solver:
         shape : tuple
             The broadcast shape of the parameter values.
         """
+        options = options or DEFAULT_OPTIONS
+
         def evaluate(solver: "Solver") -> tuple:
-            inverse, scale, shape, _ = solver._solve(subs, dps, path_from, continuation)
-            inverse = solver.problem.nodes.average(inverse)
+            inverse, scale, shape, _ = solver._solve(subs, dps, path_from, continuation, options)
+            inverse = solver.compiled.nodes.average(inverse)
             return [inverse.reshape(len(inverse), -1)], scale, shape
 
-        with np.errstate(all="ignore"), single_threaded_blas(), precision.digits(15 if dps is None else dps + 15) as context:
-            tolerance = self.float_accuracy / 10 if dps is None else context.mpf(10) ** -dps
+        with (np.errstate(all="ignore"), single_threaded_blas(),
+              precision.digits(15 if dps is None else dps + 15) as context):
+            tolerance = options.float_accuracy / 10 if dps is None else context.mpf(10) ** -dps
             ([inverse], scale, shape), _ = self._refined(evaluate, tolerance)
-        return inverse.reshape(len(inverse), self.dyson_map.size, self.dyson_map.size), scale, shape
+        return inverse.reshape(len(inverse), self.problem.size, self.problem.size), scale, shape
 
-    def _solve(self, subs: Mapping, dps: int | None, path_from: Mapping | None, continuation: str) -> tuple:
+    def _solve(self, subs: Mapping, dps: int | None, path_from: Mapping | None, continuation: str,
+               options: SolverOptions) -> tuple:
         """:meth:`solve`, and the float solution ``g`` (``inverse`` and ``g`` are those of Newton's last
         iteration: :meth:`AccuracyAudit.float_error` measures the residual between them)."""
-        shape, columns, count = self.problem.points(subs, multiprecision=dps is not None)
+        shape, columns, count = self.compiled.points(subs, multiprecision=dps is not None)
         floats = float_columns(columns)
-        coefficients = self.problem.coefficients(floats, count, multiprecision=False)
-        self.problem.validate(coefficients, floats)
-        lambdas, weights, _, scale = coefficients
+        coefficients = self.compiled.coefficients(floats, count, multiprecision=False)
+        self.compiled.validate(coefficients, floats)
+        deterministic, weights, _, scale = coefficients
         if path_from:
-            g, inverse, reached = self._continue_in_parameters(floats, count, path_from, continuation)
+            g, inverse, reached = self._continue_in_parameters(floats, count, path_from, continuation, options)
         else:
-            g, inverse, reached = self._start(floats, lambdas, weights, continuation)
+            g, inverse, reached = self._start(floats, deterministic, weights, continuation, options)
+        stop = NewtonStop(4 * FloatAlgebra.epsilon, FloatAlgebra.residual_tolerance, options.max_newton)
         g, converged, relative, inverse = self.dyson_map.newton(
-            lambdas, weights, g, 1.0, FloatAlgebra(), 4 * FloatAlgebra.epsilon, FloatAlgebra.residual_tolerance,
-            self.max_newton, settled=16 * FloatAlgebra.epsilon, inverse=inverse,
+            deterministic, weights, g, 1.0, FloatAlgebra(), stop, options, settled=16 * FloatAlgebra.epsilon,
+            inverse=inverse,
         )
         converged &= reached
         if dps is None:
@@ -198,16 +193,17 @@ class Solver:
             self.audit.raise_if_failed(~converged & ~narrow, relative, floats, g)
             finish = np.flatnonzero(narrow)
             if finish.size:
-                polished, _ = self._polish(columns, floats, g, np.ones(count, dtype=bool), finish, self.finishing_dps)
+                polished, _ = self._polish(columns, floats, g, np.ones(count, dtype=bool), finish,
+                                           options.finishing_dps, options)
                 inverse[finish] = np.array(polished.tolist(), dtype=inverse.dtype)
                 g[finish] = self.dyson_map.mean(inverse[finish])
             return inverse, scale, shape, g
         # Newton in arbitrary precision starts from the float solution wherever it nearly converged.
         near = converged | reached
-        inverses, scales = self._polish(columns, floats, g, near, np.arange(count), dps)
+        inverses, scales = self._polish(columns, floats, g, near, np.arange(count), dps, options)
         return inverses, scales, shape, g
 
-    def _polish(self, columns: list, floats: list, g, converged, indices, dps: int) -> tuple:
+    def _polish(self, columns: list, floats: list, g, converged, indices, dps: int, options: SolverOptions) -> tuple:
         """Newton in mpmath at ``dps + 15`` digits for the points ``indices``.
 
         Starts from the float solution where it converged, else runs the
@@ -218,16 +214,15 @@ class Solver:
             algebra = MultiprecisionAlgebra(dps)
             for index in indices:
                 point = [c[index : index + 1] for c in columns]
-                lambdas, weights, _, scale = self.problem.coefficients(point, 1, multiprecision=True)
+                deterministic, weights, _, scale = self.compiled.coefficients(point, 1, multiprecision=True)
                 if converged[index]:
                     start = np.array([[to_mpmath(x) for x in g[index].tolist()]], dtype=object)
                 else:
-                    start, _, reached = self.continuation.from_zero_variance(lambdas, weights, algebra)
+                    start, _, reached = self.continuation.from_zero_variance(deterministic, weights, algebra, options)
                     self.audit.raise_if_failed(~reached, [np.inf], [f[index : index + 1] for f in floats], start)
+                stop = NewtonStop(context.mpf(10) ** -(dps + 8), algebra.residual_tolerance, options.max_newton)
                 _, ok, residual, inverse = self.dyson_map.newton(
-                    lambdas, weights, start, 1, algebra, context.mpf(10) ** -(dps + 8), algebra.residual_tolerance,
-                    self.max_newton,
-                )
+                    deterministic, weights, start, 1, algebra, stop, options)
                 self.audit.raise_if_failed(~ok, residual, [f[index : index + 1] for f in floats], continuation=False)
                 inverses.append(inverse[0])
                 scales.append(scale[0])
@@ -235,7 +230,7 @@ class Solver:
 
     def target(
         self, subs: Mapping, dps: int | None = None, path_from: Mapping | None = None,
-        continuation: str = "neighbours", derivatives: Sequence = (),
+        continuation: str = "neighbours", derivatives: Sequence = (), options: SolverOptions | None = None,
     ):
         r"""The limit of the normalised trace at the parameter values ``subs``, and its derivatives.
 
@@ -244,11 +239,12 @@ class Solver:
         ``path_from`` (see :func:`pencils.trace_limit`) gives start values for a
         continuation in the parameters; ``continuation`` is described in :meth:`solve`.
 
-        A float result is within :attr:`float_accuracy` (relative) of the limit:
-        each value carries a bound on its rounding error (:meth:`AccuracyAudit.float_error`),
+        A float result is within ``options.float_accuracy`` (relative, 1e-10 by
+        default, see :class:`pencils.SolverOptions`) of the limit: each value
+        carries a bound on its rounding error (:meth:`AccuracyAudit.float_error`),
         and the points where the bound exceeds the promise are computed again at
-        :attr:`finishing_dps` digits and rounded, or, for a system of more than
-        :attr:`max_finished_unknowns` unknowns, reported by a
+        ``options.finishing_dps`` digits and rounded, or, for a system of more than
+        ``options.max_finished_unknowns`` unknowns, reported by a
         :class:`pencils.errors.PrecisionWarning`.
 
         With ``derivatives`` (parameter symbols), returns the tuple ``(value,
@@ -261,27 +257,28 @@ class Solver:
         one linear solve per point and parameter.  A parameter the trace does not
         depend on has derivative 0.
         """
+        options = options or DEFAULT_OPTIONS
         if dps is None:
-            values, errors, shape, columns = self.float_target(subs, path_from, continuation, derivatives)
-            inaccurate = np.flatnonzero(inaccurate_points(values, errors, self.float_accuracy))
-            if inaccurate.size and self.finishes:
+            values, errors, shape, columns = self.float_target(subs, path_from, continuation, derivatives, options)
+            inaccurate = np.flatnonzero(inaccurate_points(values, errors, options.float_accuracy))
+            if inaccurate.size and self.finishes(options):
                 point = {p: column[inaccurate] for p, column in zip(self.parameters, columns)}
                 start = points_of(path_from, (len(values[0]),), inaccurate)
-                exact = self.target(point, self.finishing_dps, start, continuation, derivatives)
+                exact = self.target(point, options.finishing_dps, start, continuation, derivatives, options)
                 for value, finished in zip(values, exact if derivatives else (exact,)):
                     value[inaccurate] = rounded(finished, value.dtype)
             elif inaccurate.size:
-                where = self.problem.describe(float_columns(columns), inaccurate[0])
-                warn_imprecise(inaccurate, values, errors, where, self.dyson_map.unknowns, self.float_accuracy,
+                where = self.compiled.describe(float_columns(columns), inaccurate[0])
+                warn_imprecise(inaccurate, values, errors, where, self.dyson_map.unknowns, options.float_accuracy,
                                stacklevel=4)
             results = [shaped(value, shape, None) for value in values]
             return tuple(results) if derivatives else results[0]
         def evaluate(solver: "Solver") -> tuple:
-            inverse, scale, shape, _ = solver._solve(subs, dps, path_from, continuation)
-            values = [scale * solver.problem.nodes.mean(inverse, self.record["out"], self.record["into"])]
+            inverse, scale, shape, _ = solver._solve(subs, dps, path_from, continuation, options)
+            values = [scale * solver.compiled.nodes.mean(inverse, self.problem.out, self.problem.into)]
             if derivatives:
-                _, columns, _ = solver.problem.points(subs, multiprecision=True)
-                values += solver._derivatives(columns, inverse, scale, derivatives, dps)[0]
+                _, columns, _ = solver.compiled.points(subs, multiprecision=True)
+                values += solver._derivatives(columns, inverse, scale, derivatives, dps, options)[0]
             return values, shape
 
         with np.errstate(all="ignore"), single_threaded_blas(), precision.digits(dps + 15) as context:
@@ -289,12 +286,12 @@ class Solver:
             results = [shaped(value, shape, dps) for value in values]
         return tuple(results) if derivatives else results[0]
 
-    @property
-    def finishes(self) -> bool:
+    def finishes(self, options: SolverOptions = DEFAULT_OPTIONS) -> bool:
         """Whether points that double precision cannot promise are finished in arbitrary precision automatically."""
-        return len(self.dyson_map.unknown_rows) <= self.max_finished_unknowns
+        return self.dyson_map.unknowns <= options.max_finished_unknowns
 
-    def float_target(self, subs: Mapping, path_from: Mapping | None, continuation: str, derivatives: Sequence):
+    def float_target(self, subs: Mapping, path_from: Mapping | None, continuation: str, derivatives: Sequence,
+                     options: SolverOptions = DEFAULT_OPTIONS):
         """The float target and its ``derivatives`` at every point, each with a bound on its rounding error
         (and, with quantile functions, on the quadrature error: the change from half as many nodes).
 
@@ -302,20 +299,24 @@ class Solver:
         the broadcast shape and the parameter columns.
         """
         (values, errors, shape, columns), changes = self._refined(
-            lambda solver: solver._float_values(subs, path_from, continuation, derivatives), self.float_accuracy / 10)
+            lambda solver: solver._float_values(subs, path_from, continuation, derivatives, options),
+            options.float_accuracy / 10)
         return values, [error + change for error, change in zip(errors, changes)], shape, columns
 
-    def _float_values(self, subs: Mapping, path_from: Mapping | None, continuation: str, derivatives: Sequence):
+    def _float_values(self, subs: Mapping, path_from: Mapping | None, continuation: str, derivatives: Sequence,
+                      options: SolverOptions):
         """:meth:`float_target` at this solver's quadrature level."""
         with np.errstate(all="ignore"), single_threaded_blas():
-            inverse, scale, shape, g = self._solve(subs, None, path_from, continuation)
-            _, columns, count = self.problem.points(subs, multiprecision=False)
+            inverse, scale, shape, g = self._solve(subs, None, path_from, continuation, options)
+            _, columns, count = self.compiled.points(subs, multiprecision=False)
             floats = float_columns(columns)
-            lambdas, weights, _, _ = self.problem.coefficients(floats, count, multiprecision=False)
-            error, sensitivity, entries, adjoint = self.audit.float_error(lambdas, weights, g, inverse, scale)
-            values, errors = [scale * self.problem.nodes.mean(inverse, self.record["out"], self.record["into"])], [error]
+            deterministic, weights, _, _ = self.compiled.coefficients(floats, count, multiprecision=False)
+            error, sensitivity, entries, adjoint = self.audit.float_error(deterministic, weights, g, inverse, scale,
+                                                                          options)
+            values, errors = [scale * self.compiled.nodes.mean(inverse, self.problem.out, self.problem.into)], [error]
             if derivatives:
-                slopes, parts = self._derivatives(floats, inverse, scale, derivatives, None, (sensitivity, adjoint))
+                slopes, parts = self._derivatives(floats, inverse, scale, derivatives, None, options,
+                                                  (sensitivity, adjoint))
                 # first order: each input of a derivative (the entries of G, the target's sensitivity
                 # to M and the coefficients) is off by at most `inputs` relative
                 with np.errstate(divide="ignore", invalid="ignore"):
@@ -325,7 +326,8 @@ class Solver:
                 errors += [(2 * inputs + rounding) * magnitude + solve for magnitude, solve in parts]
         return values, errors, shape, columns
 
-    def _derivatives(self, columns: list, inverse, scale, parameters: Sequence, dps: int | None, adjoints=None):
+    def _derivatives(self, columns: list, inverse, scale, parameters: Sequence, dps: int | None,
+                     options: SolverOptions, adjoints=None):
         r"""The derivatives of the target at solved points (see :meth:`target`), one array per parameter.
 
         Returns ``(derivatives, parts)``; ``parts`` (with ``adjoints``, the
@@ -342,11 +344,11 @@ class Solver:
         """
         count, multiprecision = inverse.shape[0], dps is not None
         algebra = MultiprecisionAlgebra(dps) if multiprecision else FloatAlgebra()
-        lambdas, weights, _, _ = self.problem.coefficients(columns, count, multiprecision)
+        deterministic, weights, _, _ = self.compiled.coefficients(columns, count, multiprecision)
         g = self.dyson_map.mean(inverse)
         zero = zeros(count, object if multiprecision else float)
         one = zero + 1
-        out, into = self.record["out"], self.record["into"]
+        out, into = self.problem.out, self.problem.into
         results, parts = [], []
         if adjoints is not None:
             sensitivity, adjoint = adjoints
@@ -358,12 +360,12 @@ class Solver:
                 parts.append((np.zeros(count), np.zeros(count)))
                 continue
             directions = [one if p == parameter else zero for p in self.parameters]
-            d_lambdas, d_weights, d_scale = self.problem.changes(columns, directions, count, multiprecision)
-            point = PathPoint(lambdas, weights, one, d_lambdas, d_weights, zero)
-            moved = self.dyson_map.velocity(point, g, inverse, algebra)
-            direct = self.dyson_map.matrix(d_lambdas, d_weights, g, 1, algebra)
-            change = direct + self.dyson_map.matrix(0 * lambdas, weights, moved, 1, algebra)
-            nodes = self.problem.nodes
+            d_deterministic, d_weights, d_scale = self.compiled.changes(columns, directions, count, multiprecision)
+            point = PathPoint(deterministic, weights, one, d_deterministic, d_weights, zero)
+            moved = self.dyson_map.velocity(point, g, inverse, algebra, options)
+            direct = self.dyson_map.matrix(d_deterministic, d_weights, g, 1, algebra)
+            change = direct + self.dyson_map.matrix(0 * deterministic, weights, moved, 1, algebra)
+            nodes = self.compiled.nodes
             entry = nodes.weigh((inverse[:, :, out, None, :] @ change @ inverse[:, :, :, into, None])[:, :, :, 0], [out])
             target = nodes.mean(inverse, out, into)
             results.append(d_scale * target - scale * entry[:, 0])
