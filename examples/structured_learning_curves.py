@@ -70,8 +70,8 @@ def two_levels(out: Path, quick: bool) -> Path:
 def power_law(out: Path, quick: bool) -> Path:
     size = 32 if quick else 256
     profile = linear_regression.power_law(ALPHA, BETA, size)
-    ratios = np.geomspace(1 / size, 0.5, 12 if quick else 60)  # n from 1 to d/2
-    sim_ratios, seeds = (ratios[[2, 6, 10]], 2) if quick else (ratios[::6], 6)
+    ratios = np.geomspace(1 / size, 0.5, 12 if quick else 30)  # n from 1 to d/2
+    sim_ratios, seeds = (ratios[[2, 6, 10]], 2) if quick else (ratios[::4], 6)
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for index, lam in enumerate((1e-6, 1e-3)):
         start = time.time()
@@ -92,7 +92,7 @@ def power_law(out: Path, quick: bool) -> Path:
     ax.set_yscale("log")
     ax.set_xlabel("samples $n$")
     ax.set_ylabel("test error (no label noise)")
-    ax.set_title(f"Power law: eigenvalues $k^{{-{ALPHA:g}}}$, teacher $k^{{-{BETA:g}}}$, $k \\le d = {size}$; "
+    ax.set_title(f"Power law: eigenvalues $k^{{-{ALPHA:g}}}$, teacher $k^{{-{BETA:g}}}$, $k \\leq d = {size}$; "
                  f"points: ridge at d = {size}", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
