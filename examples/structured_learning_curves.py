@@ -53,18 +53,9 @@ def two_levels(out: Path, quick: bool) -> Path:
         ax.errorbar(kept, runs.mean(axis=1), yerr=runs.std(axis=1, ddof=1) / np.sqrt(seeds), fmt="o",
                     color=f"C{index}", ms=3, capsize=2)
     ax.axvline(1, color="gray", ls=":")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("$\\psi_n = n/d$")
-    ax.set_ylabel("test error (label noise included)")
-    ax.set_title(f"Two-level covariance (1 and 25, masses 0.9/0.1); points: ridge at d={d}, {seeds} designs",
-                 fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = out / "structured_two_levels.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    title = f"Two-level covariance (1 and 25, masses 0.9/0.1); points: ridge at d={d}, {seeds} designs"
+    return _save(fig, ax, "$\\psi_n = n/d$", "test error (label noise included)", title,
+                 out / "structured_two_levels.png")
 
 
 def power_law(out: Path, quick: bool) -> Path:
@@ -88,15 +79,20 @@ def power_law(out: Path, quick: bool) -> Path:
     reference = linear_regression.errors(ratios[middle], 1e-6, **profile).test
     ax.plot(guide, reference * (guide / guide[middle]) ** -rate, "k--", lw=0.8,
             label=f"$n^{{-(\\alpha + \\beta - 1)}}$, slope {-rate:g}")
+    title = (f"Power law: eigenvalues $k^{{-{ALPHA:g}}}$, teacher $k^{{-{BETA:g}}}$, $k \\leq d = {size}$; "
+             f"points: ridge at d = {size}")
+    return _save(fig, ax, "samples $n$", "test error (no label noise)", title, out / "structured_power_law.png")
+
+
+def _save(fig, ax, xlabel: str, ylabel: str, title: str, path: Path) -> Path:
+    """Log axes, labels and legend, then the PNG."""
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("samples $n$")
-    ax.set_ylabel("test error (no label noise)")
-    ax.set_title(f"Power law: eigenvalues $k^{{-{ALPHA:g}}}$, teacher $k^{{-{BETA:g}}}$, $k \\leq d = {size}$; "
-                 f"points: ridge at d = {size}", fontsize=9)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path = out / "structured_power_law.png"
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path

@@ -40,6 +40,19 @@ CONTINUOUS = {"covariance": sympy.Lambda(u, 1 + 3 * u), "teacher": sympy.Lambda(
 PROFILES = {"two-levels": TWO_LEVELS, "continuous": CONTINUOUS}
 
 
+#: Sizes and numbers of seeds of the trainings, extrapolated linearly in 1/d.
+SIZES_AND_SEEDS = [(100, 48), (200, 24), (400, 12)]
+
+
+def _extrapolated(runs: list, name: str) -> tuple[float, float]:
+    """The mean of ``name`` over the runs at each size, extrapolated in 1/d, and its standard error
+    (floored at 1e-12 for quantities that do not fluctuate, such as a ridgeless train error of 0)."""
+    values = [np.array([getattr(run, name) for run in at_size]) for at_size in runs]
+    means = [float(v.mean()) for v in values]
+    errors = [max(float(v.std(ddof=1)) / math.sqrt(len(v)), 1e-12) for v in values]
+    return extrapolate([d for d, _ in SIZES_AND_SEEDS], means, errors)
+
+
 def _reference(psi_n, lam, signal, noise, profile, dps):
     covariance, teacher = profile["covariance"], profile["teacher"]
     if isinstance(covariance, sympy.Lambda):
@@ -79,14 +92,10 @@ def test_ridge_matches_monte_carlo_extrapolated_in_one_over_d(psi_n, lam):
     within 4 standard errors (the spread over designs; teacher and noise are averaged exactly)."""
     covariance, teacher = ([1, 4], [0.25, 0.75]), [3, 0.5]
     theory = linear_regression.errors(psi_n, lam, signal=1.5, noise=0.25, covariance=covariance, teacher=teacher)
-    sizes_and_seeds = [(100, 48), (200, 24), (400, 12)]
-    samples = [[ridge_trainer.simulate(d, psi_n, lam, 1.5, 0.25, covariance, teacher, seed=seed)
-                for seed in range(seeds)] for d, seeds in sizes_and_seeds]
+    runs = [[ridge_trainer.simulate(d, psi_n, lam, 1.5, 0.25, covariance, teacher, seed=seed)
+             for seed in range(seeds)] for d, seeds in SIZES_AND_SEEDS]
     for name in ("test", "train", "bias", "variance"):
-        values = [np.array([getattr(sample, name) for sample in runs]) for runs in samples]
-        means = [float(v.mean()) for v in values]
-        errors = [max(float(v.std(ddof=1)) / math.sqrt(len(v)), 1e-12) for v in values]
-        limit, error = extrapolate([d for d, _ in sizes_and_seeds], means, errors)
+        limit, error = _extrapolated(runs, name)
         print(f"{name}: extrapolated {limit:.6f} +- {error:.1e}, theory {getattr(theory, name):.6f}")
         assert abs(limit - getattr(theory, name)) < 4 * error + 1e-12, (name, limit, error, getattr(theory, name))
 
@@ -143,16 +152,6 @@ def test_bad_profiles_are_refused():
         linear_regression.errors(2.0, 0.1, covariance=([1, 4], [0.5, 0.6]))
     with pytest.raises(ParameterError, match="psi_n = 1"):
         linear_regression.errors(1.0, 0.0)
-
-
-SIZES_AND_SEEDS = [(100, 48), (200, 24), (400, 12)]
-
-
-def _extrapolated(runs: list, name: str) -> tuple[float, float]:
-    values = [np.array([getattr(run, name) for run in at_size]) for at_size in runs]
-    means = [float(v.mean()) for v in values]
-    errors = [float(v.std(ddof=1)) / math.sqrt(len(v)) for v in values]
-    return extrapolate([d for d, _ in SIZES_AND_SEEDS], means, errors)
 
 
 @pytest.mark.slow
