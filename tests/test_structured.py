@@ -154,9 +154,14 @@ def test_bad_profiles_are_refused():
         linear_regression.errors(1.0, 0.0)
 
 
+#: Data covariances of the training checks: two levels, and a continuous law (uniform on [1/2, 2]).
+COVARIANCES = {"two-levels": ([0.5, 2.0], [0.5, 0.5]), "continuous": sympy.Lambda(u, (1 + 3 * u) / 2)}
+
+
 @pytest.mark.slow
-def test_random_features_with_two_levels_match_training():
-    covariance = ([0.5, 2.0], [0.5, 0.5])
+@pytest.mark.parametrize("law", COVARIANCES)
+def test_random_features_with_a_covariance_match_training(law):
+    covariance = COVARIANCES[law]
     theory = random_features.errors(2.0, 1.0, 0.1, noise=0.2, covariance=covariance)
     runs = [[random_features_trainer.simulate(d, 2.0, 1.0, 0.1, noise=0.2, seed=seed, covariance=covariance)
              for seed in range(seeds)] for d, seeds in SIZES_AND_SEEDS]
@@ -167,13 +172,14 @@ def test_random_features_with_two_levels_match_training():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("point", [
-    dict(psi_n=1.0, psi_p=2.0, t=0.3, lam=0.05, m=2, activation="relu"),       # n < p <= n m: primal
-    dict(psi_n=0.5, psi_p=2.0, t=0.3, lam=0.05, m=1, activation="relu"),       # p > n m: dual
-    dict(psi_n=1.0, psi_p=2.0, t=0.3, lam=0.05, m=math.inf, activation="sin"),  # exact m = inf
-], ids=["m=2", "m=1-dual", "m=inf-sin"])
-def test_dsm_with_two_levels_matches_training(point):
-    covariance = ([0.5, 2.0], [0.5, 0.5])
+@pytest.mark.parametrize("point, law", [
+    (dict(psi_n=1.0, psi_p=2.0, t=0.3, lam=0.05, m=2, activation="relu"), "two-levels"),        # primal
+    (dict(psi_n=0.5, psi_p=2.0, t=0.3, lam=0.05, m=1, activation="relu"), "two-levels"),        # p > n m: dual
+    (dict(psi_n=1.0, psi_p=2.0, t=0.3, lam=0.05, m=math.inf, activation="sin"), "two-levels"),  # exact m = inf
+    (dict(psi_n=1.0, psi_p=2.0, t=0.3, lam=0.05, m=2, activation="relu"), "continuous"),
+], ids=["m=2", "m=1-dual", "m=inf-sin", "m=2-continuous"])
+def test_dsm_with_a_covariance_matches_training(point, law):
+    covariance = COVARIANCES[law]
     theory = dsm.errors(**point, covariance=covariance)
     runs = [[dsm.simulate(d, **point, seed=seed, covariance=covariance) for seed in range(seeds)]
             for d, seeds in SIZES_AND_SEEDS]
