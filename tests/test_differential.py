@@ -50,7 +50,7 @@ def test_the_error_bound_bounds_the_error():
             parameters = [p for record, p in compiled.outputs if record == index and p is not None]
             subs = {key: value for key, value in case.subs.items() if key in solver.parameters}
             try:
-                values, errors, _, _ = solver._float_target(subs, None, "neighbours", parameters)
+                values, errors, _, _ = solver.float_target(subs, None, "neighbours", parameters)
             except differential.PencilsError:  # refused (the tests above count these)
                 continue
             exact = solver.target(subs, dps=30, derivatives=parameters)

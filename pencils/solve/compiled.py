@@ -264,7 +264,7 @@ class CompiledProblem:
                          for node in range(nodes)])
         table = np.empty((count, nodes, len(rows[0][0])), dtype=object)
         table[...] = rows
-        return np.moveaxis(table, -1, 0)
+        return table.transpose(2, 0, 1)
 
     # ----------------------------------------------------------------- parameters
 

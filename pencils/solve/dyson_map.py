@@ -116,7 +116,7 @@ class DysonMap:
         (``deterministic`` of shape (C, P, Q))."""
         count, nodes = g.shape[0], deterministic.shape[2]
         matrix = zeros((count, nodes, self.size * self.size), np.result_type(deterministic, weights, g))
-        matrix[:, :, self.identity_entry] = np.moveaxis(deterministic, 0, -1)
+        matrix[:, :, self.identity_entry] = deterministic.transpose(1, 2, 0)
         if len(self.rows):
             values = np.reshape(variance, (-1, 1)) * weights.T * g[:, self.sources]
             coupled = np.add.reduceat(values[:, self._coupling_order], self._coupling_start, axis=1)

@@ -70,13 +70,14 @@ class SpectralNodes:
         self.level = level
         self.symbols = [decode(tree) for law in laws for tree in law["symbols"]]
         self.quantile = any("quantiles" in law for law in laws)
+        self._weights: dict = {}
 
     def at_level(self, level: int) -> "SpectralNodes":
         """The same averages with the quadrature rules of another level (sharing the compiled functions)."""
         other = copy.copy(self)
         other.level = level
-        for derived in ("count", "_float_weights"):
-            other.__dict__.pop(derived, None)
+        other.__dict__.pop("count", None)
+        other._weights = {}
         return other
 
     # ----------------------------------------------------------------- nodes
@@ -98,20 +99,20 @@ class SpectralNodes:
         return max((len(self._rule(law, False)[1]) for law in self.laws), default=1)
 
     def weights(self, multiprecision: bool) -> np.ndarray:
-        """The weight of each node in the average of each block's entries, shape (K, Q)."""
-        if not multiprecision and "_float_weights" in self.__dict__:
-            return self._float_weights
-        zero = precision.context().zero if multiprecision else 0.0
-        table = np.full((self.size, self.count), zero, dtype=object if multiprecision else float)
-        table[:, 0] = precision.context().one if multiprecision else 1.0
-        for law in self.laws:
-            _, weights = self._rule(law, multiprecision)
-            for block in law["blocks"]:
-                table[block, :] = zero
-                table[block, : len(weights)] = weights
-        if not multiprecision:
-            self._float_weights = table
-        return table
+        """The weight of each node in the average of each block's entries, shape (K, Q) (mpmath numbers at
+        this thread's precision if ``multiprecision``)."""
+        key = precision.context().prec if multiprecision else None
+        if key not in self._weights:
+            zero, one = (precision.context().zero, precision.context().one) if multiprecision else (0.0, 1.0)
+            table = np.full((self.size, self.count), zero, dtype=object if multiprecision else float)
+            table[:, 0] = one
+            for law in self.laws:
+                _, weights = self._rule(law, multiprecision)
+                for block in law["blocks"]:
+                    table[block, :] = zero
+                    table[block, : len(weights)] = weights
+            self._weights[key] = table
+        return self._weights[key]
 
     # ----------------------------------------------------------------- values
 
