@@ -29,6 +29,8 @@ __all__ = ["profile_key", "diagonal", "spectral_average", "mean", "power_law"]
 def profile_key(profile: Any, name: str, like: Any = None) -> tuple | None:
     """The profile as a hashable ``(values, weights)`` of SymPy numbers (``None`` stays ``None``).
 
+    Floats are read as the decimals they print as, so that weights such as 0.9 and 0.1 sum to 1 exactly.
+
     Examples
     --------
     >>> profile_key(([1, 4], [0.5, 0.5]), "covariance")
@@ -39,10 +41,13 @@ def profile_key(profile: Any, name: str, like: Any = None) -> tuple | None:
     values, weights = as_profile(profile, name, like)
     if isinstance(values, sympy.Lambda):
         return values, None
-    exact = tuple(sympy.nsimplify(value) if isinstance(value, float) else sympy.sympify(value) for value in values)
-    masses = None if weights is None else tuple(
-        sympy.nsimplify(weight) if isinstance(weight, float) else sympy.sympify(weight) for weight in weights)
-    return exact, masses
+    masses = None if weights is None else tuple(map(_exact, weights))
+    return tuple(map(_exact, values)), masses
+
+
+def _exact(value: Any) -> sympy.Expr:
+    """A number as SymPy holds it exactly: a float as the decimal it prints as (``0.9`` is ``9/10``)."""
+    return sympy.nsimplify(value, rational=True) if isinstance(value, float) else sympy.sympify(value)
 
 
 def diagonal(name: str, dim: sympy.Symbol, key: tuple, power: sympy.Expr = 1) -> sympy.MatrixExpr:
@@ -117,7 +122,7 @@ def power_law(alpha: float, beta: float, size: int) -> dict:
     >>> profile["covariance"], profile["teacher"]
     ((1, 1/4, 1/9), (1, 1/2, 1/3))
     """
-    alpha, beta = sympy.nsimplify(alpha), sympy.nsimplify(beta)
+    alpha, beta = _exact(alpha), _exact(beta)
     ks = range(1, int(size) + 1)
     return {"covariance": tuple(sympy.Integer(k) ** -alpha for k in ks),
             "teacher": tuple(sympy.Integer(k) ** -beta for k in ks)}
