@@ -17,7 +17,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SLOW = pytest.mark.slow
-NOTEBOOKS = ["marchenko_pastur", pytest.param("random_features", marks=SLOW), pytest.param("dsm", marks=SLOW)]
+NOTEBOOKS = ["marchenko_pastur", "linear_regression", pytest.param("random_features", marks=SLOW),
+             pytest.param("dsm", marks=SLOW)]
 EXAMPLES = {
     "random_features_double_descent": ["random_features_double_descent.png"],
     "dsm_learning_curves": [
@@ -28,6 +29,7 @@ EXAMPLES = {
     "memorization": ["memorization_fractions.png", "memorization_images.png"],
     "spectral_density": ["spectral_density.png"],
     "dsm_gradient_flow": ["dsm_gradient_flow.png"],
+    "structured_learning_curves": ["structured_two_levels.png", "structured_power_law.png"],
 }
 
 

@@ -58,6 +58,19 @@ resolvent trace and its derivatives: with
 .. math::  E_{\rm test} = 1 - \frac{\partial_\epsilon T + 2T}{d}, \qquad
            E_{\rm train} = 1 + \frac{\lambda\,\partial_\lambda T - T}{d}.
 
+Data :math:`x_i \sim \mathcal N(0, \Sigma)` (``covariance=``, :mod:`pencils.models.covariance`):
+the noisy inputs :math:`x_t = ax_0 + \sqrt h z` have covariance :math:`\Sigma_t = a^2\Sigma + hI`,
+the pre-activations :math:`\langle w_k, x_t\rangle/\sqrt d` variance :math:`q = a^2\tau + h`
+(:math:`\tau = \operatorname{tr}\Sigma/d`) and two noisy copies of one data point correlation
+:math:`r = a^2\tau/q`.  The constants are those of :math:`\rho` at input variance :math:`q`
+(:meth:`pencils.activations.Activation.at_variance`, split at :math:`r` with :math:`1 - r = h/q`),
+the linear part acts on :math:`x_t` with slope :math:`\mu_1(q)/\sqrt q`, :math:`X = \Sigma^{1/2}G`,
+and :math:`U_{\rm test} = (\mu_1^2/q)W\Sigma_tW^T/d + v^2I_p`; :math:`V` keeps its form
+(:math:`\operatorname{Cov}(z, x_t) = \sqrt h I`).  The optimal score is linear,
+:math:`\sqrt h\,s^*(x) = -h\Sigma_t^{-1}x`, and the best test error is
+:math:`\frac1d\operatorname{tr}\,a^2\Sigma(a^2\Sigma + hI)^{-1}` (:func:`optimum`).  With
+:math:`\Sigma = I` all of this is the isotropic model; ``covariance=None`` keeps its expressions.
+
 Its pencil has 8 blocks and 12 unknowns, against 18 and 21 blocks (33 and 43
 unknowns) for the two traces of products of two resolvents, and both errors
 share one solve.  Finite :math:`m` uses the same device (:func:`quantities`):
@@ -90,6 +103,7 @@ from . import difference
 from ..simulation.dsm import SimulationResult, simulate
 from ..sweep import Sweep, sweep
 from ..validation import check_dps, check_real, check_shapes
+from .covariance import diagonal, mean, profile_key, spectral_average
 
 __all__ = [
     "Errors", "errors", "feature_matrix", "learning_curve", "phase_diagram", "crossover", "phase_boundary",
@@ -99,13 +113,13 @@ __all__ = [
 ]
 
 d, n, p, k = sympy.symbols("d n p k")
-psi_n, psi_p, lam, a, h, mu1, v0_squared, s_squared, v_squared, m, tilt, scale, training_time = sympy.symbols(
-    "psi_n psi_p lambda a h mu_1 v_0^2 s^2 v^2 m epsilon c tau"
+psi_n, psi_p, lam, a, h, mu1, v0_squared, s_squared, v_squared, m, tilt, scale, training_time, tau = sympy.symbols(
+    "psi_n psi_p lambda a h mu_1 v_0^2 s^2 v^2 m epsilon c tau tr(Sigma)/d"
 )
 symbols = {
     "psi_n": psi_n, "psi_p": psi_p, "lam": lam, "a": a, "h": h, "mu1": mu1,
     "v0_squared": v0_squared, "s_squared": s_squared, "v_squared": v_squared, "m": m, "tilt": tilt,
-    "scale": scale, "time": training_time,
+    "scale": scale, "time": training_time, "tau": tau,
 }
 #: Dimensions: ``n = psi_n d``, ``p = psi_p d`` and the second sample block ``k = (m - 1) n``.
 dims = {d: d, n: psi_n * d, p: psi_p * d, k: (m - 1) * psi_n * d}
@@ -113,8 +127,8 @@ dims = {d: d, n: psi_n * d, p: psi_p * d, k: (m - 1) * psi_n * d}
 RIDGE_START = 1e-3
 
 
-@lru_cache(maxsize=8)
-def quantities(finite_m: bool, dual: bool = False, direct: bool = False) -> dict:
+@lru_cache(maxsize=16)
+def quantities(finite_m: bool, dual: bool = False, direct: bool = False, covariance: tuple | None = None) -> dict:
     r"""The test and train errors as SymPy expressions in traces and their derivatives.
 
     By default each error is one resolvent trace and its first derivatives in the
@@ -179,6 +193,9 @@ def quantities(finite_m: bool, dual: bool = False, direct: bool = False) -> dict
         :math:`m` 106 and 195 unknowns, or 90 and 48 in the dual form, whose train
         error is :math:`\lambda^2\operatorname{tr}(ZK^{-2}Z^T)/(nmd)`), instead of one
         resolvent and its derivatives: slower, an independent check of the default.
+    covariance : tuple, optional
+        Data :math:`\mathcal N(0, \Sigma)`, the profile as :func:`pencils.models.covariance.profile_key`
+        gives it (module notes; ``symbols["tau"]`` is :math:`\operatorname{tr}\Sigma/d`).
 
     Examples
     --------
@@ -194,11 +211,16 @@ def quantities(finite_m: bool, dual: bool = False, direct: bool = False) -> dict
         raise ParameterError("the dual form is for finite m (for m = inf the features have a full-rank part).")
     sqrt, Tr, Derivative = sympy.sqrt, sympy.Trace, sympy.Derivative
     I_p = sympy.Identity(p)
-    W, X, Xi0 = Gaussian("W", p, d), Gaussian("X", d, n), Gaussian("Xi_0", p, n)
-    V = sqrt(h) * mu1 * W.T / sqrt(d)
-    U_test = mu1**2 * W * W.T / d + v_squared * I_p
+    slope, root = _linear_part(covariance)
+    W, X, Xi0 = Gaussian("W", p, d), root * Gaussian("X", d, n), Gaussian("Xi_0", p, n)
+    V = sqrt(h) * slope * W.T / sqrt(d)
+    if covariance is None:
+        U_test = mu1**2 * W * W.T / d + v_squared * I_p
+    else:
+        noisy_covariance = a**2 * diagonal("Sigma", d, covariance) + h * sympy.Identity(d)
+        U_test = slope**2 * W * noisy_covariance * W.T / d + v_squared * I_p
     if not finite_m:
-        U = feature_matrix()
+        U = feature_matrix(covariance)
         if not direct:
             T = Tr(V * (U + lam * I_p + tilt * U_test).I * V.T)  # at tilt = 0 (see the module notes)
             return {"test": 1 - (Derivative(T, tilt) + 2 * T) / d,
@@ -207,8 +229,8 @@ def quantities(finite_m: bool, dual: bool = False, direct: bool = False) -> dict
         return {"test": 1 + Tr(B * U_test * B.T - 2 * B * V.T) / d, "train": 1 + Tr(B * U * B.T - 2 * B * V.T) / d}
     Za, Zb = Gaussian("Z_a", d, n), Gaussian("Z_b", d, k)
     Xia, Xib = Gaussian("Xi_a", p, n), Gaussian("Xi_b", p, k)
-    Fa = mu1 * W * (a * sqrt(m) * X + sqrt(h) * Za) / sqrt(d) + sqrt(v0_squared * m) * Xi0 + sqrt(s_squared) * Xia
-    Fb = mu1 * sqrt(h) * W * Zb / sqrt(d) + sqrt(s_squared) * Xib
+    Fa = slope * W * (a * sqrt(m) * X + sqrt(h) * Za) / sqrt(d) + sqrt(v0_squared * m) * Xi0 + sqrt(s_squared) * Xia
+    Fb = slope * sqrt(h) * W * Zb / sqrt(d) + sqrt(s_squared) * Xib
     F, Z = sympy.BlockMatrix([[Fa, Fb]]), sympy.BlockMatrix([[Za, Zb]])
     gram = F.T * F / (n * m) + lam * sympy.Identity(n + k)
     Q = (Za * Fa.T + Zb * Fb.T) / (n * m)
@@ -473,14 +495,21 @@ def early_stopping_time(psi_n, psi_p, t, lam, activation="relu", span: tuple[flo
     return math.exp(found.x)
 
 
-def feature_matrix() -> sympy.MatrixExpr:
+def _linear_part(covariance: tuple | None) -> tuple:
+    r"""The slope of the linear part of the features and :math:`\Sigma^{1/2}` (module notes)."""
+    if covariance is None:
+        return mu1, sympy.Identity(d)
+    return mu1 / sympy.sqrt(a**2 * tau + h), diagonal("Sigma^{1/2}", d, covariance, sympy.Rational(1, 2))
+
+
+def feature_matrix(covariance: tuple | None = None) -> sympy.MatrixExpr:
     r"""The :math:`p \times p` matrix :math:`U = F_tF_t^T/n + h\mu_1^2 WW^T/d + s^2 I_p` of :math:`m = \infty`.
 
     In :data:`symbols`, with :math:`F_t = a\mu_1 WX/\sqrt d + v_0\Xi_0`.  It is
     :math:`s^2 I_p` plus a positive semi-definite matrix of rank at most
     :math:`n + d`: for :math:`\psi_p > \psi_n + 1` its spectrum
     (:func:`pencils.spectrum`) has an atom at :math:`s^2` of mass
-    :math:`1 - (\psi_n + 1)/\psi_p`.
+    :math:`1 - (\psi_n + 1)/\psi_p`.  ``covariance``: data :math:`\mathcal N(0, \Sigma)` (module notes).
 
     Examples
     --------
@@ -488,24 +517,54 @@ def feature_matrix() -> sympy.MatrixExpr:
     >>> dsm.feature_matrix().shape
     (p, p)
     """
-    W, X, Xi0 = Gaussian("W", p, d), Gaussian("X", d, n), Gaussian("Xi_0", p, n)
-    Ft = a * mu1 * W * X / sympy.sqrt(d) + sympy.sqrt(v0_squared) * Xi0
-    return Ft * Ft.T / n + h * mu1**2 * W * W.T / d + s_squared * sympy.Identity(p)
+    slope, root = _linear_part(covariance)
+    W, X, Xi0 = Gaussian("W", p, d), root * Gaussian("X", d, n), Gaussian("Xi_0", p, n)
+    Ft = a * slope * W * X / sympy.sqrt(d) + sympy.sqrt(v0_squared) * Xi0
+    return Ft * Ft.T / n + h * slope**2 * W * W.T / d + s_squared * sympy.Identity(p)
 
 
-def optimum(t):
-    r"""The best possible test error :math:`a^2 = e^{-2t}` (the true score is :math:`-x_t`).
+def optimum(t, covariance=None, dps: int | None = None):
+    r"""The best possible test error: :math:`a^2 = e^{-2t}` (the true score is :math:`-x_t`), or with a covariance
+    :math:`\frac1d\operatorname{tr}\,a^2\Sigma(a^2\Sigma + hI)^{-1}`.
+
+    For data :math:`\mathcal N(0, \Sigma)` the noisy input :math:`x_t` is Gaussian of covariance
+    :math:`\Sigma_t = a^2\Sigma + hI`, :math:`\mathbb E[z \mid x_t] = \sqrt h\,\Sigma_t^{-1}x_t` and the
+    error of that (linear) optimal score is
+    :math:`1 - h\operatorname{tr}\Sigma_t^{-1}/d = \mathbb E\,a^2\lambda/(a^2\lambda + h)` over the
+    spectral law of :math:`\Sigma` (:func:`pencils.models.covariance.spectral_average`).
 
     Examples
     --------
     >>> from pencils.models import dsm
     >>> round(dsm.optimum(0.5), 12)
     0.367879441171
+    >>> round(dsm.optimum(0.5, covariance=[1]), 12)
+    0.367879441171
+    >>> a2, h = math.exp(-1), -math.expm1(-1)  # t = 0.5
+    >>> abs(dsm.optimum(0.5, covariance=[0.5, 2]) - (a2 / (a2 + 2 * h) + 2 * a2 / (2 * a2 + h)) / 2) < 1e-15
+    True
     """
-    return np.exp(-2 * np.asarray(t, dtype=float)) if np.ndim(t) else math.exp(-2 * t)
+    if covariance is None:
+        return np.exp(-2 * np.asarray(t, dtype=float)) if np.ndim(t) else math.exp(-2 * t)
+    key, digits = profile_key(covariance, "covariance"), (dps or 15) + 15
+
+    def best(value):
+        with precision.digits(digits) as context:
+            time_value = context.mpmathify(value)
+            a2, h_value = (sympy.Float(x, digits) for x in (context.exp(-2 * time_value), -context.expm1(-2 * time_value)))
+        average = sympy.N(spectral_average(key, lambda x: a2 * x / (a2 * x + h_value), digits), digits)
+        if dps is None:
+            return float(average)
+        with precision.digits(digits) as context:
+            return precision.public(context.mpmathify(str(average)))
+
+    if not np.ndim(t):
+        return best(np.asarray(t, dtype=object).item())
+    values = np.frompyfunc(best, 1, 1)(np.asarray(t, dtype=object))
+    return values.astype(float) if dps is None else values
 
 
-def constants(t, activation="relu", dps: int | None = None) -> dict:
+def constants(t, activation="relu", dps: int | None = None, covariance=None) -> dict:
     r"""The Gaussian-equivalence constants of the DSM problem at time ``t``.
 
     Returns ``mu1``, ``v0_squared`` (:math:`c(a^2) - \mu_0^2 - a^2\mu_1^2`),
@@ -518,6 +577,10 @@ def constants(t, activation="relu", dps: int | None = None) -> dict:
     accuracy at any :math:`t > 0` (see
     :meth:`pencils.activations.Activation.correlated_split`).
 
+    With a ``covariance`` (module notes) they are those of the activation at input variance
+    :math:`q = a^2\tau + h`, split at :math:`r = a^2\tau/q` (:math:`1 - r = h/q`), one
+    activation per time (``mu1`` is then broadcast like ``t``), and ``tau`` is added.
+
     Examples
     --------
     >>> from pencils.models import dsm
@@ -526,6 +589,8 @@ def constants(t, activation="relu", dps: int | None = None) -> dict:
     True
     """
     activation = activations.get(activation)
+    if covariance is not None:
+        return _anisotropic_constants(t, activation, mean(profile_key(covariance, "covariance"), dps), dps)
     if dps is None:
         t = np.asarray(t, dtype=float)
         split = activation.correlated_split(np.exp(-2 * t), complement=-np.expm1(-2 * t))
@@ -541,6 +606,31 @@ def constants(t, activation="relu", dps: int | None = None) -> dict:
 
     return {"mu1": activation.mu1(dps=dps), "v0_squared": field("shared"), "s_squared": field("private"),
             "v_squared": field("total")}
+
+
+def _anisotropic_constants(t, activation, tau_value, dps: int | None) -> dict:
+    r""":func:`constants` for data of covariance with :math:`\operatorname{tr}\Sigma/d =` ``tau_value``."""
+    fields = []
+    for value in np.ravel(np.asarray(t, dtype=object)):
+        if dps is None:
+            a2, h_value = math.exp(-2 * float(value)), -math.expm1(-2 * float(value))
+            q, shared = a2 * tau_value + h_value, a2 * tau_value
+            correlation, complement = shared / q, h_value / q
+        else:
+            with precision.digits(dps + 15) as context:
+                a2, h_value = context.exp(-2 * context.mpmathify(value)), -context.expm1(-2 * context.mpmathify(value))
+                shared = context.mpmathify(tau_value) * a2
+                q = shared + h_value
+                q, correlation, complement = (precision.public(x) for x in (q, shared / q, h_value / q))
+        at_q = activation.at_variance(q)
+        split = at_q.correlated_split(correlation, dps=dps, complement=complement)
+        fields.append((at_q.mu1(dps=dps), split.shared, split.private, split.total))
+    names = ("mu1", "v0_squared", "s_squared", "v_squared")
+    shaped = {name: np.array([entry[i] for entry in fields], dtype=object if dps else float).reshape(np.shape(t))
+              for i, name in enumerate(names)}
+    result = {name: value if np.ndim(t) else value.item() for name, value in shaped.items()}
+    result["tau"] = tau_value
+    return result
 
 
 @dataclass(frozen=True)
@@ -566,7 +656,8 @@ class Errors:
 
 
 def errors(
-    psi_n, psi_p, t, lam, m=math.inf, activation="relu", dps: int | None = None, continuation: str = "neighbours"
+    psi_n, psi_p, t, lam, m=math.inf, activation="relu", dps: int | None = None, continuation: str = "neighbours",
+    covariance=None,
 ) -> Errors:
     r"""Limits of the DSM test and train errors, for any :math:`m \ge 1` (``math.inf`` allowed).
 
@@ -587,11 +678,14 @@ def errors(
     continuation : {"neighbours", "variance"}
         How the points of an array are solved (see :func:`pencils.trace_limit`):
         "variance" solves each on its own, an independent check of the default.
+    covariance : sympy.Lambda, list of atoms or (atoms, weights), optional
+        Data :math:`\mathcal N(0, \Sigma)` with this spectral law of :math:`\Sigma`
+        (:mod:`pencils.models.covariance`, module notes); ``None``: :math:`\mathcal N(0, I_d)`.
 
     Returns
     -------
     Errors
-        ``.test``, ``.train``, ``.optimum`` and ``.gap``, broadcast.
+        ``.test``, ``.train``, ``.optimum`` and ``.gap``, broadcast (``.optimum`` from :func:`optimum`).
 
     Examples
     --------
@@ -613,23 +707,30 @@ def errors(
     for finite_m, dual, mask in forms:
         if not np.any(mask):
             continue
-        subs = substitutions(psi_n[mask], psi_p[mask], t[mask], lam[mask], m[mask], activation, dps)
+        subs = substitutions(psi_n[mask], psi_p[mask], t[mask], lam[mask], m[mask], activation, dps, covariance)
         path_from = None
         if finite_m:
             ridges = np.array([float(value) for value in lam[mask]])
             if np.any(ridges < RIDGE_START):
                 path_from = {symbols["lam"]: np.maximum(ridges, RIDGE_START)}
-        found = quantities(finite_m, dual)
+        found = quantities(finite_m, dual) if covariance is None else quantities(
+            finite_m, dual, covariance=profile_key(covariance, "covariance"))
         test[mask], train[mask] = limit(
             [found["test"], found["train"]], dims, subs, dps=dps, path_from=path_from, continuation=continuation
         )
-    optimum_value = _apply(lambda context, x: context.exp(-2 * context.mpmathify(x)), t, dps) if dps else optimum(t)
+    if covariance is not None:
+        optimum_value = optimum(t, covariance, dps)
+    elif dps:
+        optimum_value = _apply(lambda context, x: context.exp(-2 * context.mpmathify(x)), t, dps)
+    else:
+        optimum_value = optimum(t)
     if shape == ():
         return Errors(test.item(), train.item(), optimum_value.item() if isinstance(optimum_value, np.ndarray) else optimum_value)
     return Errors(test, train, optimum_value)
 
 
-def substitutions(psi_n, psi_p, t, lam, m=math.inf, activation="relu", dps: int | None = None) -> dict:
+def substitutions(psi_n, psi_p, t, lam, m=math.inf, activation="relu", dps: int | None = None,
+                  covariance=None) -> dict:
     r"""The value of every symbol of :func:`quantities` at the given parameters, for :func:`pencils.limit`.
 
     ``a``, ``h`` and the Gaussian-equivalence constants (:func:`constants`) follow
@@ -645,7 +746,7 @@ def substitutions(psi_n, psi_p, t, lam, m=math.inf, activation="relu", dps: int 
     >>> bool(abs(test - dsm.errors(2.0, 1.0, 0.5, 1e-2, m=4.0).test) < 1e-12)
     True
     """
-    values = constants(t, activation, dps=dps)
+    values = constants(t, activation, dps=dps, covariance=covariance)
     a_value = _apply(lambda context, x: context.exp(-context.mpmathify(x)), t, dps) if dps else np.exp(-np.asarray(t, dtype=float))
     h_value = _apply(lambda context, x: -context.expm1(-2 * context.mpmathify(x)), t, dps) if dps else -np.expm1(-2 * np.asarray(t, dtype=float))
     subs = {
@@ -655,6 +756,8 @@ def substitutions(psi_n, psi_p, t, lam, m=math.inf, activation="relu", dps: int 
     }
     if np.all([float(value) != math.inf for value in np.ravel(np.asarray(m, dtype=object))]):
         subs[symbols["m"]] = m
+    if covariance is not None:
+        subs[tau] = values["tau"]
     return subs
 
 

@@ -26,6 +26,17 @@ the limit), so that with :math:`K = F F^T/n + (p\lambda/d) I_p` and
       + \frac{\texttt{noise}}{n}\operatorname{tr} P^2,
       \qquad P = I_n - F^T K^{-1} F/n.
 
+Anisotropic inputs (``covariance=``).  :math:`x = \Sigma^{1/2}g`, :math:`\Sigma` a
+:class:`pencils.Diagonal` (:mod:`pencils.models.covariance`), :math:`\beta` isotropic
+(:math:`\mathbb E\,\beta\beta^T = \texttt{signal}\,I/d`).  The pre-activations
+:math:`\langle w_k, x\rangle/\sqrt d` have variance :math:`w_k^T\Sigma w_k/d \to \tau = \operatorname{tr}\Sigma/d`,
+so the constants are those of :math:`\rho` at input variance :math:`\tau`
+(:meth:`pencils.activations.Activation.at_variance`: :math:`\mu_1(\tau) = \mathbb E\,g\rho(\sqrt\tau g)`,
+:math:`v^2(\tau)`), and the linear part acts on :math:`x`: :math:`F = (\mu_1(\tau)/\sqrt\tau)\,WX/\sqrt d + v(\tau)\Xi`
+with :math:`X = \Sigma^{1/2}G`.  Then :math:`M = (\mu_1^2/\tau)W\Sigma W^T/d + v^2I_p`, the signal
+term is :math:`\texttt{signal}\operatorname{tr}\Sigma/d` and the cross term
+:math:`\operatorname{tr}\Sigma W^TK^{-1}FX^T`; with :math:`\Sigma = I` everything reduces to the above.
+
 These expressions are handed to :func:`pencils.limit`; nothing is derived by hand.
 """
 
@@ -43,18 +54,23 @@ from ..limits import limit
 from . import difference
 from ..simulation.random_features import RandomFeaturesSample, simulate
 from ..validation import check_dps, check_real, check_shapes
+from .covariance import diagonal, mean, profile_key
 
 __all__ = ["Errors", "errors", "quantities", "simulate", "RandomFeaturesSample", "symbols"]
 
 d, n, p = sympy.symbols("d n p")
-psi_n, psi_p, lam, mu1, v2, signal, noise = sympy.symbols("psi_n psi_p lambda mu_1 v^2 signal noise")
-symbols = {"psi_n": psi_n, "psi_p": psi_p, "lam": lam, "mu1": mu1, "v2": v2, "signal": signal, "noise": noise}
+psi_n, psi_p, lam, mu1, v2, signal, noise, tau = sympy.symbols("psi_n psi_p lambda mu_1 v^2 signal noise tau")
+symbols = {"psi_n": psi_n, "psi_p": psi_p, "lam": lam, "mu1": mu1, "v2": v2, "signal": signal, "noise": noise,
+           "tau": tau}
 dims = {d: d, n: psi_n * d, p: psi_p * d}
 
 
-@lru_cache(maxsize=1)
-def quantities() -> dict:
+@lru_cache(maxsize=8)
+def quantities(covariance: tuple | None = None) -> dict:
     r"""The test and train errors as SymPy expressions in traces.
+
+    ``covariance``: a profile as :func:`pencils.models.covariance.profile_key` gives it
+    (``None``: isotropic inputs); then ``symbols["tau"]`` is :math:`\operatorname{tr}\Sigma/d`.
 
     Examples
     --------
@@ -62,16 +78,22 @@ def quantities() -> dict:
     >>> sorted(random_features.quantities())
     ['test', 'train']
     """
-    W, X, Xi = Gaussian("W", p, d), Gaussian("X", d, n), Gaussian("Xi", p, n)
-    F = mu1 * W * X / sympy.sqrt(d) + sympy.sqrt(v2) * Xi
-    K_inv = (F * F.T / n + p * lam / d * sympy.Identity(p)).I
-    M = mu1**2 * W * W.T / d + v2 * sympy.Identity(p)
-    P = sympy.Identity(n) - F.T * K_inv * F / n
     Tr = sympy.Trace
+    if covariance is None:
+        Sigma = root = sympy.Identity(d)
+        slope, power = mu1, signal
+    else:
+        Sigma, root = diagonal("Sigma", d, covariance), diagonal("Sigma^{1/2}", d, covariance, sympy.Rational(1, 2))
+        slope, power = mu1 / sympy.sqrt(tau), signal * Tr(Sigma) / d
+    W, X, Xi = Gaussian("W", p, d), root * Gaussian("X", d, n), Gaussian("Xi", p, n)
+    F = slope * W * X / sympy.sqrt(d) + sympy.sqrt(v2) * Xi
+    K_inv = (F * F.T / n + p * lam / d * sympy.Identity(p)).I
+    M = slope**2 * W * Sigma * W.T / d + v2 * sympy.Identity(p)
+    P = sympy.Identity(n) - F.T * K_inv * F / n
     test = (
         noise
-        + signal
-        - 2 * mu1 * signal * Tr(W.T * K_inv * F * X.T) / (n * d * sympy.sqrt(d))
+        + power
+        - 2 * slope * signal * Tr(Sigma * W.T * K_inv * F * X.T) / (n * d * sympy.sqrt(d))
         + signal * Tr(M * K_inv * F * X.T * X * F.T * K_inv) / (n**2 * d)
         + noise * Tr(M * K_inv * F * F.T * K_inv) / n**2
     )
@@ -92,7 +114,8 @@ class Errors:
         return difference(self.test, self.train)
 
 
-def errors(psi_n, psi_p, lam, activation="relu", signal=1.0, noise=0.0, dps: int | None = None) -> Errors:
+def errors(psi_n, psi_p, lam, activation="relu", signal=1.0, noise=0.0, dps: int | None = None,
+           covariance=None) -> Errors:
     r"""Limits of the test and train errors of random-features ridge regression.
 
     Parameters
@@ -107,6 +130,9 @@ def errors(psi_n, psi_p, lam, activation="relu", signal=1.0, noise=0.0, dps: int
         :math:`\|\beta\|^2` and the label-noise variance (both :math:`\ge 0`).
     dps : int, optional
         Decimal digits (mpmath) instead of floats.
+    covariance : sympy.Lambda, list of atoms or (atoms, weights), optional
+        Inputs :math:`\mathcal N(0, \Sigma)` with this spectral law of :math:`\Sigma`
+        (:mod:`pencils.models.covariance`; module notes); isotropic by default.
 
     Returns
     -------
@@ -126,11 +152,13 @@ def errors(psi_n, psi_p, lam, activation="relu", signal=1.0, noise=0.0, dps: int
     check_shapes(values)
     dps = check_dps(dps)
     constants = activations.get(activation)
-    subs = {
-        symbols["psi_n"]: psi_n, symbols["psi_p"]: psi_p, symbols["lam"]: lam,
-        symbols["signal"]: signal, symbols["noise"]: noise,
-        mu1: constants.mu1(dps=dps), v2: constants.correlated_split(1, dps=dps).total,
-    }
-    found = quantities()
+    key = profile_key(covariance, "covariance")
+    subs = {symbols["psi_n"]: psi_n, symbols["psi_p"]: psi_p, symbols["lam"]: lam,
+            symbols["signal"]: signal, symbols["noise"]: noise}
+    if key is not None:
+        subs[tau] = mean(key, dps)
+        constants = constants.at_variance(subs[tau])
+    subs[mu1], subs[v2] = constants.mu1(dps=dps), constants.correlated_split(1, dps=dps).total
+    found = quantities(key)
     return Errors(*(limit(found[key], dims, subs, dps=dps) for key in ("test", "train")))
 

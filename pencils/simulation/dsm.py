@@ -42,6 +42,7 @@ import numpy as np
 from pencils import activations, quadrature
 from pencils.errors import ParameterError
 from pencils.validation import check_number, check_positive_int
+from pencils.simulation.covariance import as_profile, profile_values
 
 __all__ = ["SimulationResult", "simulate", "fit_finite_m", "training_moments", "fresh_moments"]
 
@@ -293,16 +294,18 @@ def _mehler_matrix(coefficients: np.ndarray, corr: np.ndarray) -> np.ndarray:
     return quadrature.mehler_series(products, corr)
 
 
-def _correlations(W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``sigma_k = |w_k| / sqrt(d)`` and ``r_kl = w_k . w_l / (|w_k| |w_l|)``."""
+def _correlations(W: np.ndarray, gram: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Standard deviations ``sigma_k`` and correlations ``r_kl`` of ``u = W x_t / sqrt(d)`` from its
+    covariance ``gram`` (default ``W W^T / d``: ``sigma_k = |w_k| / sqrt(d)``, ``r_kl = w_k . w_l / (|w_k| |w_l|)``)."""
     d = W.shape[1]
-    gram = (W @ W.T) / d
+    gram = (W @ W.T) / d if gram is None else gram
     scale = np.sqrt(np.diag(gram))
     corr = np.clip(gram / np.outer(scale, scale), -1.0, 1.0)
     return scale, corr
 
 
-def _series_test_error(rho: Callable, B: np.ndarray, W: np.ndarray, h: float) -> float | None:
+def _series_test_error(rho: Callable, B: np.ndarray, W: np.ndarray, h: float,
+                       gram: np.ndarray | None = None) -> float | None:
     r"""Test error from the Hermite (Mehler) series of ``U_test``, or ``None``.
 
     With ``u_k = sigma_k g_k`` (``g_k`` standard normal, ``corr(g_k, g_l) = r_kl``) and
@@ -314,9 +317,10 @@ def _series_test_error(rho: Callable, B: np.ndarray, W: np.ndarray, h: float) ->
     error by at most ``(1/d) sum_{k != l} |(B^T B)_kl| sqrt(T_k T_l) |r_kl|^{J+1}``.  The
     smallest ``J <= _SERIES_MAX_DEGREE`` making this ``<= _SERIES_TOLERANCE`` is used;
     ``None`` if there is none (small ``d``, where some ``|r_kl|`` are close to 1).
+    ``gram``: the covariance of ``u = W x_t / sqrt(d)`` if not ``W W^T / d`` (anisotropic data).
     """
     p, d = W.shape
-    scale, corr = _correlations(W)
+    scale, corr = _correlations(W, gram)
     coefficients, second = _hermite_coefficients(rho, scale, _SERIES_MAX_DEGREE)
     energy = np.cumsum(coefficients**2, axis=1)  # sum_{j <= J} c_kj^2
     # tail energies, with a rounding allowance so the bound stays an upper bound
@@ -383,10 +387,12 @@ def fresh_moments(
     return _closed_fresh_moments(kind, act, W, t, centred)
 
 
-def _closed_fresh_moments(kind: str, act: Any, W: np.ndarray, t: float, centred: bool):
+def _closed_fresh_moments(kind: str, act: Any, W: np.ndarray, t: float, centred: bool,
+                          gram: np.ndarray | None = None):
+    """:func:`fresh_moments`; ``gram`` is the covariance of ``u = W x_t / sqrt(d)`` if not ``W W^T / d``."""
     p, d = W.shape
     h = -math.expm1(-2.0 * t)
-    sigma = (W @ W.T) / d
+    sigma = (W @ W.T) / d if gram is None else gram
     var = np.diag(sigma).copy()
     if kind in ("sin", "cos"):
         second, mean, slope = _trig_moments(kind, np.zeros((p, 1)), sigma, 1.0)
@@ -602,6 +608,7 @@ def simulate(
     n_test: int | None = None,
     centred: bool = False,
     large_m: int | None = None,
+    covariance: Any = None,
 ) -> SimulationResult:
     r"""Train the random-features score on the DSM loss at finite ``d``; return its errors.
 
@@ -680,6 +687,14 @@ def simulate(
     large_m : int, optional
         Only for ``m = inf`` with an activation other than ``sin``/``cos``: simulate
         this finite ``m`` instead and label the result as such.  Ignored otherwise.
+    covariance : optional
+        Data ``x_i ~ N(0, Sigma)`` instead of ``N(0, I_d)``, ``Sigma`` diagonal with the
+        eigenvalues of :func:`pencils.simulation.covariance.profile_values` for this profile
+        (as in :func:`pencils.models.dsm.errors`).  The fresh ``x_t`` has covariance
+        ``a^2 Sigma + h I``, so ``U_test`` uses ``u = W x_t / sqrt(d)`` of covariance
+        ``W (a^2 Sigma + h I) W^T / d``; ``V_test = sqrt(h) W^T diag(E rho'(u_k)) / sqrt(d)`` is
+        unchanged (``Cov(z, u) = sqrt(h) W^T / sqrt(d)``).  The Monte Carlo test path assumes
+        ``Sigma = I`` and is refused.
 
     Returns
     -------
@@ -754,6 +769,11 @@ def simulate(
     W = rng.standard_normal((p, d))
     X = rng.standard_normal((d, n))
     h = -math.expm1(-2.0 * t)
+    gram = None
+    if covariance is not None:
+        variances = profile_values(d, *as_profile(covariance, "covariance"))
+        X *= np.sqrt(variances)[:, None]
+        gram = (W * (math.exp(-2.0 * t) * variances + h)) @ W.T / d  # covariance of W x_t / sqrt(d)
     mu0 = float(act.mu0()) if centred else 0.0
     rho = _shift(act, mu0)
 
@@ -768,10 +788,13 @@ def simulate(
     # ---- test
     stderr, used_test = 0.0, 0
     if kind in _CLOSED_FORM_TEST:
-        U_test, V_test = _closed_fresh_moments(kind, act, W, t, centred)
+        U_test, V_test = _closed_fresh_moments(kind, act, W, t, centred, gram)
         test, method = _quadratic_error(B, U_test, V_test), "closed form"
     else:
-        test, method = _series_test_error(rho, B, W, h), "hermite series"
+        test, method = _series_test_error(rho, B, W, h, gram), "hermite series"
+        if test is None and covariance is not None:
+            raise ParameterError(f"the test error of {name!r} at d={d} needs Monte Carlo, which assumes "
+                                 "isotropic data; use a larger d or relu, erf, sin or cos with a covariance")
         if test is None:
             used_test = n_test if n_test is not None else max(20000, 20 * p)
             test, stderr = _test_monte_carlo(np.random.default_rng(test_stream), rho, B, W, h, used_test)

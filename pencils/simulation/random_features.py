@@ -1,6 +1,8 @@
 r"""Random-features ridge regression at finite size, with the real activation.
 
-Draws :math:`x_i \sim \mathcal N(0, I_d)`, :math:`\beta` uniform on the sphere
+Draws :math:`x_i \sim \mathcal N(0, \Sigma)` (:math:`\Sigma = I_d` unless a ``covariance`` is
+given: then diagonal with the eigenvalues of :func:`pencils.simulation.covariance.profile_values`),
+:math:`\beta` uniform on the sphere
 of radius :math:`\sqrt{\texttt{signal}}`, :math:`y_i = \langle\beta, x_i\rangle + \varepsilon_i`,
 :math:`W` with :math:`\mathcal N(0,1)` entries, fits
 
@@ -11,19 +13,22 @@ and returns the training error and the test error
 :math:`\texttt{noise} + \mathbb E_x(\langle\beta, x\rangle - a^T\rho(Wx/\sqrt d))^2`.
 For positively homogeneous activations (ReLU, linear) that expectation is
 exact: with :math:`u = Wx/\sqrt d` jointly Gaussian of covariance
-:math:`C = WW^T/d`, :math:`\mathbb E\rho(u_k)\rho(u_l) = \sigma_k\sigma_l\,c(r_{kl})` and,
-by Stein's lemma, :math:`\mathbb E[\langle\beta,x\rangle\rho(u_k)] = (W\beta)_k/\sqrt d\;\mathbb E\rho'(\sigma_k g)`.
+:math:`C = W\Sigma W^T/d`, :math:`\mathbb E\rho(u_k)\rho(u_l) = \sigma_k\sigma_l\,c(r_{kl})`,
+:math:`\mathbb E\langle\beta,x\rangle^2 = \beta^T\Sigma\beta` and, by Stein's lemma,
+:math:`\mathbb E[\langle\beta,x\rangle\rho(u_k)] = (W\Sigma\beta)_k/\sqrt d\;\mathbb E\rho'(\sigma_k g)`.
 Otherwise it is a Monte Carlo average over ``n_test`` fresh inputs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from .. import activations as activation_module
 from ..validation import check_number, check_positive_int
+from .covariance import as_profile, profile_values
 
 __all__ = ["RandomFeaturesSample", "simulate"]
 
@@ -54,6 +59,7 @@ def simulate(
     noise: float = 0.0,
     seed: int = 0,
     n_test: int = 20000,
+    covariance: Any = None,
 ) -> RandomFeaturesSample:
     r"""Train random-features ridge regression once at dimension ``d``.
 
@@ -67,6 +73,8 @@ def simulate(
         Seed of every draw.
     n_test : int
         Fresh inputs for the Monte Carlo test error (non-homogeneous activations only).
+    covariance : optional
+        The covariance profile of the inputs, as in :func:`pencils.models.random_features.errors`.
 
     Examples
     --------
@@ -83,7 +91,8 @@ def simulate(
     act = activation_module.get(activation)
     rng = np.random.default_rng(seed)
     n, p = max(1, round(psi_n * d)), max(1, round(psi_p * d))
-    X = rng.standard_normal((n, d))
+    scales = np.ones(d) if covariance is None else np.sqrt(profile_values(d, *as_profile(covariance, "covariance")))
+    X = rng.standard_normal((n, d)) * scales
     beta = rng.standard_normal(d)
     beta *= np.sqrt(signal) / np.linalg.norm(beta)
     y = X @ beta + np.sqrt(noise) * rng.standard_normal(n)
@@ -93,15 +102,16 @@ def simulate(
     train = float(np.mean((y - F @ a) ** 2))
     exact = act in _HOMOGENEOUS
     if exact:
-        sigma = np.linalg.norm(W, axis=1) / np.sqrt(d)
-        correlation = np.clip((W @ W.T / d) / np.outer(sigma, sigma), -1.0, 1.0)
+        sigma = np.linalg.norm(W * scales, axis=1) / np.sqrt(d)
+        correlation = np.clip(((W * scales) @ (W * scales).T / d) / np.outer(sigma, sigma), -1.0, 1.0)
         second = np.outer(sigma, sigma) * act.kernel(correlation)
-        cross = (W @ beta) / np.sqrt(d) * act.mu1()  # E rho'(sigma g) = E rho'(g) = mu1
-        test = noise + signal - 2 * a @ cross + a @ second @ a
+        cross = (W @ (scales**2 * beta)) / np.sqrt(d) * act.mu1()  # E rho'(sigma g) = E rho'(g) = mu1
+        power = signal if covariance is None else float(np.sum(scales**2 * beta**2))  # E <beta, x>^2
+        test = noise + power - 2 * a @ cross + a @ second @ a
     else:
         residuals = []
         for start in range(0, n_test, 4096):
-            x = rng.standard_normal((min(4096, n_test - start), d))
+            x = rng.standard_normal((min(4096, n_test - start), d)) * scales
             residuals.append(x @ beta - act(x @ W.T / np.sqrt(d)) @ a)
         test = noise + float(np.mean(np.concatenate(residuals) ** 2))
     return RandomFeaturesSample(float(test), train, d, n, p, seed, exact)
