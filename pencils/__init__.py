@@ -4,7 +4,7 @@ from .pencil import Pencil, linearize
 from .sampling import SampleEstimate, sample_trace
 from .dyson import DysonSystem
 from .limits import derive, limit, trace_limit
-from .solve import SolverOptions
+from .solve import LimitResult, SolverOptions
 from .spectra import Spectrum, spectral_density, spectrum
 from .functions import MatrixFunction
 from .diagonal import Diagonal

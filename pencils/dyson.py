@@ -259,6 +259,10 @@ class DysonSystem:
         lines.append(r"\lim \tfrac{1}{N}\operatorname{tr} &= " + sympy.latex(self.target()))
         return "\\begin{aligned}\n" + " \\\\\n".join(lines) + "\n\\end{aligned}"
 
+    def _repr_latex_(self) -> str:
+        """The equations and the target (:meth:`latex`), for notebooks."""
+        return f"$\\displaystyle {self.latex()}$"
+
     def __repr__(self) -> str:
         return (
             f"DysonSystem({len(self.unknowns)} unknowns, {len(self.pencil.sizes)} blocks, "

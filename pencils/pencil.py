@@ -136,6 +136,10 @@ class Pencil:
         """LaTeX of :meth:`matrix`."""
         return sympy.latex(self.matrix())
 
+    def _repr_latex_(self) -> str:
+        """The pencil's matrix, for notebooks."""
+        return f"$\\displaystyle {self.latex()}$"
+
     def __repr__(self) -> str:
         return (
             f"Pencil({len(self.sizes)} blocks of sizes {self.sizes}, out={self.out}, "

@@ -73,7 +73,8 @@ import sympy
 from . import precision
 from .errors import ConvergenceError, ParameterError, SpectrumWarning, UnsupportedOperationError
 from .arguments import resolve_keys
-from .limits import _key, derive, trace_limit
+from .derivations import dims_key
+from .limits import derive, trace_limit
 from .solve.compiled import compile_expressions, to_mpmath
 
 __all__ = ["spectral_density", "spectrum", "Spectrum", "OUTSIDE_TOLERANCE", "NEAR_EDGE"]
@@ -552,7 +553,7 @@ def _subs_key(subs: dict) -> tuple:
 def _dims_key(dims: Mapping) -> tuple:
     if not isinstance(dims, Mapping):
         raise ParameterError(f"dims must be a dict of dimensions; got {type(dims).__name__}.")
-    return _key(dims)
+    return dims_key(dims)
 
 
 @lru_cache(maxsize=32)

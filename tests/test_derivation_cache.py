@@ -6,17 +6,18 @@ The storage itself (atomic writes, checksums, locations) is tested in
 cleared) and in fresh ones.
 """
 
+import functools
 import json
 import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import sympy
 
-from pencils import Gaussian, cache, derive, limit, limits, trace_limit
+from pencils import Gaussian, cache, derive, limit, quantities, trace_limit
+from pencils.derivations import DerivationStore, store
 from pencils.dyson import DysonSystem
 from pencils.errors import CacheWarning
 from pencils.serialization import decode
@@ -43,11 +44,9 @@ def closed_form(lam=0.5, gamma=0.5):
 def empty_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("PENCILS_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(cache, "_reported", set())  # as in a fresh process: no problem reported yet
-    for function in (limits._compiled_limit, limits._solver, limits._derive):
-        function.cache_clear()
+    store.clear()
     yield tmp_path
-    for function in (limits._compiled_limit, limits._solver, limits._derive):
-        function.cache_clear()
+    store.clear()
 
 
 def run(directory) -> float:
@@ -69,8 +68,8 @@ def quantity():
 
 def count_derivations(monkeypatch) -> list:
     calls = []
-    original = limits._limit_payload
-    monkeypatch.setattr(limits, "_limit_payload", lambda *a: calls.append(a) or original(*a))
+    original = quantities.limit_payload
+    monkeypatch.setattr(quantities, "limit_payload", lambda *a: calls.append(a) or original(*a))
     return calls
 
 
@@ -96,7 +95,7 @@ def test_the_entry_is_plain_json_with_the_problem(empty_cache):
 def test_hit_skips_the_derivation(empty_cache, monkeypatch):
     expression, dims, lam = quantity()
     value = limit(expression, dims, {lam: 0.5})
-    limits._compiled_limit.cache_clear()
+    store.compiled_limit.cache_clear()
     calls = count_derivations(monkeypatch)
     assert limit(expression, dims, {lam: 0.5}) == value
     assert calls == []
@@ -105,13 +104,13 @@ def test_hit_skips_the_derivation(empty_cache, monkeypatch):
 def test_another_expression_or_version_is_another_entry(empty_cache, monkeypatch):
     expression, dims, lam = quantity()
     limit(expression, dims, {lam: 0.5})
-    limits._compiled_limit.cache_clear()
+    store.compiled_limit.cache_clear()
     calls = count_derivations(monkeypatch)
     changed = limit(2 * expression, dims, {lam: 0.5})
     assert abs(changed - 2 * closed_form()) < 1e-12
     assert len(calls) == 1
-    monkeypatch.setattr(limits, "_source_fingerprint", lambda: "a different engine")
-    limits._compiled_limit.cache_clear()
+    monkeypatch.setattr(store, "fingerprint", functools.lru_cache(maxsize=1)(lambda: "a different engine"))
+    store.compiled_limit.cache_clear()
     assert limit(expression, dims, {lam: 0.5}) == pytest.approx(closed_form(), rel=1e-12)
     assert len(calls) == 2  # a changed engine never reuses an entry
     assert len(entries(empty_cache)) == 3
@@ -151,18 +150,18 @@ def test_trace_limit_is_cached_too(empty_cache, monkeypatch):
     resolvent = (X.T * X / n - z * sympy.Identity(d)).I
     value = trace_limit(resolvent, {n: 2 * d}, {z: -1.0})
     assert any(p.name.startswith("trace-") for p in entries(empty_cache))
-    limits._solver.cache_clear()
+    store.solver.cache_clear()
     monkeypatch.setattr(DysonSystem, "record", None)  # a hit never derives
     assert trace_limit(resolvent, {n: 2 * d}, {z: -1.0}) == value
 
 
 def test_disabled_cache_still_computes(monkeypatch, tmp_path):
     monkeypatch.setenv("PENCILS_CACHE_DIR", "off")
-    limits._compiled_limit.cache_clear()
+    store.compiled_limit.cache_clear()
     expression, dims, lam = quantity()
     assert limit(expression, dims, {lam: 0.5}) == pytest.approx(closed_form(), rel=1e-12)
     assert cache.directory() is None
-    limits._compiled_limit.cache_clear()
+    store.compiled_limit.cache_clear()
 
 
 # Forged and unsafe entries: rejected, rebuilt and reported once; nothing in them is run.
@@ -222,11 +221,11 @@ def test_a_forged_entry_with_a_valid_checksum_is_rejected_not_run(empty_cache, t
     expected = limit(expression, dims, {lam: 0.5})
     (path,) = entries(empty_cache)
     original = resign(path, forgeries(marker)[forgery])
-    limits._compiled_limit.cache_clear()
-    limits._solver.cache_clear()
+    store.compiled_limit.cache_clear()
+    store.solver.cache_clear()
     with pytest.warns(CacheWarning, match="malformed limit payload") as caught:
         value = limit(expression, dims, {lam: 0.5})
-        limits._compiled_limit.cache_clear()
+        store.compiled_limit.cache_clear()
         assert limit(expression, dims, {lam: 0.5}) == value  # the rebuilt entry: no second warning
     assert len([w for w in caught if issubclass(w.category, CacheWarning)]) == 1
     assert not marker.exists()
@@ -260,12 +259,12 @@ def test_a_planted_entry_outside_the_cache_is_not_followed(empty_cache, tmp_path
     with monkeypatch.context() as patch:
         patch.setenv("PENCILS_CACHE_DIR", str(outside))
         cache.store("trace", digest, {"record": derive(resolvent, {n: 4 * d}).record()})  # another problem
-        limits._solver.cache_clear()
+        store.solver.cache_clear()
         planted_value = trace_limit(resolvent, {n: 2 * d}, {z: -1.0})  # what following the link would give
     assert abs(planted_value - (17**0.5 - 3) / 2) > 0.01
     path.unlink()
     path.symlink_to(outside / path.name)
-    limits._solver.cache_clear()
+    store.solver.cache_clear()
     with pytest.warns(CacheWarning, match="symbolic link"):
         value = trace_limit(resolvent, {n: 2 * d}, {z: -1.0})
     assert value == pytest.approx((17**0.5 - 3) / 2, rel=1e-14)
@@ -273,21 +272,23 @@ def test_a_planted_entry_outside_the_cache_is_not_followed(empty_cache, tmp_path
     assert (outside / path.name).is_file()  # the target is left alone
 
 
-def test_the_key_covers_every_engine_module_but_the_command_line(tmp_path, monkeypatch):
-    """No hand-kept list: a change to any module of the package (a new one included) changes the
-    fingerprint in every cache key; the command line does not."""
+def test_the_key_covers_every_engine_module_but_the_command_line(tmp_path):
+    """No hand-kept list: a change to any module of the package (a new one, and one of a subpackage such
+    as the solver, included) changes the fingerprint in every cache key; the command line does not."""
+    import shutil
+
     package = tmp_path / "pencils"
-    package.mkdir()
-    for module in Path(limits.__file__).parent.glob("*.py"):
-        (package / module.name).write_bytes(module.read_bytes())
-    monkeypatch.setattr(limits, "__file__", str(package / "limits.py"))
+    shutil.copytree(store.root, package, ignore=shutil.ignore_patterns("__pycache__"))
+    copy = DerivationStore(package)
 
     def fingerprint():
-        limits._source_fingerprint.cache_clear()
-        return limits._source_fingerprint()
+        copy.clear()
+        return copy.fingerprint()
 
     fingerprints = [fingerprint()]
-    for name in ["serialization.py", "arguments.py", "expression.py", "new_module.py"]:
+    assert fingerprints[0] == store.fingerprint()  # the same source, the same key
+    for name in ["serialization.py", "arguments.py", "expression.py", "new_module.py", "solve/dyson_map.py",
+                 "solve/new_module.py"]:
         with open(package / name, "a") as file:
             file.write("\n# changed\n")
         fingerprints.append(fingerprint())
@@ -295,5 +296,3 @@ def test_the_key_covers_every_engine_module_but_the_command_line(tmp_path, monke
     with open(package / "cli.py", "a") as file:
         file.write("\n# changed\n")
     assert fingerprint() == fingerprints[-1]
-    monkeypatch.undo()
-    limits._source_fingerprint.cache_clear()

@@ -39,22 +39,23 @@ def test_the_error_bound_bounds_the_error():
     """Before any point is finished: every float trace and derivative is within its own error bound of
     the 30-digit limit (the bound is first order in the rounding; here it is tested where it matters,
     from well conditioned points to ridges of 1e-10 where it exceeds the value)."""
-    from pencils.limits import _compiled_limit, _key
+    from pencils.derivations import dims_key, store
 
     rng = np.random.default_rng(7)
     checked = 0
     for case in differential.engine_cases(rng, 60):
         quantities = case.quantity if isinstance(case.quantity, list) else [case.quantity]
-        compiled = _compiled_limit(differential.sympy.Tuple(*quantities), _key(case.dims))
+        compiled = store.compiled_limit(differential.sympy.Tuple(*quantities), dims_key(case.dims))
         for index, solver in enumerate(compiled.solvers):
             parameters = [p for record, p in compiled.outputs if record == index and p is not None]
             subs = {key: value for key, value in case.subs.items() if key in solver.parameters}
             try:
-                values, errors, _, _ = solver.float_target(subs, None, "neighbours", parameters)
+                evaluation = solver.float_target(subs, None, "neighbours", parameters)
+                values, errors = evaluation.values, evaluation.errors
             except differential.PencilsError:  # refused (the tests above count these)
                 continue
-            exact = solver.target(subs, dps=30, derivatives=parameters)
-            for value, error, reference in zip(values, errors, exact if parameters else (exact,)):
+            exact = solver.evaluate(subs, dps=30, derivatives=parameters)
+            for value, error, reference in zip(values, errors, (exact.value, *exact.derivatives)):
                 actual = abs(complex(value[0]) - complex(reference))
                 assert actual <= error[0], f"{case.describe()}: error {actual:.2e} above its bound {error[0]:.2e}"
                 checked += 1

@@ -5,7 +5,6 @@ system's solution (solved by pencils.solve from the matrix form), textbook
 closed forms written here, or a finite-size simulation.
 """
 
-from unittest import mock
 
 import mpmath
 import numpy as np
@@ -158,17 +157,16 @@ def test_dsm_infinite_m_at_most_six_unknowns():
 
 def library_matrices(quantities, dims):
     """The order-one matrices whose traces pencils.limit derives for ``quantities`` (recorded, not rebuilt)."""
-    from pencils import limits
+    from pencils.derivations import dims_key, store
+    from pencils.quantities import limit_payload
 
     recorded = []
-    derive_once = limits._derive
 
-    def record(matrix, dims_key):
+    def record(matrix, key):
         recorded.append(matrix)
-        return derive_once(matrix, dims_key)
+        return store.system(matrix, key)
 
-    with mock.patch.object(limits, "_derive", record):
-        limits._limit_payload(sympy.Tuple(*quantities), limits._key(dims))
+    limit_payload(sympy.Tuple(*quantities), dims_key(dims), record)
     return recorded
 
 

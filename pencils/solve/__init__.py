@@ -24,6 +24,7 @@ are the entry points, which keep what they derive in memory and on disk
 """
 
 from .options import SolverOptions
+from .result import LimitResult, Solution
 from .solver import Solver
 
-__all__ = ["Solver", "SolverOptions"]
+__all__ = ["LimitResult", "Solution", "Solver", "SolverOptions"]

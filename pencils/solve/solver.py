@@ -4,7 +4,7 @@ continuation and the accuracy audit into the values of a limit and their derivat
 from __future__ import annotations
 
 import copy
-from typing import Mapping, Sequence
+from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
 import sympy
@@ -18,9 +18,53 @@ from .continuation import Continuation
 from .dyson_map import DysonMap, NewtonStop, PathPoint
 from .linear_algebra import FloatAlgebra, MultiprecisionAlgebra, single_threaded_blas, zeros
 from .options import DEFAULT_OPTIONS, SolverOptions
+from .result import LimitResult, Solution
 from .spectral import SpectralNodes
 
-__all__ = ["Solver"]
+__all__ = ["FloatEvaluation", "Solver"]
+
+#: Why a float point is finished in arbitrary precision (:attr:`LimitResult.finish_reason`).
+STALLED = "Newton's iteration in floats stalled above its residual tolerance (rounding)"
+IMPRECISE = "the bound on the float rounding error exceeded options.float_accuracy"
+
+
+class _Solved(NamedTuple):
+    """What :meth:`Solver._solve` finds: :class:`Solution`'s fields, the float solution ``g``, the relative
+    residual at every point and the float points finished in arbitrary precision because Newton stalled."""
+
+    inverse: np.ndarray
+    scale: np.ndarray
+    shape: tuple
+    g: np.ndarray
+    residual: np.ndarray
+    finished: np.ndarray
+
+
+class _Polished(NamedTuple):
+    """What :meth:`Solver._polish` returns: inverses and scales (mpmath) and relative residuals (floats)."""
+
+    inverse: np.ndarray
+    scale: np.ndarray
+    residual: np.ndarray
+
+
+class FloatEvaluation(NamedTuple):
+    """The float values of a target and its derivatives with their rounding-error bounds
+    (:meth:`Solver.float_target`): flat arrays, one per output; the broadcast ``shape``, the parameter
+    ``columns``, the relative ``residual`` and the points ``finished`` in arbitrary precision."""
+
+    values: list
+    errors: list
+    shape: tuple
+    columns: list
+    residual: np.ndarray
+    finished: np.ndarray
+
+
+def point_shaped(values: np.ndarray, shape: tuple):
+    """Per-point diagnostics in the shape of the parameter values (a scalar for scalar values)."""
+    values = np.asarray(values).reshape(shape)
+    return values if shape else values.item()
 
 
 class Solver:
@@ -73,24 +117,25 @@ class Solver:
         return self._levels[level]
 
     def _refined(self, evaluate, tolerance) -> tuple:
-        r"""``evaluate(solver)`` (whose first item is a list of flat value arrays) with the quantile functions of
-        Diagonals integrated to ``tolerance``: at successive quadrature levels (the nodes double) until two
-        agree, relative, at every point.  Returns the finer result and the change of each value from the
-        coarser one (0 without quantile functions, whose averages are finite sums over atoms)."""
+        r"""``evaluate(solver) -> (values, details)`` (``values`` a list of flat arrays) with the quantile
+        functions of Diagonals integrated to ``tolerance``: at successive quadrature levels (the nodes double)
+        until two agree, relative, at every point.  Returns ``(values, details, changes)`` at the finer level,
+        ``changes`` the change of each value from the coarser one (0 without quantile functions, whose
+        averages are finite sums over atoms)."""
         nodes = self.compiled.nodes
         if not nodes.quantile:
-            result = evaluate(self)
-            return result, [0] * len(result[0])
+            values, details = evaluate(self)
+            return values, details, [0] * len(values)
         previous = None
         for level in range(nodes.first_level, nodes.last_level + 1):
-            result = evaluate(self._at_level(level))
+            values, details = evaluate(self._at_level(level))
             if previous is not None:
-                changes = [np.abs(value - old) for value, old in zip(result[0], previous)]
-                if all(np.all(change <= tolerance * np.abs(value)) for change, value in zip(changes, result[0])):
-                    return result, changes
-            previous = result[0]
+                changes = [np.abs(value - old) for value, old in zip(values, previous)]
+                if all(np.all(change <= tolerance * np.abs(value)) for change, value in zip(changes, values)):
+                    return values, details, changes
+            previous = values
         worst = max(float(np.max(np.asarray(change / np.abs(value), dtype=float)))
-                    for change, value in zip(changes, result[0]))
+                    for change, value in zip(changes, values))
         raise ConvergenceError(
             f"the averages over the quantile functions of the Diagonals did not converge to a relative "
             f"{float(tolerance):.0e} with {self._at_level(level).compiled.nodes.count} quadrature nodes (the "
@@ -133,7 +178,7 @@ class Solver:
     def solve(
         self, subs: Mapping, dps: int | None = None, path_from: Mapping | None = None,
         continuation: str = "neighbours", options: SolverOptions | None = None,
-    ) -> tuple:
+    ) -> Solution:
         r"""Solve at every point of ``subs`` (broadcast).
 
         ``continuation`` is ``"neighbours"`` (each point continued from a solved
@@ -143,33 +188,32 @@ class Solver:
 
         Returns
         -------
-        inverse : numpy.ndarray
-            :math:`(\Lambda - \eta(g))^{-1}` at the solution, shape (P, K, K)
-            (object dtype of mpmath numbers if ``dps``), averaged over the
-            spectral variables of Diagonals (with quantile functions, at the
-            first quadrature level that agrees with the next).
-        scale : numpy.ndarray
-            The scale of the target, shape (P,).
-        shape : tuple
-            The broadcast shape of the parameter values.
+        Solution
+            ``(inverse, scale, shape)``: :math:`(\Lambda - \eta(g))^{-1}` at the
+            solution, shape (P, K, K) (object dtype of mpmath numbers if ``dps``;
+            averaged over the spectral variables of Diagonals, with quantile
+            functions at the first quadrature level that agrees with the next),
+            the scale of the target, shape (P,), and the broadcast shape of the values.
         """
         options = options or DEFAULT_OPTIONS
 
         def evaluate(solver: "Solver") -> tuple:
-            inverse, scale, shape, _ = solver._solve(subs, dps, path_from, continuation, options)
-            inverse = solver.compiled.nodes.average(inverse)
-            return [inverse.reshape(len(inverse), -1)], scale, shape
+            solved = solver._solve(subs, dps, path_from, continuation, options)
+            inverse = solver.compiled.nodes.average(solved.inverse)
+            return [inverse.reshape(len(inverse), -1)], solved
 
         with (np.errstate(all="ignore"), single_threaded_blas(),
               precision.digits(15 if dps is None else dps + 15) as context):
             tolerance = options.float_accuracy / 10 if dps is None else context.mpf(10) ** -dps
-            ([inverse], scale, shape), _ = self._refined(evaluate, tolerance)
-        return inverse.reshape(len(inverse), self.problem.size, self.problem.size), scale, shape
+            (inverse,), solved, _ = self._refined(evaluate, tolerance)
+        return Solution(inverse.reshape(len(inverse), self.problem.size, self.problem.size), solved.scale,
+                        solved.shape)
 
     def _solve(self, subs: Mapping, dps: int | None, path_from: Mapping | None, continuation: str,
-               options: SolverOptions) -> tuple:
-        """:meth:`solve`, and the float solution ``g`` (``inverse`` and ``g`` are those of Newton's last
-        iteration: :meth:`AccuracyAudit.float_error` measures the residual between them)."""
+               options: SolverOptions) -> _Solved:
+        """:meth:`solve`, with the float solution ``g`` (``inverse`` and ``g`` are those of Newton's last
+        iteration: :meth:`AccuracyAudit.float_error` measures the residual between them), the relative
+        residual and the float points finished in arbitrary precision because Newton stalled."""
         shape, columns, count = self.compiled.points(subs, multiprecision=dps is not None)
         floats = float_columns(columns)
         coefficients = self.compiled.coefficients(floats, count, multiprecision=False)
@@ -193,23 +237,26 @@ class Solver:
             self.audit.raise_if_failed(~converged & ~narrow, relative, floats, g)
             finish = np.flatnonzero(narrow)
             if finish.size:
-                polished, _ = self._polish(columns, floats, g, np.ones(count, dtype=bool), finish,
-                                           options.finishing_dps, options)
-                inverse[finish] = np.array(polished.tolist(), dtype=inverse.dtype)
+                polished = self._polish(columns, floats, g, np.ones(count, dtype=bool), finish,
+                                        options.finishing_dps, options)
+                inverse[finish] = np.array(polished.inverse.tolist(), dtype=inverse.dtype)
                 g[finish] = self.dyson_map.mean(inverse[finish])
-            return inverse, scale, shape, g
+                relative[finish] = polished.residual
+            return _Solved(inverse, scale, shape, g, relative, narrow)
         # Newton in arbitrary precision starts from the float solution wherever it nearly converged.
         near = converged | reached
-        inverses, scales = self._polish(columns, floats, g, near, np.arange(count), dps, options)
-        return inverses, scales, shape, g
+        polished = self._polish(columns, floats, g, near, np.arange(count), dps, options)
+        return _Solved(polished.inverse, polished.scale, shape, g, polished.residual, np.zeros(count, dtype=bool))
 
-    def _polish(self, columns: list, floats: list, g, converged, indices, dps: int, options: SolverOptions) -> tuple:
+    def _polish(self, columns: list, floats: list, g, converged, indices, dps: int,
+                options: SolverOptions) -> _Polished:
         """Newton in mpmath at ``dps + 15`` digits for the points ``indices``.
 
         Starts from the float solution where it converged, else runs the
-        continuation in mpmath.  Returns the inverses and scales (object arrays).
+        continuation in mpmath.  Returns the inverses and scales (object arrays)
+        and the relative residuals (floats).
         """
-        inverses, scales = [], []
+        inverses, scales, residuals = [], [], []
         with precision.digits(dps + 15) as context:
             algebra = MultiprecisionAlgebra(dps)
             for index in indices:
@@ -226,18 +273,28 @@ class Solver:
                 self.audit.raise_if_failed(~ok, residual, [f[index : index + 1] for f in floats], continuation=False)
                 inverses.append(inverse[0])
                 scales.append(scale[0])
-        return np.array(inverses, dtype=object), np.array(scales, dtype=object)
+                residuals.append(float(residual[0]))
+        return _Polished(np.array(inverses, dtype=object), np.array(scales, dtype=object), np.array(residuals))
 
     def target(
         self, subs: Mapping, dps: int | None = None, path_from: Mapping | None = None,
-        continuation: str = "neighbours", derivatives: Sequence = (), options: SolverOptions | None = None,
+        continuation: str = "neighbours", options: SolverOptions | None = None,
     ):
-        r"""The limit of the normalised trace at the parameter values ``subs``, and its derivatives.
+        r"""The limit of the normalised trace at the parameter values ``subs``.
 
         Returns a float (complex if the values are complex), a numpy array if any
-        value is an array, or mpmath numbers (an object array for arrays) if ``dps``.
+        value is an array, or mpmath numbers (an object array for arrays) if ``dps``:
+        the ``value`` of :meth:`evaluate`, which also gives derivatives and diagnostics.
         ``path_from`` (see :func:`pencils.trace_limit`) gives start values for a
         continuation in the parameters; ``continuation`` is described in :meth:`solve`.
+        """
+        return self.evaluate(subs, dps, path_from, continuation, options=options).value
+
+    def evaluate(
+        self, subs: Mapping, dps: int | None = None, path_from: Mapping | None = None,
+        continuation: str = "neighbours", derivatives: Sequence = (), options: SolverOptions | None = None,
+    ) -> LimitResult:
+        r"""The limit of the normalised trace at ``subs``, its ``derivatives`` and how they were computed.
 
         A float result is within ``options.float_accuracy`` (relative, 1e-10 by
         default, see :class:`pencils.SolverOptions`) of the limit: each value
@@ -247,67 +304,105 @@ class Solver:
         ``options.max_finished_unknowns`` unknowns, reported by a
         :class:`pencils.errors.PrecisionWarning`.
 
-        With ``derivatives`` (parameter symbols), returns the tuple ``(value,
-        d value / d theta_1, ...)``.  They are exact: with
+        The ``derivatives`` (parameter symbols) are exact: with
         :math:`M = \Lambda - \eta(g)` and :math:`G = M^{-1}`, the solution moves by
         :math:`\partial_\theta g = J^{-1} [G\, \partial_\theta M|_g\, G]_S` (the tangent of
-        :meth:`DysonMap.velocity`), and the target :math:`c\, G_{\mathrm{out},\mathrm{in}}` by
-        :math:`\partial_\theta c\, G_{\mathrm{out},\mathrm{in}} - c\,(G\, \partial_\theta M\, G)_{\mathrm{out},\mathrm{in}}`,
-        with :math:`\partial_\theta M = \partial_\theta \Lambda - \eta_{\partial_\theta w}(g) - \eta_w(\partial_\theta g)`:
-        one linear solve per point and parameter.  A parameter the trace does not
-        depend on has derivative 0.
+        :meth:`DysonMap.velocity`), and the target :math:`c\, G_{oi}` by
+        :math:`\partial_\theta c\, G_{oi} - c\,(G\, \partial_\theta M\, G)_{oi}`,
+        with :math:`\partial_\theta M = \partial_\theta \Lambda - \eta_{\partial_\theta w}(g)
+        - \eta_w(\partial_\theta g)`: one linear solve per point and parameter.  A
+        parameter the trace does not depend on has derivative 0.
+
+        Returns
+        -------
+        LimitResult
+            ``value``, ``derivatives`` (in the order asked) and the diagnostics.
         """
         options = options or DEFAULT_OPTIONS
         if dps is None:
-            values, errors, shape, columns = self.float_target(subs, path_from, continuation, derivatives, options)
-            inaccurate = np.flatnonzero(inaccurate_points(values, errors, options.float_accuracy))
-            if inaccurate.size and self.finishes(options):
-                point = {p: column[inaccurate] for p, column in zip(self.parameters, columns)}
-                start = points_of(path_from, (len(values[0]),), inaccurate)
-                exact = self.target(point, options.finishing_dps, start, continuation, derivatives, options)
-                for value, finished in zip(values, exact if derivatives else (exact,)):
-                    value[inaccurate] = rounded(finished, value.dtype)
-            elif inaccurate.size:
-                where = self.compiled.describe(float_columns(columns), inaccurate[0])
-                warn_imprecise(inaccurate, values, errors, where, self.dyson_map.unknowns, options.float_accuracy,
-                               stacklevel=4)
-            results = [shaped(value, shape, None) for value in values]
-            return tuple(results) if derivatives else results[0]
+            return self._evaluate_floats(subs, path_from, continuation, derivatives, options)
         def evaluate(solver: "Solver") -> tuple:
-            inverse, scale, shape, _ = solver._solve(subs, dps, path_from, continuation, options)
-            values = [scale * solver.compiled.nodes.mean(inverse, self.problem.out, self.problem.into)]
+            solved = solver._solve(subs, dps, path_from, continuation, options)
+            values = [solved.scale * solver.compiled.nodes.mean(solved.inverse, self.problem.out, self.problem.into)]
             if derivatives:
                 _, columns, _ = solver.compiled.points(subs, multiprecision=True)
-                values += solver._derivatives(columns, inverse, scale, derivatives, dps, options)[0]
-            return values, shape
+                values += solver._derivatives(columns, solved.inverse, solved.scale, derivatives, dps, options)[0]
+            return values, solved
 
         with np.errstate(all="ignore"), single_threaded_blas(), precision.digits(dps + 15) as context:
-            (values, shape), _ = self._refined(evaluate, context.mpf(10) ** -dps)
-            results = [shaped(value, shape, dps) for value in values]
-        return tuple(results) if derivatives else results[0]
+            values, solved, _ = self._refined(evaluate, context.mpf(10) ** -dps)
+            results = [shaped(value, solved.shape, dps) for value in values]
+        count = len(solved.residual)
+        nothing = np.zeros(count, dtype=bool)
+        return LimitResult(
+            value=results[0], derivatives=tuple(results[1:]),
+            converged=point_shaped(solved.residual <= 10.0**-dps, solved.shape),
+            residual=point_shaped(solved.residual, solved.shape),
+            relative_error=point_shaped(np.full(count, 10.0**-dps), solved.shape),
+            finished=point_shaped(nothing, solved.shape), finish_reason=point_shaped(np.full(count, ""), solved.shape),
+            warned=point_shaped(nothing, solved.shape), dps=dps,
+        )
+
+    def _evaluate_floats(self, subs: Mapping, path_from: Mapping | None, continuation: str, derivatives: Sequence,
+                         options: SolverOptions) -> LimitResult:
+        """:meth:`evaluate` in floats: the values, their error bounds, and finishing where a bound is too large."""
+        evaluation = self.float_target(subs, path_from, continuation, derivatives, options)
+        values, errors, shape, columns = evaluation.values, evaluation.errors, evaluation.shape, evaluation.columns
+        residual = evaluation.residual.copy()
+        reasons = np.where(evaluation.finished, STALLED, "").astype(object)
+        warned = np.zeros(len(residual), dtype=bool)
+        inaccurate = np.flatnonzero(inaccurate_points(values, errors, options.float_accuracy))
+        if inaccurate.size and self.finishes(options):
+            point = {p: column[inaccurate] for p, column in zip(self.parameters, columns)}
+            start = points_of(path_from, (len(values[0]),), inaccurate)
+            exact = self.evaluate(point, options.finishing_dps, start, continuation, derivatives, options)
+            for value, error, finished in zip(values, errors, (exact.value, *exact.derivatives)):
+                value[inaccurate] = rounded(finished, value.dtype)
+                error[inaccurate] = FloatAlgebra.epsilon / 2 * np.abs(value[inaccurate])  # the rounding
+            residual[inaccurate] = exact.residual
+            reasons[inaccurate] = IMPRECISE
+        elif inaccurate.size:
+            where = self.compiled.describe(float_columns(columns), inaccurate[0])
+            warn_imprecise(inaccurate, values, errors, where, self.dyson_map.unknowns, options.float_accuracy,
+                           stacklevel=6)  # from DysonSystem.solve through target()
+            warned[inaccurate] = True
+        results = [shaped(value, shape, None) for value in values]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            relative = np.where(values[0] != 0, errors[0] / np.abs(values[0]), errors[0])
+        return LimitResult(
+            value=results[0], derivatives=tuple(results[1:]),
+            converged=point_shaped((residual <= FloatAlgebra.residual_tolerance) | (reasons != ""), shape),
+            residual=point_shaped(residual, shape), relative_error=point_shaped(relative, shape),
+            finished=point_shaped(reasons != "", shape), finish_reason=point_shaped(reasons, shape),
+            warned=point_shaped(warned, shape), dps=None,
+        )
 
     def finishes(self, options: SolverOptions = DEFAULT_OPTIONS) -> bool:
         """Whether points that double precision cannot promise are finished in arbitrary precision automatically."""
         return self.dyson_map.unknowns <= options.max_finished_unknowns
 
     def float_target(self, subs: Mapping, path_from: Mapping | None, continuation: str, derivatives: Sequence,
-                     options: SolverOptions = DEFAULT_OPTIONS):
+                     options: SolverOptions = DEFAULT_OPTIONS) -> FloatEvaluation:
         """The float target and its ``derivatives`` at every point, each with a bound on its rounding error
         (and, with quantile functions, on the quadrature error: the change from half as many nodes).
 
-        Returns ``(values, errors, shape, columns)``: flat arrays (one per output),
-        the broadcast shape and the parameter columns.
+        Returns a :class:`FloatEvaluation`: flat arrays (one per output) of the
+        values and their error bounds, the broadcast shape, the parameter
+        columns, the relative residual and the points Newton left to arbitrary precision.
         """
-        (values, errors, shape, columns), changes = self._refined(
-            lambda solver: solver._float_values(subs, path_from, continuation, derivatives, options),
-            options.float_accuracy / 10)
-        return values, [error + change for error, change in zip(errors, changes)], shape, columns
+        def evaluate(solver: "Solver") -> tuple:
+            evaluation = solver._float_values(subs, path_from, continuation, derivatives, options)
+            return evaluation.values, evaluation
+
+        _, evaluation, changes = self._refined(evaluate, options.float_accuracy / 10)
+        return evaluation._replace(errors=[error + change for error, change in zip(evaluation.errors, changes)])
 
     def _float_values(self, subs: Mapping, path_from: Mapping | None, continuation: str, derivatives: Sequence,
-                      options: SolverOptions):
+                      options: SolverOptions) -> FloatEvaluation:
         """:meth:`float_target` at this solver's quadrature level."""
         with np.errstate(all="ignore"), single_threaded_blas():
-            inverse, scale, shape, g = self._solve(subs, None, path_from, continuation, options)
+            solved = self._solve(subs, None, path_from, continuation, options)
+            inverse, scale, g = solved.inverse, solved.scale, solved.g
             _, columns, count = self.compiled.points(subs, multiprecision=False)
             floats = float_columns(columns)
             deterministic, weights, _, _ = self.compiled.coefficients(floats, count, multiprecision=False)
@@ -324,7 +419,7 @@ class Solver:
                 rounding = FloatAlgebra.epsilon / 2 * (max(self.audit.rounding_steps[1], default=0) + 2)
                 values += slopes
                 errors += [(2 * inputs + rounding) * magnitude + solve for magnitude, solve in parts]
-        return values, errors, shape, columns
+        return FloatEvaluation(values, errors, solved.shape, columns, solved.residual, solved.finished)
 
     def _derivatives(self, columns: list, inverse, scale, parameters: Sequence, dps: int | None,
                      options: SolverOptions, adjoints=None):

@@ -71,6 +71,7 @@ class SpectralNodes:
         self.symbols = [decode(tree) for law in laws for tree in law["symbols"]]
         self.quantile = any("quantiles" in law for law in laws)
         self._weights: dict = {}
+        self._compiled: dict = {}  # per law and module: the eigenvalues and their derivatives, compiled
 
     def at_level(self, level: int) -> "SpectralNodes":
         """The same averages with the quadrature rules of another level (sharing the compiled functions)."""
@@ -122,11 +123,6 @@ class SpectralNodes:
             return [[decode(tree) for tree in row] for row in law["atoms"]]
         return [[decode(tree)] for tree in law["quantiles"]]
 
-    @cached_property
-    def _compiled(self) -> dict:
-        """Per module, per law: the compiled eigenvalues and their derivatives along a direction."""
-        return {}
-
     def _functions(self, law_index: int, module: str):
         key = (law_index, module)
         if key not in self._compiled:
@@ -148,9 +144,9 @@ class SpectralNodes:
         results = []
         for index, law in enumerate(self.laws):
             function = self._functions(index, module)[0 if directions is None else 1]
-            nodes, _ = self._rule(law, multiprecision)
-            symbols, used = len(law["symbols"]), len(nodes)
             atoms = "atoms" in law
+            nodes = None if atoms else self._rule(law, multiprecision)[0]
+            symbols, used = len(law["symbols"]), len(law["weights"]) if atoms else len(nodes)
             if multiprecision:
                 table = np.empty((symbols, count, self.count), dtype=object)
                 for point in range(count):
