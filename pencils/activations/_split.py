@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .. import precision, quadrature
+from .. import precision
 from ._arithmetic import Arithmetic, Real, arithmetic
 from ._integrals import COEFFICIENT_TOLERANCE, evaluate_kernel, evaluate_moments, hermite_squares
 
@@ -110,12 +110,13 @@ def power_complement(r: Real, q: Real, k: np.ndarray, m: Arithmetic) -> Real:
 
 def series_split(squares: np.ndarray, r: Real, q: Real, m: Arithmetic) -> tuple[Real, Real]:
     r""":math:`\sum_{k \ge 2} c_k^2 r^k` (Mehler's series) and :math:`\sum_{k \ge 2} c_k^2 (1 - r^k)`."""
-    shared = quadrature.mehler_series(squares[2:], r, first=2)
     k = np.arange(2, len(squares))
-    if m.dps is None:
+    if m.dps is None:  # pairwise sums of exact powers: more accurate than the running products of the series
         r, q = np.asarray(r)[..., np.newaxis], np.asarray(q)[..., np.newaxis]
-        return shared, np.sum(squares[2:] * power_complement(r, q, k, m), axis=-1)
-    private = precision.context().fsum(c * power_complement(r, q, int(j), m) for c, j in zip(squares[2:], k))
+        return np.sum(squares[2:] * r**k, axis=-1), np.sum(squares[2:] * power_complement(r, q, k, m), axis=-1)
+    context = precision.context()
+    shared = context.fsum(c * r**int(j) for c, j in zip(squares[2:], k))
+    private = context.fsum(c * power_complement(r, q, int(j), m) for c, j in zip(squares[2:], k))
     return shared, private
 
 
