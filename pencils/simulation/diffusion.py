@@ -22,9 +22,10 @@ over the grid ``t_0 < ... < t_K``, with ``delta_k = t_k - t_{k-1}``:
 * probability-flow ODE ``dx/d(-t) = x + s_t(x)``, Heun: with ``f_k(x) = x + s_{t_k}(x)``,
   ``x' = x + delta_k f_k(x)``, ``x <- x + delta_k (f_k(x) + f_{k-1}(x'))/2``.
 
-The samples are the states at ``t_min``, by default after the usual final denoising step
-(Tweedie's formula ``E[x_0 | x_t] = (x_t + h s_t(x_t)) / a`` at ``t = t_min``; Song et al.
-2021, "Score-based generative modeling through stochastic differential equations", ICLR).
+The samples are the states at ``t_min``, in :func:`memorization` after the usual final
+denoising step (Tweedie's formula ``E[x_0 | x_t] = (x_t + h s_t(x_t)) / a`` at
+``t = t_min``; Song et al. 2021, "Score-based generative modeling through stochastic
+differential equations", ICLR).
 
 Memorisation (Yoon et al. 2023; Gu et al. 2023): a sample ``x`` is a *copy* of the
 training set when its nearest training point is closer than a third of the distance to
