@@ -6,13 +6,15 @@ counts as a copy when its nearest training image is closer than a third of the s
 nearest.  The fraction of copies is drawn against p/n for several m, next to the
 theory's crossover p = n, with samples beside their nearest training images.
 
-    python examples/memorization.py [--out DIR] [--quick] [--n N] [--downsample K] [--seeds S]
+    python examples/memorization.py [--out DIR] [--quick] [--n N] [--downsample K] [--seeds S] [--bias B]
 
 Defaults: 4 x 4 digits (downsample 2, d = 16), n = 20 training images, lam = 1e-6,
-p from 16 to 6000, m = 1, 4, 16, 3 seeds.  Copies need p >> n m and a large m: with
-n = 300 8 x 8 digits (the CLI's default) no configuration affordable in minutes copies
-(fractions 0, see the README).  Writes memorization_fractions.png and
-memorization_images.png.
+p from 16 to 6000, m = 1, 4, 16, 3 seeds, features relu(W x / sqrt(d) + b) with offsets
+b ~ N(0, 1) (--bias 0: the theory's features, about half the copies).  Copies need
+p >> n (d + 1) and m near d (a piecewise-linear score must match the value and the
+Jacobian of -(x - a x_i)/h at every training point; see pencils.simulation.diffusion):
+with n = 300 8 x 8 digits no configuration affordable in minutes copies.  Writes
+memorization_fractions.png and memorization_images.png.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ def main(argv=None) -> list:
     parser.add_argument("--n", type=int, default=20, help="training images (default 20)")
     parser.add_argument("--downsample", type=int, default=2, help="block-average factor (default 2: 4 x 4 images)")
     parser.add_argument("--seeds", type=int, default=3, help="runs per point (default 3)")
+    parser.add_argument("--bias", type=float, default=1.0, help="feature offsets' standard deviation (default 1)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.time()
@@ -41,9 +44,11 @@ def main(argv=None) -> list:
         p_values, m_values, seeds, samples = [16, 600, 6000], [1, 4], 1, 100
     else:
         p_values, m_values, seeds, samples = [16, 40, 100, 300, 1000, 3000, 6000], [1, 4, 16], args.seeds, 200
-    sweep = memorization_sweep(data, p_values, m_values, seeds=seeds, samples=samples, progress=False)
+    sweep = memorization_sweep(data, p_values, m_values, seeds=seeds, samples=samples, bias=args.bias, progress=False)
     print(sweep.to_csv(), end="")
-    title = f"digits {data.shape[0]} x {data.shape[1]}, n = {data.n}, lam = 1e-6, {seeds} seed(s), {samples} samples"
+    features = f"relu(Wx/sqrt(d) + b), b ~ N(0, {args.bias:g}^2)" if args.bias else "relu(Wx/sqrt(d))"
+    title = (f"digits {data.shape[0]} x {data.shape[1]}, n = {data.n}, features {features}, lam = 1e-6, "
+             f"{seeds} seed(s), {samples} samples")
     paths = [
         plot_fractions(sweep, args.out / "memorization_fractions.png", title=title),
         plot_copies(sweep.results[max(sweep.results)], data.train, data.shape, args.out / "memorization_images.png",

@@ -88,10 +88,13 @@ def _memorization_parser(commands) -> None:
                          "never downloaded) (default digits)")
     command.add_argument("--n", type=int, default=300, help="training images (default 300)")
     command.add_argument("--held-out", type=int, default=300, help="held-out images for the generalisation proxy (default 300)")
-    command.add_argument("--downsample", type=int, default=1, help="block-average factor of the images (default 1)")
+    command.add_argument("--downsample", type=int, default=2, help="block-average factor of the images (default 2: 4 x 4 "
+                         "digits, d = 16, so that p = 60 >= d; --p must be at least d)")
     command.add_argument("--p", type=_values, default=_values("60,600,6000"), help="random features (default 60,600,6000)")
     command.add_argument("--m", type=_values, default=_values("1"), help="noise draws per image (default 1)")
     command.add_argument("--lam", type=float, default=1e-6, help="ridge (default 1e-6)")
+    command.add_argument("--bias", type=float, default=0.0, help="standard deviation of random feature offsets, features "
+                         "rho(W x / sqrt(d) + b) (default 0: none, the theory's model)")
     command.add_argument("--times", type=_values, default=None, help="time grid as start:stop:count (default 0.001:3:25)")
     command.add_argument("--samples", type=int, default=200, help="generated samples per run (default 200)")
     command.add_argument("--seeds", type=int, default=1, help="independent runs per point (default 1)")
@@ -125,7 +128,7 @@ def _memorization(arguments) -> int:
         sweep = diffusion.memorization_sweep(
             data, arguments.p.astype(int), arguments.m.astype(int), seeds=arguments.seeds, progress=True,
             times=diffusion.DEFAULT_TIMES if arguments.times is None else arguments.times, lam=arguments.lam,
-            samples=arguments.samples, sampler=arguments.sampler, activation=arguments.activation,
+            samples=arguments.samples, sampler=arguments.sampler, activation=arguments.activation, bias=arguments.bias,
         )
     except (PencilsError, ValueError) as error:
         print(f"pencils memorization: {error}", file=sys.stderr)

@@ -446,7 +446,7 @@ def _quadratic_error(B: np.ndarray, U: np.ndarray, V: np.ndarray) -> float:
 
 def fit_finite_m(
     W: np.ndarray, X: np.ndarray, t: float, m: int, lam: float, rho: Callable[[np.ndarray], np.ndarray],
-    rng: np.random.Generator,
+    rng: np.random.Generator, offset: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float]:
     r"""Train the random-features score on the DSM loss with ``m`` noises per data point.
 
@@ -484,6 +484,9 @@ def fit_finite_m(
         Activation, applied entrywise.
     rng : numpy.random.Generator
         Source of the noises.
+    offset : ndarray, shape (p,), optional
+        Feature offsets ``b``: the features become ``rho(W x / sqrt(d) + b)`` (``None``:
+        no offsets, the model of this module).
 
     Returns
     -------
@@ -495,6 +498,8 @@ def fit_finite_m(
     n = X.shape[1]
     a, h = math.exp(-t), -math.expm1(-2.0 * t)
     signal = a * (W @ X) / math.sqrt(d)  # (p, n): the part of W x_ij / sqrt(d) shared by all j
+    if offset is not None:
+        signal += np.asarray(offset, dtype=float)[:, None]
     if p > n * m:
         return _fit_dual(W, signal, h, m, lam, rho, rng)
     return _fit_primal(W, signal, h, m, lam, rho, rng)

@@ -28,8 +28,10 @@ def _pyplot():
 def plot_fractions(sweep: MemorizationSweep, path: str | Path, title: str = "") -> Path:
     """Save the copy fraction (left) and the generalisation proxy (right) against ``p/n`` per ``m``.
 
-    Log ``p/n`` axis, error bars from :class:`MemorizationSweep`, and the theory's
-    crossover ``p = n``; returns the path.
+    Log ``p/n`` axis, error bars from :class:`MemorizationSweep`, the large-``d``
+    theory's crossover ``p = n`` and the finite-``d`` count ``p = n (d + 1)`` of a
+    piecewise-linear score that memorises (:mod:`pencils.simulation.diffusion`); returns
+    the path.
     """
     plt = _pyplot()
     figure, (left, right) = plt.subplots(1, 2, figsize=(10.5, 4.2))
@@ -39,8 +41,10 @@ def plot_fractions(sweep: MemorizationSweep, path: str | Path, title: str = "") 
         left.errorbar(ratio, [row["fraction"] for row in rows], yerr=[row["stderr"] for row in rows],
                       marker="o", capsize=3, label=f"m = {m}")
         right.plot(ratio, [row["generalisation"] for row in rows], marker="o", label=f"m = {m}")
+    d = next(iter(sweep.results.values())).settings["d"]
     for axis in (left, right):
         axis.axvline(1.0, color="grey", linestyle="--", linewidth=1, label="theory crossover p = n")
+        axis.axvline(d + 1.0, color="grey", linestyle="-.", linewidth=1, label=f"p = n (d + 1), d = {d}")
         axis.set_xscale("log")
         axis.set_xlabel("p / n")
         axis.legend(fontsize=8)
