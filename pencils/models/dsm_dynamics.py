@@ -133,9 +133,10 @@ def gradient_flow(psi_n, psi_p, t, time, lam=0.0, m=math.inf, activation="relu",
     Raises
     ------
     pencils.errors.ConvergenceError
-        If the contour quadrature does not converge: at :math:`\lambda = 0` the
-        factor :math:`e^{-\tau z}` grows on the part of the contour left of the
-        origin, and times much beyond :math:`1/s^2` need more nodes than allowed.
+        If the contour quadrature does not converge.  Long times (up to
+        :math:`\tau \sim 10^4` and beyond) are integrated on a hyperbola
+        (:mod:`pencils.functions`), which needs the pole :math:`-\lambda` of the
+        filter left of the spectrum of :math:`U` (always: :math:`U \ge s^2 > 0`).
 
     Examples
     --------
