@@ -129,7 +129,7 @@ class MatrixFunction(sympy.MatrixExpr):
 
 @dataclass(frozen=True)
 class _Contour:
-    """Nodes ``z`` and ``dz``, the derivative of ``z`` in the parameter times the step over :math:`2\pi` (signed by
+    r"""Nodes ``z`` and ``dz``, the derivative of ``z`` in the parameter times the step over :math:`2\pi` (signed by
     the orientation), so that the weight of a node is :math:`-f(z)\,dz/i`; ``upper`` marks the nodes in the closed
     upper half plane, ``doubled`` those of them whose conjugate is another node, ``conjugate`` the index of the
     node at the conjugate point and ``piece`` which part of the function the node integrates (:data:`WHOLE`, or

@@ -662,7 +662,11 @@ class _Scan:
             else:
                 outside = middle
         else:
-            raise ConvergenceError(f"the edge of the spectrum between {outside!r} and {inside!r} was not located.")
+            raise ConvergenceError(
+                f"the edge of the spectrum between {outside!r} and {inside!r} was not located: no square-root edge "
+                f"(fold of the Dyson equation) there, which is a hard edge where the density diverges (as where an "
+                f"atom's mass vanishes into a bulk); move a parameter slightly off this point."
+            )
         if dps is None:
             return float(x)
         with precision.digits(dps + 15) as context:
