@@ -4,6 +4,7 @@ import mpmath
 import numpy as np
 import pytest
 import sympy
+from sympy.codegen.cfunctions import expm1
 
 from pencils import Gaussian, MatrixFunction, limit
 from pencils.errors import ParameterError
@@ -151,7 +152,7 @@ LONG_RATIO = sympy.Rational(9, 10)
 LONG_TIMES = np.array([1.0, 30.0, 300.0, 3e3, 1e4])
 TINY_RIDGE = sympy.Rational(1, 10**8)
 RIDGE, TIME = sympy.symbols("lambda tau")
-GRADIENT_FLOW = -sympy.codegen.cfunctions.expm1(-TIME * (x + RIDGE)) / (x + RIDGE)
+GRADIENT_FLOW = -expm1(-TIME * (x + RIDGE)) / (x + RIDGE)
 
 
 def marchenko_pastur_long_time(function, time, digits):
