@@ -69,8 +69,10 @@ __all__ = ["MatrixFunction", "function_limit"]
 #: bulk, so that a function growing off the real axis (:math:`e^{-tz}` at large :math:`t`) stays small on it.
 WIDEST = 0.25
 #: An exponential factor :math:`e^{-sz}` of a function is integrated on a hyperbola (:func:`_hyperbola`) when
-#: :math:`s` times the width of the spectrum reaches this: an ellipse would need of order that many nodes.
-LONG_TIME = 100.0
+#: :math:`s` times the width of the spectrum reaches this: an ellipse would need of order that many nodes.  Below
+#: it the ellipse is cheaper (the hyperbola's 2N + 1 nodes converge at N = 64: a two-occurrence grid of 9000
+#: solves).
+LONG_TIME = 1000.0
 #: The largest factor :math:`e^{s\mu(1 - \sin\alpha_-)}` by which :func:`_hyperbola` lets the integrand grow
 #: left of the spectrum in floating point (rounding errors of the resolvents are amplified by it).
 GROWTH = 5.0
