@@ -610,7 +610,15 @@ def check_parameters(**values) -> tuple:
     return check_shapes(values)
 
 
-# gradient flow lives in its own module, which builds on the definitions above
-from .dsm_dynamics import (  # noqa: E402
-    GradientFlow, early_stopping_time, gradient_flow, gradient_flow_quantities, memorization_time,
-)
+#: Names defined in :mod:`pencils.models.dsm_dynamics` (gradient flow), which builds on this module.
+_DYNAMICS = ("GradientFlow", "gradient_flow", "gradient_flow_quantities", "memorization_time", "early_stopping_time")
+
+
+def __getattr__(name: str):
+    """The gradient-flow names, from :mod:`pencils.models.dsm_dynamics` (imported on first use, which keeps
+    the import order of the two modules free)."""
+    if name in _DYNAMICS:
+        from . import dsm_dynamics
+
+        return getattr(dsm_dynamics, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
