@@ -27,7 +27,7 @@ from .errors import DimensionError
 from .pencil import linearize
 from .solve import Solver
 
-__all__ = ["DerivationStore", "dims_key", "store"]
+__all__ = ["DerivationStore", "dims_key", "store", "subs_key"]
 
 
 def dims_key(dims: Mapping) -> tuple:
@@ -36,6 +36,11 @@ def dims_key(dims: Mapping) -> tuple:
         raise DimensionError(f"dims must be a dict {{dimension: multiple of the base}}, e.g. {{n: 2*d}}; got {dims!r}.")
     pairs = ((as_sympy(k, "dims", DimensionError), as_sympy(v, "dims", DimensionError)) for k, v in dims.items())
     return tuple(sorted(pairs, key=str))
+
+
+def subs_key(subs: Mapping) -> tuple:
+    """Scalar values as a hashable tuple sorted by name (numbers, SymPy numbers and mpmath numbers are hashable)."""
+    return tuple(sorted(subs.items(), key=lambda item: str(item[0])))
 
 
 class DerivationStore:

@@ -28,11 +28,30 @@ per orbit under exchange and conjugation is solved (:func:`_orbits`).
 The quadrature error is estimated by comparing :math:`N` nodes per contour with
 the :math:`N/2` among them; :math:`N` doubles until they agree to the working
 accuracy.
+
+Long times.  On an ellipse, :math:`e^{-sz}` oscillates about :math:`s\,w` times
+(:math:`w` the width of the spectrum), so the nodes needed grow like :math:`s`.
+A function that splits as :math:`f(z) = r(z) + \sum_l q_l(z)e^{-s_lz}` with
+:math:`r, q_l` rational (:func:`_split`, e.g. the gradient-flow filter
+:math:`(1 - e^{-\tau(z + \lambda)})/(z + \lambda)`), whose poles are real and left of
+the spectrum, is integrated in two parts once :math:`s_l w \ge` :data:`LONG_TIME`:
+the exponential part on a hyperbola that wraps the spectrum from the left and
+opens to the right, where :math:`e^{-sz}` decays (:func:`_hyperbola`, one for each
+decade of :math:`s`, so that all the times of a decade share its solves), and
+the rational part, for which the integral around the spectrum equals minus the
+integrals around the poles of :math:`r` (plus one around everything when
+:math:`r \ne O(1/z)`), on small circles.  Atoms left of the hyperbola get
+circles of their own (with any pole closer than :math:`1/s`, so that the two
+parts do not cancel there).  The poles of the two parts cancel in :math:`f`, so
+their integrals add up to that of :math:`f`.  The same :math:`N` against
+:math:`N/2` estimate applies (:math:`N` nodes per circle, :math:`2N + 1` on the
+hyperbola).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Mapping
@@ -49,6 +68,14 @@ __all__ = ["MatrixFunction", "function_limit"]
 #: The widest contour around a bulk, as its Bernstein parameter :math:`\rho` (:math:`\cosh\rho = 1.03`): close to the
 #: bulk, so that a function growing off the real axis (:math:`e^{-tz}` at large :math:`t`) stays small on it.
 WIDEST = 0.25
+#: An exponential factor :math:`e^{-sz}` of a function is integrated on a hyperbola (:func:`_hyperbola`) when
+#: :math:`s` times the width of the spectrum reaches this: an ellipse would need of order that many nodes.  Below
+#: it the ellipse is cheaper (the hyperbola's 2N + 1 nodes converge at N = 64: a two-occurrence grid of 9000
+#: solves).
+LONG_TIME = 1000.0
+#: The largest factor :math:`e^{s\mu(1 - \sin\alpha_-)}` by which :func:`_hyperbola` lets the integrand grow
+#: left of the spectrum in floating point (rounding errors of the resolvents are amplified by it).
+GROWTH = 5.0
 
 
 class MatrixFunction(sympy.MatrixExpr):
@@ -104,54 +131,100 @@ class MatrixFunction(sympy.MatrixExpr):
 
 @dataclass(frozen=True)
 class _Contour:
-    """Nodes ``z`` and derivatives ``dz`` (in theta) of the contours around the parts of one spectrum,
-    ``N`` nodes per part; ``upper`` marks the nodes in the closed upper half plane, ``doubled`` those
-    of them whose conjugate is another node."""
+    r"""Nodes ``z`` and ``dz``, the derivative of ``z`` in the parameter times the step over :math:`2\pi` (signed by
+    the orientation), so that the weight of a node is :math:`-f(z)\,dz/i`; ``upper`` marks the nodes in the closed
+    upper half plane, ``doubled`` those of them whose conjugate is another node, ``conjugate`` the index of the
+    node at the conjugate point and ``piece`` which part of the function the node integrates (:data:`WHOLE`, or
+    :data:`RATIONAL` and :data:`EXPONENTIAL` of a :class:`_Split`)."""
 
     z: np.ndarray
     dz: np.ndarray
     upper: np.ndarray
     doubled: np.ndarray
+    conjugate: np.ndarray
+    piece: np.ndarray
 
 
-def _contour(found, count: int, multiprecision: bool) -> _Contour:
-    """``count`` trapezoid nodes on a contour around each bulk and each atom of ``found`` (a Spectrum)."""
-    parts = _parts(found)
-    landmarks = np.array([e for _, a, b in parts for e in (a, b)])
-    context = precision.context()  # multiprecision: nodes in this thread's context, kept as numbers of mpmath.mp
-    number = context.mpf if multiprecision else float
-    exp = context.exp if multiprecision else np.exp
-    z, dz, upper, doubled = [], [], [], []
-    for kind, a, b in parts:
-        others = np.array([p for p in landmarks if p < a or p > b])
-        theta = [2 * context.pi * k / count for k in range(count)] if multiprecision else 2 * np.pi * np.arange(count) / count
-        if kind == "bulk":
-            half, center = (b - a) / 2, (a + b) / 2
-            nearest = np.min(np.abs(others - center)) / half if others.size else np.inf
-            rho = min(WIDEST, np.arccosh(nearest) / 2) if np.isfinite(nearest) else WIDEST
-            for angle in theta:  # center + half cosh(rho + i angle)
-                w = context.mpc(rho, angle) if multiprecision else complex(rho, angle)
-                z.append(number(center) + number(half) * (exp(w) + exp(-w)) / 2)
-                dz.append(1j * number(half) * (exp(w) - exp(-w)) / 2)
-        else:
-            # a pole plus a part analytic up to the nearest other landmark: a small circle converges as
-            # 32^-N and keeps a function that grows off the real axis small on it
-            radius = np.min(np.abs(others - a)) / 32 if others.size else (1 + abs(a)) / 32
-            for angle in theta:
-                point = number(radius) * exp(context.mpc(0, angle) if multiprecision else 1j * angle)
-                z.append(number(a) + point)
-                dz.append(1j * point)
-        upper.extend(k <= count // 2 for k in range(count))
-        doubled.extend(0 < k < count // 2 for k in range(count))
+#: The parts of a function integrated by a node (:attr:`_Contour.piece`).
+WHOLE, RATIONAL, EXPONENTIAL = 0, 1, 2
+
+
+def _contour(found, plan: tuple, count: int, multiprecision: bool) -> _Contour:
+    """The nodes for one occurrence: ellipses and circles around the parts of ``found`` (a Spectrum) for the
+    plan ``("whole",)``, or for ``("split", poles, atoms, lowest, rates)`` (:func:`_plans`) circles around
+    the poles of the rational part, and for the exponential part circles around the ``atoms`` and a
+    hyperbola from ``lowest`` (:func:`_hyperbola`); ``count`` nodes per closed part, ``2 count + 1`` on the
+    hyperbola."""
+    pieces = []
+    if plan[0] == "whole":
+        parts = _parts(found)
+        landmarks = np.array([e for _, a, b in parts for e in (a, b)])
+        for kind, a, b in parts:
+            others = np.array([q for q in landmarks if q < a or q > b])
+            if kind == "bulk":
+                half, center = (b - a) / 2, (a + b) / 2
+                nearest = np.min(np.abs(others - center)) / half if others.size else np.inf
+                rho = min(WIDEST, np.arccosh(nearest) / 2) if np.isfinite(nearest) else WIDEST
+                pieces.append(_ellipse(center, half, rho, count, multiprecision) + (WHOLE,))
+            else:
+                # a pole plus a part analytic up to the nearest other landmark: a small circle converges as
+                # 32^-N and keeps a function that grows off the real axis small on it
+                radius = np.min(np.abs(others - a)) / 32 if others.size else (1 + abs(a)) / 32
+                pieces.append(_circle(a, radius, count, multiprecision, 1) + (WHOLE,))
+    else:
+        _, poles, atoms, lowest, rates, outer = plan
+        if outer:  # r(z) R(z) is not O(1/z^2): its integral around everything, minus those around the poles
+            pieces.append(_circle(*outer, count, multiprecision, 1) + (RATIONAL,))
+        for centre, radius, has_atom in _clusters(poles, atoms, lowest, rates[1]):
+            # around the atoms, the exponential part; around poles alone, minus the rational part (module notes)
+            pieces.append(_circle(centre, radius, count, multiprecision, 1 if has_atom else -1)
+                          + (EXPONENTIAL if has_atom else RATIONAL,))
+        pieces.append(_hyperbola(lowest, lowest - max(poles + atoms, default=-np.inf), rates, count, multiprecision)
+                      + (EXPONENTIAL,))
+    z, dz, conjugate, piece = [], [], [], []
+    for nodes, derivatives, pairs, kind in pieces:
+        conjugate.extend(len(z) + pairs)
+        z.extend(nodes)
+        dz.extend(derivatives)
+        piece.extend([kind] * len(nodes))
+    conjugate = np.array(conjugate)
     z = np.array(z, dtype=object if multiprecision else complex)
     dz = np.array(dz, dtype=object if multiprecision else complex)
-    # the two nodes on the real axis are exactly real (they lie in gaps)
-    for k in range(0, len(z), count):
-        for m in (k, k + count // 2):
-            z[m] = z[m].real
+    real = conjugate == np.arange(len(z))
+    for index in np.flatnonzero(real):  # nodes on the real axis (in gaps) are exactly real
+        z[index] = z[index].real
+    upper = real | (np.array([float(value.imag) for value in z]) > 0)
     if multiprecision:  # cached (_grid) and shared between threads
         z, dz = (np.frompyfunc(precision.public, 1, 1)(nodes) for nodes in (z, dz))
-    return _Contour(z, dz, np.array(upper), np.array(doubled))
+    return _Contour(z, dz, upper, upper & ~real, conjugate, np.array(piece))
+
+
+def _ellipse(center, half, rho, count, multiprecision):
+    r"""``count`` trapezoid nodes of :math:`c + h\cosh(\rho + i\theta)` (counter-clockwise), their ``dz`` and the
+    index of each node's conjugate."""
+    context = precision.context()
+    number, exp = (context.mpf, context.exp) if multiprecision else (float, np.exp)
+    z, dz = [], []
+    for k in range(count):
+        angle = 2 * context.pi * k / count if multiprecision else 2 * np.pi * k / count
+        w = context.mpc(rho, angle) if multiprecision else complex(rho, angle)
+        z.append(number(center) + number(half) * (exp(w) + exp(-w)) / 2)
+        dz.append(1j * number(half) * (exp(w) - exp(-w)) / (2 * count))
+    return z, dz, (-np.arange(count)) % count
+
+
+def _circle(center, radius, count, multiprecision, orientation):
+    """``count`` trapezoid nodes of a circle (``orientation`` 1: counter-clockwise, -1: clockwise), their ``dz``
+    and the index of each node's conjugate."""
+    context = precision.context()
+    number, exp = (context.mpf, context.exp) if multiprecision else (float, np.exp)
+    z, dz = [], []
+    for k in range(count):
+        angle = 2 * context.pi * k / count if multiprecision else 2 * np.pi * k / count
+        point = number(radius) * exp(context.mpc(0, angle) if multiprecision else 1j * angle)
+        z.append(number(center) + point)
+        dz.append(orientation * 1j * point / count)
+    return z, dz, (-np.arange(count)) % count
 
 
 def _parts(found) -> list:
@@ -182,6 +255,10 @@ def _occurrences(expr, counter: list):
         return (expr.argument - z * sympy.Identity(expr.shape[0])).I
     if isinstance(expr, (sympy.Lambda,)) or not expr.args:
         return expr
+    if isinstance(expr, sympy.MatPow) and expr.base.has(MatrixFunction):  # f(H)^k (f(H) f(H) in SymPy): k occurrences
+        if not (expr.exp.is_Integer and expr.exp > 0):
+            raise UnsupportedOperationError(f"{expr}: only positive integer powers of a MatrixFunction are supported.")
+        return sympy.MatMul(*[_occurrences(expr.base, counter) for _ in range(int(expr.exp))])
     return expr.func(*[_occurrences(arg, counter) for arg in expr.args])
 
 
@@ -228,7 +305,8 @@ def function_limit(quantity, dims: Mapping, subs: Mapping | None = None, dps: in
 
 
 def _integral(normalised_trace, occurrences: list, dims, subs: dict, dps, spectrum):
-    """The k-fold contour integral of one normalised trace of resolvents (see the module notes)."""
+    """The k-fold contour integral of one normalised trace of resolvents (see the module notes), an array over
+    the broadcast values of the functions' parameters; each value uses the plan of :func:`_plans`."""
     function_symbols = set().union(*(f.function.free_symbols for f, _ in occurrences))
     scalar_subs = {key: value for key, value in subs.items() if key not in function_symbols}
     for key, value in scalar_subs.items():
@@ -237,14 +315,29 @@ def _integral(normalised_trace, occurrences: list, dims, subs: dict, dps, spectr
                 f"{key} has an array of values; only the parameters of the functions in a MatrixFunction "
                 f"({', '.join(sorted(map(str, function_symbols))) or 'none here'}) may be arrays."
             )
-    spectra = [spectrum(f.argument, dims, scalar_subs) for f, _ in occurrences]
+    spectra = tuple(spectrum(f.argument, dims, scalar_subs) for f, _ in occurrences)
+    missing = sorted(str(symbol) for symbol in function_symbols if symbol not in subs)
+    if missing:
+        raise ParameterError(f"no value given for {', '.join(missing)}, a parameter of a MatrixFunction.")
+    shape = np.broadcast_shapes(*(np.shape(subs[symbol]) for symbol in function_symbols))
+    flat_subs = {**subs, **{symbol: np.broadcast_to(np.asarray(subs[symbol], dtype=object if dps else None),
+                                                    shape).reshape(-1) for symbol in function_symbols}}
+    values = np.empty(int(np.prod(shape)), dtype=object if dps is not None else float)
+    for plans, points in _plans(occurrences, spectra, flat_subs, values.size).items():
+        group_subs = {**flat_subs, **{symbol: flat_subs[symbol][points] for symbol in function_symbols}}
+        values[points] = _converge(normalised_trace, occurrences, spectra, plans, dims, scalar_subs, group_subs, dps)
+    return values.reshape(shape) if shape else values[0]
+
+
+def _converge(normalised_trace, occurrences, spectra, plans, dims, scalar_subs, subs, dps):
+    """The trapezoid rule with ``N`` and ``N/2`` nodes per contour part, ``N`` doubling until they agree."""
     multiprecision = dps is not None
     tolerance = precision.context().mpf(10) ** -dps if multiprecision else 1e-12
     largest = 512 if multiprecision else 1024
     previous, count = None, 16
     while count <= largest:
         with precision.digits(dps + 15) if multiprecision else contextlib.nullcontext():
-            value = _trapezoid(normalised_trace, occurrences, spectra, count, dims, scalar_subs, subs, dps)
+            value = _trapezoid(normalised_trace, occurrences, spectra, plans, count, dims, scalar_subs, subs, dps)
             if previous is not None:
                 error = np.max(np.abs(np.asarray(value - previous, dtype=complex if not multiprecision else object)))
                 scale = 1 + np.max(np.abs(np.asarray(value, dtype=object if multiprecision else float)))
@@ -258,17 +351,223 @@ def _integral(normalised_trace, occurrences: list, dims, subs: dict, dps, spectr
     )
 
 
+@dataclass(frozen=True)
+class _Split:
+    r"""A function written :math:`f(z) = r(z) + \sum_l q_l(z)\,e^{-s_lz}` with :math:`r, q_l` rational in
+    :math:`z` and the rates :math:`s_l` free of it: ``rational`` is :math:`r`, ``exponential`` the sum,
+    ``rates`` the :math:`s_l`, ``denominators`` the polynomials in :math:`z` whose roots are the poles of
+    :math:`r` and the :math:`q_l`, and ``polynomial`` whether :math:`r` is not :math:`O(1/z)` at infinity."""
+
+    rational: sympy.Expr
+    exponential: sympy.Expr
+    rates: tuple
+    denominators: tuple
+    polynomial: bool
+
+
+@lru_cache(maxsize=64)
+def _split(function: sympy.Lambda) -> _Split | None:
+    """:class:`_Split` of ``function``, or None if it has no such form with :math:`r = O(1/z)` at infinity."""
+    variable = function.variables[0]
+    rational, exponential, rates, denominators = [], [], [], []
+    try:
+        for term in sympy.Add.make_args(sympy.expand(function.expr.rewrite(sympy.exp), power_exp=False)):
+            term = sympy.powsimp(term, combine="exp")
+            factors = [f for f in sympy.Mul.make_args(term) if isinstance(f, sympy.exp) and f.has(variable)]
+            exponent = sympy.Add(*(factor.exp for factor in factors))
+            numerator, denominator = sympy.fraction(sympy.together(term.xreplace({f: 1 for f in factors})))
+            numerator, denominator = sympy.Poly(numerator, variable), sympy.Poly(denominator, variable)
+            if sympy.Poly(exponent, variable).degree() > 1:
+                return None
+            rate = -sympy.diff(exponent, variable)
+            if rate.has(sympy.I):
+                return None  # an oscillating factor (cos z): no decay to the right
+            if rate == 0:
+                rational.append(term)
+            else:
+                exponential.append(term)
+                rates.append(rate)
+            if denominator.degree() > 0:
+                denominators.append(denominator.as_expr())
+    except sympy.PolynomialError:
+        return None
+    if not exponential:
+        return None
+    numerator, denominator = sympy.fraction(sympy.together(sympy.Add(*rational)))
+    return _Split(sympy.Add(*rational), sympy.Add(*exponential), tuple(dict.fromkeys(rates)),
+                  tuple(dict.fromkeys(denominators)),
+                  bool(rational) and sympy.degree(numerator, variable) >= sympy.degree(denominator, variable))
+
+
+def _plans(occurrences, spectra, subs: dict, size: int) -> dict:
+    r"""The contour plan of each occurrence at each of ``size`` parameter points, as ``{plans: points}``.
+
+    The plan ``("whole",)`` integrates the whole function on ellipses and circles around the spectrum.  An
+    :math:`f = r + \sum_l q_le^{-s_lz}` (:func:`_split`) with all its poles real and left of the spectrum and
+    :math:`s_l\,w \ge` :data:`LONG_TIME` for the smallest rate (:math:`w` the width of the spectrum) has
+    the plan ``("split", poles, rates)``: the exponential part on a hyperbola designed for the rates of a
+    decade of the largest rate (the same nodes for every time of that decade, in any call), the rational part
+    around its poles.
+    """
+    plans = [[("whole",)] * len(occurrences) for _ in range(size)]
+    for index, ((matrix_function, _), found) in enumerate(zip(occurrences, spectra)):
+        split = _split(matrix_function.function)
+        if split is None or not found.intervals:
+            continue
+        parameters = sorted(matrix_function.function.free_symbols, key=str)
+        variable = matrix_function.function.variables[0]
+
+        def evaluate(expression):
+            compiled = sympy.lambdify(parameters, expression, modules="numpy")
+            values = [np.asarray(np.broadcast_to(subs[p], (size,)) if np.ndim(subs[p]) else subs[p], dtype=float)
+                      for p in parameters]
+            return np.broadcast_to(np.asarray(compiled(*values), dtype=complex), (size,))
+
+        symbols = set().union(*(d.free_symbols for d in split.denominators)) - {variable}
+        fixed = {symbol: np.ravel(subs[symbol]) for symbol in symbols}
+        if any(any(value != values[0] for value in values) for values in fixed.values()):
+            continue  # poles that move from point to point
+        poles = _poles(split, variable, {symbol: values[0] for symbol, values in fixed.items()})
+        anchor = None if poles is None else _anchor(found, poles)
+        if anchor is None:
+            continue
+        atoms, lowest = anchor
+        highest = max(float(b) for _, b in found.intervals)
+        leftmost = min([lowest] + list(poles) + list(atoms))
+        outer = ((leftmost + highest) / 2, highest - leftmost + 1) if split.polynomial else None
+        rates = np.array([evaluate(rate) for rate in split.rates])  # (rates, points)
+        long = np.all(rates.imag == 0, axis=0) & np.all(rates.real * (highest - lowest) >= LONG_TIME, axis=0)
+        rates = rates.real
+        for point in np.flatnonzero(long):
+            decade = math.floor(math.log10(rates[:, point].max()))
+            low = 10.0**decade * 2.0 ** -math.ceil(math.log2(rates[:, point].max() / rates[:, point].min()))
+            plans[point][index] = ("split", tuple(poles), atoms, lowest, (low, 10.0 ** (decade + 1)), outer)
+    groups: dict = {}
+    for point in range(size):
+        groups.setdefault(tuple(plans[point]), []).append(point)
+    return {key: np.array(points) for key, points in groups.items()}
+
+
+def _poles(split: _Split, variable, values: dict):
+    """The distinct poles of the parts of ``split`` at the parameter ``values``, or None if one is not real."""
+    poles = []
+    for denominator in split.denominators:
+        polynomial = sympy.Poly(denominator.xreplace(values), variable)
+        for root in np.roots([complex(c) for c in polynomial.all_coeffs()]):
+            if abs(root.imag) > 1e-12 * (1 + abs(root)):
+                return None
+            if not any(abs(root.real - pole) <= 1e-12 * (1 + abs(pole)) for pole in poles):
+                poles.append(float(root.real))
+    return sorted(poles)
+
+
+def _clusters(poles: tuple, atoms: tuple, lowest: float, rate: float) -> list:
+    """Circles ``(centre, radius, has_atom)`` around the poles and the atoms left of the hyperbola: points closer
+    than ``1/rate`` share a circle (a pole next to an atom would make the parts of the function large and
+    cancelling on a small circle around the atom alone), and a circle with an atom reaches at most ``1/rate``
+    beyond its points, so that :math:`e^{-sz}` grows by at most a factor of order one on it."""
+    points = sorted([(x, False) for x in poles] + [(x, True) for x in atoms])
+    groups: list = []
+    for x, is_atom in points:
+        if groups and x - groups[-1][-1][0] < 1 / rate:
+            groups[-1].append((x, is_atom))
+        else:
+            groups.append([(x, is_atom)])
+    edges = [(group[0][0], group[-1][0]) for group in groups]
+    circles = []
+    for position, group in enumerate(groups):
+        low, high = edges[position]
+        others = [lowest] + [edge for j, pair in enumerate(edges) if j != position for edge in pair]
+        distance = min(min(abs(other - low), abs(other - high)) for other in others)
+        has_atom = any(is_atom for _, is_atom in group)
+        margin = min(distance / 4, 1 / rate) if has_atom else distance / 4
+        circles.append(((low + high) / 2, (high - low) / 2 + margin, has_atom))
+    return circles
+
+
+def _anchor(found, poles: list):
+    """Where the hyperbola of a split plan crosses the real axis: the lowest bulk edge or an atom below it, the
+    one with the widest gap to the poles and atoms below it (those atoms get circles of their own).  Returns
+    ``(atoms below, anchor)``, or None if a pole lies right of the anchor."""
+    bulk = min(float(a) for a, _ in found.intervals)
+    below = sorted(float(x) for x, _ in found.atoms if float(x) < bulk)
+    best = None
+    for position, anchor in enumerate(below + [bulk]):
+        lower = [p for p in poles if p < anchor] + below[:position]
+        if len(lower) < len(poles) + position:
+            continue  # a pole right of this anchor
+        gap = anchor - max(lower, default=-np.inf)
+        if best is None or gap > best[0]:
+            best = (gap, tuple(below[:position]), anchor)
+    return None if best is None else best[1:]
+
+
+#: The angles of the hyperbolas bounding the strip of analyticity of :func:`_hyperbola`'s parametrisation.
+HYPERBOLA_ANGLES = (0.5, 1.45)
+
+
+def _hyperbola(lowest: float, gap: float, rates: tuple, count: int, multiprecision: bool):
+    r"""The trapezoid nodes :math:`u_k = kh`, :math:`|k| \le` ``count``, of the hyperbola
+    :math:`z(u) = x_0 - \mu(1 - \sin(\alpha + iu))` (:math:`x_0` the lowest point of the spectrum), which
+    wraps the spectrum from the left and opens to the right, where :math:`e^{-sz}` decays.
+
+    Shifting :math:`u` by :math:`iv` turns the angle :math:`\alpha` into :math:`\alpha + v`; the integrand is
+    analytic for angles in :data:`HYPERBOLA_ANGLES` (:math:`(\alpha_-, \alpha_+)`): below :math:`\pi/2` the
+    hyperbolas stay off the spectrum, and :math:`\mu(1 - \sin\alpha_-) \le` ``gap``/2 keeps them right of
+    the poles.  For rates :math:`s \in [s_-, s_+]` the trapezoid error is about
+    :math:`e^{s_+\mu(1 - \sin\alpha_-) - 2\pi\delta/h}` (:math:`\delta = (\alpha_+ - \alpha_-)/2`) and the
+    truncation at :math:`|u| \le L` about :math:`e^{-s_-\mu(\sin\alpha\cosh L - 1)}` (Weideman and
+    Trefethen, *Math. Comp.* 76, 2007); :math:`\mu` and :math:`L = Nh` minimise the larger, with the
+    growth :math:`s_+\mu(1 - \sin\alpha_-)` of the integrand left of the spectrum at most
+    :data:`GROWTH` (in floats; 30 with the guard digits of arbitrary precision), the factor by which
+    rounding errors of the resolvents are amplified.
+    """
+    context = precision.context()
+    low, high = rates
+    lower_angle, upper_angle = HYPERBOLA_ANGLES
+    alpha, delta = (lower_angle + upper_angle) / 2, (upper_angle - lower_angle) / 2
+    growth_factor = 1 - math.sin(lower_angle)
+    largest = min((30.0 if multiprecision else GROWTH) / (high * growth_factor), gap / (2 * growth_factor))
+    mu = largest * np.geomspace(1e-3, 1, 64)
+    lengths = np.empty_like(mu)
+    bounds = np.array([1e-3, 40.0])
+    for position, value in enumerate(mu):  # the truncation that balances the two errors (the difference grows in L)
+        left, right = bounds
+        for _ in range(80):
+            middle = (left + right) / 2
+            discretisation = high * value * growth_factor - 2 * np.pi * delta * count / middle
+            truncation = -low * value * (math.sin(alpha) * math.cosh(middle) - 1)
+            left, right = (middle, right) if discretisation < truncation else (left, middle)
+        lengths[position] = left
+    errors = high * mu * growth_factor - 2 * np.pi * delta * count / lengths
+    best = int(np.argmin(errors))
+    mu, step = float(mu[best]), float(lengths[best]) / count
+    number = context.mpf if multiprecision else float
+    sin, cos, sinh, cosh = ((context.sin, context.cos, context.sinh, context.cosh) if multiprecision
+                            else (math.sin, math.cos, math.sinh, math.cosh))
+    z, dz = [], []
+    for k in range(-count, count + 1):
+        u = number(k) * number(step)
+        z.append(number(lowest) - number(mu) * (1 - sin(number(alpha)) * cosh(u))
+                 - 1j * number(mu) * cos(number(alpha)) * sinh(u))
+        derivative = number(mu) * sin(number(alpha)) * sinh(u) - 1j * number(mu) * cos(number(alpha)) * cosh(u)
+        dz.append(derivative * number(step) / (2 * context.pi if multiprecision else 2 * math.pi))
+    return z, dz, np.arange(2 * count, -1, -1)
+
+
 @lru_cache(maxsize=32)
-def _grid(normalised_trace, symbols: tuple, dims_key: tuple, subs_key: tuple, spectra: tuple, count: int, dps):
+def _grid(normalised_trace, symbols: tuple, dims_key: tuple, subs_key: tuple, spectra: tuple, plans: tuple, count: int,
+          dps):
     """The contours (``count`` nodes per part), the grid axes (the first occurrence on its upper nodes) and
     the resolvent trace on the grid: kept for the other quantities and calls with the same trace and values."""
     from .limits import limit
 
     multiprecision = dps is not None
-    contours = [_contour(found, count, multiprecision) for found in spectra]
+    contours = [_contour(found, plan, count, multiprecision) for found, plan in zip(spectra, plans)]
     axes = [np.flatnonzero(contours[0].upper)] + [np.arange(len(c.z)) for c in contours[1:]]
     grid = [index.reshape(-1) for index in np.meshgrid(*axes, indexing="ij")]
-    representative, conjugated = _orbits(normalised_trace, symbols, spectra, contours, grid, count)
+    same = len(set(zip(spectra, plans))) == 1
+    representative, conjugated = _orbits(normalised_trace, symbols, same, contours, grid)
     solved = np.unique(representative)
     points = {z: contour.z[index[solved]] for z, contour, index in zip(symbols, contours, grid)}
     starts = {}
@@ -284,19 +583,19 @@ def _grid(normalised_trace, symbols: tuple, dims_key: tuple, subs_key: tuple, sp
     return contours, axes, traces.reshape([len(a) for a in axes])
 
 
-def _orbits(normalised_trace, symbols: tuple, spectra: tuple, contours: list, grid: list, count: int):
+def _orbits(normalised_trace, symbols: tuple, same: bool, contours: list, grid: list):
     r"""For each grid point (flat index), the flat index of the point whose solve gives its value, and
     whether that value is conjugated.  Two symmetries of the resolvent trace :math:`\tau` are used:
     conjugation, :math:`\tau(\bar z_1, \dots, \bar z_k) = \overline{\tau(z_1, \dots, z_k)}`, and for
-    two occurrences with the same spectrum, the exchange :math:`\tau(z_2, z_1) = \tau(z_1, z_2)` when
+    two occurrences with the same nodes (``same``), the exchange :math:`\tau(z_2, z_1) = \tau(z_1, z_2)` when
     the trace is unchanged by it (:func:`_exchange_symmetric`); with both, about a quarter of the
     :math:`k = 2` grid is solved."""
     size = len(grid[0])
     flat = np.arange(size)
-    if len(symbols) != 2 or spectra[0] != spectra[1] or not _exchange_symmetric(normalised_trace, *symbols):
+    if len(symbols) != 2 or not same or not _exchange_symmetric(normalised_trace, *symbols):
         return flat, np.zeros(size, dtype=bool)
     nodes = len(contours[0].z)
-    conjugate = (np.arange(nodes) // count) * count + (-np.arange(nodes)) % count  # the node at the conjugate point
+    conjugate = contours[0].conjugate
     lookup = -np.ones((nodes, nodes), dtype=int)
     lookup[grid[0], grid[1]] = flat
     first, second = grid
@@ -340,16 +639,15 @@ def _coefficient_and_factors(normalised_trace):
     return coefficient, [argument]
 
 
-def _trapezoid(normalised_trace, occurrences, spectra, count, dims, scalar_subs, subs, dps):
+def _trapezoid(normalised_trace, occurrences, spectra, plans, count, dims, scalar_subs, subs, dps):
     """The trapezoid rule with ``count`` nodes per contour part, the first occurrence on its upper nodes;
-    an array over the broadcast values of the functions' parameters."""
-    from .spectra import _dims_key, _subs_key
+    an array over the (flat) values of the functions' parameters."""
+    from .derivations import dims_key, subs_key
 
-    contours, axes, traces = _grid(normalised_trace, tuple(z for _, z in occurrences), _dims_key(dims),
-                                   _subs_key(scalar_subs), tuple(spectra), count, dps)
+    contours, axes, traces = _grid(normalised_trace, tuple(z for _, z in occurrences), dims_key(dims),
+                                   subs_key(scalar_subs), spectra, plans, count, dps)
     multiprecision = dps is not None
-    weights = [_weights(f, contour.z[axis], contour.dz[axis], count, subs, multiprecision)
-               for (f, _), contour, axis in zip(occurrences, contours, axes)]
+    weights = [_weights(f, contour, axis, subs, multiprecision) for (f, _), contour, axis in zip(occurrences, contours, axes)]
     weights[0] = weights[0] * np.where(contours[0].doubled[axes[0]], 2, 1)
     shape = np.broadcast_shapes(*(w.shape[:-1] for w in weights))
     size = int(np.prod(shape))
@@ -364,24 +662,32 @@ def _trapezoid(normalised_trace, occurrences, spectra, count, dims, scalar_subs,
     return np.real(total) if shape else float(np.real(total))
 
 
-def _weights(matrix_function: MatrixFunction, z: np.ndarray, dz: np.ndarray, count: int, subs: dict, multiprecision):
-    r"""The weights :math:`-f(z)\,z'(\theta)/(iN)` of the nodes, shape (parameters..., nodes)."""
+def _weights(matrix_function: MatrixFunction, contour: _Contour, axis: np.ndarray, subs: dict, multiprecision):
+    r"""The weights :math:`-f(z)\,dz/i` of the nodes ``axis`` of ``contour``, shape (parameters..., nodes), with
+    the part of :math:`f` that each node integrates (:attr:`_Contour.piece`)."""
     function = matrix_function.function
     variable = function.variables[0]
     parameters = sorted(function.free_symbols, key=str)
-    missing = [p for p in parameters if p not in subs]
-    if missing:
-        raise ParameterError(f"no value given for {', '.join(map(str, missing))}, a parameter of {function}.")
     values = [np.asarray(subs[p], dtype=object if multiprecision else None) for p in parameters]
     shape = np.broadcast_shapes(*(v.shape for v in values)) if values else ()
     values = [np.broadcast_to(v, shape)[..., None] for v in values]
+    z, dz, piece = contour.z[axis], contour.dz[axis], contour.piece[axis]
+    split = _split(function)
+    expressions = {WHOLE: function.expr, RATIONAL: split and split.rational, EXPONENTIAL: split and split.exponential}
     if multiprecision:  # in this thread's context
         from .solve.compiled import compile_expressions
 
-        compiled, context = compile_expressions([variable] + parameters, function.expr, "mpmath"), precision.context()
+        context = precision.context()
         convert = np.frompyfunc(context.convert, 1, 1)
-        f = np.frompyfunc(compiled, 1 + len(parameters), 1)(convert(z), *(convert(v) for v in values))
-        return -f * convert(dz) / (context.mpc(0, 1) * count)
-    compiled = sympy.lambdify([variable] + parameters, function.expr, modules="numpy")
-    f = compiled(z, *values) * np.ones(shape + z.shape)
-    return -f * dz / (1j * count)
+        f = np.empty(shape + z.shape, dtype=object)
+        for kind in np.unique(piece):
+            compiled = compile_expressions([variable] + parameters, expressions[kind], "mpmath")
+            nodes = piece == kind
+            f[..., nodes] = np.frompyfunc(compiled, 1 + len(parameters), 1)(convert(z[nodes]), *(convert(v) for v in values))
+        return -f * convert(dz) / context.mpc(0, 1)
+    f = np.empty(shape + z.shape, dtype=complex)
+    for kind in np.unique(piece):
+        compiled = sympy.lambdify([variable] + parameters, expressions[kind], modules="numpy")
+        nodes = piece == kind
+        f[..., nodes] = compiled(z[nodes], *values) * np.ones(shape + (int(nodes.sum()),))
+    return -f * dz / 1j

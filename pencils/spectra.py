@@ -73,7 +73,7 @@ import sympy
 from . import precision
 from .errors import ConvergenceError, ParameterError, SpectrumWarning, UnsupportedOperationError
 from .arguments import resolve_keys
-from .derivations import dims_key
+from .derivations import dims_key, subs_key
 from .limits import derive, trace_limit
 from .solve.compiled import compile_expressions, to_mpmath
 
@@ -111,7 +111,7 @@ def _resolvent(H) -> tuple:
 def _check_self_adjoint(H, dims: Mapping, subs: dict) -> None:
     """``H`` must be symmetric: checked on one small random draw (the expression as written), once per
     expression, dimensions and values."""
-    _check_draw(H, _dims_key(dims), _subs_key(subs))
+    _check_draw(H, _dims_key(dims), subs_key(subs))
 
 
 @lru_cache(maxsize=64)
@@ -542,12 +542,7 @@ def spectrum(
     _check_self_adjoint(H, dims, subs)
     if int(resolution) < 16:
         raise ParameterError(f"resolution must be at least 16 points; got {resolution}.")
-    return _spectrum(H, _dims_key(dims), _subs_key(subs), dps, int(resolution))
-
-
-def _subs_key(subs: dict) -> tuple:
-    """Scalar values as a sorted tuple (numbers, SymPy numbers and mpmath numbers are hashable)."""
-    return tuple(sorted(subs.items(), key=lambda item: str(item[0])))
+    return _spectrum(H, _dims_key(dims), subs_key(subs), dps, int(resolution))
 
 
 def _dims_key(dims: Mapping) -> tuple:
@@ -663,7 +658,11 @@ class _Scan:
             else:
                 outside = middle
         else:
-            raise ConvergenceError(f"the edge of the spectrum between {outside!r} and {inside!r} was not located.")
+            raise ConvergenceError(
+                f"the edge of the spectrum between {outside!r} and {inside!r} was not located: no square-root edge "
+                f"(fold of the Dyson equation) there, which is a hard edge where the density diverges (as where an "
+                f"atom's mass vanishes into a bulk); move a parameter slightly off this point."
+            )
         if dps is None:
             return float(x)
         with precision.digits(dps + 15) as context:

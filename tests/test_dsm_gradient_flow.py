@@ -94,3 +94,17 @@ def test_memorization_time_is_where_the_gap_reaches_half_of_its_final_value():
     flow = dsm.gradient_flow(psi_n, psi_p, t, np.array([time / 2, time, 2 * time]), lam=lam)
     assert abs(flow.gap[1] / final - 0.5) < 1e-9
     assert flow.gap[0] < 0.5 * final < flow.gap[2]
+
+
+@pytest.mark.slow
+def test_spectrum_of_the_feature_matrix_at_the_hard_edge_raises_clearly():
+    """psi_p = psi_n + 1: the atom of U at s^2 has mass 1 - (psi_n + 1)/psi_p = 0 and the bulk reaches s^2 with
+    a diverging density, where the edge is not a fold of the Dyson equation: a ConvergenceError that says so."""
+    from pencils import spectrum
+    from pencils.errors import ConvergenceError
+
+    subs = dsm.substitutions(1.0, 2.0, 0.5, 0.0)
+    subs = {key: value for key, value in subs.items() if key not in (dsm.symbols["tilt"], dsm.symbols["scale"])}
+    finite_dims = {key: value for key, value in dsm.dims.items() if str(key) != "k"}
+    with pytest.raises(ConvergenceError, match="hard edge"):
+        spectrum(dsm.feature_matrix(), finite_dims, subs)

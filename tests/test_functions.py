@@ -4,6 +4,7 @@ import mpmath
 import numpy as np
 import pytest
 import sympy
+from sympy.codegen.cfunctions import expm1
 
 from closed_forms import marchenko_pastur_integral
 from pencils import Gaussian, MatrixFunction, limit
@@ -56,6 +57,14 @@ def test_two_occurrences_of_one_matrix_multiply():
     two = limit(sympy.Trace(MatrixFunction(DECAY, S) * S * MatrixFunction(other, S)) / d, dims, {t: 1.5})
     expected = marchenko_pastur_integral_30_digits(lambda y: y * mpmath.exp(-1.5 * y) * mpmath.cos(y), 0.5)
     assert abs(two - expected) < 1e-11
+
+
+def test_square_of_a_function_is_two_occurrences():
+    """SymPy writes f(S) f(S) as the power f(S)^2: two occurrences (it was read as one resolvent squared)."""
+    square = MatrixFunction(DECAY, S) * MatrixFunction(DECAY, S)
+    assert isinstance(square, sympy.MatPow)
+    value = limit(sympy.Trace(square) / d, {d: d, n: 2 * d}, {t: 1.0})
+    assert abs(value - marchenko_pastur_integral(lambda y: mpmath.exp(-2 * y), 0.5)) < 1e-12
 
 
 def test_bad_input():
@@ -123,3 +132,62 @@ def test_long_training_reaches_the_minimum_norm_least_squares(psi_n):
         assert abs(result.bias - signal * (1 - 1 / ratio)) < 1e-11
         assert abs(result.variance - noise / (ratio - 1)) < 1e-11
         assert abs(result.train) < 1e-11
+
+
+# --------------------------------------------------------------------------- long times: the hyperbolic contour
+
+
+#: Marchenko-Pastur ratio d/n = 0.9: lower edge (1 - sqrt(0.9))^2 = 0.0026, so that e^{-tau x} still matters on
+#: the spectrum at tau = 1e4 (e^{-26}), where an ellipse around it would need of order tau (b - a) = 4e4 nodes.
+LONG_RATIO = sympy.Rational(9, 10)
+LONG_TIMES = np.array([1.0, 30.0, 300.0, 3e3, 1e4])
+TINY_RIDGE = sympy.Rational(1, 10**8)
+RIDGE, TIME = sympy.symbols("lambda tau")
+GRADIENT_FLOW = -expm1(-TIME * (x + RIDGE)) / (x + RIDGE)
+
+
+def marchenko_pastur_long_time(function, time, digits):
+    """The integral of ``function`` against the Marchenko-Pastur law of ratio LONG_RATIO (no atom), by
+    tanh-sinh quadrature split at lower edge + 10^k / time, where e^{-time x} varies."""
+    with mpmath.workdps(digits):
+        ratio = mpmath.mpf(LONG_RATIO.p) / LONG_RATIO.q
+        lower, upper = (1 - mpmath.sqrt(ratio)) ** 2, (1 + mpmath.sqrt(ratio)) ** 2
+        points = [lower] + [lower + mpmath.mpf(10) ** k / time for k in range(8) if lower + mpmath.mpf(10) ** k / time < upper]
+        return mpmath.quad(lambda y: function(y) * mpmath.sqrt((upper - y) * (y - lower)) / (2 * mpmath.pi * ratio * y),
+                           points + [upper])
+
+
+def long_flow(y, time):
+    ridge = mpmath.mpf(TINY_RIDGE.p) / TINY_RIDGE.q
+    return -mpmath.expm1(-time * (y + ridge)) / (y + ridge)
+
+
+@pytest.mark.parametrize("name, expression, reference", [
+    ("flow", GRADIENT_FLOW, long_flow),
+    ("variance", x * GRADIENT_FLOW**2, lambda y, time: y * long_flow(y, time) ** 2),
+    ("train", 2 * x * GRADIENT_FLOW - x**2 * GRADIENT_FLOW**2,  # rational part not O(1/z): the outer circle
+     lambda y, time: 2 * y * long_flow(y, time) - (y * long_flow(y, time)) ** 2),
+])
+def test_long_times_against_quadrature(name, expression, reference):
+    """Gradient-flow functions up to tau = 1e4 with a ridge 1e-8: the exponential part on the hyperbola, the
+    rational part around its pole; one call mixes a short time (ellipse) with long ones."""
+    dims = {d: d, n: d / LONG_RATIO}
+    values = limit(sympy.Trace(MatrixFunction(sympy.Lambda(x, expression), S)) / d, dims,
+                   {TIME: LONG_TIMES, RIDGE: float(TINY_RIDGE)})
+    expected = [float(marchenko_pastur_long_time(lambda y: reference(y, time), time, 30)) for time in LONG_TIMES]
+    np.testing.assert_allclose(values, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_long_times_with_two_occurrences():
+    """tr(g(S) g(S)) as two occurrences (a grid of two hyperbolas, with the exchange symmetry) equals tr(g^2)."""
+    g = MatrixFunction(sympy.Lambda(x, GRADIENT_FLOW), S)
+    values = limit(sympy.Trace(g * g) / d, {d: d, n: d / LONG_RATIO}, {TIME: LONG_TIMES[3:4], RIDGE: float(TINY_RIDGE)})
+    expected = [float(marchenko_pastur_long_time(lambda y: long_flow(y, time) ** 2, time, 30)) for time in LONG_TIMES[3:4]]
+    np.testing.assert_allclose(values, expected, rtol=1e-12)
+
+
+def test_long_times_to_30_digits():
+    value = limit(sympy.Trace(MatrixFunction(sympy.Lambda(x, GRADIENT_FLOW), S)) / d, {d: d, n: d / LONG_RATIO},
+                  {TIME: 10**4, RIDGE: TINY_RIDGE}, dps=30)
+    expected = marchenko_pastur_long_time(lambda y: long_flow(y, 10**4), 10**4, 50)
+    assert abs(value - expected) < mpmath.mpf(10) ** -29
