@@ -336,7 +336,7 @@ def _converge(normalised_trace, occurrences, spectra, plans, dims, scalar_subs, 
     largest = 512 if multiprecision else 1024
     previous, count = None, 16
     while count <= largest:
-        with precision.digits(dps + 15) if multiprecision else contextlib.nullcontext():
+        with precision.working(dps) if multiprecision else contextlib.nullcontext():
             value = _trapezoid(normalised_trace, occurrences, spectra, plans, count, dims, scalar_subs, subs, dps)
             if previous is not None:
                 error = np.max(np.abs(np.asarray(value - previous, dtype=complex if not multiprecision else object)))

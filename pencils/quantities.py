@@ -102,7 +102,7 @@ def evaluate(compiled: CompiledLimit, quantities: sympy.Tuple, subs, dps, path_f
 
     values = _trace_limits(compiled, starts, solve_trace)
     inputs = values + [subs[symbol] for symbol in compiled.arguments[len(values) :]]
-    with precision.digits(dps + 15):
+    with precision.working(dps):
         function = compiled.mpmath
         inputs = [np.frompyfunc(to_mpmath, 1, 1)(v) if isinstance(v, np.ndarray) else to_mpmath(v) for v in inputs]
         if any(isinstance(v, np.ndarray) for v in inputs):

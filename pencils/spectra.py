@@ -211,7 +211,7 @@ def _stieltjes(resolvent, dims, z, subs: dict, x: np.ndarray, dps: int | None) -
         if dps is None:
             precise = np.array([complex(v) for v in precise])
         else:
-            with precision.digits(dps + 15) as context:
+            with precision.working(dps) as context:
                 precise = np.array([precision.public(+context.convert(v)) for v in precise], dtype=object)
         values[near], singular[near] = precise, precise_singular
     return values, singular
@@ -312,7 +312,7 @@ def _points(x, dps: int | None) -> np.ndarray:
             raise ParameterError(f"x must be real numbers; got {x!r}.")
         array = array.astype(float).reshape(-1)
     else:
-        with precision.digits(dps + 15):
+        with precision.working(dps):
             array = np.array([precision.public(to_mpmath(v)) for v in np.ravel(np.asarray(x, dtype=object))], dtype=object)
         if any(isinstance(v, mpmath.mpc) for v in array):
             raise ParameterError(f"x must be real numbers; got {x!r}.")
@@ -665,7 +665,7 @@ class _Scan:
             )
         if dps is None:
             return float(x)
-        with precision.digits(dps + 15) as context:
+        with precision.working(dps) as context:
             start = np.array([context.mpf(v) for v in g], dtype=object)
             x, _ = self.line.fold(start, context.mpf(x), True, context.mpf(10) ** -(dps + 5))
         return _precise(x, dps)

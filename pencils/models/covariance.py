@@ -91,7 +91,7 @@ def spectral_average(key: tuple, function, digits: int = 15) -> sympy.Expr:
 
 
 def mean(key: tuple, dps: int | None = None) -> Any:
-    r""":math:`\tau = \operatorname{tr}\Sigma/d` of a profile: a float, or an mpmath number with ``dps + 15`` digits.
+    r""":math:`\tau = \operatorname{tr}\Sigma/d` of a profile: a float, or an mpmath number with ``dps +`` :data:`pencils.precision.GUARD_DIGITS` digits.
 
     Examples
     --------

@@ -357,7 +357,7 @@ def constants(t, activation="relu", dps: int | None = None, covariance=None) -> 
         split = activation.correlated_split(np.exp(-2 * t), complement=-np.expm1(-2 * t))
         return {"mu1": activation.mu1(), "v0_squared": split.shared, "s_squared": split.private,
                 "v_squared": split.total}
-    with precision.digits(dps + 15) as context:
+    with precision.working(dps) as context:
         splits = [activation.correlated_split(context.exp(-2 * value), dps=dps, complement=-context.expm1(-2 * value))
                   for value in map(context.mpmathify, np.ravel(np.asarray(t, dtype=object)))]
 
@@ -378,7 +378,7 @@ def _anisotropic_constants(t, activation, tau_value, dps: int | None) -> dict:
             q, shared = a2 * tau_value + h_value, a2 * tau_value
             correlation, complement = shared / q, h_value / q
         else:
-            with precision.digits(dps + 15) as context:
+            with precision.working(dps) as context:
                 a2, h_value = context.exp(-2 * context.mpmathify(value)), -context.expm1(-2 * context.mpmathify(value))
                 shared = context.mpmathify(tau_value) * a2
                 q = shared + h_value
@@ -678,9 +678,9 @@ def phase_boundary(psi_n, m=(1, 2, 4, 16, math.inf), executor=None, progress: bo
 
 
 def _apply(function, values, dps):
-    """``function(context, value)`` on every element of ``values`` at ``dps + 15`` digits of this thread's
+    """``function(context, value)`` on every element of ``values`` at ``dps +`` :data:`pencils.precision.GUARD_DIGITS` digits of this thread's
     private context (:mod:`pencils.precision`), as numbers of ``mpmath.mp``."""
-    with precision.digits(dps + 15) as context:
+    with precision.working(dps) as context:
         return np.frompyfunc(lambda value: precision.public(function(context, value)), 1, 1)(values)
 
 
