@@ -29,7 +29,7 @@ from pencils.expression import Dimensions, shape_symbols  # noqa: E402
 from pencils.models import dsm  # noqa: E402
 from pencils.pencil import draw_sizes  # noqa: E402
 from pencils.plots import plot_density  # noqa: E402
-from pencils.sampling import draw, evaluate  # noqa: E402
+from pencils.evaluation import draw, evaluate  # noqa: E402
 
 PSI_N, PSI_P, TIME = 0.5, 3.0, 0.5
 

@@ -43,6 +43,7 @@ from .expression import (
     Block, DiagonalLeaf, Dimensions, Leaf, MatrixIdentity, MatrixInverse, MatrixProduct, MatrixSum, normalise, parts, shape_symbols,
 )
 from .errors import MisScaledError, ParameterError, UnsupportedOperationError
+from .evaluation import draw, evaluate
 from .sizes import draw_sizes, exact_size
 
 __all__ = ["Pencil", "linearize"]
@@ -204,8 +205,6 @@ class Pencil:
         float
             The relative Frobenius-norm error (about ``1e-13`` for a correct pencil).
         """
-        from .sampling import draw, evaluate
-
         symbols = self.expression.free_symbols.union(*(ratio.free_symbols for _, ratio in self.dims.ratios))
         values = resolve_keys(values, symbols, "values")
         size = exact_size(self.dims, size, values)

@@ -1,7 +1,8 @@
 r"""Finite-size estimates: draw the Gaussians and evaluate the expression directly.
 
-This module evaluates the expression *as written* (no pencil, no
-normalisation), so it is an independent check of everything the engine derives.
+The expression is evaluated *as written* (no pencil, no normalisation,
+:mod:`pencils.evaluation`), so it is an independent check of everything the
+engine derives.
 """
 
 from __future__ import annotations
@@ -12,18 +13,16 @@ from typing import Iterable, Mapping
 
 import numpy as np
 import sympy
-from sympy.matrices.expressions import BlockMatrix, Identity, Inverse, MatAdd, MatMul, MatPow, Transpose
 
 from .arguments import resolve_keys
-from .diagonal import Diagonal
-from .errors import ParameterError, UnsupportedOperationError
+from .errors import ParameterError
 from .expression import Dimensions, shape_symbols
-from .gaussian import Gaussian
+from .evaluation import draw, evaluate
 from .limits import check_trace_arguments
 from .sizes import draw_sizes
 from .validation import check_positive_int, check_values
 
-__all__ = ["SampleEstimate", "sample_trace", "draw", "evaluate"]
+__all__ = ["SampleEstimate", "sample_trace"]
 
 
 @dataclass(frozen=True)
@@ -36,64 +35,6 @@ class SampleEstimate:
     mean: np.ndarray | float
     stderr: np.ndarray | float
     seeds: int
-
-
-def draw(expr: sympy.MatrixExpr, sizes: Mapping, rng: np.random.Generator) -> dict:
-    """Draw every Gaussian of ``expr`` with ``N(0, 1)`` entries at the given integer sizes."""
-    matrices = {}
-    for gaussian in sorted(expr.atoms(Gaussian), key=lambda g: g.name):
-        rows, cols = (int(sympy.sympify(size).subs(sizes)) for size in gaussian.shape)
-        matrices[gaussian] = rng.standard_normal((rows, cols))
-    return matrices
-
-
-def evaluate(expr: sympy.MatrixExpr, matrices: Mapping, sizes: Mapping, values: Mapping) -> np.ndarray:
-    """Evaluate a matrix expression with numpy for given draws, sizes and scalar values.
-
-    A :class:`pencils.Diagonal` is the diagonal matrix of its finite-size
-    eigenvalues (:meth:`pencils.Diagonal.eigenvalues`).
-    """
-    scalars = {**sizes, **values}
-
-    def scalar(value) -> complex:
-        number = complex(sympy.sympify(value).subs(scalars))
-        return number
-
-    def walk(node) -> np.ndarray:
-        if isinstance(node, Gaussian):
-            return matrices[node]
-        if isinstance(node, Diagonal):
-            return np.diag(node.eigenvalues(int(sympy.sympify(node.dim).subs(sizes)), values))
-        if isinstance(node, Identity):
-            return np.eye(int(sympy.sympify(node.rows).subs(sizes)))
-        if node.is_ZeroMatrix:
-            return np.zeros(tuple(int(sympy.sympify(size).subs(sizes)) for size in node.shape))
-        if isinstance(node, BlockMatrix):
-            return np.block([[walk(node.blocks[i, j]) for j in range(node.blocks.cols)] for i in range(node.blocks.rows)])
-        if isinstance(node, Transpose):
-            return walk(node.arg).T
-        if isinstance(node, Inverse):
-            matrix = walk(node.arg)
-            # singular to working precision: the inverse would be rounding noise
-            if np.linalg.cond(matrix) * np.finfo(float).eps * len(matrix) < 1:
-                return np.linalg.inv(matrix)
-            raise ParameterError(
-                f"{node.arg} is singular in this draw (sizes {sizes}); its inverse is undefined: add a "
-                f"ridge to it or change the dimension ratios."
-            )
-        if isinstance(node, MatPow):
-            return np.linalg.matrix_power(walk(node.base), int(node.exp))
-        if isinstance(node, MatAdd):
-            return sum(walk(term) for term in node.args)
-        if isinstance(node, MatMul):
-            coefficient, factors = node.as_coeff_matrices()
-            result = walk(factors[0])
-            for factor in factors[1:]:
-                result = result @ walk(factor)
-            return scalar(coefficient) * result
-        raise UnsupportedOperationError(f"cannot evaluate {type(node).__name__} in {expr}")
-
-    return walk(expr)
 
 
 def sample_trace(

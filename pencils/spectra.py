@@ -74,7 +74,10 @@ from . import precision
 from .errors import ConvergenceError, ParameterError, SpectrumWarning, UnsupportedOperationError
 from .arguments import resolve_keys
 from .derivations import dims_key, subs_key
+from .evaluation import draw, evaluate
+from .expression import Dimensions, shape_symbols
 from .limits import derive, trace_limit
+from .sizes import draw_sizes
 from .solve.compiled import compile_expressions, to_mpmath
 
 __all__ = ["spectral_density", "spectrum", "Spectrum", "OUTSIDE_TOLERANCE", "NEAR_EDGE"]
@@ -116,10 +119,6 @@ def _check_self_adjoint(H, dims: Mapping, subs: dict) -> None:
 
 @lru_cache(maxsize=64)
 def _check_draw(H, dims_key: tuple, subs_key: tuple) -> None:
-    from .expression import Dimensions, shape_symbols
-    from .sizes import draw_sizes
-    from .sampling import draw, evaluate
-
     dims, subs = dict(dims_key), dict(subs_key)
     dimensions = Dimensions.from_mapping(dims, shape_symbols(H))
     sizes = draw_sizes(dimensions, 12, subs)
