@@ -61,7 +61,10 @@ import sympy
 
 from .arguments import as_sympy, resolve_keys
 from . import precision
+from .derivations import dims_key, subs_key
 from .errors import ConvergenceError, ParameterError, UnsupportedOperationError
+from .spectra import spectrum
+from .trace_limits import rational_limit
 
 __all__ = ["MatrixFunction", "function_limit"]
 
@@ -284,9 +287,6 @@ def function_limit(quantity, dims: Mapping, subs: Mapping | None = None, dps: in
         reach the working accuracy: the function grows too fast off the real axis for the
         contour, or is not analytic next to the spectrum.
     """
-    from .limits import limit
-    from .spectra import spectrum
-
     quantity = as_sympy(quantity, "quantity")
     symbols = quantity.free_symbols | set().union(*(as_sympy(v, "dims").free_symbols for v in dims.values()))
     subs = resolve_keys(subs, symbols | set().union(*(f.free_symbols for f in quantity.atoms(MatrixFunction))), "subs")
@@ -301,7 +301,7 @@ def function_limit(quantity, dims: Mapping, subs: Mapping | None = None, dps: in
         placeholder = sympy.Symbol(f"function_trace_{index}")
         values[placeholder] = _integral(sympy.Trace(resolvents) / rows, counter, dims, subs, dps, spectrum)
         replacements[trace] = rows * placeholder
-    return limit(quantity.xreplace(replacements), dims, {**subs, **values}, dps)
+    return rational_limit(quantity.xreplace(replacements), dims, {**subs, **values}, dps)
 
 
 def _integral(normalised_trace, occurrences: list, dims, subs: dict, dps, spectrum):
@@ -560,8 +560,6 @@ def _grid(normalised_trace, symbols: tuple, dims_key: tuple, subs_key: tuple, sp
           dps):
     """The contours (``count`` nodes per part), the grid axes (the first occurrence on its upper nodes) and
     the resolvent trace on the grid: kept for the other quantities and calls with the same trace and values."""
-    from .limits import limit
-
     multiprecision = dps is not None
     contours = [_contour(found, plan, count, multiprecision) for found, plan in zip(spectra, plans)]
     axes = [np.flatnonzero(contours[0].upper)] + [np.arange(len(c.z)) for c in contours[1:]]
@@ -575,7 +573,7 @@ def _grid(normalised_trace, symbols: tuple, dims_key: tuple, subs_key: tuple, sp
         floats = nodes.astype(complex)
         side = np.where(floats.imag < 0, -1.0, 1.0)
         starts[z] = floats + 1j * side * (1 + np.abs(floats))
-    values = limit(normalised_trace, dict(dims_key), {**dict(subs_key), **points}, dps=dps, path_from=starts)
+    values = rational_limit(normalised_trace, dict(dims_key), {**dict(subs_key), **points}, dps=dps, path_from=starts)
     values = np.asarray(values, dtype=object if multiprecision else complex).reshape(-1)
     traces = values[np.searchsorted(solved, representative)]
     if np.any(conjugated):
@@ -642,7 +640,6 @@ def _coefficient_and_factors(normalised_trace):
 def _trapezoid(normalised_trace, occurrences, spectra, plans, count, dims, scalar_subs, subs, dps):
     """The trapezoid rule with ``count`` nodes per contour part, the first occurrence on its upper nodes;
     an array over the (flat) values of the functions' parameters."""
-    from .derivations import dims_key, subs_key
 
     contours, axes, traces = _grid(normalised_trace, tuple(z for _, z in occurrences), dims_key(dims),
                                    subs_key(scalar_subs), spectra, plans, count, dps)

@@ -18,7 +18,7 @@ from .arguments import resolve_keys
 from .errors import ParameterError
 from .expression import Dimensions, shape_symbols
 from .evaluation import draw, evaluate
-from .limits import check_trace_arguments
+from .trace_limits import check_trace_arguments
 from .sizes import draw_sizes
 from .validation import check_positive_int, check_values
 

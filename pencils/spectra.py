@@ -76,7 +76,7 @@ from .arguments import resolve_keys
 from .derivations import dims_key, subs_key
 from .evaluation import draw, evaluate
 from .expression import Dimensions, shape_symbols
-from .limits import derive, trace_limit
+from .trace_limits import derive, trace_limit
 from .sizes import draw_sizes
 from .solve.compiled import compile_expressions, to_mpmath
 

@@ -7,7 +7,8 @@ expression in Gaussian matrices as a block of a linear pencil
 self-consistent equations of its blocks (:mod:`pencils.dyson`), the
 :class:`Solver` of this package solves them at batches of parameter values, and
 :func:`pencils.trace_limit` / :func:`pencils.limit` (:mod:`pencils.limits`)
-are the entry points.  What they derive is kept by the derivation store
+are the entry points (rational expressions in :mod:`pencils.trace_limits`,
+functions of matrices in :mod:`pencils.functions`).  What they derive is kept by the derivation store
 (:mod:`pencils.derivations`) in memory and in the on-disk cache
 (:mod:`pencils.cache`); scalar quantities of several traces are compiled and
 evaluated in :mod:`pencils.quantities`.  The modules of the solver:
