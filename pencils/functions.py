@@ -1,5 +1,9 @@
 r"""Functions of self-adjoint random matrices in traces, as Cauchy integrals of resolvents.
 
+(Why one module of some 700 lines: the contours, their node counts and the grid of resolvent
+traces they need are one computation, refined together until the two estimates agree, and are
+not used apart.)
+
 For :math:`f` analytic on a neighbourhood of the spectrum of a self-adjoint
 :math:`H`,
 

@@ -1,5 +1,9 @@
 r"""Eigenvalue densities and spectra of self-adjoint matrix expressions, on the real axis itself.
 
+(Why one module of some 770 lines: the density, the support with its edges and the atoms with
+their masses are one algorithm, a scan of the real axis by the continuation of :class:`_Line`
+and its fold Newton, and share its state.)
+
 For a self-adjoint expression :math:`H` of size :math:`N_H` the limiting
 eigenvalue distribution :math:`\mu` is read from the Stieltjes transform
 

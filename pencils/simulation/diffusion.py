@@ -1,5 +1,9 @@
 r"""Diffusion with a DSM-trained random-features score on real data: sampling and memorisation.
 
+(Why one module of some 580 lines: training the scores over the time grid, the reverse
+process and the copy criterion are the three steps of one experiment, with its settings and
+result objects.)
+
 Conventions are those of :mod:`pencils.simulation.dsm`: the Ornstein-Uhlenbeck
 forward process ``x_t = a x_0 + sqrt(h) z`` with ``a = exp(-t)``, ``h = 1 - exp(-2t)``
 (i.e. ``dx = -x dt + sqrt(2) dB``, whose stationary law is ``N(0, I_d)``), and at each

@@ -1,5 +1,9 @@
 r"""Finite-d ground truth for denoising score matching (DSM) with a random-features score.
 
+(Why one module of some 830 lines: the trainers of both forms, the exact test moments of each
+activation family and their Monte Carlo fallback share the conventions below and one random
+stream, so that the checks built on them stay comparable.)
+
 This module *really trains* the random-features score on the DSM loss at a finite
 dimension ``d`` (exact linear algebra, no Gaussian-equivalent surrogate), and
 measures its train and test errors.  It is the ground truth against which the
