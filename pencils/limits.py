@@ -450,15 +450,18 @@ def _evaluate_floats(compiled, quantities, dims, subs, path_from, starts, contin
     evaluation: every intermediate result of a sum or product is bounded by
     the sum of :math:`|\partial_k f\, x_k|` over its inputs.  Cancellation
     between large terms (a sum of traces merged into one whose parts cancel, or
-    order-one terms of opposite signs) shows in these sums.  The points where a
-    bound exceeds the promise are evaluated again at
+    order-one terms of opposite signs) shows in these sums.  Where a bound
+    exceeds the promise, the bounds of the traces are tightened by a check in
+    extended precision (:meth:`pencils.solve.Solver.tighten`); the points where
+    it still does are evaluated again at
     :attr:`pencils.solve.Solver.finishing_dps` digits and rounded, if every
     system is small enough; otherwise a :class:`pencils.errors.PrecisionWarning` names them.
     """
+    solved = []
+
     def evaluate(solver, start, parameters):
-        values, errors, shape, _ = solver.float_target(subs, start, continuation, parameters)
-        pairs = [(shaped(value, shape, None), np.reshape(error, shape)) for value, error in zip(values, errors)]
-        return tuple(pairs) if parameters else pairs[0]
+        solved.append((solver, solver.float_target(subs, start, continuation, parameters), parameters))
+        return _pairs(*solved[-1][1:])
 
     pairs = _trace_limits(compiled, starts, evaluate)
     traces = [value for value, _ in pairs]
@@ -470,6 +473,16 @@ def _evaluate_floats(compiled, quantities, dims, subs, path_from, starts, contin
     flat = [np.broadcast_to(x, shape).reshape(-1).copy() for x in results]
     inaccurate = np.flatnonzero(inaccurate_points(flat, [np.broadcast_to(b, shape).reshape(-1) for b in bounds],
                                             Solver.float_accuracy))
+    if inaccurate.size:  # the traces' bounds there, tightened in extended precision (the values are unchanged)
+        for solver, result, parameters in solved:
+            where = np.broadcast_to(np.arange(len(result.values[0])).reshape(result.shape), shape).reshape(-1)
+            solver.tighten(result, parameters, np.unique(where[inaccurate]))
+        replay = iter(solved)
+        pairs = _trace_limits(compiled, starts, lambda *_: _pairs(*next(replay)[1:]))
+        errors = [error for _, error in pairs] + errors[len(traces) :]
+        bounds = compiled.rounding(inputs, errors)
+        inaccurate = np.flatnonzero(inaccurate_points(flat, [np.broadcast_to(b, shape).reshape(-1) for b in bounds],
+                                                      Solver.float_accuracy))
     if inaccurate.size and all(solver.finishes for solver in compiled.solvers):
         exact = _evaluate(quantities, dims, points_of(subs, shape, inaccurate), Solver.finishing_dps,
                           points_of(path_from, shape, inaccurate), continuation)
@@ -482,6 +495,14 @@ def _evaluate_floats(compiled, quantities, dims, subs, path_from, starts, contin
         bounds = [np.broadcast_to(b, shape).reshape(-1) for b in bounds]
         warn_imprecise(inaccurate, flat, bounds, where, unknowns, Solver.float_accuracy, stacklevel=5)  # from limit()
     return [values.reshape(shape) if shape else values.item() for values in flat]
+
+
+def _pairs(result, parameters: list):
+    """``(value, error bound)`` of each output of :meth:`pencils.solve.Solver.float_target` in the shape of the
+    points, as :func:`_trace_limits` takes them (a tuple if ``parameters``)."""
+    pairs = [(shaped(value, result.shape, None), np.reshape(error, result.shape))
+             for value, error in zip(result.values, result.errors)]
+    return tuple(pairs) if parameters else pairs[0]
 
 
 def _starts_by_trace(path_from: Mapping | None, solvers: list) -> list:

@@ -83,12 +83,19 @@ def _table(values: list, count: int) -> np.ndarray:
 
     The values are Python or numpy numbers and arrays (``np.complex128`` is a
     ``complex``); checking their types is much quicker than ``np.iscomplexobj``.
+    The table is in extended precision if a value is (``longdouble`` columns).
     """
     dtype = complex if any(isinstance(value, complex) or _kind(value) == "c" for value in values) else float
+    if any(getattr(value, "dtype", None) in _EXTENDED for value in values):
+        dtype = np.clongdouble if dtype is complex else np.longdouble
     table = np.empty((len(values), count), dtype=dtype)
     for row, value in zip(table, values):
         row[...] = value
     return table
+
+
+#: numpy's extended-precision types, where they are wider than double.
+_EXTENDED = (np.dtype(np.longdouble), np.dtype(np.clongdouble)) if np.finfo(np.longdouble).eps < np.finfo(float).eps else ()
 
 
 def _kind(value) -> str:

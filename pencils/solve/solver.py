@@ -11,11 +11,11 @@ import sympy
 from .. import precision
 from ..arguments import resolve_keys
 from ..errors import ParameterError
-from .accuracy import AccuracyAudit, inaccurate_points, points_of, rounded, warn_imprecise
+from .accuracy import AccuracyAudit, FloatTarget, inaccurate_points, points_of, rounded, warn_imprecise
 from .compiled import CompiledProblem, float_columns, shaped, to_mpmath
 from .continuation import Continuation
 from .dyson_map import DysonMap, PathPoint
-from .linear_algebra import FloatAlgebra, MultiprecisionAlgebra, single_threaded_blas, zeros
+from .linear_algebra import ExtendedAlgebra, FloatAlgebra, MultiprecisionAlgebra, extended, single_threaded_blas, zeros
 
 __all__ = ["Solver"]
 
@@ -192,7 +192,8 @@ class Solver:
 
         A float result is within :attr:`float_accuracy` (relative) of the limit:
         each value carries a bound on its rounding error (:meth:`AccuracyAudit.float_error`),
-        and the points where the bound exceeds the promise are computed again at
+        tightened where it exceeds the promise by a check in extended precision
+        (:meth:`tighten`); the points where it still does are computed again at
         :attr:`finishing_dps` digits and rounded, or, for a system of more than
         :attr:`max_finished_unknowns` unknowns, reported by a
         :class:`pencils.errors.PrecisionWarning`.
@@ -208,8 +209,12 @@ class Solver:
         depend on has derivative 0.
         """
         if dps is None:
-            values, errors, shape, columns = self.float_target(subs, path_from, continuation, derivatives)
+            result = self.float_target(subs, path_from, continuation, derivatives)
+            values, errors, shape, columns = result.values, result.errors, result.shape, result.columns
             inaccurate = np.flatnonzero(inaccurate_points(values, errors, self.float_accuracy))
+            if inaccurate.size:
+                self.tighten(result, derivatives, inaccurate)
+                inaccurate = np.flatnonzero(inaccurate_points(values, errors, self.float_accuracy))
             if inaccurate.size and self.finishes:
                 point = {p: column[inaccurate] for p, column in zip(self.parameters, columns)}
                 start = points_of(path_from, (len(values[0]),), inaccurate)
@@ -236,12 +241,10 @@ class Solver:
         """Whether points that double precision cannot promise are finished in arbitrary precision automatically."""
         return len(self.dyson_map.unknown_rows) <= self.max_finished_unknowns
 
-    def float_target(self, subs: Mapping, path_from: Mapping | None, continuation: str, derivatives: Sequence):
-        """The float target and its ``derivatives`` at every point, each with a bound on its rounding error.
-
-        Returns ``(values, errors, shape, columns)``: flat arrays (one per output),
-        the broadcast shape and the parameter columns.
-        """
+    def float_target(self, subs: Mapping, path_from: Mapping | None, continuation: str,
+                     derivatives: Sequence) -> FloatTarget:
+        """The float target and its ``derivatives`` at every point, each with a bound on its rounding error
+        (first order, :meth:`AccuracyAudit.float_error`), and the float solution they come from."""
         with np.errstate(all="ignore"), single_threaded_blas():
             inverse, scale, shape, g = self._solve(subs, None, path_from, continuation)
             _, columns, count = self.problem.points(subs, multiprecision=False)
@@ -258,14 +261,46 @@ class Solver:
                 rounding = FloatAlgebra.epsilon / 2 * (max(self.audit.rounding_steps[1], default=0) + 2)
                 values += slopes
                 errors += [(2 * inputs + rounding) * magnitude + solve for magnitude, solve in parts]
-        return values, errors, shape, columns
+        return FloatTarget(values, errors, shape, columns, floats, g)
 
-    def _derivatives(self, columns: list, inverse, scale, parameters: Sequence, dps: int | None, adjoints=None):
+    def tighten(self, result: FloatTarget, derivatives: Sequence, points: np.ndarray) -> None:
+        """Tighten the error bounds of ``result`` (from :meth:`float_target`, with these ``derivatives``) at
+        ``points`` by the same values in extended precision (:meth:`extended_target`,
+        :meth:`AccuracyAudit.tighten`); nothing is done where numpy has no extended precision or a
+        coefficient holds a constant that is not a binary number."""
+        if self.audit.checks_in_extended_precision:
+            self.audit.tighten(result, points, *self.extended_target(result, derivatives, points))
+
+    def extended_target(self, result: FloatTarget, derivatives: Sequence, points: np.ndarray) -> tuple:
+        r"""The target and its ``derivatives`` at ``points`` in extended precision, from the float solution of
+        ``result``: ``(values, converged)``, one ``longdouble`` array per output and where the refinement converged.
+
+        The float solution is refined by one Newton step with :class:`ExtendedAlgebra`
+        (quadratic convergence from a solution accurate to :math:`\kappa u`), and
+        the coefficients, the target and its derivatives are computed from it in
+        extended precision.  A point counts as converged where the relative
+        residual of the refined solution is at most :math:`64 u_e`.
+        """
+        algebra = ExtendedAlgebra()
+        with np.errstate(all="ignore"), single_threaded_blas():
+            columns = [extended(column[points]) for column in result.floats]
+            lambdas, weights, _, scale = self.problem.coefficients(columns, points.size, multiprecision=False)
+            _, converged, _, inverse = self.dyson_map.newton(
+                lambdas, weights, extended(result.g[points]), 1.0, algebra, 4 * algebra.epsilon, 64 * algebra.epsilon, 1,
+            )
+            values = [scale * inverse[:, self.record["out"], self.record["into"]]]
+            if derivatives:
+                values += self._derivatives(columns, inverse, scale, derivatives, None, algebra=algebra)[0]
+        return values, converged
+
+    def _derivatives(self, columns: list, inverse, scale, parameters: Sequence, dps: int | None, adjoints=None,
+                     algebra=None):
         r"""The derivatives of the target at solved points (see :meth:`target`), one array per parameter.
 
         Returns ``(derivatives, parts)``; ``parts`` (with ``adjoints``, the
         sensitivity :math:`S = \partial T/\partial M` and the adjoint :math:`y`
         of :meth:`AccuracyAudit.float_error`) holds for each derivative ``(magnitude, solve)``.
+        ``algebra`` (by default that of ``dps``) is :class:`ExtendedAlgebra` for :meth:`extended_target`.
         The derivative is also :math:`\partial_\theta c\,G_{oi} + \sum_{kj} S_{kj}\,(\partial_\theta M|_g)_{kj}`,
         and its magnitude is the sum of the absolute values of these terms: a
         derivative whose inputs are off by :math:`\epsilon` relative is off by at
@@ -276,7 +311,7 @@ class Solver:
         :math:`|y|^{\mathsf T}(|s| + K u(|J||\tilde v| + |b|))`.
         """
         count, multiprecision = inverse.shape[0], dps is not None
-        algebra = MultiprecisionAlgebra(dps) if multiprecision else FloatAlgebra()
+        algebra = algebra or (MultiprecisionAlgebra(dps) if multiprecision else FloatAlgebra())
         lambdas, weights, _, _ = self.problem.coefficients(columns, count, multiprecision)
         g = inverse[:, self.dyson_map.unknown_rows, self.dyson_map.unknown_cols]
         zero = zeros(count, object if multiprecision else float)
