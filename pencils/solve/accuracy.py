@@ -174,16 +174,6 @@ class AccuracyAudit:
             relative = np.where(self.dyson_map.reach & (size_of > 0), entry_error / size_of, 0.0)
         return bound, sensitivity, np.max(relative.reshape(count, -1), axis=1, initial=0.0), adjoint
 
-    @cached_property
-    def checks_in_extended_precision(self) -> bool:
-        """Whether float bounds can be tightened in extended precision (:meth:`tighten`): numpy's ``longdouble``
-        is wider than double, and every constant of the compiled coefficients and their derivatives is a
-        binary number (:func:`binary_number`), so that they are computed to the extended unit roundoff."""
-        if ExtendedAlgebra.epsilon >= FloatAlgebra.epsilon:
-            return False
-        expressions = self.problem.expressions + self.problem.directional_expressions[1]
-        return all(binary_number(node) for e in expressions for node in sympy.preorder_traversal(e) if node.is_number)
-
     @staticmethod
     def tighten(result: FloatTarget, points: np.ndarray, precise: list, converged: np.ndarray) -> None:
         r"""Tighten the error bounds of ``result`` at ``points`` given the same values computed in extended
@@ -258,17 +248,6 @@ class AccuracyAudit:
             parameters={str(p): columns[k][first] for k, p in enumerate(self.problem.parameters)},
             residual=residual,
         )
-
-
-def binary_number(number: sympy.Expr) -> bool:
-    """Whether a constant is printed as a binary number, exact in every floating-point format: an integer or a
-    fraction with a power-of-two denominator (within 53 bits), a float, or sums and products of these and ``I``
-    (not :math:`1/3`, :math:`\\sqrt 2` or :math:`\\pi`, which compiled code rounds to double precision)."""
-    if number.is_Rational:
-        return abs(number.p) < 2**53 and number.q & (number.q - 1) == 0
-    if number.is_Float or number is sympy.I:
-        return True
-    return bool(number.is_Add or number.is_Mul) and all(binary_number(a) for a in number.args)
 
 
 def inaccurate_points(values: list, errors: list, accuracy: float) -> np.ndarray:

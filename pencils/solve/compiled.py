@@ -95,13 +95,40 @@ def _table(values: list, count: int) -> np.ndarray:
 
 
 #: numpy's extended-precision types, where they are wider than double.
-_EXTENDED = (np.dtype(np.longdouble), np.dtype(np.clongdouble)) if np.finfo(np.longdouble).eps < np.finfo(float).eps else ()
+_EXTENDED = ((np.dtype(np.longdouble), np.dtype(np.clongdouble))
+             if np.finfo(np.longdouble).eps < np.finfo(float).eps else ())
 
 
 def _kind(value) -> str:
     """The numpy kind of an array or numpy scalar (``"c"`` complex, ``"f"`` float, ...); "" for other values."""
     dtype = getattr(value, "dtype", None)
     return dtype.kind if isinstance(dtype, np.dtype) else ""
+
+
+def _in_extended_precision(table: np.ndarray) -> np.ndarray:
+    """mpmath numbers (an object array) in extended precision, each the sum of its two nearest doubles."""
+    def split(x) -> tuple:
+        high = float(x)
+        return high, float(x - high)
+
+    values = table.reshape(-1)
+    if any(hasattr(x, "_mpc_") for x in values):
+        real, imaginary = (_in_extended_precision(np.array([part(x) for x in values], dtype=object))
+                           for part in (lambda x: x.real, lambda x: x.imag))
+        return (real + 1j * imaginary.astype(np.clongdouble)).reshape(table.shape)
+    pairs = np.array([split(x) for x in values]).reshape(-1, 2).astype(np.longdouble)
+    return (pairs[:, 0] + pairs[:, 1]).reshape(table.shape)
+
+
+def binary_number(number: sympy.Expr) -> bool:
+    """Whether a constant is printed as a binary number, exact in every floating-point format: an integer or a
+    fraction with a power-of-two denominator (within 53 bits), a float, or sums and products of these and ``I``
+    (not 1/3, sqrt(2) or pi, which compiled numpy code rounds to double precision)."""
+    if number.is_Rational:
+        return abs(number.p) < 2**53 and number.q & (number.q - 1) == 0
+    if number.is_Float or number is sympy.I:
+        return True
+    return bool(number.is_Add or number.is_Mul) and all(binary_number(a) for a in number.args)
 
 
 def float_columns(columns: list) -> list:
@@ -144,6 +171,7 @@ class CompiledProblem:
         self.expressions = [decode(tree) for tree in record["coefficients"]]
         self.split = np.cumsum([len(identity), len(couplings), len(record["ratios"])])
         self.numpy = compile_expressions(self.parameters, self.expressions, "numpy")
+        self._binary_constants: dict = {}
 
     @cached_property
     def mpmath(self):
@@ -172,10 +200,36 @@ class CompiledProblem:
     def changes(self, columns: list, directions: list, count: int, multiprecision: bool) -> tuple:
         """The derivatives ``(d_lambdas, d_weights, d_scale)`` along ``directions`` at the points (see
         :attr:`directional_expressions`), like :meth:`coefficients`."""
-        function = self.directional_mpmath if multiprecision else self.directional
-        table = tabulate(function, columns + directions, count, multiprecision)
+        table = self._tabulate("directional", columns + directions, count, multiprecision)
         d_lambdas, d_weights, d_scale = np.split(table, self.split[:2])
         return d_lambdas, d_weights, d_scale[0]
+
+    def binary_constants(self, kind: str) -> bool:
+        """Whether the constants of the coefficients (``kind`` ``"coefficients"``) or of their derivatives
+        (``"directional"``) are all binary numbers (:func:`binary_number`), exact in extended precision."""
+        if kind not in self._binary_constants:
+            expressions = self.expressions if kind == "coefficients" else self.directional_expressions[1]
+            self._binary_constants[kind] = all(binary_number(node) for expression in expressions
+                                               for node in sympy.preorder_traversal(expression) if node.is_number)
+        return self._binary_constants[kind]
+
+    def _tabulate(self, kind: str, columns: list, count: int, multiprecision: bool) -> np.ndarray:
+        """The compiled ``kind`` (``"coefficients"`` or ``"directional"``) at the points, shape (C, P).
+
+        Extended-precision (``longdouble``) columns give an extended-precision
+        table: from the numpy functions where every constant is a binary number,
+        else (a constant such as 1/3 that they would round to double) from the
+        mpmath functions at 30 digits, each value rounded to the sum of two doubles.
+        """
+        numpy_name, mpmath_name = ("numpy", "mpmath") if kind == "coefficients" else ("directional",
+                                                                                       "directional_mpmath")
+        if multiprecision:
+            return tabulate(getattr(self, mpmath_name), columns, count, True)
+        if columns and columns[0].dtype in _EXTENDED and not self.binary_constants(kind):
+            doubles = [column.astype(complex if np.iscomplexobj(column) else float) for column in columns]
+            with precision.digits(30):
+                return _in_extended_precision(tabulate(getattr(self, mpmath_name), doubles, count, True))
+        return tabulate(getattr(self, numpy_name), columns, count, False)
 
     # ----------------------------------------------------------------- parameters
 
@@ -201,7 +255,7 @@ class CompiledProblem:
 
     def coefficients(self, columns: list, count: int, multiprecision: bool):
         """Every compiled coefficient at the points: arrays of shape (P,) (object if multiprecision)."""
-        table = tabulate(self.mpmath if multiprecision else self.numpy, columns, count, multiprecision)
+        table = self._tabulate("coefficients", columns, count, multiprecision)
         lambdas, weights, ratios, rest = np.split(table, self.split)
         return lambdas, weights, ratios, rest[0]
 

@@ -132,6 +132,8 @@ class ExtendedAlgebra(FloatAlgebra):
     """
 
     epsilon = float(np.finfo(np.longdouble).eps)
+    #: Whether numpy's ``longdouble`` is wider than double here (not on every platform).
+    available = epsilon < FloatAlgebra.epsilon
     refinements = 3
 
     @staticmethod

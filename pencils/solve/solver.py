@@ -266,9 +266,8 @@ class Solver:
     def tighten(self, result: FloatTarget, derivatives: Sequence, points: np.ndarray) -> None:
         """Tighten the error bounds of ``result`` (from :meth:`float_target`, with these ``derivatives``) at
         ``points`` by the same values in extended precision (:meth:`extended_target`,
-        :meth:`AccuracyAudit.tighten`); nothing is done where numpy has no extended precision or a
-        coefficient holds a constant that is not a binary number."""
-        if self.audit.checks_in_extended_precision:
+        :meth:`AccuracyAudit.tighten`); nothing is done where numpy has no extended precision."""
+        if ExtendedAlgebra.available:
             self.audit.tighten(result, points, *self.extended_target(result, derivatives, points))
 
     def extended_target(self, result: FloatTarget, derivatives: Sequence, points: np.ndarray) -> tuple:
