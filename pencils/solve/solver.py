@@ -15,7 +15,9 @@ from .accuracy import AccuracyAudit, FloatTarget, inaccurate_points, points_of, 
 from .compiled import CompiledProblem, float_columns, shaped, to_mpmath
 from .continuation import Continuation
 from .dyson_map import DysonMap, PathPoint
-from .linear_algebra import ExtendedAlgebra, FloatAlgebra, MultiprecisionAlgebra, extended, single_threaded_blas, zeros
+from .linear_algebra import (
+    ExtendedAlgebra, FloatAlgebra, MultiprecisionAlgebra, extended, single_threaded_blas, zeros,
+)
 
 __all__ = ["Solver"]
 
@@ -284,9 +286,9 @@ class Solver:
         with np.errstate(all="ignore"), single_threaded_blas():
             columns = [extended(column[points]) for column in result.floats]
             lambdas, weights, _, scale = self.problem.coefficients(columns, points.size, multiprecision=False)
-            _, converged, _, inverse = self.dyson_map.newton(
-                lambdas, weights, extended(result.g[points]), 1.0, algebra, 4 * algebra.epsilon, 64 * algebra.epsilon, 1,
-            )
+            start = extended(result.g[points])
+            _, converged, _, inverse = self.dyson_map.newton(lambdas, weights, start, 1.0, algebra,
+                                                             4 * algebra.epsilon, 64 * algebra.epsilon, 1)
             values = [scale * inverse[:, self.record["out"], self.record["into"]]]
             if derivatives:
                 values += self._derivatives(columns, inverse, scale, derivatives, None, algebra=algebra)[0]
