@@ -30,7 +30,7 @@ from .functions import MatrixFunction, function_limit
 from .pencil import linearize
 from .serialization import decode, encode
 from .solve import Solver
-from .solve.accuracy import inaccurate_points, points_of, rounded, warn_imprecise
+from .solve.accuracy import CHECKED_FRACTION, inaccurate_points, points_of, rounded, warn_imprecise
 from .solve.compiled import compile_expressions, float_columns, shaped, to_mpmath
 from .validation import check_shapes, check_solve_arguments
 
@@ -451,9 +451,9 @@ def _evaluate_floats(compiled, quantities, dims, subs, path_from, starts, contin
     the sum of :math:`|\partial_k f\, x_k|` over its inputs.  Cancellation
     between large terms (a sum of traces merged into one whose parts cancel, or
     order-one terms of opposite signs) shows in these sums.  Where a bound
-    exceeds the promise, the bounds of the traces are tightened by a check in
+    exceeds a fraction of the promise, the bounds of the traces are checked in
     extended precision (:meth:`pencils.solve.Solver.tighten`); the points where
-    it still does are evaluated again at
+    it then exceeds the promise are evaluated again at
     :attr:`pencils.solve.Solver.finishing_dps` digits and rounded, if every
     system is small enough; otherwise a :class:`pencils.errors.PrecisionWarning` names them.
     """
@@ -471,18 +471,18 @@ def _evaluate_floats(compiled, quantities, dims, subs, path_from, starts, contin
     bounds = compiled.rounding(inputs, errors)
     shape = np.broadcast_shapes(*(np.shape(x) for x in list(results) + bounds))
     flat = [np.broadcast_to(x, shape).reshape(-1).copy() for x in results]
-    inaccurate = np.flatnonzero(inaccurate_points(flat, [np.broadcast_to(b, shape).reshape(-1) for b in bounds],
-                                            Solver.float_accuracy))
-    if inaccurate.size:  # the traces' bounds there, tightened in extended precision (the values are unchanged)
+    loose = np.flatnonzero(inaccurate_points(flat, [np.broadcast_to(b, shape).reshape(-1) for b in bounds],
+                                             Solver.float_accuracy * CHECKED_FRACTION))
+    if loose.size:  # the traces' bounds there, checked in extended precision (the values are unchanged)
         for solver, result, parameters in solved:
             where = np.broadcast_to(np.arange(len(result.values[0])).reshape(result.shape), shape).reshape(-1)
-            solver.tighten(result, parameters, np.unique(where[inaccurate]))
+            solver.tighten(result, parameters, np.unique(where[loose]))
         replay = iter(solved)
         pairs = _trace_limits(compiled, starts, lambda *_: _pairs(*next(replay)[1:]))
         errors = [error for _, error in pairs] + errors[len(traces) :]
         bounds = compiled.rounding(inputs, errors)
-        inaccurate = np.flatnonzero(inaccurate_points(flat, [np.broadcast_to(b, shape).reshape(-1) for b in bounds],
-                                                      Solver.float_accuracy))
+    inaccurate = np.flatnonzero(inaccurate_points(flat, [np.broadcast_to(b, shape).reshape(-1) for b in bounds],
+                                            Solver.float_accuracy))
     if inaccurate.size and all(solver.finishes for solver in compiled.solvers):
         exact = _evaluate(quantities, dims, points_of(subs, shape, inaccurate), Solver.finishing_dps,
                           points_of(path_from, shape, inaccurate), continuation)

@@ -11,7 +11,7 @@ import sympy
 from .. import precision
 from ..arguments import resolve_keys
 from ..errors import ParameterError
-from .accuracy import AccuracyAudit, FloatTarget, inaccurate_points, points_of, rounded, warn_imprecise
+from .accuracy import CHECKED_FRACTION, AccuracyAudit, FloatTarget, inaccurate_points, points_of, rounded, warn_imprecise
 from .compiled import CompiledProblem, float_columns, shaped, to_mpmath
 from .continuation import Continuation
 from .dyson_map import DysonMap, PathPoint
@@ -194,8 +194,8 @@ class Solver:
 
         A float result is within :attr:`float_accuracy` (relative) of the limit:
         each value carries a bound on its rounding error (:meth:`AccuracyAudit.float_error`),
-        tightened where it exceeds the promise by a check in extended precision
-        (:meth:`tighten`); the points where it still does are computed again at
+        checked in extended precision where it exceeds a fraction of the promise
+        (:meth:`tighten`); the points where it still exceeds it are computed again at
         :attr:`finishing_dps` digits and rounded, or, for a system of more than
         :attr:`max_finished_unknowns` unknowns, reported by a
         :class:`pencils.errors.PrecisionWarning`.
@@ -213,10 +213,10 @@ class Solver:
         if dps is None:
             result = self.float_target(subs, path_from, continuation, derivatives)
             values, errors, shape, columns = result.values, result.errors, result.shape, result.columns
+            loose = np.flatnonzero(inaccurate_points(values, errors, self.float_accuracy * CHECKED_FRACTION))
+            if loose.size:
+                self.tighten(result, derivatives, loose)
             inaccurate = np.flatnonzero(inaccurate_points(values, errors, self.float_accuracy))
-            if inaccurate.size:
-                self.tighten(result, derivatives, inaccurate)
-                inaccurate = np.flatnonzero(inaccurate_points(values, errors, self.float_accuracy))
             if inaccurate.size and self.finishes:
                 point = {p: column[inaccurate] for p, column in zip(self.parameters, columns)}
                 start = points_of(path_from, (len(values[0]),), inaccurate)
