@@ -24,7 +24,7 @@ from .errors import MisScaledError, ParameterError, UnsupportedOperationError
 from .expression import Dimensions, check_rational, normalise, shape_symbols
 from .serialization import decode, encode
 from .solve import Solver, SolverOptions
-from .solve.accuracy import inaccurate_points, points_of, rounded, warn_imprecise
+from .solve.accuracy import CHECKED_FRACTION, inaccurate_points, points_of, rounded, warn_imprecise
 from .solve.compiled import compile_expressions, shaped, to_mpmath
 from .solve.linear_algebra import FloatAlgebra
 from .solve.solver import IMPRECISE, STALLED
@@ -157,20 +157,18 @@ def _evaluate_floats(compiled: CompiledLimit, quantities, subs, path_from, start
     evaluation: every intermediate result of a sum or product is bounded by
     the sum of :math:`|\partial_k f\, x_k|` over its inputs.  Cancellation
     between large terms (a sum of traces merged into one whose parts cancel, or
-    order-one terms of opposite signs) shows in these sums.  The points where a
-    bound exceeds the promise are evaluated again at
+    order-one terms of opposite signs) shows in these sums.  Where a bound
+    exceeds a fraction of the promise, the bounds of the traces are checked in
+    extended precision (:meth:`pencils.solve.Solver.tighten`); the points where
+    it then exceeds the promise are evaluated again at
     ``options.finishing_dps`` digits and rounded, if every
     system is small enough; otherwise a :class:`pencils.errors.PrecisionWarning` names them.
     """
-    solves = []  # the relative residual of each trace's solve, and its points finished in arbitrary precision
+    solves = []  # each trace's solver, evaluation and derivatives
 
     def solve_trace(solver, start, parameters):
-        evaluation = solver.float_target(subs, start, continuation, parameters, options)
-        shape = evaluation.shape
-        solves.append((evaluation.residual.reshape(shape), evaluation.finished.reshape(shape)))
-        pairs = [(shaped(value, shape, None), np.reshape(error, shape))
-                 for value, error in zip(evaluation.values, evaluation.errors)]
-        return tuple(pairs) if parameters else pairs[0]
+        solves.append((solver, solver.float_target(subs, start, continuation, parameters, options), parameters))
+        return _pairs(*solves[-1][1:])
 
     pairs = _trace_limits(compiled, starts, solve_trace)
     traces = [value for value, _ in pairs]
@@ -180,11 +178,22 @@ def _evaluate_floats(compiled: CompiledLimit, quantities, subs, path_from, start
     bounds = compiled.rounding(inputs, errors)
     shape = np.broadcast_shapes(*(np.shape(x) for x in list(results) + bounds))
     flat = [np.broadcast_to(x, shape).reshape(-1).copy() for x in results]
+    loose = np.flatnonzero(inaccurate_points(flat, [np.broadcast_to(b, shape).reshape(-1) for b in bounds],
+                                             options.float_accuracy * CHECKED_FRACTION))
+    if loose.size:  # the traces' bounds there, checked in extended precision (the values are unchanged)
+        for solver, evaluation, parameters in solves:
+            where = np.broadcast_to(np.arange(len(evaluation.values[0])).reshape(evaluation.shape), shape)
+            solver.tighten(evaluation, parameters, np.unique(where.reshape(-1)[loose]), options)
+        replay = iter(solves)
+        pairs = _trace_limits(compiled, starts, lambda *_: _pairs(*next(replay)[1:]))
+        errors = [error for _, error in pairs] + errors[len(traces) :]
+        bounds = compiled.rounding(inputs, errors)
     bounds = [np.broadcast_to(b, shape).reshape(-1).copy() for b in bounds]
     residual, reasons = np.zeros(len(flat[0])), np.full(len(flat[0]), "", dtype=object)
-    for trace_residual, finished in solves:
-        residual = np.maximum(residual, np.broadcast_to(trace_residual, shape).reshape(-1))
-        reasons[np.broadcast_to(finished, shape).reshape(-1)] = STALLED
+    for _, evaluation, _ in solves:
+        residual = np.maximum(residual, np.broadcast_to(evaluation.residual.reshape(evaluation.shape),
+                                                        shape).reshape(-1))
+        reasons[np.broadcast_to(evaluation.finished.reshape(evaluation.shape), shape).reshape(-1)] = STALLED
     warned = np.zeros(len(flat[0]), dtype=bool)
     inaccurate = np.flatnonzero(inaccurate_points(flat, bounds, options.float_accuracy))
     if inaccurate.size and all(solver.finishes(options) for solver in compiled.solvers):
@@ -204,6 +213,14 @@ def _evaluate_floats(compiled: CompiledLimit, quantities, subs, path_from, start
         relative = [np.where(values != 0, bound / np.abs(values), bound) for values, bound in zip(flat, bounds)]
     outputs = flat + [residual, reasons, warned] + relative
     return [x.reshape(shape) if shape else x.item() for x in outputs]
+
+
+def _pairs(evaluation, parameters: list):
+    """``(value, error bound)`` of each output of :meth:`pencils.solve.Solver.float_target` in the shape of the
+    points, as :func:`_trace_limits` takes them (a tuple if ``parameters``)."""
+    pairs = [(shaped(value, evaluation.shape, None), np.reshape(error, evaluation.shape))
+             for value, error in zip(evaluation.values, evaluation.errors)]
+    return tuple(pairs) if parameters else pairs[0]
 
 
 def _starts_by_trace(path_from: Mapping | None, solvers: list) -> list:

@@ -11,7 +11,7 @@ from pencils.models import dsm
 PSI_P, LAM = (a.ravel() for a in np.broadcast_arrays(np.geomspace(0.5, 8.0, 6)[:, None], [[1e-3, 1e-2, 1e-1]]))
 
 
-def _errors(m: float, batch_points: int | None = None, continuation: str = "neighbours") -> list:
+def _errors(m: float, batch_points: int | None = None, continuation: str = "neighbours", full_output=False):
     """The DSM test and train errors at psi_n = 2, t = 0.5 over (PSI_P, LAM) (p <= n m: the primal form
     at finite m, continued from the ridge dsm.RIDGE_START as ``dsm.errors`` does), solved in batches
     of ``batch_points`` points."""
@@ -19,7 +19,7 @@ def _errors(m: float, batch_points: int | None = None, continuation: str = "neig
     found = dsm.quantities(finite_m=bool(np.isfinite(m)))
     path_from = {dsm.symbols["lam"]: np.maximum(LAM, dsm.RIDGE_START)} if np.isfinite(m) else None
     return limit([found["test"], found["train"]], dsm.dims, dsm.substitutions(2.0, PSI_P, 0.5, LAM, m),
-                 path_from=path_from, continuation=continuation, options=options)
+                 path_from=path_from, continuation=continuation, options=options, full_output=full_output)
 
 
 @pytest.mark.parametrize("m", [np.inf, 4.0])
@@ -34,12 +34,19 @@ def test_batches_equal_one_call_bit_for_bit_when_points_are_independent(m):
 
 def test_the_batched_errors_are_those_of_the_model():
     """The helper above solves what ``dsm.errors`` solves: the same numbers, to rounding (``dsm.errors``
-    passes psi_n and t as arrays, which moves the neighbour paths by rounding)."""
+    passes psi_n and t as arrays, which moves the neighbour paths by rounding).  Where the certified
+    relative error bound exceeds 1e-13 (near the ridge, train errors of 0.016), the two paths may differ
+    by their rounding: there both values are checked against the 30-digit limit, within that bound."""
     for m in (np.inf, 4.0):
         model = dsm.errors(2.0, PSI_P, 0.5, LAM, m=m)
-        test, train = _errors(m)
-        np.testing.assert_allclose(test, model.test, rtol=1e-13)
-        np.testing.assert_allclose(train, model.train, rtol=1e-13)
+        result = _errors(m, full_output=True)
+        for field, values, bound in zip(("test", "train"), result.value, result.relative_error):
+            loose = bound > 1e-13
+            np.testing.assert_allclose(values[~loose], getattr(model, field)[~loose], rtol=1e-13)
+            for k in np.flatnonzero(loose):
+                exact = float(getattr(dsm.errors(2.0, PSI_P[k], 0.5, LAM[k], m=m, dps=30), field))
+                assert abs(values[k] - exact) <= bound[k] * abs(exact)
+                assert abs(getattr(model, field)[k] - exact) <= bound[k] * abs(exact)
 
 
 def test_batches_with_neighbour_continuation_agree_to_rounding():

@@ -105,6 +105,21 @@ def test_float_error_bound_holds_and_is_tight(law):
         assert actual <= error <= 1e-11 * abs(value)
 
 
+@pytest.mark.parametrize("law", sorted(LAWS))
+def test_diagonal_systems_keep_their_first_order_bound(law):
+    """The check in extended precision (``Solver.tighten``) skips systems with Diagonals, whose eigenvalues
+    and weights are tabulated in double precision: their bounds stay first order, and still hold."""
+    make, average = LAWS[law]
+    z_values = np.array([0.5 + 0.3j, 6.0 + 0.01j])
+    solver = derive(covariance_resolvent(make()), DIMS).solver
+    evaluation = solver.float_target({z: z_values}, None, "neighbours", ())
+    first_order = evaluation.errors[0].copy()
+    solver.tighten(evaluation, (), np.arange(len(z_values)))
+    np.testing.assert_array_equal(evaluation.errors[0], first_order)
+    for value, error, z_value in zip(evaluation.values[0], first_order, z_values):
+        assert abs(value - complex(silverstein(complex(z_value), average, dps=25))) <= error
+
+
 def test_singular_quantile_uses_tanh_sinh_and_agrees_with_silverstein():
     root = Diagonal("R", d, sympy.Lambda(u, u ** sympy.Rational(-1, 4)))
     system = derive(covariance_resolvent(root), DIMS)

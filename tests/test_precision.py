@@ -11,6 +11,7 @@ import math
 import warnings
 
 import mpmath
+import numpy as np
 import pytest
 
 from pencils.errors import PrecisionWarning
@@ -171,3 +172,68 @@ def test_many_noise_draws_are_solved_and_tend_to_the_infinite_limit():
     for field in ("test", "train"):
         infinite, slope = getattr(limit_m, field), (getattr(moderate, field) - getattr(limit_m, field)) * 1e4
         assert abs(getattr(large, field) - (infinite + slope / 1e8)) < 1e-11
+
+
+# ---------------------------------------------------------------- the check in extended precision
+
+needs_extended = pytest.mark.skipif(np.finfo(np.longdouble).eps >= np.finfo(float).eps,
+                                    reason="numpy's longdouble is double precision here")
+
+
+def _exactly(number: np.longdouble) -> mpmath.mpf:
+    """An extended-precision number as an mpmath number, exactly (the sum of two doubles)."""
+    high = float(number)
+    return mpmath.mpf(high) + mpmath.mpf(float(number - np.longdouble(high)))
+
+
+@needs_extended
+@pytest.mark.parametrize("ratio", [2, 3])
+@pytest.mark.parametrize("lam", [0.5, 1e-3, 1e-6])
+def test_the_extended_check_is_within_its_bound_of_the_closed_form(lam, ratio):
+    """tr(R)/d and its derivative in lam (d = ratio n) from the float solution refined in extended precision:
+    within the bound it claims of the Marchenko-Pastur closed form, and well below double's rounding where
+    the problem is well conditioned.  At d = 3n the coefficients hold 1/3, which compiled numpy code rounds
+    to double: they are computed in mpmath instead."""
+    import sympy
+
+    from pencils.derivations import dims_key, store
+    from pencils.solve.accuracy import EXTENDED_MARGIN
+    from pencils.solve.linear_algebra import ExtendedAlgebra, FloatAlgebra
+
+    n, d, lam_symbol, _, _, R = _ridge()
+    compiled = store.compiled_limit(sympy.Tuple(sympy.Trace(R) / d), dims_key({n: d / ratio}))
+    solver = compiled.solvers[0]
+    assert solver.compiled.binary_constants(solver.compiled.numpy) == (ratio == 2)
+    result = solver.float_target({lam_symbol: lam}, None, "neighbours", [lam_symbol])
+    (value, slope), converged = solver.extended_target(result, [lam_symbol], np.arange(1))
+    # the bound AccuracyAudit.tighten assumes for the extended values: the first-order bound, scaled
+    bounds = [EXTENDED_MARGIN * ExtendedAlgebra.epsilon / FloatAlgebra.epsilon * error for error in result.errors]
+    m, m_prime = _marchenko_pastur(ratio, lam)
+    with mpmath.workdps(40):  # the solver's target is tr(R)/d
+        value_error = abs(_exactly(value[0]) - m)
+        slope_error = abs(_exactly(slope[0]) + m_prime)
+        assert converged[0] and value_error <= bounds[0][0] and slope_error <= bounds[1][0]
+        if lam == 0.5:
+            assert value_error < 1e-18 * m and slope_error < 1e-18 * m_prime
+
+
+@needs_extended
+def test_a_learning_curve_certified_in_extended_precision_is_not_finished(monkeypatch):
+    """DSM at m = inf and t = 1: the first-order bound of the derivative in the tilt exceeds the promise at
+    about a quarter of the points of a learning curve, where its error is below 1e-11.  The check in
+    extended precision certifies them: nothing is solved again in arbitrary precision, and the values
+    agree with the 30-digit limit."""
+    from pencils.solve import Solver
+
+    tightened, polished = [], []
+    original_tighten, original_polish = Solver.tighten, Solver._polish
+    monkeypatch.setattr(Solver, "tighten", lambda self, r, d, points, *rest: tightened.append(points.size)
+                        or original_tighten(self, r, d, points, *rest))
+    monkeypatch.setattr(Solver, "_polish", lambda self, *a: polished.append(a) or original_polish(self, *a))
+    psi_p = np.geomspace(1.0, 100.0, 40)
+    result = dsm.errors(20.0, psi_p, 1.0, 1e-3)
+    assert sum(tightened) >= 5 and not polished
+    for k in (0, 20, 39):
+        reference = dsm.errors(20.0, psi_p[k], 1.0, 1e-3, dps=30)
+        assert abs(result.test[k] - reference.test) <= 1e-10 * abs(reference.test)
+        assert abs(result.train[k] - reference.train) <= 1e-10 * abs(reference.train)

@@ -1,10 +1,13 @@
 r"""The accuracy audit of float solutions: a bound on their rounding error, and the reports of failures.
 
-A float result promises a relative accuracy (:attr:`pencils.solve.Solver.float_accuracy`):
+A float result promises a relative accuracy (``options.float_accuracy``, :class:`pencils.SolverOptions`):
 each value carries a bound on its rounding error (:meth:`AccuracyAudit.float_error`),
-and the points where the bound exceeds the promise (:func:`inaccurate_points`)
-are finished in arbitrary precision and rounded (:func:`rounded`), or reported
-by a :class:`pencils.errors.PrecisionWarning` (:func:`warn_imprecise`).  A point
+the points where the bound exceeds a fraction of the promise are checked in
+extended precision, which brings the bound to about the actual error
+(:meth:`AccuracyAudit.tighten`), and those where it exceeds the promise
+(:func:`inaccurate_points`) are finished in
+arbitrary precision and rounded (:func:`rounded`), or reported by a
+:class:`pencils.errors.PrecisionWarning` (:func:`warn_imprecise`).  A point
 where the solution cannot be found raises a
 :class:`pencils.errors.ConvergenceError` that says what helps
 (:meth:`AccuracyAudit.raise_if_failed`).
@@ -22,10 +25,17 @@ import sympy
 from ..errors import ConvergenceError, PrecisionWarning
 from .compiled import CompiledProblem
 from .dyson_map import DysonMap
-from .linear_algebra import FloatAlgebra, zeros
+from .linear_algebra import ExtendedAlgebra, FloatAlgebra, zeros
 from .options import SolverOptions
 
-__all__ = ["AccuracyAudit", "inaccurate_points", "points_of", "rounded", "warn_imprecise"]
+__all__ = ["AccuracyAudit", "CHECKED_FRACTION", "inaccurate_points", "points_of", "rounded", "warn_imprecise"]
+
+#: The error of a value computed in extended precision is taken to be at most this many times the
+#: first-order bound of the float value scaled to the extended unit roundoff (:meth:`AccuracyAudit.tighten`).
+EXTENDED_MARGIN = 16
+#: Points whose first-order bound exceeds this fraction of the promise are checked in extended precision
+#: (:meth:`AccuracyAudit.tighten`): that bound was measured down to 0.46 times the actual error of a derivative.
+CHECKED_FRACTION = 1 / 16
 
 
 class AccuracyAudit:
@@ -154,6 +164,41 @@ class AccuracyAudit:
         with np.errstate(all="ignore"):
             relative = np.where(self.dyson_map.reach & (size_of > 0), entry_error / size_of, 0.0)
         return bound, sensitivity, np.max(relative.reshape(count, -1), axis=1, initial=0.0), adjoint
+
+    @staticmethod
+    def tighten(result, points: np.ndarray, precise: list, converged: np.ndarray) -> None:
+        r"""Tighten the error bounds of ``result`` (a :class:`pencils.solve.solver.FloatEvaluation`) at ``points``
+        given the same values computed in extended precision (``precise``, one array per output, where
+        ``converged``); in place, the values unchanged.
+
+        The extended values :math:`\hat v` come from the float solution refined
+        by Newton's method and the same formulas evaluated, coefficients
+        included, with unit roundoff :math:`u_e` (:class:`ExtendedAlgebra`;
+        :math:`u_e/u = 2^{-11}` with x86's 64-bit significand).  Their error has
+        the first-order terms of the float value's, with :math:`u_e` in place
+        of :math:`u`, so that it is taken to be at most :math:`m\,(u_e/u)\,b`,
+        :math:`b` the first-order bound of the float value and :math:`m` =
+        :data:`EXTENDED_MARGIN` (measured: :math:`(u_e/u)\,b` is at least 2.4
+        times the error of :math:`\hat v` over 403 random traces and
+        derivatives, median 38; at least 0.3 times on the DSM curve at t = 1).
+        The float value :math:`\tilde v` is then within
+
+        .. math::  |\tilde v - \hat v| + m\,\frac{u_e}{u}\, b
+
+        of the limit: its actual error, to :math:`m u_e/u = 1/128` of the
+        first-order bound.  This replaces :math:`b` where the refinement
+        converged.  The first-order bound is pessimistic for derivatives, which
+        it bounds through the largest relative error of any entry of :math:`G`,
+        summed without cancellation (on the DSM curve at t = 1: :math:`5\cdot
+        10^{-9}` for an error of :math:`7\cdot 10^{-12}`), and it misses the
+        amplification of those errors by the tangent's solve (there, the bound
+        of the derivative in the ridge is down to 0.46 times its error: hence
+        the check above :data:`CHECKED_FRACTION` of the promise).
+        """
+        shrink = EXTENDED_MARGIN * ExtendedAlgebra.epsilon / FloatAlgebra.epsilon
+        for value, error, exact in zip(result.values, result.errors, precise):
+            bound = np.abs(value[points] - exact).astype(float) + shrink * error[points]
+            error[points] = np.where(converged, bound, error[points])
 
     def raise_if_failed(self, failed: np.ndarray, relative, columns: list, g=None, continuation: bool = True) -> None:
         """Raise a :class:`pencils.errors.ConvergenceError` naming the first ``failed`` point, what went wrong

@@ -95,10 +95,41 @@ def _table(values: list, count: int) -> np.ndarray:
     return table
 
 
+#: numpy's extended-precision types, where they are wider than double.
+_EXTENDED = ((np.dtype(np.longdouble), np.dtype(np.clongdouble))
+             if np.finfo(np.longdouble).eps < np.finfo(float).eps else ())
+
+
 def _kind(value) -> str:
     """The numpy kind of an array or numpy scalar (``"c"`` complex, ``"f"`` float, ...); "" for other values."""
     dtype = getattr(value, "dtype", None)
     return dtype.kind if isinstance(dtype, np.dtype) else ""
+
+
+def _in_extended_precision(table: np.ndarray) -> np.ndarray:
+    """mpmath numbers (an object array) in extended precision, each the sum of its two nearest doubles."""
+    def split(x) -> tuple:
+        high = float(x)
+        return high, float(x - high)
+
+    values = table.reshape(-1)
+    if any(hasattr(x, "_mpc_") for x in values):
+        real, imaginary = (_in_extended_precision(np.array([part(x) for x in values], dtype=object))
+                           for part in (lambda x: x.real, lambda x: x.imag))
+        return (real + 1j * imaginary.astype(np.clongdouble)).reshape(table.shape)
+    pairs = np.array([split(x) for x in values]).reshape(-1, 2).astype(np.longdouble)
+    return (pairs[:, 0] + pairs[:, 1]).reshape(table.shape)
+
+
+def binary_number(number: sympy.Expr) -> bool:
+    """Whether a constant is printed as a binary number, exact in every floating-point format: an integer or a
+    fraction with a power-of-two denominator (within 53 bits), a float, or sums and products of these and ``I``
+    (not 1/3, sqrt(2) or pi, which compiled numpy code rounds to double precision)."""
+    if number.is_Rational:
+        return abs(number.p) < 2**53 and number.q & (number.q - 1) == 0
+    if number.is_Float or number is sympy.I:
+        return True
+    return bool(number.is_Add or number.is_Mul) and all(binary_number(a) for a in number.args)
 
 
 def float_columns(columns: list) -> list:
@@ -204,6 +235,7 @@ class CompiledProblem:
         self.expressions = problem.coefficients
         self.split = np.cumsum([len(problem.identity), len(problem.couplings), len(problem.ratios)])
         self.numpy = compile_expressions(self.arguments, self.expressions, "numpy")
+        self._binary_constants: dict = {}
 
     def at_level(self, nodes) -> "CompiledProblem":
         """The same problem with other spectral ``nodes`` (sharing the compiled functions)."""
@@ -247,11 +279,27 @@ class CompiledProblem:
 
     def _nodal_table(self, function, columns, spectral, directions, moves, count, multiprecision) -> np.ndarray:
         """``function(*parameters, *eigenvalues, *directions, *moves of the eigenvalues)`` at every point and
-        spectral node, shape (C, P, Q); ``spectral`` and ``moves`` have shape (P, Q) each."""
+        spectral node, shape (C, P, Q); ``spectral`` and ``moves`` have shape (P, Q) each.
+
+        Extended-precision (``longdouble``) columns give an extended-precision
+        table: from the numpy function where every constant is a binary number,
+        else (a constant such as 1/3 that it would round to double) from its
+        mpmath twin at 30 digits, each value rounded to the sum of two doubles.
+        """
         nodes = self.nodes.count
         if not multiprecision:
+            if columns and columns[0].dtype in _EXTENDED and not self.binary_constants(function):
+                doubles = [column.astype(complex if np.iscomplexobj(column) else float) for column in columns]
+                with precision.digits(30):
+                    table = self._nodal_table(self._mpmath_twin(function), doubles, spectral, directions, moves,
+                                              count, True)
+                return _in_extended_precision(table)
             values = function(*(c[:, None] for c in columns), *spectral, *(d[:, None] for d in directions), *moves)
-            table = np.empty((len(values), count, nodes), dtype=complex if any(map(np.iscomplexobj, values)) else float)
+            complex_valued = any(map(np.iscomplexobj, values))
+            dtype = complex if complex_valued else float
+            if any(getattr(value, "dtype", None) in _EXTENDED for value in values):
+                dtype = np.clongdouble if complex_valued else np.longdouble
+            table = np.empty((len(values), count, nodes), dtype=dtype)
             for row, value in zip(table, values):
                 row[...] = value
             return table
@@ -265,6 +313,21 @@ class CompiledProblem:
         table = np.empty((count, nodes, len(rows[0][0])), dtype=object)
         table[...] = rows
         return table.transpose(2, 0, 1)
+
+    def _mpmath_twin(self, function):
+        """The mpmath compilation of the same expressions as the numpy ``function``."""
+        return self.mpmath if function is self.numpy else self.directional_mpmath
+
+    def binary_constants(self, function) -> bool:
+        """Whether the constants of the expressions that the numpy ``function`` computes (:attr:`numpy`, the
+        coefficients, or :attr:`directional`, their derivatives) are all binary numbers
+        (:func:`binary_number`), exact in extended precision."""
+        kind = "coefficients" if function is self.numpy else "directional"
+        if kind not in self._binary_constants:
+            expressions = self.expressions if kind == "coefficients" else self.directional_expressions[1]
+            self._binary_constants[kind] = all(binary_number(node) for expression in expressions
+                                               for node in sympy.preorder_traversal(expression) if node.is_number)
+        return self._binary_constants[kind]
 
     # ----------------------------------------------------------------- parameters
 

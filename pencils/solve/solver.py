@@ -12,11 +12,13 @@ import sympy
 from .. import precision
 from ..arguments import resolve_keys
 from ..errors import ConvergenceError, ParameterError
-from .accuracy import AccuracyAudit, inaccurate_points, points_of, rounded, warn_imprecise
+from .accuracy import CHECKED_FRACTION, AccuracyAudit, inaccurate_points, points_of, rounded, warn_imprecise
 from .compiled import CompiledProblem, NumericProblem, float_columns, shaped, to_mpmath
 from .continuation import Continuation
 from .dyson_map import DysonMap, NewtonStop, PathPoint
-from .linear_algebra import FloatAlgebra, MultiprecisionAlgebra, single_threaded_blas, zeros
+from .linear_algebra import (
+    ExtendedAlgebra, FloatAlgebra, MultiprecisionAlgebra, extended, single_threaded_blas, zeros,
+)
 from .options import DEFAULT_OPTIONS, SolverOptions
 from .result import LimitResult, Solution
 from .spectral import SpectralNodes
@@ -51,7 +53,8 @@ class _Polished(NamedTuple):
 class FloatEvaluation(NamedTuple):
     """The float values of a target and its derivatives with their rounding-error bounds
     (:meth:`Solver.float_target`): flat arrays, one per output; the broadcast ``shape``, the parameter
-    ``columns``, the relative ``residual`` and the points ``finished`` in arbitrary precision."""
+    ``columns``, the relative ``residual``, the points ``finished`` in arbitrary precision and the float
+    solution ``g`` the values come from."""
 
     values: list
     errors: list
@@ -59,6 +62,7 @@ class FloatEvaluation(NamedTuple):
     columns: list
     residual: np.ndarray
     finished: np.ndarray
+    g: np.ndarray
 
 
 def point_shaped(values: np.ndarray, shape: tuple):
@@ -299,7 +303,8 @@ class Solver:
         A float result is within ``options.float_accuracy`` (relative, 1e-10 by
         default, see :class:`pencils.SolverOptions`) of the limit: each value
         carries a bound on its rounding error (:meth:`AccuracyAudit.float_error`),
-        and the points where the bound exceeds the promise are computed again at
+        checked in extended precision where it exceeds a fraction of the promise
+        (:meth:`tighten`); the points where it still exceeds it are computed again at
         ``options.finishing_dps`` digits and rounded, or, for a system of more than
         ``options.max_finished_unknowns`` unknowns, reported by a
         :class:`pencils.errors.PrecisionWarning`.
@@ -351,6 +356,9 @@ class Solver:
         residual = evaluation.residual.copy()
         reasons = np.where(evaluation.finished, STALLED, "").astype(object)
         warned = np.zeros(len(residual), dtype=bool)
+        loose = np.flatnonzero(inaccurate_points(values, errors, options.float_accuracy * CHECKED_FRACTION))
+        if loose.size:
+            self.tighten(evaluation, derivatives, loose, options)
         inaccurate = np.flatnonzero(inaccurate_points(values, errors, options.float_accuracy))
         if inaccurate.size and self.finishes(options):
             point = {p: column[inaccurate] for p, column in zip(self.parameters, columns)}
@@ -419,15 +427,51 @@ class Solver:
                 rounding = FloatAlgebra.epsilon / 2 * (max(self.audit.rounding_steps[1], default=0) + 2)
                 values += slopes
                 errors += [(2 * inputs + rounding) * magnitude + solve for magnitude, solve in parts]
-        return FloatEvaluation(values, errors, solved.shape, columns, solved.residual, solved.finished)
+        return FloatEvaluation(values, errors, solved.shape, columns, solved.residual, solved.finished, g)
+
+
+    def tighten(self, evaluation: FloatEvaluation, derivatives: Sequence, points: np.ndarray,
+                options: SolverOptions = DEFAULT_OPTIONS) -> None:
+        """Tighten the error bounds of ``evaluation`` (from :meth:`float_target`, with these ``derivatives``) at
+        ``points`` by the same values in extended precision (:meth:`extended_target`,
+        :meth:`AccuracyAudit.tighten`); nothing is done where numpy has no extended precision, nor for systems
+        with Diagonals, whose eigenvalues and quadrature weights are tabulated in double precision (they keep
+        their first-order bounds)."""
+        if ExtendedAlgebra.available and not self.problem.spectral:
+            self.audit.tighten(evaluation, points, *self.extended_target(evaluation, derivatives, points, options))
+
+    def extended_target(self, evaluation: FloatEvaluation, derivatives: Sequence, points: np.ndarray,
+                        options: SolverOptions = DEFAULT_OPTIONS) -> tuple:
+        r"""The target and its ``derivatives`` at ``points`` in extended precision, from the float solution of
+        ``evaluation``: ``(values, converged)``, one ``longdouble`` array per output and where the refinement
+        converged.
+
+        The float solution is refined by one Newton step with :class:`ExtendedAlgebra`
+        (quadratic convergence from a solution accurate to :math:`\kappa u`), and
+        the coefficients, the target and its derivatives are computed from it in
+        extended precision.  A point counts as converged where the relative
+        residual of the refined solution is at most :math:`64 u_e`.
+        """
+        algebra = ExtendedAlgebra()
+        with np.errstate(all="ignore"), single_threaded_blas():
+            columns = [extended(column[points]) for column in float_columns(evaluation.columns)]
+            deterministic, weights, _, scale = self.compiled.coefficients(columns, points.size, multiprecision=False)
+            stop = NewtonStop(4 * algebra.epsilon, 64 * algebra.epsilon, 1)
+            _, converged, _, inverse = self.dyson_map.newton(deterministic, weights, extended(evaluation.g[points]),
+                                                             1.0, algebra, stop, options)
+            values = [scale * self.compiled.nodes.mean(inverse, self.problem.out, self.problem.into)]
+            if derivatives:
+                values += self._derivatives(columns, inverse, scale, derivatives, None, options, algebra=algebra)[0]
+        return values, converged
 
     def _derivatives(self, columns: list, inverse, scale, parameters: Sequence, dps: int | None,
-                     options: SolverOptions, adjoints=None):
+                     options: SolverOptions, adjoints=None, algebra=None):
         r"""The derivatives of the target at solved points (see :meth:`target`), one array per parameter.
 
         Returns ``(derivatives, parts)``; ``parts`` (with ``adjoints``, the
         sensitivity :math:`S = \partial T/\partial M` and the adjoint :math:`y`
         of :meth:`AccuracyAudit.float_error`) holds for each derivative ``(magnitude, solve)``.
+        ``algebra`` (by default that of ``dps``) is :class:`ExtendedAlgebra` for :meth:`extended_target`.
         The derivative is also :math:`\partial_\theta c\,G_{oi} + \sum_{kj} S_{kj}\,(\partial_\theta M|_g)_{kj}`,
         and its magnitude is the sum of the absolute values of these terms: a
         derivative whose inputs are off by :math:`\epsilon` relative is off by at
@@ -438,7 +482,7 @@ class Solver:
         :math:`|y|^{\mathsf T}(|s| + K u(|J||\tilde v| + |b|))`.
         """
         count, multiprecision = inverse.shape[0], dps is not None
-        algebra = MultiprecisionAlgebra(dps) if multiprecision else FloatAlgebra()
+        algebra = algebra or (MultiprecisionAlgebra(dps) if multiprecision else FloatAlgebra())
         deterministic, weights, _, _ = self.compiled.coefficients(columns, count, multiprecision)
         g = self.dyson_map.mean(inverse)
         zero = zeros(count, object if multiprecision else float)
