@@ -70,9 +70,14 @@ __all__ = ["GradientFlow", "gradient_flow", "gradient_flow_quantities", "trainin
 training_time, flow_ridge = sympy.symbols("tau_train kappa", nonnegative=True)
 
 
-@lru_cache(maxsize=1)
-def gradient_flow_quantities() -> dict:
-    r"""The test and train errors along gradient flow, as traces of functions of the Gram matrices (module notes).
+@lru_cache(maxsize=2)
+def gradient_flow_quantities(features_side: bool = True) -> dict:
+    r"""The test and train errors along gradient flow, as traces of functions of one Gram matrix (module notes).
+
+    ``features_side``: functions of :math:`G = FF^T/n` (:math:`p \times p`, used for :math:`p \le n`),
+    else of :math:`H = F^TF/n` (:math:`n \times n`, for :math:`p > n`): the Gram matrix of the smaller
+    side, which has no atom at 0, so that the contours only wrap a bulk.  The two are exchanged by
+    :math:`F^Tf(G) = f(H)F^T` and :math:`\pi_\tau^2(H) = I_n - F^T(2\varphi_\tau - x\varphi_\tau^2)(G)F/n`.
 
     Examples
     --------
@@ -83,25 +88,31 @@ def gradient_flow_quantities() -> dict:
     x = sympy.Dummy("x")
     W, X, Xi = Gaussian("W", p, d), Gaussian("X", d, n), Gaussian("Xi", p, n)
     F = mu1 * W * X / sympy.sqrt(d) + sympy.sqrt(v2) * Xi
-    G, H = F * F.T / n, F.T * F / n
     M = mu1**2 * W * W.T / d + v2 * sympy.Identity(p)
     flow = -expm1(-training_time * (x + flow_ridge)) / (x + flow_ridge)
-    residual = (1 - x * flow) ** 2
-
-    def function(expression, argument):
-        return MatrixFunction(sympy.Lambda(x, expression), argument)
-
-    phi = function(flow, G)
     Tr = sympy.Trace
+
+    def function(expression):
+        return MatrixFunction(sympy.Lambda(x, expression), F * F.T / n if features_side else F.T * F / n)
+
+    phi = function(flow)
     # each trace argument is of order one, as the contour integrals need (the scalings inside)
-    test = (
-        noise
-        + signal
-        - 2 * mu1 * signal * Tr(W.T * phi * F * X.T / (n * sympy.sqrt(d))) / d
-        + signal * Tr(M * phi * F * X.T * X * F.T * phi / n**2) / d
-        + noise * Tr(M * function(x * flow**2, G)) / n
-    )
-    train = signal * Tr(X.T * X * function(residual, H) / d) / n + noise * Tr(function(residual, H)) / n
+    if features_side:
+        cross = Tr(W.T * phi * F * X.T / (n * sympy.sqrt(d)))
+        fitted = Tr(M * phi * F * X.T * X * F.T * phi / n**2)
+        fitted_noise = Tr(M * function(x * flow**2)) / n
+        explained = function(2 * flow - x * flow**2)  # x times it is 1 - pi^2
+        residual_signal = Tr(X.T * X) / (n * d) - Tr(F * X.T * X * F.T * explained / n**2) / d
+        residual_noise = 1 - Tr(function(x * (2 * flow - x * flow**2))) / n
+    else:
+        cross = Tr(W.T * F * phi * X.T / (n * sympy.sqrt(d)))
+        fitted = Tr(M * F * phi * X.T * X * phi * F.T / n**2)
+        fitted_noise = Tr(F.T * M * F * function(flow**2) / n) / n
+        residual = function((1 - x * flow) ** 2)
+        residual_signal = Tr(X.T * X * residual / d) / n
+        residual_noise = Tr(residual) / n
+    test = noise + signal - 2 * mu1 * signal * cross / d + signal * fitted / d + noise * fitted_noise
+    train = signal * residual_signal + noise * residual_noise
     return {"test": test, "train": train}
 
 
@@ -193,7 +204,7 @@ def gradient_flow(psi_n, psi_p, time, lam=0.0, activation="relu", signal=1.0, no
     subs = {symbols["psi_n"]: psi_n, symbols["psi_p"]: psi_p, symbols["lam"]: lam, symbols["signal"]: signal,
             symbols["noise"]: noise, mu1: constants.mu1(dps=dps), v2: constants.correlated_split(1, dps=dps).total,
             flow_ridge: psi_p * lam, training_time: times}
-    forms = gradient_flow_quantities()
+    forms = gradient_flow_quantities(features_side=psi_p <= psi_n)
     test, train = limit([forms["test"], forms["train"]], dims, subs, dps=dps)
     return GradientFlow(times if np.ndim(times) else times.item(), test, train)
 
