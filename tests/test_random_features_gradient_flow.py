@@ -17,6 +17,25 @@ def test_time_zero_is_the_zero_predictor():
     assert flow.train == pytest.approx(1.0, abs=1e-12)
 
 
+@pytest.mark.parametrize("psi_n, psi_p", [(2.0, 1.0), (1.5, 2.0)])
+def test_initial_slopes(psi_n, psi_p):
+    r"""At small times a = tau F y / n, so the slopes at 0 are moments of Gaussian matrices, by hand:
+    test'(0) = -2 signal mu1^2 psi_p and
+    train'(0) = -2 [signal psi_p (mu1^2 (psi_n + 1) + v^2) + noise psi_p (mu1^2 + v^2)] / psi_n,
+    from the errors at tau and 2 tau (the tau^2 term eliminated; what is left is O(tau^2) = 1e-6)."""
+    relu, signal, noise, step = activations.get("relu"), 0.7, 0.3, 1e-3
+    mu1_squared, v_squared = relu.mu1() ** 2, relu.correlated_split(1).total
+    flow = random_features.gradient_flow(psi_n, psi_p, [step, 2 * step], signal=signal, noise=noise)
+    for name, expected in (
+        ("test", -2 * signal * mu1_squared * psi_p),
+        ("train", -2 * (signal * psi_p * (mu1_squared * (psi_n + 1) + v_squared)
+                        + noise * psi_p * (mu1_squared + v_squared)) / psi_n),
+    ):
+        values = getattr(flow, name) - (signal + noise)
+        slope = (4 * values[0] - values[1]) / (2 * step)
+        assert slope == pytest.approx(expected, rel=1e-5), name
+
+
 @pytest.mark.slow
 def test_long_time_is_the_ridge_estimator():
     """tau = 1e4 with p lam / d = 0.1: exp(-1000) is below any rounding, so the flow is the ridge estimator,
@@ -75,6 +94,7 @@ def trained_by_gradient_flow(d, psi_n, psi_p, lam, times, noise, seed):
 SIZES_AND_SEEDS = [(100, 96), (200, 48), (400, 24)]
 
 
+@pytest.mark.slow
 def test_limit_matches_exact_gradient_flow_extrapolated_in_one_over_d():
     """Ridgeless gradient flow at psi_n = 2, psi_p = 1 with label noise, times 0.5 and 2 (the test error
     still falling, then near its early-stopping minimum): seed means at d = 100, 200, 400 extrapolated
