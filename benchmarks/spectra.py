@@ -1,7 +1,7 @@
 """Measure densities, spectra and functions of random matrices.
 
 A 400-point density (target < 0.5 s warm), the cost of a spectrum, and a 50-point gradient-flow
-time curve of least squares and of DSM (MatrixFunction traces: one contour integral serves every
+time curve of least squares, of DSM and of random features (MatrixFunction traces: one contour integral serves every
 time), also over training times up to 1e4.
 
 Run ``python benchmarks/spectra.py`` from the repository root.  Every figure is printed as a
@@ -18,7 +18,7 @@ import sympy
 from run import best_time, row
 
 from pencils import Gaussian, spectral_density, spectrum
-from pencils.models import dsm, linear_regression
+from pencils.models import dsm, linear_regression, random_features
 
 
 def main() -> None:
@@ -63,6 +63,15 @@ def main() -> None:
         row(f"DSM by gradient flow (m = inf, ReLU, psi_n = {psi_n}, psi_p = {psi_p}, t = {t}, lam = 0.1): "
             "50-point time curve of test and train, tau in [1e-3, 10]",
             f"{first:.1f} s", f"new parameters (spectrum, derivation, contour solves); {again:.2f} s for 50 other times")
+    start = time.perf_counter()
+    random_features.gradient_flow(2.0, 1.0, times / 10, noise=0.2)
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    random_features.gradient_flow(2.0, 1.0, times / 15, noise=0.2)
+    again = time.perf_counter() - start
+    row("random features by gradient flow on the second layer (ReLU, psi_n = 2, psi_p = 1, lam = 0): 50-point time "
+        "curve of test and train, tau in [1e-3, 10]",
+        f"{first:.1f} s", f"new parameters (spectrum, derivation, contour solves); {again:.2f} s for 50 other times")
     long_times = np.geomspace(1e-2, 1e4, 50)
     start = time.perf_counter()
     dsm.gradient_flow(2.0, 1.0, 0.5, long_times, lam=1e-3)
