@@ -59,6 +59,18 @@ def finite_size_flow(d, seed, psi_n, psi_p, t, lam, times):
     return np.array(errors)  # (times, [test, train])
 
 
+def assert_extrapolates_to(theory, runs):
+    """runs[size]: (seeds, times, [test, train]); the seed means extrapolated in 1/d (4 seeds: standard error
+    std/2) must match theory within 4 standard errors of the extrapolated value plus 2e-4."""
+    sizes = sorted(runs)
+    for index in np.ndindex(runs[sizes[0]].shape[1:]):
+        means = [runs[size][(slice(None),) + index].mean() for size in sizes]
+        errors = [runs[size][(slice(None),) + index].std(ddof=1) / 2 for size in sizes]
+        limit, error = extrapolate(sizes, means, errors)
+        expected = (theory.test, theory.train)[index[1]][index[0]]
+        assert abs(limit - expected) < 4 * error + 2e-4, (index, limit, expected, error)
+
+
 def test_against_finite_size_gradient_flow():
     """d = 100, 200, 400 with 4 seeds each, extrapolated in 1/d; tolerance 4 standard errors of the
     extrapolated value (from the seed spread) plus 2e-4."""
@@ -68,12 +80,7 @@ def test_against_finite_size_gradient_flow():
     sizes = (100, 200, 400)
     runs = {size: np.array([finite_size_flow(size, seed, psi_n, psi_p, t, lam, times) for seed in range(4)])
             for size in sizes}
-    for index in np.ndindex(len(times), 2):
-        means = [runs[size][(slice(None),) + index].mean() for size in sizes]
-        errors = [runs[size][(slice(None),) + index].std(ddof=1) / 2 for size in sizes]
-        limit, error = extrapolate(sizes, means, errors)
-        expected = (theory.test, theory.train)[index[1]][index[0]]
-        assert abs(limit - expected) < 4 * error + 2e-4, (index, limit, expected, error)
+    assert_extrapolates_to(theory, runs)
 
 
 def test_time_zero_and_bad_input():
@@ -152,9 +159,4 @@ def test_finite_m_against_finite_size_gradient_flow():
     sizes = (100, 200, 400)
     runs = {size: np.array([finite_m_flow(size, seed, psi_n, psi_p, t, lam, m, times) for seed in range(4)])
             for size in sizes}
-    for index in np.ndindex(len(times), 2):
-        means = [runs[size][(slice(None),) + index].mean() for size in sizes]
-        errors = [runs[size][(slice(None),) + index].std(ddof=1) / 2 for size in sizes]
-        limit, error = extrapolate(sizes, means, errors)
-        expected = (theory.test, theory.train)[index[1]][index[0]]
-        assert abs(limit - expected) < 4 * error + 2e-4, (index, limit, expected, error)
+    assert_extrapolates_to(theory, runs)
