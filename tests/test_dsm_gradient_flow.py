@@ -9,6 +9,7 @@ import pytest
 from pencils.errors import ParameterError
 from pencils.models import dsm
 from pencils.simulation.dsm import fresh_moments, training_moments
+from pencils.activations import sin
 
 from extrapolation import extrapolate
 
@@ -58,6 +59,18 @@ def finite_size_flow(d, seed, psi_n, psi_p, t, lam, times):
     return np.array(errors)  # (times, [test, train])
 
 
+def assert_extrapolates_to(theory, runs):
+    """runs[size]: (seeds, times, [test, train]); the seed means extrapolated in 1/d (4 seeds: standard error
+    std/2) must match theory within 4 standard errors of the extrapolated value plus 2e-4."""
+    sizes = sorted(runs)
+    for index in np.ndindex(runs[sizes[0]].shape[1:]):
+        means = [runs[size][(slice(None),) + index].mean() for size in sizes]
+        errors = [runs[size][(slice(None),) + index].std(ddof=1) / 2 for size in sizes]
+        limit, error = extrapolate(sizes, means, errors)
+        expected = (theory.test, theory.train)[index[1]][index[0]]
+        assert abs(limit - expected) < 4 * error + 2e-4, (index, limit, expected, error)
+
+
 def test_against_finite_size_gradient_flow():
     """d = 100, 200, 400 with 4 seeds each, extrapolated in 1/d; tolerance 4 standard errors of the
     extrapolated value (from the seed spread) plus 2e-4."""
@@ -67,12 +80,7 @@ def test_against_finite_size_gradient_flow():
     sizes = (100, 200, 400)
     runs = {size: np.array([finite_size_flow(size, seed, psi_n, psi_p, t, lam, times) for seed in range(4)])
             for size in sizes}
-    for index in np.ndindex(len(times), 2):
-        means = [runs[size][(slice(None),) + index].mean() for size in sizes]
-        errors = [runs[size][(slice(None),) + index].std(ddof=1) / 2 for size in sizes]
-        limit, error = extrapolate(sizes, means, errors)
-        expected = (theory.test, theory.train)[index[1]][index[0]]
-        assert abs(limit - expected) < 4 * error + 2e-4, (index, limit, expected, error)
+    assert_extrapolates_to(theory, runs)
 
 
 def test_time_zero_and_bad_input():
@@ -80,8 +88,8 @@ def test_time_zero_and_bad_input():
     assert flow.test == pytest.approx(1.0, abs=1e-14) and flow.train == pytest.approx(1.0, abs=1e-14)
     with pytest.raises(ParameterError, match="time"):
         dsm.gradient_flow(2.0, 1.0, 0.5, [-1.0, 1.0])
-    with pytest.raises(ParameterError, match="m = math.inf"):
-        dsm.gradient_flow(2.0, 1.0, 0.5, 1.0, m=4)
+    with pytest.raises(ParameterError, match="m"):
+        dsm.gradient_flow(2.0, 1.0, 0.5, 1.0, m=0.5)
     with pytest.raises(ParameterError, match="psi_n"):
         dsm.gradient_flow([2.0, 3.0], 1.0, 0.5, 1.0)
 
@@ -108,3 +116,47 @@ def test_spectrum_of_the_feature_matrix_at_the_hard_edge_raises_clearly():
     finite_dims = {key: value for key, value in dsm.dims.items() if str(key) != "k"}
     with pytest.raises(ConvergenceError, match="hard edge"):
         spectrum(dsm.feature_matrix(), finite_dims, subs)
+
+
+@pytest.mark.slow
+def test_finite_m_long_training_reaches_the_finite_m_ridge_estimator():
+    """m = 4, lam = 0.1: tau -> inf gives B = Q (G + lam)^{-1}, the estimator of dsm.errors(..., m=4), derived
+    there as a tilted resolvent without any matrix function."""
+    flow = dsm.gradient_flow(2.0, 1.0, 0.5, np.array([500.0, 1000.0]), lam=0.1, m=4.0, activation="sin")
+    ridge = dsm.errors(2.0, 1.0, 0.5, 0.1, m=4.0, activation="sin")
+    np.testing.assert_allclose(flow.test, ridge.test, rtol=1e-9)
+    np.testing.assert_allclose(flow.train, ridge.train, rtol=1e-9)
+
+
+def finite_m_flow(d, seed, psi_n, psi_p, t, lam, m, times):
+    """Gradient flow on the finite-m DSM loss at finite d (rho = sin, centred): m fresh noises per point, F (p x nm),
+    B(tau) = C g_tau(G) with C = Z F^T/(nm), G = F F^T/(nm) by eigendecomposition; test error from the closed-form
+    fresh moments, train error = ||Z - B F||^2/(nmd)."""
+    rng = np.random.default_rng(seed)
+    n, p = int(psi_n * d), int(psi_p * d)
+    W, X = rng.standard_normal((p, d)), rng.standard_normal((d, n))
+    a, h = math.exp(-t), -math.expm1(-2 * t)
+    Z = rng.standard_normal((d, n * m))
+    F = np.sin(W @ (a * np.tile(X, m) + math.sqrt(h) * Z) / math.sqrt(d))  # sin is odd: mu0 = 0, centred
+    C, G = Z @ F.T / (n * m), F @ F.T / (n * m)
+    U_test, V_test = fresh_moments(W, t, sin, centred=True)
+    eigenvalues, vectors = np.linalg.eigh(G + lam * np.eye(p))
+    errors = []
+    for tau in times:
+        B = (C @ vectors) * (-np.expm1(-tau * eigenvalues) / eigenvalues) @ vectors.T
+        test = 1 + (np.sum((B @ U_test) * B) - 2 * np.sum(B * V_test)) / d
+        errors.append([test, np.sum((Z - B @ F) ** 2) / (n * m * d)])
+    return np.array(errors)
+
+
+@pytest.mark.slow
+def test_finite_m_against_finite_size_gradient_flow():
+    """m = 4, lam = 0.1: d = 100, 200, 400 with 4 seeds each, extrapolated in 1/d; tolerance 4 standard errors of
+    the extrapolated value (seed spread) plus 2e-4, as for m = inf."""
+    psi_n, psi_p, t, lam, m = 2.0, 1.0, 0.5, 0.1, 4
+    times = np.array([0.5, 2.0, 8.0])
+    theory = dsm.gradient_flow(psi_n, psi_p, t, times, lam=lam, m=float(m), activation="sin")
+    sizes = (100, 200, 400)
+    runs = {size: np.array([finite_m_flow(size, seed, psi_n, psi_p, t, lam, m, times) for seed in range(4)])
+            for size in sizes}
+    assert_extrapolates_to(theory, runs)

@@ -26,14 +26,14 @@ from ..limits import limit
 from ..validation import check_dps, check_real
 from . import difference
 from .dsm import (
-    check_parameters, d, dims, errors, feature_matrix, h, k, lam, mu1, optimum, p, scale, substitutions, tilt,
-    training_time, v_squared,
+    a, check_parameters, d, dims, errors, feature_matrix, h, k, lam, m, mu1, n, optimum, p, s_squared, scale,
+    substitutions, tilt, training_time, v0_squared, v_squared,
 )
 
 __all__ = ["GradientFlow", "gradient_flow", "gradient_flow_quantities", "memorization_time", "early_stopping_time"]
 
-@lru_cache(maxsize=1)
-def gradient_flow_quantities() -> dict:
+@lru_cache(maxsize=2)
+def gradient_flow_quantities(finite_m: bool = False) -> dict:
     r"""The :math:`m = \infty` test and train errors along gradient flow, as traces of functions of :math:`U`.
 
     Gradient flow on the :math:`m = \infty` loss from :math:`B = 0` gives
@@ -54,6 +54,20 @@ def gradient_flow_quantities() -> dict:
     traces.  The two-occurrence trace is symmetric in its two resolvents, which
     :func:`pencils.limit` uses.
 
+    ``finite_m=True``: :math:`m` noise draws per point, in the rotated form of
+    :func:`pencils.models.dsm.quantities` (feature blocks :math:`F_a, F_b`, noise blocks
+    :math:`Z_a, Z_b`).  The loss is quadratic with Hessian :math:`G + \lambda I_p`,
+    :math:`G = (F_aF_a^T + F_bF_b^T)/(nm)`, so :math:`B(\tau) = Q g_\tau(G)` with
+    :math:`Q = (Z_aF_a^T + Z_bF_b^T)/(nm)`, and (:math:`\|Z\|^2/(nmd) \to 1`)
+
+    .. math::
+       E_{\rm test} &= 1 + \frac1d\operatorname{tr} Q^TQ\,g_\tau(G)\,U_{\rm test}\,g_\tau(G)
+                      - \frac2d\operatorname{tr} V^TQ\,g_\tau(G), \\
+       E_{\rm train} &= 1 + \frac1d\operatorname{tr} Q^TQ\,(xg_\tau^2 - 2g_\tau)(G).
+
+    :math:`Q` vanishes on the null space of :math:`G` (an atom at 0 when :math:`p > nm`),
+    which therefore contributes nothing.
+
     Examples
     --------
     >>> from pencils.models import dsm
@@ -62,8 +76,11 @@ def gradient_flow_quantities() -> dict:
     """
     x = sympy.Dummy("x")
     W = Gaussian("W", p, d)
-    A, U = W * W.T / d, feature_matrix()
+    A = W * W.T / d
     flow = -expm1(-training_time * (x + lam)) / (x + lam)
+    if finite_m:
+        return _finite_m_flow_quantities(W, x, flow)
+    U = feature_matrix()
 
     def function(expression):
         return MatrixFunction(sympy.Lambda(x, expression), U)
@@ -72,6 +89,28 @@ def gradient_flow_quantities() -> dict:
     test = 1 + (h * mu1**2 * sympy.Trace(A * function(v_squared * flow**2 - 2 * flow))
                 + h * mu1**4 * sympy.Trace(A * g * A * g)) / d
     train = 1 + h * mu1**2 * sympy.Trace(A * function(x * flow**2 - 2 * flow)) / d
+    return {"test": test, "train": train}
+
+
+def _finite_m_flow_quantities(W, x, flow) -> dict:
+    """The finite-m errors of :func:`gradient_flow_quantities` (rotated blocks as in :func:`pencils.models.dsm.quantities`)."""
+    sqrt, Tr = sympy.sqrt, sympy.Trace
+    X, Xi0 = Gaussian("X", d, n), Gaussian("Xi_0", p, n)
+    Za, Zb = Gaussian("Z_a", d, n), Gaussian("Z_b", d, k)
+    Xia, Xib = Gaussian("Xi_a", p, n), Gaussian("Xi_b", p, k)
+    Fa = mu1 * W * (a * sqrt(m) * X + sqrt(h) * Za) / sqrt(d) + sqrt(v0_squared * m) * Xi0 + sqrt(s_squared) * Xia
+    Fb = mu1 * sqrt(h) * W * Zb / sqrt(d) + sqrt(s_squared) * Xib
+    Q = (Za * Fa.T + Zb * Fb.T) / (n * m)
+    G = (Fa * Fa.T + Fb * Fb.T) / (n * m)
+    V = sqrt(h) * mu1 * W.T / sqrt(d)
+    U_test = mu1**2 * W * W.T / d + v_squared * sympy.Identity(p)
+
+    def function(expression):
+        return MatrixFunction(sympy.Lambda(x, expression), G)
+
+    g = function(flow)
+    test = 1 + (Tr(Q.T * Q * g * U_test * g) - 2 * Tr(V.T * Q * g)) / d
+    train = 1 + Tr(Q.T * Q * function(x * flow**2 - 2 * flow)) / d
     return {"test": test, "train": train}
 
 
@@ -119,7 +158,8 @@ def gradient_flow(psi_n, psi_p, t, time, lam=0.0, m=math.inf, activation="relu",
     lam : float
         Ridge :math:`\lambda \ge 0` (:math:`\lambda = 0`: plain gradient flow).
     m : float
-        Noise draws per data point; only ``math.inf`` is supported.
+        Noise draws per data point (``>= 1``, or ``math.inf``); finite ``m`` uses the rotated
+        finite-:math:`m` form of :func:`gradient_flow_quantities` (``finite_m=True``).
     activation : str, callable or Activation
         See :func:`pencils.activations.get`.
     dps : int, optional
@@ -150,21 +190,20 @@ def gradient_flow(psi_n, psi_p, t, time, lam=0.0, m=math.inf, activation="relu",
     >>> round(dsm.errors(2.0, 1.0, 0.5, 0.1).test, 10)
     0.6748501664
     """
-    if m != math.inf:
-        raise ParameterError(f"dsm.gradient_flow supports m = math.inf only; got m={m}.")
-    for name, value in (("psi_n", psi_n), ("psi_p", psi_p), ("t", t), ("lam", lam)):
+    for name, value in (("psi_n", psi_n), ("psi_p", psi_p), ("t", t), ("lam", lam), ("m", m)):
         if np.ndim(value):
             raise ParameterError(f"{name} must be a scalar in dsm.gradient_flow (only time may be an array); got {value}.")
-    check_parameters(psi_n=psi_n, psi_p=psi_p, t=t)
+    check_parameters(psi_n=psi_n, psi_p=psi_p, t=t, m=m)
+    finite_m = float(m) != math.inf
     check_real(lam, "lam", minimum=0, strict=False)
     check_real(time, "time", minimum=0, strict=False)
     dps = check_dps(dps)
     times = np.asarray(time, dtype=object if dps is not None else float)
-    subs = substitutions(psi_n, psi_p, t, lam, activation=activations.get(activation), dps=dps)
+    subs = substitutions(psi_n, psi_p, t, lam, m=m, activation=activations.get(activation), dps=dps)
     subs = {key: value for key, value in subs.items() if key not in (tilt, scale)}
     subs[training_time] = times
-    forms = gradient_flow_quantities()
-    finite_dims = {key: value for key, value in dims.items() if key != k}
+    forms = gradient_flow_quantities(finite_m)
+    finite_dims = dims if finite_m else {key: value for key, value in dims.items() if key != k}
     test, train = limit([forms["test"], forms["train"]], finite_dims, subs, dps=dps)
     optimum_value = optimum(t, dps=dps)
     return GradientFlow(times if np.ndim(times) else times.item(), test, train, optimum_value)
