@@ -161,13 +161,3 @@ def test_finite_m_against_finite_size_gradient_flow():
             for size in sizes}
     assert_extrapolates_to(theory, runs)
 
-
-@pytest.mark.slow
-def test_thirty_digits_agree_with_the_float_path():
-    """dps=30 at one time: the filter's pole at -lam cancels, so the ellipses widen to rho = arccosh(1 + 30/(s w/2))
-    (capped at 2) instead of 0.25, and the trapezoid rule converges in about 128 nodes instead of 512.  The float
-    path (its own contour, N against N/2 to 1e-12) is the reference at the float accuracy."""
-    flow = dsm.gradient_flow(2.0, 1.0, 0.5, 1.0, lam=0.1)
-    precise = dsm.gradient_flow(2.0, 1.0, 0.5, 1.0, lam=0.1, dps=30)
-    assert abs(float(precise.test) - flow.test) < 1e-10
-    assert abs(float(precise.train) - flow.train) < 1e-10
