@@ -1,5 +1,9 @@
 r"""The Dyson system in the few scalar unknowns a theorist would write.
 
+(Why one module of some 750 lines: the modular image that finds the structure, the exact
+elimination that follows it and the reduced system it returns are one pipeline; each step
+needs the previous one's unknowns and their names.)
+
 :class:`pencils.dyson.DysonSystem` states :math:`g = (\Lambda - \eta(g))^{-1}`
 in every block trace :math:`g_{lm}` that :math:`\eta` reads.  Most of them are
 redundant, and :func:`reduce_system` removes them in three exact steps, all in
@@ -550,7 +554,7 @@ class ReducedSystem:
         Starts from ``start`` (``{unknown: value}``), by default the full system's
         float solution (:meth:`values`), and iterates
         :math:`y \leftarrow y - J(y)^{-1} (y - R(y))` with the exact Jacobian, in
-        float (batched) or in mpmath at ``dps + 15`` digits until the step is
+        float (batched) or in mpmath at ``dps +`` :data:`pencils.precision.GUARD_DIGITS` digits until the step is
         below :math:`10^{-(\mathrm{dps} + 8)}` relative.
 
         Returns
@@ -733,9 +737,9 @@ def _float_value(value):
 
 
 def _precision(dps: int | None):
-    """The working precision of a multiprecision call: ``dps + 15`` digits of this thread's private context
+    """The working precision of a multiprecision call: ``dps +`` :data:`pencils.precision.GUARD_DIGITS` digits of this thread's private context
     (nothing for floats)."""
-    return precision.digits(dps + 15) if dps is not None else contextlib.nullcontext()
+    return precision.working(dps) if dps is not None else contextlib.nullcontext()
 
 
 def _shaped(values, shape: tuple, dps: int | None):

@@ -1,5 +1,9 @@
 r"""Denoising score matching with a random-features score, from the engine.
 
+(Why one module of some 720 lines: one model, its expressions for every form (primal, dual,
+finite and infinite m, with a covariance), their constants, the errors and the crossover,
+all on one set of symbols; gradient flow lives in :mod:`pencils.models.dsm_dynamics`.)
+
 Conventions (``docs/dsm.md``).  Data :math:`x_i \sim \mathcal N(0, I_d)`,
 :math:`i \le n`; at time :math:`t > 0`, :math:`a = e^{-t}`, :math:`h = 1 - e^{-2t}`,
 and each data point gets :math:`m` noisy copies

@@ -207,7 +207,7 @@ class Solver:
             return [inverse.reshape(len(inverse), -1)], solved
 
         with (np.errstate(all="ignore"), single_threaded_blas(),
-              precision.digits(15 if dps is None else dps + 15) as context):
+              (precision.digits(15) if dps is None else precision.working(dps)) as context):
             tolerance = options.float_accuracy / 10 if dps is None else context.mpf(10) ** -dps
             (inverse,), solved, _ = self._refined(evaluate, tolerance)
         return Solution(inverse.reshape(len(inverse), self.problem.size, self.problem.size), solved.scale,
@@ -254,14 +254,14 @@ class Solver:
 
     def _polish(self, columns: list, floats: list, g, converged, indices, dps: int,
                 options: SolverOptions) -> _Polished:
-        """Newton in mpmath at ``dps + 15`` digits for the points ``indices``.
+        """Newton in mpmath at ``dps +`` :data:`pencils.precision.GUARD_DIGITS` digits for the points ``indices``.
 
         Starts from the float solution where it converged, else runs the
         continuation in mpmath.  Returns the inverses and scales (object arrays)
         and the relative residuals (floats).
         """
         inverses, scales, residuals = [], [], []
-        with precision.digits(dps + 15) as context:
+        with precision.working(dps) as context:
             algebra = MultiprecisionAlgebra(dps)
             for index in indices:
                 point = [c[index : index + 1] for c in columns]
@@ -334,7 +334,7 @@ class Solver:
                 values += solver._derivatives(columns, solved.inverse, solved.scale, derivatives, dps, options)[0]
             return values, solved
 
-        with np.errstate(all="ignore"), single_threaded_blas(), precision.digits(dps + 15) as context:
+        with np.errstate(all="ignore"), single_threaded_blas(), precision.working(dps) as context:
             values, solved, _ = self._refined(evaluate, context.mpf(10) ** -dps)
             results = [shaped(value, solved.shape, dps) for value in values]
         count = len(solved.residual)
