@@ -1,5 +1,9 @@
 r"""Linear pencils: realising a rational matrix expression as a block of an inverse.
 
+(Why one module of some 500 lines: the pencil, its recursive construction and its reduction
+by Schur complements are one construction on one block structure; the reduction rewrites the
+blocks the construction makes and is not used without it.)
+
 Every rational expression :math:`r` in matrices has a *realization*
 
 .. math::  r = e_{\mathrm{out}}^T\, L^{-1}\, e_{\mathrm{in}},

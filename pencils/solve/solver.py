@@ -1,5 +1,9 @@
 r"""The solver of a numeric Dyson problem: it composes the compiled coefficients, the Dyson map,
-continuation and the accuracy audit into the values of a limit and their derivatives."""
+continuation and the accuracy audit into the values of a limit and their derivatives.
+
+(Why one module of some 520 lines: :class:`Solver` is the composition itself, the float pass,
+its finishing in extended or arbitrary precision and the derivatives on one set of solved points;
+each step it calls lives in its own module of this package.)"""
 
 from __future__ import annotations
 
