@@ -17,13 +17,14 @@ True
 from .dynamics import GradientFlow, early_stopping_time, gradient_flow, gradient_flow_quantities, memorization_time
 from .figures import draw_phase_diagram
 from .ridge import (
-    RIDGE_START, Errors, SimulationResult, check_parameters, constants, crossover, dims, errors, feature_matrix,
-    learning_curve, optimum, phase_boundary, phase_diagram, quantities, simulate, substitutions, symbols,
+    RIDGE_START, Errors, RotatedBlocks, SimulationResult, check_parameters, constants, crossover, dims, errors,
+    feature_matrix, learning_curve, optimum, phase_boundary, phase_diagram, quantities, rotated_blocks, simulate,
+    substitutions, symbols,
 )
 
 __all__ = [
     "Errors", "errors", "feature_matrix", "learning_curve", "phase_diagram", "crossover", "phase_boundary",
-    "quantities", "substitutions", "constants", "optimum", "RIDGE_START",
+    "quantities", "rotated_blocks", "RotatedBlocks", "substitutions", "constants", "optimum", "RIDGE_START",
     "simulate", "SimulationResult", "symbols", "dims", "check_parameters",
     "GradientFlow", "gradient_flow", "gradient_flow_quantities", "memorization_time", "early_stopping_time",
     "draw_phase_diagram",

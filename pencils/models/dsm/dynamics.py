@@ -26,8 +26,8 @@ from ...limits import limit
 from ...validation import check_dps, check_real
 from .. import difference
 from .ridge import (
-    a, check_parameters, d, dims, errors, feature_matrix, h, k, lam, m, mu1, n, optimum, p, s_squared, scale,
-    substitutions, tilt, training_time, v0_squared, v_squared,
+    check_parameters, d, dims, errors, feature_matrix, h, k, lam, m, mu1, optimum, p, rotated_blocks, scale,
+    substitutions, tilt, training_time, v_squared,
 )
 
 __all__ = ["GradientFlow", "gradient_flow", "gradient_flow_quantities", "memorization_time", "early_stopping_time"]
@@ -75,11 +75,11 @@ def gradient_flow_quantities(finite_m: bool = False) -> dict:
     ['test', 'train']
     """
     x = sympy.Dummy("x")
-    W = Gaussian("W", p, d)
-    A = W * W.T / d
     flow = -expm1(-training_time * (x + lam)) / (x + lam)
     if finite_m:
-        return _finite_m_flow_quantities(W, x, flow)
+        return _finite_m_flow_quantities(x, flow)
+    W = Gaussian("W", p, d)
+    A = W * W.T / d
     U = feature_matrix()
 
     def function(expression):
@@ -92,21 +92,14 @@ def gradient_flow_quantities(finite_m: bool = False) -> dict:
     return {"test": test, "train": train}
 
 
-def _finite_m_flow_quantities(W, x, flow) -> dict:
-    """The finite-m errors of :func:`gradient_flow_quantities` (rotated blocks as in :func:`pencils.models.dsm.quantities`)."""
-    sqrt, Tr = sympy.sqrt, sympy.Trace
-    X, Xi0 = Gaussian("X", d, n), Gaussian("Xi_0", p, n)
-    Za, Zb = Gaussian("Z_a", d, n), Gaussian("Z_b", d, k)
-    Xia, Xib = Gaussian("Xi_a", p, n), Gaussian("Xi_b", p, k)
-    Fa = mu1 * W * (a * sqrt(m) * X + sqrt(h) * Za) / sqrt(d) + sqrt(v0_squared * m) * Xi0 + sqrt(s_squared) * Xia
-    Fb = mu1 * sqrt(h) * W * Zb / sqrt(d) + sqrt(s_squared) * Xib
-    Q = (Za * Fa.T + Zb * Fb.T) / (n * m)
-    G = (Fa * Fa.T + Fb * Fb.T) / (n * m)
-    V = sqrt(h) * mu1 * W.T / sqrt(d)
-    U_test = mu1**2 * W * W.T / d + v_squared * sympy.Identity(p)
+def _finite_m_flow_quantities(x, flow) -> dict:
+    """The finite-m errors of :func:`gradient_flow_quantities` (blocks of :func:`pencils.models.dsm.rotated_blocks`)."""
+    Tr = sympy.Trace
+    blocks = rotated_blocks()
+    Q, V, U_test = blocks.Q, blocks.V, blocks.U_test
 
     def function(expression):
-        return MatrixFunction(sympy.Lambda(x, expression), G)
+        return MatrixFunction(sympy.Lambda(x, expression), blocks.G)
 
     g = function(flow)
     test = 1 + (Tr(Q.T * Q * g * U_test * g) - 2 * Tr(V.T * Q * g)) / d

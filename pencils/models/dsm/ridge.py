@@ -1,8 +1,9 @@
 r"""Denoising score matching with a random-features score: the ridge estimator, from the engine.
 
-(Why one module of some 720 lines: one model, its expressions for every form (primal, dual,
-finite and infinite m, with a covariance), their constants, the errors and the crossover,
-all on one set of symbols; gradient flow lives in :mod:`pencils.models.dsm.dynamics`.)
+(Why one module of some 770 lines: one model, its expressions for every form (primal, dual,
+finite and infinite m, with a covariance, and the rotated finite-m blocks that gradient flow
+shares), their constants, the errors and the crossover, all on one set of symbols; gradient
+flow lives in :mod:`pencils.models.dsm.dynamics`.)
 
 Conventions (``docs/dsm.md``).  Data :math:`x_i \sim \mathcal N(0, I_d)`,
 :math:`i \le n`; at time :math:`t > 0`, :math:`a = e^{-t}`, :math:`h = 1 - e^{-2t}`,
@@ -209,17 +210,10 @@ def quantities(finite_m: bool, dual: bool = False, direct: bool = False, covaria
     """
     if dual and not finite_m:
         raise ParameterError("the dual form is for finite m (for m = inf the features have a full-rank part).")
-    sqrt, Tr, Derivative = sympy.sqrt, sympy.Trace, sympy.Derivative
+    Tr, Derivative = sympy.Trace, sympy.Derivative
     I_p = sympy.Identity(p)
-    slope, root = _linear_part(covariance)
-    W, X, Xi0 = Gaussian("W", p, d), root * Gaussian("X", d, n), Gaussian("Xi_0", p, n)
-    V = sqrt(h) * slope * W.T / sqrt(d)
-    if covariance is None:
-        U_test = mu1**2 * W * W.T / d + v_squared * I_p
-    else:
-        noisy_covariance = a**2 * diagonal("Sigma", d, covariance) + h * sympy.Identity(d)
-        U_test = slope**2 * W * noisy_covariance * W.T / d + v_squared * I_p
     if not finite_m:
+        V, U_test = _test_pair(Gaussian("W", p, d), covariance)
         U = feature_matrix(covariance)
         if not direct:
             T = Tr(V * (U + lam * I_p + tilt * U_test).I * V.T)  # at tilt = 0 (see the module notes)
@@ -227,29 +221,97 @@ def quantities(finite_m: bool, dual: bool = False, direct: bool = False, covaria
                     "train": 1 + (lam * Derivative(T, lam) - T) / d}
         B = V * (U + lam * I_p).I
         return {"test": 1 + Tr(B * U_test * B.T - 2 * B * V.T) / d, "train": 1 + Tr(B * U * B.T - 2 * B * V.T) / d}
-    Za, Zb = Gaussian("Z_a", d, n), Gaussian("Z_b", d, k)
-    Xia, Xib = Gaussian("Xi_a", p, n), Gaussian("Xi_b", p, k)
-    Fa = slope * W * (a * sqrt(m) * X + sqrt(h) * Za) / sqrt(d) + sqrt(v0_squared * m) * Xi0 + sqrt(s_squared) * Xia
-    Fb = slope * sqrt(h) * W * Zb / sqrt(d) + sqrt(s_squared) * Xib
+    blocks = rotated_blocks(covariance)
+    Fa, Fb, Za, Zb, Q, V, U_test = blocks.F_a, blocks.F_b, blocks.Z_a, blocks.Z_b, blocks.Q, blocks.V, blocks.U_test
     F, Z = sympy.BlockMatrix([[Fa, Fb]]), sympy.BlockMatrix([[Za, Zb]])
     gram = F.T * F / (n * m) + lam * sympy.Identity(n + k)
-    Q = (Za * Fa.T + Zb * Fb.T) / (n * m)
-    covariance = (Fa * Fa.T + Fb * Fb.T) / (n * m) + lam * I_p
+    regularised = blocks.G + lam * I_p  # R^{-1} of the primal form
     if direct:
         if dual:
             B = Z * gram.I * F.T / (n * m)
             train = lam**2 * Tr(Z * gram.I**2 * Z.T) / (n * m * d)
         else:
-            B = Q * covariance.I
+            B = Q * regularised.I
             train = Tr((Za - B * Fa) * (Za - B * Fa).T + (Zb - B * Fb) * (Zb - B * Fb).T) / (n * m * d)
         return {"test": 1 + Tr(B * U_test * B.T - 2 * B * V.T) / d, "train": train}
     if dual:
         S = Tr((U_test * F + scale * V.T * Z) * (gram + tilt * Z.T * Z / (n * m)).I * F.T / (n * m))
         return {"test": 1 - (Derivative(S, tilt) + 2 * Derivative(S, scale)) / d,
                 "train": -lam**2 * Derivative(Tr(Z * gram.I * Z.T), lam) / (n * m * d)}
-    T = Tr(Q * (covariance + tilt * U_test).I * (Q.T + scale * V.T))
+    T = Tr(Q * (regularised + tilt * U_test).I * (Q.T + scale * V.T))
     return {"test": 1 - (Derivative(T, tilt) + 2 * Derivative(T, scale)) / d,
             "train": 1 - (T - lam * Derivative(T, lam)) / d}
+
+
+@dataclass(frozen=True)
+class RotatedBlocks:
+    r"""The finite-:math:`m` problem in its rotated form (module notes), as matrix expressions in :data:`symbols`.
+
+    Attributes
+    ----------
+    W : pencils.Gaussian
+        The fixed first layer :math:`W` (:math:`p \times d`).
+    F_a, F_b : sympy.MatrixExpr
+        The feature blocks :math:`F_a` (:math:`p \times n`, the shared part) and :math:`F_b`
+        (:math:`p \times k`, :math:`k = (m - 1)n`).
+    Z_a, Z_b : pencils.Gaussian
+        The noise blocks (:math:`d \times n` and :math:`d \times k`).
+    Q : sympy.MatrixExpr
+        :math:`Q = (Z_aF_a^T + Z_bF_b^T)/(nm) = ZF^T/(nm)` (:math:`d \times p`).
+    G : sympy.MatrixExpr
+        :math:`G = (F_aF_a^T + F_bF_b^T)/(nm) = FF^T/(nm)`, the empirical feature covariance.
+    V, U_test : sympy.MatrixExpr
+        The test pair: :math:`V = \sqrt h\,\mu_1W^T/\sqrt d` and :math:`U_{\rm test}`.
+    """
+
+    W: sympy.MatrixExpr
+    F_a: sympy.MatrixExpr
+    F_b: sympy.MatrixExpr
+    Z_a: sympy.MatrixExpr
+    Z_b: sympy.MatrixExpr
+    Q: sympy.MatrixExpr
+    G: sympy.MatrixExpr
+    V: sympy.MatrixExpr
+    U_test: sympy.MatrixExpr
+
+
+def rotated_blocks(covariance: tuple | None = None) -> RotatedBlocks:
+    r"""The blocks of the rotated finite-:math:`m` problem (module notes), shared by the ridge
+    estimator (:func:`quantities`) and gradient flow (:func:`pencils.models.dsm.gradient_flow_quantities`).
+
+    :math:`F_a = \mu_1W(a\sqrt mX + \sqrt hZ_a)/\sqrt d + v_0\sqrt m\,\Xi_0 + s\,\Xi_a`,
+    :math:`F_b = \mu_1\sqrt h\,WZ_b/\sqrt d + s\,\Xi_b`, and their products :math:`Q` and :math:`G`
+    (:class:`RotatedBlocks`).  ``covariance``: data :math:`\mathcal N(0, \Sigma)`, the profile as
+    :func:`pencils.models.covariance.profile_key` gives it (module notes).
+
+    Examples
+    --------
+    >>> from pencils.models import dsm
+    >>> blocks = dsm.rotated_blocks()
+    >>> blocks.F_a.shape, blocks.F_b.shape, blocks.Q.shape, blocks.G.shape
+    ((p, n), (p, k), (d, p), (p, p))
+    """
+    sqrt = sympy.sqrt
+    slope, root = _linear_part(covariance)
+    W, X, Xi0 = Gaussian("W", p, d), root * Gaussian("X", d, n), Gaussian("Xi_0", p, n)
+    Za, Zb = Gaussian("Z_a", d, n), Gaussian("Z_b", d, k)
+    Xia, Xib = Gaussian("Xi_a", p, n), Gaussian("Xi_b", p, k)
+    Fa = slope * W * (a * sqrt(m) * X + sqrt(h) * Za) / sqrt(d) + sqrt(v0_squared * m) * Xi0 + sqrt(s_squared) * Xia
+    Fb = slope * sqrt(h) * W * Zb / sqrt(d) + sqrt(s_squared) * Xib
+    Q = (Za * Fa.T + Zb * Fb.T) / (n * m)
+    G = (Fa * Fa.T + Fb * Fb.T) / (n * m)
+    return RotatedBlocks(W, Fa, Fb, Za, Zb, Q, G, *_test_pair(W, covariance))
+
+
+def _test_pair(W: sympy.MatrixExpr, covariance: tuple | None) -> tuple:
+    r""":math:`V = \sqrt h\,\mu_1W^T/\sqrt d` and :math:`U_{\rm test}` (module notes), with the slope of
+    :func:`_linear_part`."""
+    slope = _linear_part(covariance)[0]
+    V = sympy.sqrt(h) * slope * W.T / sympy.sqrt(d)
+    if covariance is None:
+        return V, mu1**2 * W * W.T / d + v_squared * sympy.Identity(p)
+    noisy_covariance = a**2 * diagonal("Sigma", d, covariance) + h * sympy.Identity(d)
+    return V, slope**2 * W * noisy_covariance * W.T / d + v_squared * sympy.Identity(p)
 
 
 def _linear_part(covariance: tuple | None) -> tuple:
