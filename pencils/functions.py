@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Mapping
@@ -67,7 +66,7 @@ import sympy
 from .arguments import as_sympy, resolve_keys
 from . import precision
 from .derivations import dims_key, subs_key
-from .errors import ConvergenceError, ParameterError, SpectrumWarning, UnsupportedOperationError
+from .errors import ConvergenceError, ParameterError, UnsupportedOperationError
 from .spectra import spectrum
 from .trace_limits import rational_limit
 
@@ -323,7 +322,7 @@ def _integral(normalised_trace, occurrences: list, dims, subs: dict, dps, spectr
                 f"{key} has an array of values; only the parameters of the functions in a MatrixFunction "
                 f"({', '.join(sorted(map(str, function_symbols))) or 'none here'}) may be arrays."
             )
-    spectra = tuple(_complete_spectrum(spectrum, f.argument, dims, scalar_subs) for f, _ in occurrences)
+    spectra = tuple(spectrum(f.argument, dims, scalar_subs) for f, _ in occurrences)
     missing = sorted(str(symbol) for symbol in function_symbols if symbol not in subs)
     if missing:
         raise ParameterError(f"no value given for {', '.join(missing)}, a parameter of a MatrixFunction.")
@@ -335,25 +334,6 @@ def _integral(normalised_trace, occurrences: list, dims, subs: dict, dps, spectr
         group_subs = {**flat_subs, **{symbol: flat_subs[symbol][points] for symbol in function_symbols}}
         values[points] = _converge(normalised_trace, occurrences, spectra, plans, dims, scalar_subs, group_subs, dps)
     return values.reshape(shape) if shape else values[0]
-
-
-#: The resolutions of the scans of :func:`_complete_spectrum`, finer until the masses found add up to 1.
-SPECTRUM_RESOLUTIONS = (1000, 16000)
-
-
-def _complete_spectrum(spectrum, argument, dims, subs):
-    """The spectrum of ``argument``, scanned again at a finer resolution while its masses do not add up to 1: a
-    contour that misses a part of the spectrum (an atom a few scan steps from a bulk edge, as that of the DSM
-    matrix :math:`U` at :math:`s^2` for small :math:`t`) gives a wrong integral, not a slow one."""
-    for resolution in SPECTRUM_RESOLUTIONS:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", SpectrumWarning)
-            found = spectrum(argument, dims, subs, resolution=resolution)
-        if abs(found.total_mass - 1) <= 1e-8:
-            return found
-    warnings.warn(f"the masses of the spectrum of {argument} add up to {found.total_mass!r}, not 1, at "
-                  f"{resolution} scan points: the contour may miss part of it.", SpectrumWarning, stacklevel=4)
-    return found
 
 
 def _converge(normalised_trace, occurrences, spectra, plans, dims, scalar_subs, subs, dps):
