@@ -60,11 +60,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Mapping
 
+import mpmath
 import numpy as np
 import sympy
 
 from .arguments import as_sympy, resolve_keys
-from . import precision
+from . import derivations, precision
 from .derivations import dims_key, subs_key
 from .errors import ConvergenceError, ParameterError, UnsupportedOperationError
 from .spectra import spectrum
@@ -607,10 +608,50 @@ def _hyperbola(lowest: float, gap: float, rates: tuple, count: int, multiprecisi
 def _grid(normalised_trace, symbols: tuple, dims_key: tuple, subs_key: tuple, spectra: tuple, plans: tuple, count: int,
           dps):
     """The contours (``count`` nodes per part), the grid axes (the first occurrence on its upper nodes) and
-    the resolvent trace on the grid: kept for the other quantities and calls with the same trace and values."""
+    the resolvent trace on the grid: kept for the other quantities and calls with the same trace and values,
+    in memory and on disk (:func:`_stored_traces`)."""
     multiprecision = dps is not None
     contours = [_contour(found, plan, count, multiprecision) for found, plan in zip(spectra, plans)]
     axes = [np.flatnonzero(contours[0].upper)] + [np.arange(len(c.z)) for c in contours[1:]]
+    setting = (normalised_trace, symbols, dims_key, subs_key, spectra, plans, count, dps)
+    traces = _stored_traces(setting, lambda: _solve_grid(normalised_trace, symbols, dims_key, subs_key, spectra,
+                                                         plans, contours, axes, dps))
+    return contours, axes, traces.reshape([len(a) for a in axes])
+
+
+def _stored_traces(setting: tuple, solve) -> np.ndarray:
+    """The flat grid of resolvent traces of ``setting`` (the arguments of :func:`_grid`) from the disk cache
+    (:mod:`pencils.cache`, kind ``"contour_grid"``), or ``solve()`` stored there.  The entry is keyed by the
+    exact text of every argument (numbers by their ``repr``, which round-trips) and the package's source
+    (:meth:`pencils.derivations.DerivationStore.fingerprint`); it holds the floats themselves, or the exact
+    binary mantissas and exponents of mpmath numbers, so that a hit gives identical values."""
+    *expressions, subs_key, spectra, plans, count, dps = setting
+    subs_text = ", ".join(f"{sympy.srepr(key)}: {sympy.srepr(value) if isinstance(value, sympy.Basic) else repr(value)}"
+                          for key, value in subs_key)
+    description = "\n".join([*(sympy.srepr(part) for part in expressions), subs_text, repr(spectra), repr(plans),
+                              f"count={count}, dps={dps}"])
+
+    def make(payload):
+        if dps is None:
+            return np.array(payload["real"], dtype=float) + 1j * np.array(payload["imag"], dtype=float)
+        make_mpc = mpmath.mp.make_mpc
+        return np.array([make_mpc(tuple((int(sign), int(mantissa), int(exponent), int(bits))
+                                        for sign, mantissa, exponent, bits in parts)) for parts in payload["exact"]],
+                        dtype=object)
+
+    def build(_, __):
+        traces = solve()
+        if dps is None:
+            return {"real": traces.real.tolist(), "imag": traces.imag.tolist()}
+        exact = [value._mpc_ if hasattr(value, "_mpc_") else (value._mpf_, mpmath.libmp.fzero) for value in traces]
+        return {"exact": [[[int(field) for field in part] for part in value] for value in exact]}
+
+    return derivations.store.from_disk("contour_grid", description, (), build, make)
+
+
+def _solve_grid(normalised_trace, symbols, dims_key, subs_key, spectra, plans, contours, axes, dps) -> np.ndarray:
+    """The resolvent trace on the grid of ``contours`` (flat), one solve per orbit (:func:`_orbits`)."""
+    multiprecision = dps is not None
     grid = [index.reshape(-1) for index in np.meshgrid(*axes, indexing="ij")]
     same = len(set(zip(spectra, plans))) == 1
     representative, conjugated = _orbits(normalised_trace, symbols, same, contours, grid)
@@ -626,7 +667,7 @@ def _grid(normalised_trace, symbols: tuple, dims_key: tuple, subs_key: tuple, sp
     traces = values[np.searchsorted(solved, representative)]
     if np.any(conjugated):
         traces[conjugated] = np.conj(traces[conjugated]) if not multiprecision else [v.conjugate() for v in traces[conjugated]]
-    return contours, axes, traces.reshape([len(a) for a in axes])
+    return traces
 
 
 def _orbits(normalised_trace, symbols: tuple, same: bool, contours: list, grid: list):

@@ -1,6 +1,6 @@
 r"""Eigenvalue densities and spectra of self-adjoint matrix expressions, on the real axis itself.
 
-(Why one module of some 770 lines: the density, the support with its edges and the atoms with
+(Why one module of some 830 lines: the density, the support with its edges and the atoms with
 their masses are one algorithm, a scan of the real axis by the continuation of :class:`_Line`
 and its fold Newton, and share its state.)
 
@@ -56,10 +56,21 @@ circle :math:`C` around it that encloses no other part of the spectrum,
            x_0 = -\frac{1}{2\pi i\, w}\oint_C z\, m(z)\,dz,
 
 computed by the trapezoid rule (geometric convergence; the nodes below the real
-axis are conjugates of those above).  The mass of each bulk is the integral of
+axis are conjugates of those above), with the variance of the enclosed mass, which
+vanishes for a single pole.  The mass of each bulk is the integral of
 the density between its edges (Gauss-Legendre quadrature in
 :math:`x = a + (b - a)(1 - \cos\theta)/2`, which smooths square-root and
-inverse-square-root edges), and all the masses must add up to 1.
+inverse-square-root edges), and so is its first moment.
+
+A decrease needs scan points on both sides of the pole.  An atom between the
+last scan point of a gap and a bulk edge (or beyond the scan) shows no decrease:
+:math:`m` rises to :math:`+\infty` before it and comes back from :math:`-\infty`
+after it.  It shows in the accounts instead: the total mass is 1 and the first
+moment :math:`\mu_1` is known (from :math:`-iYm(iY) = 1 - i\mu_1/Y + O(Y^{-2})`),
+so the mass :math:`w` and the first moment :math:`\mu` that the parts found leave
+over put a single missing atom at :math:`\mu/w`, where the Cauchy integral locates
+and weighs it to full precision; it must carry the mass :math:`w` and be a single
+pole, and the masses then add up to 1 (else :func:`spectrum` raises).
 """
 
 from __future__ import annotations
