@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
 from pencils.models import dsm  # noqa: E402
-from pencils.models.dsm_figures import draw_phase_diagram  # noqa: E402
+from pencils.models.dsm.figures import draw_phase_diagram  # noqa: E402
 from pencils.sweep import Sweep  # noqa: E402
 
 T, LAM = 0.01, 1e-3

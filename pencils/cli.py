@@ -167,7 +167,7 @@ def _phase_diagram(arguments) -> int:
         import matplotlib
 
         matplotlib.use("Agg")
-        from .models.dsm_figures import draw_phase_diagram
+        from .models.dsm.figures import draw_phase_diagram
 
         axis = draw_phase_diagram(boundary)
         axis.set_title(f"DSM, {arguments.activation}, t = {arguments.t.item():g}, lambda = {arguments.lam.item():g}", fontsize=9)

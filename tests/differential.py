@@ -144,10 +144,10 @@ def model_cases(rng, count: int, finite_m: bool = False) -> list:
         psi_p = threshold if kind < 0.5 else float(threshold * 10.0 ** rng.uniform(-1, 1))
         ridge = _ridge(rng)
         if rng.random() < 0.3 and not finite_m:
-            subs = {random_features.symbols["psi_n"]: psi_n, random_features.symbols["psi_p"]: psi_p,
-                    random_features.symbols["lam"]: ridge, random_features.mu1: 0.5,
-                    random_features.v2: float(rng.uniform(0.01, 0.3)),
-                    random_features.signal: 1.0, random_features.noise: float(rng.uniform(0, 1))}
+            symbols = random_features.symbols
+            subs = {symbols["psi_n"]: psi_n, symbols["psi_p"]: psi_p, symbols["lam"]: ridge, symbols["mu1"]: 0.5,
+                    symbols["v2"]: float(rng.uniform(0.01, 0.3)), symbols["signal"]: 1.0,
+                    symbols["noise"]: float(rng.uniform(0, 1))}
             found = random_features.quantities()
             cases.append(Case("random features", [found["test"], found["train"]], random_features.dims, subs))
             continue

@@ -51,13 +51,13 @@ def test_the_two_gram_matrices_agree():
     """The same errors written with functions of G = F F^T / n (p x p, with an atom at 0 here) and of
     H = F^T F / n (n x n): different traces, contours and spectra."""
     from pencils.limits import limit
-    from pencils.models.random_features import dims, mu1, symbols, v2
-    from pencils.models.random_features_dynamics import flow_ridge, gradient_flow_quantities, training_time
+    from pencils.models.random_features import dims, gradient_flow_quantities, symbols
+    from pencils.models.random_features.dynamics import flow_ridge, training_time
 
     relu = activations.get("relu")
     subs = {symbols["psi_n"]: 1.5, symbols["psi_p"]: 2.0, symbols["lam"]: 0.05, symbols["signal"]: 1.0,
-            symbols["noise"]: 0.2, mu1: relu.mu1(), v2: relu.correlated_split(1).total, flow_ridge: 0.1,
-            training_time: np.array([0.5, 2.0])}
+            symbols["noise"]: 0.2, symbols["mu1"]: relu.mu1(), symbols["v2"]: relu.correlated_split(1).total,
+            flow_ridge: 0.1, training_time: np.array([0.5, 2.0])}
     features, samples = (limit([forms["test"], forms["train"]], dims, subs)
                          for forms in (gradient_flow_quantities(True), gradient_flow_quantities(False)))
     np.testing.assert_allclose(np.array(features), np.array(samples), rtol=0, atol=1e-10)

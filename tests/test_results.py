@@ -51,8 +51,8 @@ def test_a_point_beyond_double_precision_is_finished_and_says_why():
     symbols, constants = random_features.symbols, get("relu")
     a2 = math.exp(-2e-3)
     subs = {symbols["psi_n"]: 0.1, symbols["psi_p"]: 0.72, symbols["lam"]: 1e-8 / 0.72,
-            symbols["signal"]: 1 - a2, symbols["noise"]: a2, random_features.mu1: constants.mu1(),
-            random_features.v2: constants.correlated_split(1).total}
+            symbols["signal"]: 1 - a2, symbols["noise"]: a2, symbols["mu1"]: constants.mu1(),
+            symbols["v2"]: constants.correlated_split(1).total}
     quantities = random_features.quantities()
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -48,18 +48,15 @@ from functools import lru_cache
 import numpy as np
 import sympy
 
-from .. import activations
-from ..gaussian import Gaussian
-from ..limits import limit
-from . import difference
-from ..simulation.random_features import RandomFeaturesSample, simulate
-from ..validation import check_dps, check_real, check_shapes
-from .covariance import diagonal, mean, profile_key
+from ... import activations
+from ...gaussian import Gaussian
+from ...limits import limit
+from .. import difference
+from ...simulation.random_features import RandomFeaturesSample, simulate
+from ...validation import check_dps, check_real, check_shapes
+from ..covariance import diagonal, mean, profile_key
 
-#: Names defined in :mod:`pencils.models.random_features_dynamics` (gradient flow), which builds on this module.
-_DYNAMICS = ("GradientFlow", "gradient_flow", "gradient_flow_quantities")
-
-__all__ = ["Errors", "errors", "quantities", "simulate", "RandomFeaturesSample", "symbols", *_DYNAMICS]
+__all__ = ["Errors", "errors", "quantities", "simulate", "RandomFeaturesSample", "symbols", "dims"]
 
 d, n, p = sympy.symbols("d n p")
 psi_n, psi_p, lam, mu1, v2, signal, noise, tau = sympy.symbols("psi_n psi_p lambda mu_1 v^2 signal noise tau")
@@ -164,13 +161,3 @@ def errors(psi_n, psi_p, lam, activation="relu", signal=1.0, noise=0.0, dps: int
     subs[mu1], subs[v2] = constants.mu1(dps=dps), constants.correlated_split(1, dps=dps).total
     found = quantities(key)
     return Errors(*(limit(found[key], dims, subs, dps=dps) for key in ("test", "train")))
-
-
-
-def __getattr__(name: str):
-    """The gradient-flow names, from :mod:`pencils.models.random_features_dynamics` (imported on first use)."""
-    if name in _DYNAMICS:
-        from . import random_features_dynamics
-
-        return getattr(random_features_dynamics, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,6 +1,6 @@
 r"""DSM trained by gradient flow from :math:`B = 0`: errors along training time, memorisation and early stopping.
 
-With the conventions of :mod:`pencils.models.dsm` (:math:`m = \infty`: the loss is
+With the conventions of :mod:`pencils.models.dsm.ridge` (:math:`m = \infty`: the loss is
 quadratic in :math:`B` with Hessian :math:`U + \lambda I_p`), gradient flow from
 :math:`B = 0` gives :math:`B(\tau) = V(I - e^{-\tau(U + \lambda)})(U + \lambda)^{-1}`.
 The test and train errors are traces of :math:`A = WW^T/d` and functions of
@@ -18,14 +18,14 @@ import numpy as np
 import sympy
 from sympy.codegen.cfunctions import expm1
 
-from .. import activations
-from ..errors import ConvergenceError, ParameterError
-from ..functions import MatrixFunction
-from ..gaussian import Gaussian
-from ..limits import limit
-from ..validation import check_dps, check_real
-from . import difference
-from .dsm import (
+from ... import activations
+from ...errors import ConvergenceError, ParameterError
+from ...functions import MatrixFunction
+from ...gaussian import Gaussian
+from ...limits import limit
+from ...validation import check_dps, check_real
+from .. import difference
+from .ridge import (
     a, check_parameters, d, dims, errors, feature_matrix, h, k, lam, m, mu1, n, optimum, p, s_squared, scale,
     substitutions, tilt, training_time, v0_squared, v_squared,
 )

@@ -1,8 +1,8 @@
-r"""Denoising score matching with a random-features score, from the engine.
+r"""Denoising score matching with a random-features score: the ridge estimator, from the engine.
 
 (Why one module of some 720 lines: one model, its expressions for every form (primal, dual,
 finite and infinite m, with a covariance), their constants, the errors and the crossover,
-all on one set of symbols; gradient flow lives in :mod:`pencils.models.dsm_dynamics`.)
+all on one set of symbols; gradient flow lives in :mod:`pencils.models.dsm.dynamics`.)
 
 Conventions (``docs/dsm.md``).  Data :math:`x_i \sim \mathcal N(0, I_d)`,
 :math:`i \le n`; at time :math:`t > 0`, :math:`a = e^{-t}`, :math:`h = 1 - e^{-2t}`,
@@ -96,21 +96,20 @@ from functools import lru_cache
 import numpy as np
 import sympy
 
-from .. import activations, precision
-from ..errors import ConvergenceError, ParameterError
-from ..gaussian import Gaussian
-from ..limits import limit
-from . import difference
-from ..simulation.dsm import SimulationResult, simulate
-from ..sweep import Sweep, sweep
-from ..validation import check_dps, check_real, check_shapes
-from .covariance import diagonal, mean, profile_key, spectral_average
+from ... import activations, precision
+from ...errors import ConvergenceError, ParameterError
+from ...gaussian import Gaussian
+from ...limits import limit
+from .. import difference
+from ...simulation.dsm import SimulationResult, simulate
+from ...sweep import Sweep, sweep
+from ...validation import check_dps, check_real, check_shapes
+from ..covariance import diagonal, mean, profile_key, spectral_average
 
 __all__ = [
     "Errors", "errors", "feature_matrix", "learning_curve", "phase_diagram", "crossover", "phase_boundary",
     "quantities", "substitutions", "constants", "optimum",
     "simulate", "SimulationResult", "symbols", "dims", "check_parameters",
-    "GradientFlow", "gradient_flow", "gradient_flow_quantities", "memorization_time", "early_stopping_time",
 ]
 
 d, n, p, k = sympy.symbols("d n p k")
@@ -667,7 +666,7 @@ def phase_boundary(psi_n, m=(1, 2, 4, 16, math.inf), executor=None, progress: bo
     ``threshold``, ``span``).  Fields ``"psi_p"`` and ``"ratio"``
     (:math:`\psi_p^*/\psi_n`); each grid point is one chunk, so an ``executor``
     runs the points in parallel.  Draw it with
-    :func:`pencils.models.dsm_figures.draw_phase_diagram`.
+    :func:`pencils.models.dsm.figures.draw_phase_diagram`.
 
     Examples
     --------
@@ -710,17 +709,3 @@ def check_parameters(**values) -> tuple:
         else:
             check_real(value, name, strings=True)
     return check_shapes(values)
-
-
-#: Names defined in :mod:`pencils.models.dsm_dynamics` (gradient flow), which builds on this module.
-_DYNAMICS = ("GradientFlow", "gradient_flow", "gradient_flow_quantities", "memorization_time", "early_stopping_time")
-
-
-def __getattr__(name: str):
-    """The gradient-flow names, from :mod:`pencils.models.dsm_dynamics` (imported on first use, which keeps
-    the import order of the two modules free)."""
-    if name in _DYNAMICS:
-        from . import dsm_dynamics
-
-        return getattr(dsm_dynamics, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,6 +1,6 @@
 r"""Random-features regression trained by gradient flow on the second layer: errors along training time.
 
-With the conventions of :mod:`pencils.models.random_features` (features
+With the conventions of :mod:`pencils.models.random_features.ridge` (features
 :math:`F \in \mathbb R^{p\times n}`, Gaussian-equivalent to
 :math:`\mu_1WX/\sqrt d + v\,\Xi`, labels :math:`y = X^T\beta + \varepsilon`), the
 second layer :math:`a` follows gradient flow from :math:`a(0) = 0` on
@@ -56,14 +56,14 @@ import numpy as np
 import sympy
 from sympy.codegen.cfunctions import expm1
 
-from .. import activations
-from ..errors import ParameterError
-from ..functions import MatrixFunction
-from ..gaussian import Gaussian
-from ..limits import limit
-from ..validation import check_dps, check_real
-from . import difference
-from .random_features import d, dims, mu1, n, noise, p, signal, symbols, v2
+from ... import activations
+from ...errors import ParameterError
+from ...functions import MatrixFunction
+from ...gaussian import Gaussian
+from ...limits import limit
+from ...validation import check_dps, check_real
+from .. import difference
+from .ridge import d, dims, mu1, n, noise, p, signal, symbols, v2
 
 __all__ = ["GradientFlow", "gradient_flow", "gradient_flow_quantities", "training_time"]
 

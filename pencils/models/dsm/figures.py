@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..sweep import Sweep
+from ...sweep import Sweep
 
 __all__ = ["draw_phase_diagram"]
 
