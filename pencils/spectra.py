@@ -154,10 +154,13 @@ def _check_draw(H, dims_key: tuple, subs_key: tuple) -> None:
 
 def _scalar_subs(subs: Mapping | None, H, dims_key: tuple) -> dict:
     """``subs`` with symbol keys (names looked up among the symbols of ``H`` and of the dimension ratios,
-    never parsed); every value must be a scalar (the spectrum depends on them)."""
+    never parsed), restricted to those symbols (values of others do not change the spectrum, nor the key of
+    its cache); every value must be a scalar (the spectrum depends on them)."""
     symbols = H.free_symbols | set().union(*(v.free_symbols for _, v in dims_key))
     result = {}
     for key, value in resolve_keys(subs, symbols, "subs").items():
+        if key not in symbols:
+            continue
         if np.ndim(value) != 0:
             raise ParameterError(
                 f"the value of {key} must be a scalar (one spectrum at a time); got an array of shape "

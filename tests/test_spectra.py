@@ -247,12 +247,12 @@ def test_random_features_gram_atom_next_to_its_bulk():
     :math:`\psi_n = 1.5, \psi_p = 2`: an atom at 0 of mass :math:`1 - \psi_n/\psi_p` 0.0038 below its bulk
     (it was missed), whose edges are those of :math:`H = F^TF/n` (:math:`n \times n`, the same non-zero
     eigenvalues, a different Dyson system), with no atom."""
-    from pencils.models.random_features import dims, mu1, symbols, v2
     from pencils import activations
+    from pencils.models.random_features import dims, symbols
 
     relu = activations.get("relu")
-    W, X_, Xi = Gaussian("W", sympy.Symbol("p"), d), Gaussian("X", d, n), Gaussian("Xi", sympy.Symbol("p"), n)
-    F = mu1 * W * X_ / sympy.sqrt(d) + sympy.sqrt(v2) * Xi
+    mu1, v2, p = symbols["mu1"], symbols["v2"], sympy.Symbol("p")
+    F = mu1 * Gaussian("W", p, d) * Gaussian("X", d, n) / sympy.sqrt(d) + sympy.sqrt(v2) * Gaussian("Xi", p, n)
     subs = {symbols["psi_n"]: 1.5, symbols["psi_p"]: 2.0, mu1: relu.mu1(), v2: relu.correlated_split(1).total}
     features, samples = spectrum(F * F.T / n, dims, subs), spectrum(F.T * F / n, dims, subs)
     ((location, mass),) = features.atoms
