@@ -615,7 +615,7 @@ class _Scan:
         values, singular = _stieltjes(self.resolvent, self.dims, self.z, self.subs, np.atleast_1d(np.asarray(x)), dps)
         return values, singular
 
-    def moments(self) -> tuple:
+    def moments(self) -> tuple[float, float]:
         r"""Mean and standard deviation of the spectrum, from
         :math:`-iYm(iY) = 1 - i\mu_1/Y - \mu_2/Y^2 + i\mu_3/Y^3 + O(Y^{-4})` at :math:`Y` at least
         :data:`MOMENT_HEIGHT` times the spectrum's scale: the mean to a relative :math:`Y^{-2}` (it locates
