@@ -732,6 +732,12 @@ class _Scan:
                 left = right = middle
                 break
             value = values[0].real
+            if _densities(values, None)[0] > 0:
+                raise ConvergenceError(
+                    f"m decreases between {float(left)!r} and {float(right)!r}, and the support reaches "
+                    f"{float(middle)!r} in between (a "
+                    f"bulk narrower than the scan's spacing); increase resolution."
+                )
             if value > m_left:
                 left, m_left = middle, value
             elif value < m_right:
@@ -749,8 +755,8 @@ class _Scan:
         the atoms found leave over: at :math:`x_0 = ` ``first/missing``, located and weighed by
         :meth:`residue` on a circle of half its distance to the other parts.  The scan cannot see an atom
         between its last point in a gap and a bulk edge (:math:`m` need not decrease there), nor beyond
-        its window.  Anything else raises: a location inside a bulk, a mass that is not ``missing`` (more
-        than one part missed), more mass than 1."""
+        its window.  Anything else raises: a location inside a bulk, a mass that is not ``missing`` or not
+        one pole (more than one part missed, :meth:`residue`), more mass than 1."""
         location = first / missing
         landmarks = np.array([float(e) for interval in intervals for e in interval] + [float(a) for a, _ in atoms])
         inside = [interval for interval in intervals if float(interval[0]) <= location <= float(interval[1])]
@@ -777,9 +783,15 @@ class _Scan:
         With :math:`M_k = \frac{1}{2\pi i}\oint (z - c)^k m(z)\,dz = -\sum w_j(a_j - c)^k` over the poles
         :math:`a_j` inside: the mass :math:`-M_0`, the location :math:`c + M_1/M_0`, and the variance
         :math:`M_2/M_0 - (M_1/M_0)^2`, which vanishes for one pole (checked: two poles, or a bulk, inside the
-        circle raise).  The trapezoid rule on :math:`N` nodes, :math:`N` doubled (the old nodes kept) until
-        two estimates agree to the working precision.
+        circle raise, and so does a support that reaches the circle).  The trapezoid rule on :math:`N`
+        nodes, :math:`N` doubled (the old nodes kept) until two estimates agree to the working precision.
         """
+        values, singular = self.stieltjes(np.array([center - radius, center + radius]))
+        if np.any((_densities(values, None) > 0) | singular):
+            raise ConvergenceError(
+                f"the support reaches the circle of radius {float(radius):.3g} around {float(center)!r} that should "
+                f"enclose one atom: a bulk narrower than the scan's spacing; increase resolution."
+            )
         digits = 15 if dps is None else dps + 2
         previous, values, count = None, [], 16
         while count <= 4096:
@@ -811,7 +823,11 @@ class _Scan:
                         )
                     return _precise(location, dps), _precise(mass, dps)
             previous = (location, mass)
-        raise ConvergenceError(f"the mass of the atom near {center!r} did not converge with {count} nodes.")
+        raise ConvergenceError(
+            f"the mass of the atom near {float(center)!r} did not converge with {count} nodes: part of the support "
+            f"lies next to the circle of radius {float(radius):.3g} around it (a bulk narrower than the scan's "
+            f"spacing); increase resolution."
+        )
 
     def _on_circle(self, nodes: list, dps: int | None) -> list:
         """:math:`m` at nodes in the closed upper half plane (the real ones lie in gaps)."""

@@ -8,7 +8,7 @@ import pytest
 import sympy
 
 from pencils import Gaussian, spectral_density, spectrum
-from pencils.errors import DimensionError, ParameterError
+from pencils.errors import ConvergenceError, DimensionError, ParameterError
 from pencils.models import dsm
 
 n, d, n1, n2, gamma = sympy.symbols("n d n_1 n_2 gamma")
@@ -261,6 +261,14 @@ def test_random_features_gram_atom_next_to_its_bulk():
     np.testing.assert_allclose(features.intervals[0], samples.intervals[0], rtol=1e-12)
     assert abs(features.bulk_masses[0] - 0.75) < 1e-10 and abs(samples.bulk_masses[0] - 1) < 1e-10
     assert abs(features.total_mass - 1) < 1e-10
+
+
+def test_a_part_narrower_than_the_scan_raises():
+    """At 16 scan points the lower bulk of U at t = 0.05 (width 0.13) is missed with the atom below it: the mass
+    left over (5/6) is not one atom, and spectrum says so instead of returning masses that do not add up to 1."""
+    U, dims, subs, _ = dsm_feature_matrix(0.5, 3.0, 0.05)
+    with pytest.raises(ConvergenceError, match="not one atom.*increase resolution"):
+        spectrum(U, dims, subs, resolution=16)
 
 
 SHIFTED = X.T * X / n + sympy.Symbol("c") * sympy.Identity(d)
