@@ -23,7 +23,8 @@ the :math:`z_j` on a tensor grid of nodes, all solved in one batch by
 :func:`pencils.limit`, and the values are contracted with the weights
 :math:`-f_j(z_j)\,z_j'(\theta)/(iN)`.  The resolvent traces do not depend on the
 parameters of the :math:`f_j`, so every value of those (all the times of a
-curve) reuses the same solves.  The integrand is conjugate-symmetric
+curve) reuses the same solves, kept in memory and in the disk cache
+(:mod:`pencils.cache`) for later processes.  The integrand is conjugate-symmetric
 (:math:`f_j` real on the real axis, :math:`\overline{\tau(z)} = \tau(\bar z)`),
 so the first occurrence only needs the nodes in the closed upper half plane; when
 two occurrences share a spectrum and the trace is unchanged by exchanging them
@@ -614,14 +615,15 @@ def _grid(normalised_trace, symbols: tuple, dims_key: tuple, subs_key: tuple, sp
     contours = [_contour(found, plan, count, multiprecision) for found, plan in zip(spectra, plans)]
     axes = [np.flatnonzero(contours[0].upper)] + [np.arange(len(c.z)) for c in contours[1:]]
     setting = (normalised_trace, symbols, dims_key, subs_key, spectra, plans, count, dps)
-    traces = _stored_traces(setting, lambda: _solve_grid(normalised_trace, symbols, dims_key, subs_key, spectra,
-                                                         plans, contours, axes, dps))
-    return contours, axes, traces.reshape([len(a) for a in axes])
+    shape = [len(a) for a in axes]
+    traces = _stored_traces(setting, int(np.prod(shape)), lambda: _solve_grid(
+        normalised_trace, symbols, dims_key, subs_key, spectra, plans, contours, axes, dps))
+    return contours, axes, traces.reshape(shape)
 
 
-def _stored_traces(setting: tuple, solve) -> np.ndarray:
-    """The flat grid of resolvent traces of ``setting`` (the arguments of :func:`_grid`) from the disk cache
-    (:mod:`pencils.cache`, kind ``"contour_grid"``), or ``solve()`` stored there.  The entry is keyed by the
+def _stored_traces(setting: tuple, size: int, solve) -> np.ndarray:
+    """The flat grid of ``size`` resolvent traces of ``setting`` (the arguments of :func:`_grid`) from the disk
+    cache (:mod:`pencils.cache`, kind ``"contour_grid"``), or ``solve()`` stored there.  The entry is keyed by the
     exact text of every argument (numbers by their ``repr``, which round-trips) and the package's source
     (:meth:`pencils.derivations.DerivationStore.fingerprint`); it holds the floats themselves, or the exact
     binary mantissas and exponents of mpmath numbers, so that a hit gives identical values."""
@@ -633,11 +635,15 @@ def _stored_traces(setting: tuple, solve) -> np.ndarray:
 
     def make(payload):
         if dps is None:
-            return np.array(payload["real"], dtype=float) + 1j * np.array(payload["imag"], dtype=float)
-        make_mpc = mpmath.mp.make_mpc
-        return np.array([make_mpc(tuple((int(sign), int(mantissa), int(exponent), int(bits))
-                                        for sign, mantissa, exponent, bits in parts)) for parts in payload["exact"]],
-                        dtype=object)
+            traces = np.array(payload["real"], dtype=float) + 1j * np.array(payload["imag"], dtype=float)
+        else:
+            make_mpc = mpmath.mp.make_mpc
+            traces = np.array([make_mpc(tuple((int(sign), int(mantissa), int(exponent), int(bits))
+                                              for sign, mantissa, exponent, bits in parts))
+                               for parts in payload["exact"]], dtype=object)
+        if traces.shape != (size,):
+            raise ValueError(f"{traces.shape[0] if traces.ndim else 0} values for a grid of {size}")
+        return traces
 
     def build(_, __):
         traces = solve()
