@@ -6,7 +6,7 @@ the solver a limit (:func:`trace_limit`, :func:`limit`).
 """
 from .errors import (
     CacheWarning, ConvergenceError, DimensionError, EliminationTooLargeError, MisScaledError, ParameterError,
-    ParameterTypeError, PencilsError, PrecisionWarning, SingularStartError, SpectrumWarning, UnsupportedOperationError,
+    ParameterTypeError, PencilsError, PrecisionWarning, SingularStartError, UnsupportedOperationError,
 )
 from .gaussian import Gaussian
 from .pencil import Pencil, linearize
@@ -25,6 +25,6 @@ __all__ = [
     "CacheWarning", "ConvergenceError", "Diagonal", "DimensionError", "DysonSystem", "EliminationTooLargeError", "Gaussian",
     "LimitResult", "MatrixFunction", "MisScaledError", "ParameterError", "ParameterTypeError", "Pencil",
     "PencilsError", "PrecisionWarning", "SampleEstimate", "SingularStartError", "SolverOptions", "Spectrum",
-    "SpectrumWarning", "UnsupportedOperationError", "__version__", "derive", "limit", "linearize", "sample_trace",
+    "UnsupportedOperationError", "__version__", "derive", "limit", "linearize", "sample_trace",
     "spectral_density", "spectrum", "trace_limit",
 ]

@@ -16,7 +16,6 @@ __all__ = [
     "ParameterTypeError",
     "ConvergenceError",
     "SingularStartError",
-    "SpectrumWarning",
     "EliminationTooLargeError",
 ]
 
@@ -98,12 +97,4 @@ class CacheWarning(UserWarning):
     device), is too large, damaged or malformed (it is removed and rebuilt:
     results are unaffected), or when ``PENCILS_CACHE_DIR`` is a relative path
     (the cache is then disabled).
-    """
-
-
-class SpectrumWarning(UserWarning):
-    """The masses found by :func:`pencils.spectrum` do not add up to 1.
-
-    Some part of the spectrum was missed: a bulk narrower than the scan's
-    spacing, an atom inside a bulk, or mass outside the scanned window.
     """

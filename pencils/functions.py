@@ -23,7 +23,8 @@ the :math:`z_j` on a tensor grid of nodes, all solved in one batch by
 :func:`pencils.limit`, and the values are contracted with the weights
 :math:`-f_j(z_j)\,z_j'(\theta)/(iN)`.  The resolvent traces do not depend on the
 parameters of the :math:`f_j`, so every value of those (all the times of a
-curve) reuses the same solves.  The integrand is conjugate-symmetric
+curve) reuses the same solves, kept in memory and in the disk cache
+(:mod:`pencils.cache`) for later processes.  The integrand is conjugate-symmetric
 (:math:`f_j` real on the real axis, :math:`\overline{\tau(z)} = \tau(\bar z)`),
 so the first occurrence only needs the nodes in the closed upper half plane; when
 two occurrences share a spectrum and the trace is unchanged by exchanging them
@@ -56,18 +57,18 @@ from __future__ import annotations
 
 import contextlib
 import math
-import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Mapping
 
+import mpmath
 import numpy as np
 import sympy
 
 from .arguments import as_sympy, resolve_keys
-from . import precision
+from . import derivations, precision
 from .derivations import dims_key, subs_key
-from .errors import ConvergenceError, ParameterError, SpectrumWarning, UnsupportedOperationError
+from .errors import ConvergenceError, ParameterError, UnsupportedOperationError
 from .spectra import spectrum
 from .trace_limits import rational_limit
 
@@ -323,7 +324,7 @@ def _integral(normalised_trace, occurrences: list, dims, subs: dict, dps, spectr
                 f"{key} has an array of values; only the parameters of the functions in a MatrixFunction "
                 f"({', '.join(sorted(map(str, function_symbols))) or 'none here'}) may be arrays."
             )
-    spectra = tuple(_complete_spectrum(spectrum, f.argument, dims, scalar_subs) for f, _ in occurrences)
+    spectra = tuple(spectrum(f.argument, dims, scalar_subs) for f, _ in occurrences)
     missing = sorted(str(symbol) for symbol in function_symbols if symbol not in subs)
     if missing:
         raise ParameterError(f"no value given for {', '.join(missing)}, a parameter of a MatrixFunction.")
@@ -335,25 +336,6 @@ def _integral(normalised_trace, occurrences: list, dims, subs: dict, dps, spectr
         group_subs = {**flat_subs, **{symbol: flat_subs[symbol][points] for symbol in function_symbols}}
         values[points] = _converge(normalised_trace, occurrences, spectra, plans, dims, scalar_subs, group_subs, dps)
     return values.reshape(shape) if shape else values[0]
-
-
-#: The resolutions of the scans of :func:`_complete_spectrum`, finer until the masses found add up to 1.
-SPECTRUM_RESOLUTIONS = (1000, 16000)
-
-
-def _complete_spectrum(spectrum, argument, dims, subs):
-    """The spectrum of ``argument``, scanned again at a finer resolution while its masses do not add up to 1: a
-    contour that misses a part of the spectrum (an atom a few scan steps from a bulk edge, as that of the DSM
-    matrix :math:`U` at :math:`s^2` for small :math:`t`) gives a wrong integral, not a slow one."""
-    for resolution in SPECTRUM_RESOLUTIONS:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", SpectrumWarning)
-            found = spectrum(argument, dims, subs, resolution=resolution)
-        if abs(found.total_mass - 1) <= 1e-8:
-            return found
-    warnings.warn(f"the masses of the spectrum of {argument} add up to {found.total_mass!r}, not 1, at "
-                  f"{resolution} scan points: the contour may miss part of it.", SpectrumWarning, stacklevel=4)
-    return found
 
 
 def _converge(normalised_trace, occurrences, spectra, plans, dims, scalar_subs, subs, dps):
@@ -627,10 +609,55 @@ def _hyperbola(lowest: float, gap: float, rates: tuple, count: int, multiprecisi
 def _grid(normalised_trace, symbols: tuple, dims_key: tuple, subs_key: tuple, spectra: tuple, plans: tuple, count: int,
           dps):
     """The contours (``count`` nodes per part), the grid axes (the first occurrence on its upper nodes) and
-    the resolvent trace on the grid: kept for the other quantities and calls with the same trace and values."""
+    the resolvent trace on the grid: kept for the other quantities and calls with the same trace and values,
+    in memory and on disk (:func:`_stored_traces`)."""
     multiprecision = dps is not None
     contours = [_contour(found, plan, count, multiprecision) for found, plan in zip(spectra, plans)]
     axes = [np.flatnonzero(contours[0].upper)] + [np.arange(len(c.z)) for c in contours[1:]]
+    setting = (normalised_trace, symbols, dims_key, subs_key, spectra, plans, count, dps)
+    shape = [len(a) for a in axes]
+    traces = _stored_traces(setting, int(np.prod(shape)), lambda: _solve_grid(
+        normalised_trace, symbols, dims_key, subs_key, spectra, plans, contours, axes, dps))
+    return contours, axes, traces.reshape(shape)
+
+
+def _stored_traces(setting: tuple, size: int, solve) -> np.ndarray:
+    """The flat grid of ``size`` resolvent traces of ``setting`` (the arguments of :func:`_grid`) from the disk
+    cache (:mod:`pencils.cache`, kind ``"contour_grid"``), or ``solve()`` stored there.  The entry is keyed by the
+    exact text of every argument (numbers by their ``repr``, which round-trips) and the package's source
+    (:meth:`pencils.derivations.DerivationStore.fingerprint`); it holds the floats themselves, or the exact
+    binary mantissas and exponents of mpmath numbers, so that a hit gives identical values."""
+    *expressions, subs_key, spectra, plans, count, dps = setting
+    subs_text = ", ".join(f"{sympy.srepr(key)}: {sympy.srepr(value) if isinstance(value, sympy.Basic) else repr(value)}"
+                          for key, value in subs_key)
+    description = "\n".join([*(sympy.srepr(part) for part in expressions), subs_text, repr(spectra), repr(plans),
+                              f"count={count}, dps={dps}"])
+
+    def make(payload):
+        if dps is None:
+            traces = np.array(payload["real"], dtype=float) + 1j * np.array(payload["imag"], dtype=float)
+        else:
+            make_mpc = mpmath.mp.make_mpc
+            traces = np.array([make_mpc(tuple((int(sign), int(mantissa), int(exponent), int(bits))
+                                              for sign, mantissa, exponent, bits in parts))
+                               for parts in payload["exact"]], dtype=object)
+        if traces.shape != (size,):
+            raise ValueError(f"{traces.shape[0] if traces.ndim else 0} values for a grid of {size}")
+        return traces
+
+    def build(_, __):
+        traces = solve()
+        if dps is None:
+            return {"real": traces.real.tolist(), "imag": traces.imag.tolist()}
+        exact = [value._mpc_ if hasattr(value, "_mpc_") else (value._mpf_, mpmath.libmp.fzero) for value in traces]
+        return {"exact": [[[int(field) for field in part] for part in value] for value in exact]}
+
+    return derivations.store.from_disk("contour_grid", description, (), build, make)
+
+
+def _solve_grid(normalised_trace, symbols, dims_key, subs_key, spectra, plans, contours, axes, dps) -> np.ndarray:
+    """The resolvent trace on the grid of ``contours`` (flat), one solve per orbit (:func:`_orbits`)."""
+    multiprecision = dps is not None
     grid = [index.reshape(-1) for index in np.meshgrid(*axes, indexing="ij")]
     same = len(set(zip(spectra, plans))) == 1
     representative, conjugated = _orbits(normalised_trace, symbols, same, contours, grid)
@@ -646,7 +673,7 @@ def _grid(normalised_trace, symbols: tuple, dims_key: tuple, subs_key: tuple, sp
     traces = values[np.searchsorted(solved, representative)]
     if np.any(conjugated):
         traces[conjugated] = np.conj(traces[conjugated]) if not multiprecision else [v.conjugate() for v in traces[conjugated]]
-    return contours, axes, traces.reshape([len(a) for a in axes])
+    return traces
 
 
 def _orbits(normalised_trace, symbols: tuple, same: bool, contours: list, grid: list):

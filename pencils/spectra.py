@@ -1,6 +1,6 @@
 r"""Eigenvalue densities and spectra of self-adjoint matrix expressions, on the real axis itself.
 
-(Why one module of some 770 lines: the density, the support with its edges and the atoms with
+(Why one module of some 830 lines: the density, the support with its edges and the atoms with
 their masses are one algorithm, a scan of the real axis by the continuation of :class:`_Line`
 and its fold Newton, and share its state.)
 
@@ -56,15 +56,25 @@ circle :math:`C` around it that encloses no other part of the spectrum,
            x_0 = -\frac{1}{2\pi i\, w}\oint_C z\, m(z)\,dz,
 
 computed by the trapezoid rule (geometric convergence; the nodes below the real
-axis are conjugates of those above).  The mass of each bulk is the integral of
+axis are conjugates of those above), with the variance of the enclosed mass, which
+vanishes for a single pole.  The mass of each bulk is the integral of
 the density between its edges (Gauss-Legendre quadrature in
 :math:`x = a + (b - a)(1 - \cos\theta)/2`, which smooths square-root and
-inverse-square-root edges), and all the masses must add up to 1.
+inverse-square-root edges), and so is its first moment.
+
+A decrease needs scan points on both sides of the pole.  An atom between the
+last scan point of a gap and a bulk edge (or beyond the scan) shows no decrease:
+:math:`m` rises to :math:`+\infty` before it and comes back from :math:`-\infty`
+after it.  It shows in the accounts instead: the total mass is 1 and the first
+moment :math:`\mu_1` is known (from :math:`-iYm(iY) = 1 - i\mu_1/Y + O(Y^{-2})`),
+so the mass :math:`w` and the first moment :math:`\mu` that the parts found leave
+over put a single missing atom at :math:`\mu/w`, where the Cauchy integral locates
+and weighs it to full precision; it must carry the mass :math:`w` and be a single
+pole, and the masses then add up to 1 (else :func:`spectrum` raises).
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Mapping
@@ -75,7 +85,7 @@ import scipy.integrate
 import sympy
 
 from . import precision
-from .errors import ConvergenceError, ParameterError, SpectrumWarning, UnsupportedOperationError
+from .errors import ConvergenceError, ParameterError
 from .arguments import resolve_keys
 from .derivations import dims_key, subs_key
 from .evaluation import draw, evaluate
@@ -91,6 +101,14 @@ OUTSIDE_TOLERANCE = 1e-10
 #: Points with :math:`|\operatorname{Im} m| \le` this times :math:`|m|` (floats, then ``dps``) are next to an
 #: edge and solved again at higher precision (see :func:`_stieltjes`).
 NEAR_EDGE = (1e-3, 1e-7)
+#: The masses of a spectrum add up to 1 within this, else the missing part is looked for
+#: (:meth:`_Scan.missing_atom`) or :func:`spectrum` raises.
+MASS_TOLERANCE = 1e-8
+#: :func:`spectrum` reads the mean and the spread of a spectrum from :math:`m(iY)` at :math:`Y` this many times
+#: their scale (a relative error :math:`Y^{-2}`).
+MOMENT_HEIGHT = 1e6
+#: A circle holds one atom when the variance of its mass about its mean is below this times its radius squared.
+SINGLE_POLE = 1e-8
 
 
 # --------------------------------------------------------------------------- the resolvent
@@ -115,10 +133,10 @@ def _resolvent(H) -> tuple:
     return (H - z * sympy.Identity(H.shape[0])).I, z
 
 
-def _check_self_adjoint(H, dims: Mapping, subs: dict) -> None:
+def _check_self_adjoint(H, dims_key: tuple, subs: dict) -> None:
     """``H`` must be symmetric: checked on one small random draw (the expression as written), once per
-    expression, dimensions and values."""
-    _check_draw(H, _dims_key(dims), subs_key(subs))
+    expression, dimensions (:func:`pencils.derivations.dims_key`) and values."""
+    _check_draw(H, dims_key, subs_key(subs))
 
 
 @lru_cache(maxsize=64)
@@ -134,12 +152,15 @@ def _check_draw(H, dims_key: tuple, subs_key: tuple) -> None:
         )
 
 
-def _scalar_subs(subs: Mapping | None, H, dims: Mapping) -> dict:
+def _scalar_subs(subs: Mapping | None, H, dims_key: tuple) -> dict:
     """``subs`` with symbol keys (names looked up among the symbols of ``H`` and of the dimension ratios,
-    never parsed); every value must be a scalar (the spectrum depends on them)."""
-    symbols = H.free_symbols | set().union(*(v.free_symbols for _, v in _dims_key(dims)))
+    never parsed), restricted to those symbols (values of others do not change the spectrum, nor the key of
+    its cache); every value must be a scalar (the spectrum depends on them)."""
+    symbols = H.free_symbols | set().union(*(v.free_symbols for _, v in dims_key))
     result = {}
     for key, value in resolve_keys(subs, symbols, "subs").items():
+        if key not in symbols:
+            continue
         if np.ndim(value) != 0:
             raise ParameterError(
                 f"the value of {key} must be a scalar (one spectrum at a time); got an array of shape "
@@ -292,8 +313,9 @@ def spectral_density(H: sympy.MatrixExpr, dims: Mapping, x, subs: Mapping | None
     (True, array([0., 0.]))
     """
     resolvent, z = _resolvent(H)
-    subs = _scalar_subs(subs, H, dims)
-    _check_self_adjoint(H, dims, subs)
+    key = dims_key(dims)
+    subs = _scalar_subs(subs, H, key)
+    _check_self_adjoint(H, key, subs)
     shape = np.shape(x)
     points = _points(x, dps)
     values, singular = _stieltjes(resolvent, dims, z, subs, points, dps)
@@ -498,11 +520,18 @@ def spectrum(
 
     The real axis is scanned on ``resolution`` points around the spectrum (its
     mean plus or minus a multiple of its standard deviation, both read from
-    :math:`m(iY)` at a large :math:`Y`); each change between a point inside the
-    support and one outside brackets an edge, located to full precision as a fold
-    of the Dyson equation (see the module notes); each decrease of :math:`m`
-    along a gap brackets an atom, whose location and mass are Cauchy integrals.
-    The window grows until both its ends are outside and the masses add up to 1.
+    :math:`m(iY)` at a large :math:`Y`; the window grows until both its ends are
+    outside the support); each change between a point inside the support and one
+    outside brackets an edge, located to full precision as a fold of the Dyson
+    equation (see the module notes); each decrease of :math:`m` along a gap
+    brackets an atom, whose location and mass are Cauchy integrals.  The scan
+    cannot see an atom between its last point in a gap and a bulk edge (there
+    :math:`m` rises to :math:`+\infty` and comes back from :math:`-\infty` with no
+    decrease between scan points), nor one beyond its window: the mass and the
+    first moment that the parts found leave over (the first moment of the whole
+    spectrum is read from :math:`m(iY)` too) locate such an atom at their ratio,
+    where it is weighed by a Cauchy integral that must hold exactly that mass and a
+    single pole.
 
     Parameters
     ----------
@@ -512,17 +541,18 @@ def spectrum(
         Edges, atom locations and atom masses as mpmath numbers correct to about
         ``dps`` digits; the bulk masses are always floats (quadrature of the density).
     resolution : int
-        Points of the scan; bulks and gaps narrower than its spacing can be missed
-        (a missed bulk shows as a :class:`pencils.errors.SpectrumWarning`).
+        Points of the scan; bulks narrower than its spacing can be missed (then
+        :func:`spectrum` raises), as can two atoms in one cell of the scan next to an edge.
 
     Returns
     -------
     Spectrum
+        Its masses add up to 1 within :data:`MASS_TOLERANCE`.
 
-    Warns
-    -----
-    SpectrumWarning
-        If the masses found do not add up to 1 within 1e-8.
+    Raises
+    ------
+    ConvergenceError
+        If the masses found do not add up to 1 and what is missing is not one atom in a gap.
 
     Examples
     --------
@@ -540,18 +570,13 @@ def spectrum(
     >>> [round(mass, 12) for mass in found.bulk_masses], [(round(x, 12), round(w, 12)) for x, w in found.atoms]
     ([0.5], [(0.0, 0.5)])
     """
-    resolvent, z = _resolvent(H)
-    subs = _scalar_subs(subs, H, dims)
-    _check_self_adjoint(H, dims, subs)
+    _resolvent(H)
+    key = dims_key(dims)
+    subs = _scalar_subs(subs, H, key)
+    _check_self_adjoint(H, key, subs)
     if int(resolution) < 16:
         raise ParameterError(f"resolution must be at least 16 points; got {resolution}.")
-    return _spectrum(H, _dims_key(dims), subs_key(subs), dps, int(resolution))
-
-
-def _dims_key(dims: Mapping) -> tuple:
-    if not isinstance(dims, Mapping):
-        raise ParameterError(f"dims must be a dict of dimensions; got {type(dims).__name__}.")
-    return dims_key(dims)
+    return _spectrum(H, key, subs_key(subs), dps, int(resolution))
 
 
 @lru_cache(maxsize=32)
@@ -559,24 +584,16 @@ def _spectrum(H, dims_key: tuple, subs_key: tuple, dps: int | None, resolution: 
     dims, subs = dict(dims_key), dict(subs_key)
     resolvent, z = _resolvent(H)
     scan = _Scan(resolvent, dims, z, subs)
-    center, spread = scan.moments()
+    mean, spread = scan.moments()
     if spread == 0:
-        return Spectrum((), (), ((_precise(center, dps), _precise(1.0, dps)),))
+        return Spectrum((), (), ((_precise(mean, dps), _precise(1.0, dps)),))
     width = 8.0
     for _ in range(4):
-        found = scan.run(center - width * spread, center + width * spread, resolution, dps)
-        if found is not None and abs(found.total_mass - 1) <= 1e-8:
+        found = scan.run(mean - width * spread, mean + width * spread, resolution, mean, dps)
+        if found is not None:
             return found
         width *= 2
-    if found is None:
-        raise ConvergenceError(f"the spectrum of {H} extends beyond {width / 2:g} standard deviations of its mean.")
-    warnings.warn(
-        f"the masses found add up to {found.total_mass!r}, not 1: part of the spectrum was missed (a bulk "
-        f"narrower than the scan's spacing, or an atom inside a bulk); increase resolution.",
-        SpectrumWarning,
-        stacklevel=3,
-    )
-    return found
+    raise ConvergenceError(f"the support of {H} extends beyond {width / 2:g} standard deviations of its mean.")
 
 
 def _precise(value, dps: int | None):
@@ -599,23 +616,29 @@ class _Scan:
         return values, singular
 
     def moments(self) -> tuple[float, float]:
-        r"""Mean and standard deviation of the spectrum, from :math:`-iYm(iY) = 1 - i\mu_1/Y - \mu_2/Y^2 + O(Y^{-3})`."""
-        height = 1e4
+        r"""Mean and standard deviation of the spectrum, from
+        :math:`-iYm(iY) = 1 - i\mu_1/Y - \mu_2/Y^2 + i\mu_3/Y^3 + O(Y^{-4})` at :math:`Y` at least
+        :data:`MOMENT_HEIGHT` times the spectrum's scale: the mean to a relative :math:`Y^{-2}` (it locates
+        a missing atom, :meth:`missing_atom`), solved at 40 digits for the :math:`Y^{-2}` term."""
+        height = MOMENT_HEIGHT
         for _ in range(4):
-            with precision.digits(40) as context:
-                value = trace_limit(self.resolvent, self.dims, {**self.subs, self.z: context.mpc(0, height)}, dps=30)
+            with precision.digits(50) as context:
+                value = trace_limit(self.resolvent, self.dims, {**self.subs, self.z: context.mpc(0, height)}, dps=40)
                 scaled = -1j * height * context.convert(value)
                 mean = -height * context.im(scaled)
                 second = height**2 * (1 - context.re(scaled))
                 variance = max(second - mean**2, 0)
-            spread = float(context.sqrt(variance))
-            if max(abs(float(mean)), spread) < height / 1e3:
+                spread = float(context.sqrt(variance))
+            scale = max(abs(float(mean)), spread)
+            if scale <= height / MOMENT_HEIGHT:
                 return float(mean), spread
-            height *= 1e3
+            height = 10 * MOMENT_HEIGHT * scale
         raise ConvergenceError("the spectrum's scale could not be found from its Stieltjes transform.")
 
-    def run(self, lower: float, upper: float, resolution: int, dps: int | None) -> Spectrum | None:
-        """Scan ``[lower, upper]``; ``None`` if an end of the window is inside the support."""
+    def run(self, lower: float, upper: float, resolution: int, mean: float, dps: int | None) -> Spectrum | None:
+        """Scan ``[lower, upper]``; ``None`` if an end of the window is inside the support.  Edges bracketed
+        by the scan, atoms by a decrease of :math:`m` in a gap, then the one atom the scan may not see
+        (:meth:`missing_atom`)."""
         x = np.linspace(lower, upper, resolution)
         values, singular = self.stieltjes(x)
         inside = (_densities(values, None) > 0) & ~singular
@@ -631,7 +654,13 @@ class _Scan:
         lowers, uppers = edges[0::2], edges[1::2]
         intervals = tuple(zip(lowers, uppers))
         atoms = self.atoms(x, values, states, intervals, dps)
-        masses = tuple(self.bulk_mass(float(a), float(b)) for a, b in intervals)
+        moments = [self.bulk_moments(float(a), float(b)) for a, b in intervals]
+        masses = tuple(mass for mass, _ in moments)
+        missing = 1 - sum(masses) - sum(float(w) for _, w in atoms)
+        if abs(missing) > MASS_TOLERANCE:
+            first = mean - sum(moment for _, moment in moments) - sum(float(a) * float(w) for a, w in atoms)
+            atoms = tuple(sorted(atoms + (self.missing_atom(missing, first, intervals, atoms, dps),),
+                                 key=lambda atom: float(atom[0])))
         return Spectrum(intervals, masses, atoms)
 
     # ---------------------------------------------------------------- edges
@@ -703,6 +732,12 @@ class _Scan:
                 left = right = middle
                 break
             value = values[0].real
+            if _densities(values, None)[0] > 0:
+                raise ConvergenceError(
+                    f"m decreases between {float(left)!r} and {float(right)!r}, and the support reaches "
+                    f"{float(middle)!r} in between (a "
+                    f"bulk narrower than the scan's spacing); increase resolution."
+                )
             if value > m_left:
                 left, m_left = middle, value
             elif value < m_right:
@@ -715,12 +750,48 @@ class _Scan:
         center = (left + right) / 2
         return self.residue(center, room(center) / 2, dps)
 
+    def missing_atom(self, missing: float, first: float, intervals, atoms, dps):
+        r"""The atom that carries the mass ``missing`` and the first moment ``first`` that the bulks and
+        the atoms found leave over: at :math:`x_0 = ` ``first/missing``, located and weighed by
+        :meth:`residue` on a circle of half its distance to the other parts.  The scan cannot see an atom
+        between its last point in a gap and a bulk edge (:math:`m` need not decrease there), nor beyond
+        its window.  Anything else raises: a location inside a bulk, a mass that is not ``missing`` or not
+        one pole (more than one part missed, :meth:`residue`), more mass than 1."""
+        location = first / missing
+        landmarks = np.array([float(e) for interval in intervals for e in interval] + [float(a) for a, _ in atoms])
+        inside = [interval for interval in intervals if float(interval[0]) <= location <= float(interval[1])]
+        if missing < 0 or inside:
+            where = f"inside the bulk {tuple(map(float, inside[0]))}" if inside else "negative"
+            raise ConvergenceError(
+                f"the masses of the spectrum add up to {1 - missing!r}, not 1, and the mass left over is {where} "
+                f"(mean {location:.6g}): a bulk narrower than the scan's spacing, an atom inside a bulk, or "
+                f"several parts missed; increase resolution."
+            )
+        room = float(np.min(np.abs(landmarks - location))) if landmarks.size else 1 + abs(location)
+        found = self.residue(location, room / 2, dps)
+        if abs(float(found[1]) - missing) > MASS_TOLERANCE:
+            raise ConvergenceError(
+                f"the masses of the spectrum add up to {1 - missing!r}, not 1, and the atom at the mean "
+                f"{location:.6g} of what is missing has mass {float(found[1])!r}: more than one part of the "
+                f"spectrum was missed; increase resolution."
+            )
+        return found
+
     def residue(self, center: float, radius: float, dps: int | None):
         r"""Location and mass of the single pole inside the circle ``|z - center| = radius``.
 
-        The trapezoid rule on :math:`N` nodes, :math:`N` doubled (the old nodes
-        kept) until two estimates agree to the working precision.
+        With :math:`M_k = \frac{1}{2\pi i}\oint (z - c)^k m(z)\,dz = -\sum w_j(a_j - c)^k` over the poles
+        :math:`a_j` inside: the mass :math:`-M_0`, the location :math:`c + M_1/M_0`, and the variance
+        :math:`M_2/M_0 - (M_1/M_0)^2`, which vanishes for one pole (checked: two poles, or a bulk, inside the
+        circle raise, and so does a support that reaches the circle).  The trapezoid rule on :math:`N`
+        nodes, :math:`N` doubled (the old nodes kept) until two estimates agree to the working precision.
         """
+        values, singular = self.stieltjes(np.array([center - radius, center + radius]))
+        if np.any((_densities(values, None) > 0) | singular):
+            raise ConvergenceError(
+                f"the support reaches the circle of radius {float(radius):.3g} around {float(center)!r} that should "
+                f"enclose one atom: a bulk narrower than the scan's spacing; increase resolution."
+            )
         digits = 15 if dps is None else dps + 2
         previous, values, count = None, [], 16
         while count <= 4096:
@@ -733,17 +804,30 @@ class _Scan:
                 fresh = map(context.convert, self._on_circle(nodes[1::2] if values else nodes, dps))
                 values = [values[k // 2] if values and k % 2 == 0 else next(fresh) for k in range(half + 1)]
                 # the nodes below the axis are the conjugates of those above: (1/N) sum over the circle of
-                # m(z) (z - c) is the real part of the sum over the top, the inner nodes counted twice
+                # m(z) (z - c)^(k+1) is the real part of the sum over the top, the inner nodes counted twice
                 weights = [1] + [2] * (half - 1) + [1]
-                zeroth = sum(w * context.re(v * (z - center)) for w, v, z in zip(weights, values, nodes)) / count
-                first = sum(w * context.re(v * (z - center) * z) for w, v, z in zip(weights, values, nodes)) / count
-                mass, location = -zeroth, first / zeroth
+                zeroth, first, second = (
+                    sum(w * context.re(v * (z - center) ** (k + 1)) for w, v, z in zip(weights, values, nodes)) / count
+                    for k in range(3)
+                )
+                mass, offset = -zeroth, first / zeroth
+                location, variance = center + offset, second / zeroth - offset**2
                 if previous is not None and abs(mass - previous[1]) <= 10**-digits and abs(
                     location - previous[0]
                 ) <= 10**-digits * (1 + abs(location)):
+                    if abs(variance) > SINGLE_POLE * radius**2:
+                        raise ConvergenceError(
+                            f"the circle of radius {float(radius):.3g} around {float(center)!r} holds mass "
+                            f"{float(mass)!r} spread over a width {float(context.sqrt(abs(variance))):.3g}, not one "
+                            f"atom: several atoms or a bulk narrower than the scan's spacing; increase resolution."
+                        )
                     return _precise(location, dps), _precise(mass, dps)
             previous = (location, mass)
-        raise ConvergenceError(f"the mass of the atom near {center!r} did not converge with {count} nodes.")
+        raise ConvergenceError(
+            f"the mass of the atom near {float(center)!r} did not converge with {count} nodes: part of the support "
+            f"lies next to the circle of radius {float(radius):.3g} around it (a bulk narrower than the scan's "
+            f"spacing); increase resolution."
+        )
 
     def _on_circle(self, nodes: list, dps: int | None) -> list:
         """:math:`m` at nodes in the closed upper half plane (the real ones lie in gaps)."""
@@ -757,18 +841,19 @@ class _Scan:
 
     # ---------------------------------------------------------------- bulks
 
-    def bulk_mass(self, lower: float, upper: float) -> float:
-        r"""The integral of the density over ``[lower, upper]``: Gauss-Legendre in :math:`\theta`, 64 against
-        128 nodes (then 512).  The nodes are inside the bulk, at least ~1e-4 from an edge: the engine's
-        float solution suffices there (no solve at higher precision next to the edges)."""
+    def bulk_moments(self, lower: float, upper: float) -> tuple[float, float]:
+        r"""The mass and the first moment of the density over ``[lower, upper]``: Gauss-Legendre in
+        :math:`\theta`, 64 against 128 nodes (then 512).  The nodes are inside the bulk, at least ~1e-4 from
+        an edge: the engine's float solution suffices there (no solve at higher precision next to the edges)."""
 
         def integrand(theta):
             x = lower + (upper - lower) * (1 - np.cos(theta)) / 2
             values, _ = _boundary_values(self.resolvent, self.dims, self.z, self.subs, x, None)
-            return _densities(values, None) * (upper - lower) * np.sin(theta) / 2
+            density = _densities(values, None) * (upper - lower) * np.sin(theta) / 2
+            return np.array([density, x * density])
 
         coarse, _ = scipy.integrate.fixed_quad(integrand, 0, np.pi, n=64)
         fine, _ = scipy.integrate.fixed_quad(integrand, 0, np.pi, n=128)
-        if abs(fine - coarse) > 1e-10:
+        if abs(fine[0] - coarse[0]) > 1e-10:
             fine, _ = scipy.integrate.fixed_quad(integrand, 0, np.pi, n=512)
-        return float(fine)
+        return float(fine[0]), float(fine[1])

@@ -67,6 +67,31 @@ def test_square_of_a_function_is_two_occurrences():
     assert abs(value - marchenko_pastur_integral(lambda y: mpmath.exp(-2 * y), 0.5)) < 1e-12
 
 
+@pytest.mark.parametrize("dps", [None, 30])
+def test_contour_grids_are_read_back_from_disk(dps, tmp_path, monkeypatch):
+    """The solved grid of resolvent traces goes to the disk cache: with the process's memory of it cleared (as
+    in a new process) the grid is read, not solved, and gives identical values; another value of a parameter of
+    the matrix (not of the function) is another grid."""
+    from pencils import functions
+
+    monkeypatch.setenv("PENCILS_CACHE_DIR", str(tmp_path))
+    quantity, dims = sympy.Trace(MatrixFunction(DECAY, S)) / d, {d: d, n: d / gamma}
+    exact = (lambda number: sympy.nsimplify(number)) if dps else float
+    values = {gamma: exact(0.5), t: np.array([0.5, 2.0])}
+    functions._grid.cache_clear()
+    first = limit(quantity, dims, values, dps=dps)
+    assert list(tmp_path.glob("contour_grid-*.json"))
+    solves = []
+    solve = functions._solve_grid
+    monkeypatch.setattr(functions, "_solve_grid", lambda *arguments: solves.append(1) or solve(*arguments))
+    functions._grid.cache_clear()
+    again = limit(quantity, dims, {**values, t: np.array([0.5, 2.0])}, dps=dps)
+    assert solves == [] and all(a == b for a, b in zip(first, again))
+    other = limit(quantity, dims, {**values, gamma: exact(0.4)}, dps=dps)
+    assert solves and all(a != b for a, b in zip(first, other))
+    functions._grid.cache_clear()
+
+
 def test_bad_input():
     with pytest.raises(ParameterError, match="Lambda"):
         MatrixFunction(sympy.exp(-x), S)

@@ -8,7 +8,7 @@ import pytest
 import sympy
 
 from pencils import Gaussian, spectral_density, spectrum
-from pencils.errors import DimensionError, ParameterError
+from pencils.errors import ConvergenceError, DimensionError, ParameterError
 from pencils.models import dsm
 
 n, d, n1, n2, gamma = sympy.symbols("n d n_1 n_2 gamma")
@@ -202,23 +202,114 @@ def test_free_sum_of_two_wisharts_spectrum():
 # --------------------------------------------------------------------------- a density with an atom: DSM's U
 
 
-def test_dsm_feature_matrix_atom():
-    r"""The DSM matrix :math:`U = F_tF_t^T/n + h\mu_1^2WW^T/d + s^2 I_p` is :math:`s^2` plus a positive
-    semi-definite matrix of rank :math:`n + d`: an atom at :math:`s^2` of mass
-    :math:`1 - (\psi_n + 1)/\psi_p` for :math:`\psi_p > \psi_n + 1`, the rest in bulks above it."""
-    psi_n, psi_p, time = 0.5, 3.0, 0.5
+def dsm_feature_matrix(psi_n, psi_p, time):
+    """The DSM matrix U, its dims and values, and s^2."""
     values = dsm.substitutions(psi_n, psi_p, time, 0.0)
     symbols = dsm.symbols
     U = dsm.feature_matrix()
     p = sympy.Symbol("p")
     dims = {d: d, n: symbols["psi_n"] * d, p: symbols["psi_p"] * d}
     subs = {key: value for key, value in values.items() if key in U.free_symbols | {symbols["psi_n"], symbols["psi_p"]}}
+    return U, dims, subs, values[symbols["s_squared"]]
+
+
+def assert_edges_bound_the_density(H, dims, subs, found):
+    """Each edge separates density 0 (outside) from a positive density (inside), 1e-9 away on either side:
+    spectral_density solves at those points directly, not through the fold of the edge search."""
+    for lower, upper in found.intervals:
+        for edge, sign in ((lower, 1), (upper, -1)):
+            step = 1e-9 * (1 + abs(edge))
+            outside, inside = spectral_density(H, dims, [edge - sign * step, edge + sign * step], subs)
+            assert outside == 0 and inside > 0
+
+
+@pytest.mark.parametrize("psi_n, time", [(0.5, 0.5), (0.5, 0.05)])
+def test_dsm_feature_matrix_atom(psi_n, time):
+    r"""The DSM matrix :math:`U = F_tF_t^T/n + h\mu_1^2WW^T/d + s^2 I_p` is :math:`s^2` plus a positive
+    semi-definite matrix of rank :math:`n + d`: an atom at :math:`s^2` of mass
+    :math:`1 - (\psi_n + 1)/\psi_p` for :math:`\psi_p > \psi_n + 1`, the rest in bulks above it.  At
+    :math:`t = 0.05` the atom sits 0.0021 below the lowest bulk, closer than the scan's spacing (it was
+    missed there)."""
+    psi_p = 3.0
+    U, dims, subs, s_squared = dsm_feature_matrix(psi_n, psi_p, time)
     found = spectrum(U, dims, subs)
     ((location, mass),) = found.atoms
-    assert abs(location - values[symbols["s_squared"]]) < 1e-12
+    assert abs(location - s_squared) < 1e-12
     assert abs(mass - (1 - (psi_n + 1) / psi_p)) < 1e-12
     assert all(lower > location for lower, _ in found.intervals)
     assert abs(sum(found.bulk_masses) - (psi_n + 1) / psi_p) < 1e-10
+    assert abs(found.total_mass - 1) < 1e-10
+    assert_edges_bound_the_density(U, dims, subs, found)
+
+
+def test_random_features_gram_atom_next_to_its_bulk():
+    r"""The random-features Gram matrix :math:`G = FF^T/n` (:math:`p \times p`, rank :math:`n`) at
+    :math:`\psi_n = 1.5, \psi_p = 2`: an atom at 0 of mass :math:`1 - \psi_n/\psi_p` 0.0038 below its bulk
+    (it was missed), whose edges are those of :math:`H = F^TF/n` (:math:`n \times n`, the same non-zero
+    eigenvalues, a different Dyson system), with no atom."""
+    from pencils import activations
+    from pencils.models.random_features import dims, symbols
+
+    relu = activations.get("relu")
+    mu1, v2, p = symbols["mu1"], symbols["v2"], sympy.Symbol("p")
+    F = mu1 * Gaussian("W", p, d) * Gaussian("X", d, n) / sympy.sqrt(d) + sympy.sqrt(v2) * Gaussian("Xi", p, n)
+    subs = {symbols["psi_n"]: 1.5, symbols["psi_p"]: 2.0, mu1: relu.mu1(), v2: relu.correlated_split(1).total}
+    features, samples = spectrum(F * F.T / n, dims, subs), spectrum(F.T * F / n, dims, subs)
+    ((location, mass),) = features.atoms
+    assert abs(location) < 1e-12 and abs(mass - 0.25) < 1e-12
+    assert samples.atoms == () and len(features.intervals) == len(samples.intervals) == 1
+    np.testing.assert_allclose(features.intervals[0], samples.intervals[0], rtol=1e-12)
+    assert abs(features.bulk_masses[0] - 0.75) < 1e-10 and abs(samples.bulk_masses[0] - 1) < 1e-10
+    assert abs(features.total_mass - 1) < 1e-10
+
+
+def test_a_part_narrower_than_the_scan_raises():
+    """At 16 scan points the lower bulk of U at t = 0.05 (width 0.13) is missed with the atom below it: the mass
+    left over (5/6) is not one atom, and spectrum says so instead of returning masses that do not add up to 1."""
+    U, dims, subs, _ = dsm_feature_matrix(0.5, 3.0, 0.05)
+    with pytest.raises(ConvergenceError, match="not one atom.*increase resolution"):
+        spectrum(U, dims, subs, resolution=16)
+
+
+SHIFTED = X.T * X / n + sympy.Symbol("c") * sympy.Identity(d)
+
+
+def shifted_marchenko_pastur(distance):
+    r""":math:`X^TX/n + cI` with :math:`\gamma = d/n = (1 + \sqrt\delta)^2 > 1`: an atom at :math:`c` of mass
+    :math:`1 - 1/\gamma` and a bulk :math:`c + [(1 - \sqrt\gamma)^2, (1 + \sqrt\gamma)^2]` of mass
+    :math:`1/\gamma`, whose lower edge is :math:`c + \delta`: the atom sits :math:`\delta` below it."""
+    root = 1 + mpmath.sqrt(distance)
+    ratio = root**2
+    shift = mpmath.mpf(3) / 10
+    return ratio, shift, (shift, 1 - 1 / ratio), (shift + (1 - root) ** 2, shift + (1 + root) ** 2), 1 / ratio
+
+
+@pytest.mark.parametrize("distance", [1e-3, 1e-6])
+def test_atom_just_below_a_bulk_edge(distance):
+    with mpmath.workdps(30):
+        ratio, shift, atom, edges, bulk = shifted_marchenko_pastur(mpmath.mpf(distance))
+    found = spectrum(SHIFTED, MP_DIMS, {gamma: float(ratio), "c": float(shift)})
+    ((location, mass),) = found.atoms
+    ((lower, upper),) = found.intervals
+    assert abs(location - float(atom[0])) < 1e-14 and abs(mass - float(atom[1])) < 1e-14
+    assert abs(lower - float(edges[0])) < 1e-14 and abs(upper - float(edges[1])) < 1e-13
+    assert abs(found.bulk_masses[0] - float(bulk)) < 1e-10
+    assert abs(found.total_mass - 1) < 1e-10
+
+
+def test_atom_just_below_a_bulk_edge_to_30_digits():
+    """The same, 1e-6 below the edge, with exact parameters at dps=30: location, mass and edges to 28 digits."""
+    with mpmath.workdps(50):
+        ratio, shift, atom, edges, bulk = shifted_marchenko_pastur(mpmath.mpf(10) ** -6)
+    values = {gamma: (1 + sympy.Rational(1, 1000)) ** 2, "c": sympy.Rational(3, 10)}
+    found = spectrum(SHIFTED, MP_DIMS, values, dps=30)
+    ((location, mass),) = found.atoms
+    ((lower, upper),) = found.intervals
+    tolerance = mpmath.mpf(10) ** -28
+    assert abs(location - atom[0]) < tolerance and abs(mass - atom[1]) < tolerance
+    assert abs(lower - edges[0]) < tolerance and abs(upper - edges[1]) < tolerance
+    assert abs(found.bulk_masses[0] - float(bulk)) < 1e-10
+    assert abs(found.total_mass - 1) < 1e-10
 
 
 # --------------------------------------------------------------------------- against sampled eigenvalues

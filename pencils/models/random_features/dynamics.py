@@ -42,9 +42,9 @@ function of :math:`H` each:
 At :math:`\tau = 0`, :math:`a = 0`: both errors are :math:`\texttt{signal} + \texttt{noise}`.
 Every trace is a contour integral of resolvents (:class:`pencils.MatrixFunction`),
 solved once for all the times of a curve.  The traces are written with functions of
-the Gram matrix of the smaller side (:math:`G` for :math:`p \le n`, :math:`H` for
-:math:`p > n`; :func:`gradient_flow_quantities`), whose spectrum is a bulk without
-an atom at 0.  Everything here is re-exported by :mod:`pencils.models.random_features`.
+:math:`G` alone (:func:`gradient_flow_quantities`; for :math:`p > n` its spectrum has an
+atom at 0, enclosed by the contours like its bulk).  Everything here is re-exported by
+:mod:`pencils.models.random_features`.
 """
 
 from __future__ import annotations
@@ -76,9 +76,9 @@ training_time, flow_ridge = sympy.symbols("tau_train kappa", nonnegative=True)
 def gradient_flow_quantities(features_side: bool = True) -> dict:
     r"""The test and train errors along gradient flow, as traces of functions of one Gram matrix (module notes).
 
-    ``features_side``: functions of :math:`G = FF^T/n` (:math:`p \times p`, used for :math:`p \le n`),
-    else of :math:`H = F^TF/n` (:math:`n \times n`, for :math:`p > n`): the Gram matrix of the smaller
-    side, which has no atom at 0, so that the contours only wrap a bulk.  The two are exchanged by
+    ``features_side``: functions of :math:`G = FF^T/n` (:math:`p \times p`, used by :func:`gradient_flow`),
+    else the same errors written with functions of :math:`H = F^TF/n` (:math:`n \times n`).  The two are
+    exchanged by
     :math:`F^Tf(G) = f(H)F^T` and :math:`\pi_\tau^2(H) = I_n - F^T(2\varphi_\tau - x\varphi_\tau^2)(G)F/n`.
 
     Examples
@@ -206,7 +206,7 @@ def gradient_flow(psi_n, psi_p, time, lam=0.0, activation="relu", signal=1.0, no
     subs = {symbols["psi_n"]: psi_n, symbols["psi_p"]: psi_p, symbols["lam"]: lam, symbols["signal"]: signal,
             symbols["noise"]: noise, mu1: constants.mu1(dps=dps), v2: constants.correlated_split(1, dps=dps).total,
             flow_ridge: psi_p * lam, training_time: times}
-    forms = gradient_flow_quantities(features_side=psi_p <= psi_n)
+    forms = gradient_flow_quantities()
     test, train = limit([forms["test"], forms["train"]], dims, subs, dps=dps)
     return GradientFlow(times if np.ndim(times) else times.item(), test, train)
 
