@@ -202,7 +202,7 @@ def test_copies_grow_with_m(n, downsample, m_values, options, margins):
     for m in m_values:
         fractions = [memorization(data, 6000, m=m, seed=seed, **options).fraction for seed in range(3)]
         means.append(float(np.mean(fractions)))
-        print(f"n = {n}, {options}, m = {m}: fractions {fractions}")
+        print(f"n = {n}, bias = {options['bias']}, sampler = {options.get('sampler', 'sde')}, m = {m}: {fractions}")
     assert means[1] - means[0] > margins[0], means
     assert means[2] - means[1] > margins[1], means
 
