@@ -18,7 +18,7 @@ drawn as the phase diagram::
 ``pencils memorization ...`` trains the random-features score by DSM on images, samples by the
 reverse process and prints the fraction of samples that copy a training image as CSV::
 
-    pencils memorization --data digits --p 60,600,6000 --m 1,4,16 --plot fractions.png --images copies.png
+    pencils memorization --data digits --p 60,600,6000 --m 1,4 --plot fractions.png --images copies.png
 """
 
 from __future__ import annotations
@@ -88,18 +88,19 @@ def _memorization_parser(commands) -> None:
                          "never downloaded) (default digits)")
     command.add_argument("--n", type=int, default=300, help="training images (default 300)")
     command.add_argument("--held-out", type=int, default=300, help="held-out images for the generalisation proxy (default 300)")
-    command.add_argument("--downsample", type=int, default=2, help="block-average factor of the images (default 2: 4 x 4 "
-                         "digits, d = 16, so that p = 60 >= d; --p must be at least d)")
+    command.add_argument("--downsample", type=int, default=4, help="block-average factor of the images (default 4: 2 x 2 "
+                         "digits, d = 4, where p = 6000 > n (d + 1) copies; 2: 4 x 4, rare copies; --p must be at least d)")
     command.add_argument("--p", type=_values, default=_values("60,600,6000"), help="random features (default 60,600,6000)")
-    command.add_argument("--m", type=_values, default=_values("1"), help="noise draws per image (default 1)")
+    command.add_argument("--m", type=_values, default=_values("1,4"), help="noise draws per image (default 1,4)")
     command.add_argument("--lam", type=float, default=1e-6, help="ridge (default 1e-6)")
-    command.add_argument("--bias", type=float, default=0.0, help="standard deviation of random feature offsets, features "
-                         "rho(W x / sqrt(d) + b) (default 0: none, the theory's model)")
-    command.add_argument("--times", type=_values, default=None, help="time grid as start:stop:count (default 0.001:3:25)")
+    command.add_argument("--bias", type=float, default=1.0, help="standard deviation of random feature offsets, features "
+                         "rho(W x / sqrt(d) + b) (default 1; 0: none, the theory's model, far fewer copies)")
+    command.add_argument("--times", type=_values, default=_values("0.001:3:12"), help="time grid as start:stop:count "
+                         "(default 0.001:3:12, enough for the ODE sampler; the SDE needs 25-50)")
     command.add_argument("--samples", type=int, default=200, help="generated samples per run (default 200)")
     command.add_argument("--seeds", type=int, default=1, help="independent runs per point (default 1)")
-    command.add_argument("--sampler", choices=("sde", "ode"), default="sde", help="reverse SDE (Euler-Maruyama) or "
-                         "probability-flow ODE (Heun) (default sde)")
+    command.add_argument("--sampler", choices=("sde", "ode"), default="ode", help="reverse SDE (Euler-Maruyama) or "
+                         "probability-flow ODE (Heun) (default ode)")
     command.add_argument("--activation", default="relu", help="activation (default relu)")
     command.add_argument("--plot", metavar="FILE", help="save the fraction against p/n per m to FILE")
     command.add_argument("--images", metavar="FILE", help="save generated images beside their nearest training images "
@@ -127,7 +128,7 @@ def _memorization(arguments) -> int:
                 raise ParameterError(f"--{name} must be integers >= 1, got {values.tolist()}")
         sweep = diffusion.memorization_sweep(
             data, arguments.p.astype(int), arguments.m.astype(int), seeds=arguments.seeds, progress=True,
-            times=diffusion.DEFAULT_TIMES if arguments.times is None else arguments.times, lam=arguments.lam,
+            times=arguments.times, lam=arguments.lam,
             samples=arguments.samples, sampler=arguments.sampler, activation=arguments.activation, bias=arguments.bias,
         )
     except (PencilsError, ValueError) as error:

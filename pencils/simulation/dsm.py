@@ -52,6 +52,9 @@ __all__ = ["SimulationResult", "simulate", "fit_finite_m", "training_moments", "
 
 # Largest number of entries of one (features x columns) block held in memory at once.
 _BLOCK_ENTRIES = 1 << 22
+# Largest number of dual-form features (p x nm) kept between the Gram matrix and the readout
+# (256 MB); above, they are computed twice.
+_STORED_ENTRIES = 1 << 25
 # One-dimensional Gaussian integrals of a generic activation: Gauss-Legendre on
 # [-_QUAD_CUTOFF, 0] and [0, _QUAD_CUTOFF] (exponentially convergent for activations
 # smooth except possibly at 0; the Gaussian mass beyond the cutoff is < 1e-38).
@@ -509,6 +512,18 @@ def fit_finite_m(
     return _fit_primal(W, signal, h, m, lam, rho, rng)
 
 
+def _features(W: np.ndarray, noise: np.ndarray, signal: np.ndarray, rho: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``rho(W noise + signal 1^T)`` for noise columns laid out as (draw, data point).
+
+    ``noise`` is ``(d, k n)`` (column ``j n + i``: draw ``j`` of point ``i``) and ``signal``
+    ``(rows, n)``; the signal is broadcast over the ``k`` draws in place (no tiled copy).
+    """
+    rows, n = signal.shape
+    preactivation = (W @ noise).reshape(rows, -1, n)
+    preactivation += signal[:, None, :]
+    return rho(preactivation.reshape(rows, -1))
+
+
 def _fit_primal(W, signal, h, m, lam, rho, rng):
     """``p <= nm``: accumulate ``F F^T``, ``Z F^T``, ``||Z||^2`` in blocks of draws."""
     p, d = W.shape
@@ -524,7 +539,7 @@ def _fit_primal(W, signal, h, m, lam, rho, rng):
         # Noise stream laid out as (draw j, coordinate, data point): the first j draws
         # are the same for every m and every block size.
         Z = rng.standard_normal((k, d, n)).transpose(1, 0, 2).reshape(d, k * n)
-        F = rho((math.sqrt(h) / sqd) * (W @ Z) + np.tile(signal, (1, k)))
+        F = _features(W, (math.sqrt(h) / sqd) * Z, signal, rho)
         G += F @ F.T
         C += Z @ F.T
         zz += float(np.einsum("ij,ij->", Z, Z))
@@ -547,21 +562,21 @@ def _fit_dual(W, signal, h, m, lam, rho, rng):
     Z = rng.standard_normal((m, d, n)).transpose(1, 0, 2).reshape(d, N)  # the primal's stream
     noise = (math.sqrt(h) / math.sqrt(d)) * Z
     rows = max(1, _BLOCK_ENTRIES // N)
-
-    def features(block: slice) -> np.ndarray:
-        return rho(W[block] @ noise + np.tile(signal[block], (1, m)))
-
     blocks = [slice(start, min(start + rows, p)) for start in range(0, p, rows)]
+    stored = [] if p * N <= _STORED_ENTRIES else None  # the features, kept for B if small enough
     gram = np.zeros((N, N))
     for block in blocks:
-        F = features(block)
+        F = _features(W[block], noise, signal[block], rho)
         gram += F.T @ F
+        if stored is not None:
+            stored.append(F)
     gram /= N
     gram = 0.5 * (gram + gram.T)
     Y = _ridge(Z, gram, lam)  # Z (F^T F/(nm) + lam)^{-1}, shape (d, nm)
     B = np.empty((d, p))
-    for block in blocks:  # the features again, not stored: B = Y F^T / (nm)
-        B[:, block] = (Y @ features(block).T) / N
+    for index, block in enumerate(blocks):  # B = Y F^T / (nm), the features stored or computed again
+        F = stored[index] if stored is not None else _features(W[block], noise, signal[block], rho)
+        B[:, block] = (Y @ F.T) / N
     train = lam * lam * float(np.sum(Y * Y)) / (N * d)
     return B, train
 
