@@ -53,6 +53,10 @@ __all__ = ["ReducedSystem", "reduce_system"]
 #: terms than this, counting numerator and denominator: the reduction stops short of unreadable sizes.
 MAX_TERMS = 300
 
+#: Equations of at most this many terms (numerator and denominator) are printed factored; factoring
+#: larger ones in many parameters takes minutes.
+FACTORED_TERMS = 80
+
 
 # --------------------------------------------------------------------------- exact linear algebra
 
@@ -173,9 +177,17 @@ def _depends(fraction, variable) -> bool:
 
 
 def _tidy(expression: sympy.Expr) -> sympy.Expr:
-    """A rational function as ``numerator / denominator``, each factored, the denominator's signs made mostly positive."""
-    numerator, denominator = sympy.fraction(sympy.cancel(sympy.together(expression)))
-    numerator, denominator = sympy.factor(numerator), sympy.factor(denominator)
+    """A rational function as ``numerator / denominator``, the denominator's signs made mostly positive.
+
+    ``expression`` comes from a cancelled fraction of the reduction's field.  Each part is factored if
+    the fraction has at most :data:`FACTORED_TERMS` terms; larger ones (whose factorisation in many
+    parameters takes minutes) are expanded, with only their content taken out.
+    """
+    numerator, denominator = sympy.fraction(sympy.together(expression))
+    small = len(sympy.Add.make_args(numerator)) + len(sympy.Add.make_args(denominator)) <= FACTORED_TERMS
+    if small:
+        numerator, denominator = sympy.fraction(sympy.cancel(numerator / denominator))
+    shape = sympy.factor if small else sympy.factor_terms
 
     def negative_terms(polynomial) -> int:
         return sum(1 for term in sympy.Add.make_args(sympy.expand(polynomial)) if term.could_extract_minus_sign())
@@ -183,8 +195,7 @@ def _tidy(expression: sympy.Expr) -> sympy.Expr:
     kept = negative_terms(numerator) + negative_terms(denominator)
     changed = negative_terms(-numerator) + negative_terms(-denominator)
     flipped = changed < kept or (changed == kept and negative_terms(-denominator) < negative_terms(denominator))
-    if flipped:
-        numerator, denominator = sympy.factor(-numerator), sympy.factor(-denominator)
+    numerator, denominator = (shape(-numerator), shape(-denominator)) if flipped else (shape(numerator), shape(denominator))
     if denominator == 1:
         return numerator
     return sympy.Mul(numerator, sympy.Pow(denominator, -1, evaluate=False), evaluate=False) if numerator != 1 else (
@@ -297,7 +308,7 @@ def reduce_system(system) -> "ReducedSystem":
         for j, fraction in [(j, equations[j]) for j in readers[k]] + [(None, target)]:
             if not _depends(fraction, generator[k]):
                 continue
-            if _size_bound(fraction, generator[k], value) > 20 * MAX_TERMS:
+            if _size_bound(fraction, generator[k], value) > 2 * MAX_TERMS:
                 break
             substituted[j] = _substitute(fraction, generator[k], value)
             if _size(substituted[j]) > MAX_TERMS:
@@ -625,11 +636,11 @@ class ReducedSystem:
     # ----------------------------------------------------------------- elimination
 
     #: The most unknowns of a full system that :func:`reduce_system` attempts.  The exact rational
-    #: arithmetic grows quickly with the unknowns and the parameters: measured (loaded 2-core machine)
-    #: 12 unknowns (DSM m = inf) 1 s, 58 and 66 (random-features errors) 12 s and 32 s, 32 for
-    #: ``(S**2 + lambda)**-2`` 210 s (no unknown is explicit), 48 with 9 parameters and 4 square
-    #: roots (DSM finite m, dual) over 5 minutes.
-    max_unknowns = 16
+    #: arithmetic grows quickly with the unknowns and the parameters: measured cold on a loaded 2-core
+    #: machine, 12 unknowns (DSM m = inf) 0.5 s, 45 and 50 with 12 parameters and 7 square roots (DSM
+    #: finite m, test traces) 11 s and 15 s, 58 and 66 (random-features errors) 8 s and 22 s, 32 for
+    #: ``(S**2 + lambda)**-2`` 15 s (no unknown is explicit).
+    max_unknowns = 66
 
     #: The largest Bezout number (product of the total degrees of the equations, cleared of
     #: denominators, and of the target's equation) for which :meth:`polynomial` attempts the elimination.
