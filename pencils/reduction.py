@@ -36,7 +36,6 @@ polynomial ring, after clearing the denominators of its rows).
 from __future__ import annotations
 
 import contextlib
-from functools import cached_property
 from typing import Mapping
 
 import numpy as np
@@ -44,8 +43,10 @@ import sympy
 from sympy.polys.matrices import DomainMatrix
 
 from . import precision
-from .errors import ConvergenceError, EliminationTooLargeError, ParameterError
+from .errors import EliminationTooLargeError, ParameterError
 from .pencil import IDENTITY
+from .serialization import decode, encode
+from .solve.reduced import ReducedEquations
 
 __all__ = ["ReducedSystem", "reduce_system"]
 
@@ -196,8 +197,8 @@ def _tidy(expression: sympy.Expr) -> sympy.Expr:
     changed = negative_terms(-numerator) + negative_terms(-denominator)
     flipped = changed < kept or (changed == kept and negative_terms(-denominator) < negative_terms(denominator))
     numerator, denominator = (shape(-numerator), shape(-denominator)) if flipped else (shape(numerator), shape(denominator))
-    if denominator == 1:
-        return numerator
+    if denominator.is_Number:
+        return numerator / denominator
     return sympy.Mul(numerator, sympy.Pow(denominator, -1, evaluate=False), evaluate=False) if numerator != 1 else (
         sympy.Pow(denominator, -1, evaluate=False))
 
@@ -325,9 +326,13 @@ def reduce_system(system) -> "ReducedSystem":
     for unknown in unknowns.values():
         unknown.blocks = {block: c.xreplace(restore) for block, c in unknown.blocks.items()}
         unknown.equal_to = [{block: c.xreplace(restore) for block, c in blocks.items()} for blocks in unknown.equal_to]
-    return ReducedSystem(system, symbols, list(equations),
-                         {k: field.to_sympy(e).xreplace(restore) for k, e in equations.items()},
-                         field.to_sympy(target).xreplace(restore), unknowns)
+    order = list(equations)
+    names = _names(system, [unknowns[k] for k in order])
+    renaming = {symbols[k]: name for k, name in zip(order, names)}
+    right_hand_sides = [_tidy(field.to_sympy(equations[k]).xreplace(restore).xreplace(renaming)) for k in order]
+    target = field.to_sympy(target).xreplace(restore).xreplace(renaming)
+    return ReducedSystem(system, names, right_hand_sides, target if target in names else _tidy(target),
+                         [unknowns[k].blocks for k in order], [unknowns[k].equal_to for k in order])
 
 
 def _irrational_atoms(expressions: list) -> dict:
@@ -419,20 +424,36 @@ class ReducedSystem:
     g_d
     """
 
-    def __init__(self, system, dummies: list, kept: list, equations: dict, target: sympy.Expr, unknowns: dict):
+    def __init__(self, system, unknowns: list, right_hand_sides: list, target: sympy.Expr, combinations: list,
+                 equal_to: list):
         self.system = system
         self.parameters = system.parameters
-        order = list(kept)
-        self.unknowns = _names(system, [unknowns[k] for k in order])
-        renaming = {dummies[k]: symbol for k, symbol in zip(order, self.unknowns)}
-        self.equations = [
-            sympy.Eq(symbol, _tidy(equations[k].xreplace(renaming)))
-            for k, symbol in zip(order, self.unknowns)
-        ]
-        target = target.xreplace(renaming)
-        self.target = target if target in self.unknowns else _tidy(target)
-        self.combinations = [unknowns[k].blocks for k in order]
-        self._equal_to = [unknowns[k].equal_to for k in order]
+        self.unknowns = list(unknowns)
+        self.equations = [sympy.Eq(symbol, rhs) for symbol, rhs in zip(self.unknowns, right_hand_sides)]
+        self.target = target
+        self.combinations = list(combinations)
+        self._equal_to = list(equal_to)
+        self.numbers = ReducedEquations(self.parameters, self.unknowns, right_hand_sides, target, self.combinations)
+
+    def record(self) -> dict:
+        """The reduced system as plain data (:meth:`ReducedEquations.record` and the unknowns equal by symmetry),
+        which the derivation store keeps on disk."""
+        record = self.numbers.record()
+        record["equal_to"] = [[[[l, m, encode(c)] for (l, m), c in blocks.items()] for blocks in others]
+                              for others in self._equal_to]
+        return record
+
+    @classmethod
+    def from_record(cls, system, record: Mapping) -> "ReducedSystem":
+        """The reduced system of ``system`` stored as ``record`` (see :meth:`record`)."""
+        numbers = ReducedEquations.from_record(record)
+        if numbers.parameters != tuple(system.parameters):
+            raise ValueError("a reduced record of other parameters than its system's")
+        equal_to = [[{(int(l), int(m)): decode(c) for l, m, c in blocks} for blocks in others]
+                    for others in record["equal_to"]]
+        if len(equal_to) != len(numbers.unknowns):
+            raise ValueError("a reduced record needs the unknowns equal by symmetry to each of its unknowns")
+        return cls(system, numbers.unknowns, numbers.right_hand_sides, numbers.target, numbers.combinations, equal_to)
 
     def __repr__(self) -> str:
         count = len(self.unknowns)
@@ -481,13 +502,6 @@ class ReducedSystem:
 
     # ----------------------------------------------------------------- numbers
 
-    @cached_property
-    def _combination_functions(self) -> dict:
-        from .solve.compiled import compile_expressions
-
-        coefficients = [sympy.sympify(c) for blocks in self.combinations for c in blocks.values()]
-        return {module: compile_expressions(self.parameters, coefficients, module) for module in ("numpy", "mpmath")}
-
     def values(self, subs: Mapping, dps: int | None = None) -> dict:
         r"""The unknowns on the physical branch at ``subs`` (broadcast), from the full system's solver.
 
@@ -511,21 +525,11 @@ class ReducedSystem:
         """
         inverse, _, shape = self.system.solver.solve(dict(subs), dps=dps)
         columns = self._columns(subs, dps, inverse.shape[0])
-        with _precision(dps):
-            function = self._combination_functions["numpy" if dps is None else "mpmath"]
-            coefficients = iter(_tabulate(function, columns, inverse.shape[0], dps is not None))
-            result = {}
-            for symbol, blocks in zip(self.unknowns, self.combinations):
-                total = 0
-                for l, m in blocks:
-                    total = total + next(coefficients) * inverse[:, l, m]
-                result[symbol] = _shaped(total, shape, dps)
-        return result
+        return {symbol: _shaped(column, shape, dps)
+                for symbol, column in zip(self.unknowns, self.numbers.start(inverse, columns, dps))}
 
     def _columns(self, subs: Mapping, dps: int | None, count: int) -> list:
         """The parameter values as flat arrays of ``count`` points (mpmath numbers if ``dps``)."""
-        from .solve.compiled import to_mpmath
-
         subs = {sympy.sympify(key): value for key, value in subs.items()}
         missing = [str(p) for p in self.parameters if p not in subs]
         if missing:
@@ -534,36 +538,23 @@ class ReducedSystem:
         arrays = [np.broadcast_to(a.reshape(-1), (count,)) for a in arrays]
         if dps is None:
             return arrays
-        with _precision(dps):
-            return [np.array([to_mpmath(x) for x in a], dtype=object) for a in arrays]
-
-    @cached_property
-    def _compiled(self) -> dict:
-        """Residuals :math:`F(y) = y - R(y)`, Jacobian and target, for numpy and mpmath."""
-        from .solve.compiled import compile_expressions
-
-        arguments = tuple(self.unknowns) + tuple(self.parameters)
-        residuals = [e.lhs - e.rhs for e in self.equations]
-        jacobian = [r.diff(y) for r in residuals for y in self.unknowns]
-        expressions = residuals + jacobian + [self.target]
-        return {module: compile_expressions(arguments, expressions, module) for module in ("numpy", "mpmath")}
+        with precision.working(dps):
+            return [np.array([_mpmath_number(x) for x in a], dtype=object) for a in arrays]
 
     def residuals(self, unknowns: Mapping, subs: Mapping, dps: int | None = None) -> np.ndarray:
         r"""The residuals :math:`y - R(y)` of the reduced equations at given unknowns and parameters, shape (U, P)."""
         count = max([np.size(v) for v in unknowns.values()] + [np.size(v) for v in subs.values()] + [1])
         columns = self._columns(subs, dps, count)
-        with _precision(dps):
-            values = [np.broadcast_to(np.asarray(unknowns[s], dtype=object if dps else complex).reshape(-1), (count,))
-                      for s in self.unknowns]
-            function = self._compiled["numpy" if dps is None else "mpmath"]
-            return _tabulate(function, values + columns, count, dps is not None)[: len(self.unknowns)]
+        values = [np.broadcast_to(np.asarray(unknowns[s], dtype=object if dps else complex).reshape(-1), (count,))
+                  for s in self.unknowns]
+        return self.numbers.residuals(values, columns, count, dps)
 
     def solve(self, subs: Mapping, dps: int | None = None, start: Mapping | None = None,
               max_iterations: int = 60) -> tuple:
         r"""The unknowns and the target by Newton's method on the reduced equations.
 
         Starts from ``start`` (``{unknown: value}``), by default the full system's
-        float solution (:meth:`values`), and iterates
+        float solution (:meth:`values`), and iterates (:meth:`ReducedEquations.newton`)
         :math:`y \leftarrow y - J(y)^{-1} (y - R(y))` with the exact Jacobian, in
         float (batched) or in mpmath at ``dps +`` :data:`pencils.precision.GUARD_DIGITS` digits until the step is
         below :math:`10^{-(\mathrm{dps} + 8)}` relative.
@@ -595,41 +586,8 @@ class ReducedSystem:
         shape = np.broadcast_shapes(*(np.shape(v) for v in list(subs.values()) + list(start.values())))
         count = int(np.prod(shape)) if shape else 1
         columns = self._columns(subs, dps, count)
-        size = len(self.unknowns)
-        function = self._compiled["numpy" if dps is None else "mpmath"]
-        with _precision(dps):
-            y = [np.broadcast_to(np.asarray(start[s], dtype=complex).reshape(-1), (count,)) for s in self.unknowns]
-            if dps is not None:
-                y = [np.array([_mpmath_number(x) for x in column], dtype=object) for column in y]
-            tolerance = 1e-14 if dps is None else precision.context().mpf(10) ** -(dps + 8)
-            converged, change = not size, [0]
-            for _ in range(max_iterations if size else 0):
-                table = _tabulate(function, y + columns, count, dps is not None)
-                residual = table[:size]
-                jacobian = table[size : size + size * size].reshape(size, size, count)
-                if dps is None:
-                    step = np.linalg.solve(np.moveaxis(jacobian, -1, 0), residual.T[..., None])[..., 0].T
-                    change = np.max(np.abs(step) / np.maximum(1, np.abs(np.array(y))), axis=0)
-                else:
-                    step = np.empty((size, count), dtype=object)
-                    change = np.empty(count, dtype=object)
-                    context = precision.context()
-                    for p in range(count):
-                        matrix = context.matrix(jacobian[:, :, p].tolist())
-                        delta = context.lu_solve(matrix, context.matrix(residual[:, p].tolist()))
-                        step[:, p] = [delta[i] for i in range(size)]
-                        change[p] = max([abs(delta[i]) / max(1, abs(y[i][p])) for i in range(size)] + [context.zero])
-                y = [column - step[i] for i, column in enumerate(y)]
-                if all(c <= tolerance for c in change):
-                    converged = True
-                    break
-            if not converged:
-                raise ConvergenceError(
-                    f"Newton's method on the reduced equations did not converge in {max_iterations} iterations "
-                    f"(last relative step {max(change)}); start closer (e.g. from values(subs)).",
-                    residual=float(max(change)),
-                )
-            target = _tabulate(function, y + columns, count, dps is not None)[-1]
+        y, target, _ = self.numbers.newton([start[s] for s in self.unknowns], columns, count, dps, max_iterations)
+        with contextlib.nullcontext() if dps is None else precision.working(dps):
             unknowns = {s: _shaped(column, shape, dps) for s, column in zip(self.unknowns, y)}
             return unknowns, _shaped(target, shape, dps)
 
@@ -747,20 +705,7 @@ def _float_value(value):
     return number.real if number.imag == 0 else number
 
 
-def _precision(dps: int | None):
-    """The working precision of a multiprecision call: ``dps +`` :data:`pencils.precision.GUARD_DIGITS` digits of this thread's private context
-    (nothing for floats)."""
-    return precision.working(dps) if dps is not None else contextlib.nullcontext()
-
-
 def _shaped(values, shape: tuple, dps: int | None):
     from .solve.compiled import shaped
 
     return shaped(np.asarray(values), shape, dps)
-
-
-def _tabulate(function, columns: list, count: int, multiprecision: bool) -> np.ndarray:
-    """A compiled function at every point, shape (outputs, points): :func:`pencils.solve.compiled.tabulate`."""
-    from .solve.compiled import tabulate
-
-    return tabulate(function, columns, count, multiprecision)

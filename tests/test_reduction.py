@@ -242,3 +242,53 @@ def test_random_features_gram_against_mei_montanari():
         coupling = zeta**2 / (1 - zeta**2 * nu_1 * nu_2)
         assert relative(nu_1, psi_p / (-xi - nu_2 - coupling * nu_2)) < mpmath.mpf(10) ** -DIGITS
         assert relative(nu_2, psi_n / (-xi - nu_1 - coupling * nu_1)) < mpmath.mpf(10) ** -DIGITS
+
+
+# ----------------------------------------------------------------------- the store and the default path
+
+
+def test_reduced_system_is_kept_on_disk():
+    """A fresh store (memory emptied) reads the reduced system back from disk: the same equations."""
+    from pencils.derivations import store
+
+    n, d, z, gamma = sympy.symbols("n d z gamma")
+    X = Gaussian("X", n, d)
+    expr = (X.T * X / n + semicircular("Y", d) - z * sympy.Identity(d)).I
+    reduced = derive(expr, {d: d, n: d / gamma}).reduce()
+    store.clear()
+    again = derive(expr, {d: d, n: d / gamma}).reduce()
+    assert again is not reduced and store.reduced.cache_info().misses == 1
+    assert again.unknowns == reduced.unknowns and again.combinations == reduced.combinations
+    for new, old in zip(again.equations, reduced.equations):
+        assert new.lhs == old.lhs and sympy.cancel(new.rhs - old.rhs) == 0
+    assert sympy.cancel(again.target - reduced.target) == 0
+    assert again.latex() == reduced.latex()
+
+
+@pytest.mark.parametrize("subs", [{"z": sympy.Rational(-3, 4), "gamma": sympy.Rational(1, 2)},
+                                  {"z": sympy.Rational(1, 2) + sympy.I, "gamma": sympy.Rational(3, 2)}])
+def test_default_path_in_arbitrary_precision_is_the_reduced_one(subs):
+    """trace_limit at dps = 50 goes through the reduced equations by default and agrees with the full
+    system's Newton in mpmath (max_reduced_unknowns = 0) and with the Marchenko-Pastur closed form."""
+    import dataclasses
+
+    from pencils import trace_limit
+    from pencils.derivations import store
+    from pencils.solve.compiled import to_mpmath
+    from pencils.solve.options import DEFAULT_OPTIONS
+
+    n, d, z, gamma = sympy.symbols("n d z gamma")
+    X = Gaussian("X", n, d)
+    expr = (X.T * X / n - z * sympy.Identity(d)).I
+    subs = {sympy.Symbol(k): v for k, v in subs.items()}
+    store.clear()
+    reduced_path = trace_limit(expr, {d: d, n: d / gamma}, subs, dps=50)
+    assert store.reduced.cache_info().currsize == 1
+    store.clear()
+    full_path = trace_limit(expr, {d: d, n: d / gamma}, subs, dps=50,
+                            options=dataclasses.replace(DEFAULT_OPTIONS, max_reduced_unknowns=0))
+    assert store.reduced.cache_info().currsize == 0
+    with mpmath.workdps(60):
+        assert relative(reduced_path, full_path) < mpmath.mpf(10) ** -49
+        expected = marchenko_pastur_stieltjes(to_mpmath(subs[z]), to_mpmath(subs[gamma]))
+        assert relative(reduced_path, expected) < mpmath.mpf(10) ** -49
