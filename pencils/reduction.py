@@ -1,8 +1,9 @@
 r"""The Dyson system in the few scalar unknowns a theorist would write.
 
-(Why one module of some 750 lines: the modular image that finds the structure, the exact
-elimination that follows it and the reduced system it returns are one pipeline; each step
-needs the previous one's unknowns and their names.)
+(Why one module of some 700 lines: the exact elimination and the reduced system it returns,
+with its names, legend and polynomial, are one pipeline; each step needs the previous one's
+unknowns and their names.  The numbers, Newton's method on the reduced equations, are in
+:mod:`pencils.solve.reduced`.)
 
 :class:`pencils.dyson.DysonSystem` states :math:`g = (\Lambda - \eta(g))^{-1}`
 in every block trace :math:`g_{lm}` that :math:`\eta` reads.  Most of them are
@@ -24,7 +25,10 @@ sparse polynomial arithmetic (:class:`sympy.polys.matrices.DomainMatrix`):
 3. **Explicit unknowns.**  An unknown whose equation :math:`g_u = R_u(g)` does
    not involve :math:`g_u` is substituted into the others, greedily (the one
    read by the fewest equations first) until every remaining unknown lies on
-   a cycle of the dependency graph.
+   a cycle of the dependency graph.  An unknown stays where its substitution
+   could give an equation of more than :data:`MAX_TERMS` terms, or twice that
+   before cancellation: the multivariate gcds of the cancellation (in some
+   twenty generators for the DSM at finite :math:`m`) take minutes beyond.
 
 The entries of :math:`(\Lambda - \eta(g))^{-1}` are computed column by column
 by block forward substitution over the strongly connected components of the

@@ -331,7 +331,7 @@ class Solver:
         if reduced is not None:
             try:
                 return self._evaluate_reduced(reduced, subs, dps, path_from, continuation, options)
-            except ConvergenceError:
+            except (ConvergenceError, ZeroDivisionError):
                 pass  # the full system's path finds it (continuation in arbitrary precision where floats failed)
 
         def evaluate(solver: "Solver") -> tuple:
