@@ -1,8 +1,9 @@
 """The derivation store: what :func:`pencils.trace_limit` and :func:`pencils.limit` derive, kept for reuse.
 
-An expression's Dyson system, its compiled solver and the compiled form of a
-scalar quantity of traces are kept in memory for the process and on disk
-(:mod:`pencils.cache`) for the next ones, keyed by the expression, the
+An expression's Dyson system, its compiled solver, its reduced system
+(:meth:`pencils.dyson.DysonSystem.reduce`, which the solver uses for evaluations
+in arbitrary precision) and the compiled form of a scalar quantity of traces
+are kept in memory for the process and on disk (:mod:`pencils.cache`) for the next ones, keyed by the expression, the
 dimensions, the package version and a hash of the package's source (every
 module, found by walking the package, so that no change to what shapes a
 derivation can reuse an old entry).  The disk entry holds plain data
@@ -59,6 +60,8 @@ class DerivationStore:
         Its :class:`pencils.solve.Solver`: from memory, the disk cache, or a derivation.
     compiled_limit(quantities, dims_key)
         The :class:`pencils.quantities.CompiledLimit` of a tuple of scalar quantities, likewise.
+    reduced(expr, dims_key)
+        The :class:`pencils.reduction.ReducedSystem` of its Dyson system, likewise.
     """
 
     def __init__(self, root: Path = Path(__file__).parent):
@@ -66,16 +69,18 @@ class DerivationStore:
         self.system = lru_cache(maxsize=256)(self._system)
         self.solver = lru_cache(maxsize=256)(self._solver)
         self.compiled_limit = lru_cache(maxsize=64)(self._compiled_limit)
+        self.reduced = lru_cache(maxsize=256)(self._reduced)
         self.fingerprint = lru_cache(maxsize=1)(self._fingerprint)
 
     def clear(self) -> None:
         """Forget everything held in memory (the next call reads the disk cache, or derives again)."""
-        for function in (self.system, self.solver, self.compiled_limit, self.fingerprint):
+        for function in (self.system, self.solver, self.compiled_limit, self.reduced, self.fingerprint):
             function.cache_clear()
 
     def _system(self, expr, dims_key: tuple) -> DysonSystem:
         system = DysonSystem(linearize(expr, dict(dims_key)))
         system.solver_source = _StoredSolver(expr, dims_key)  # one route to a solver: through the store
+        system.reduced_source = _StoredReduced(expr, dims_key)  # and to its reduced system
         return system
 
     def _fingerprint(self) -> str:
@@ -106,8 +111,16 @@ class DerivationStore:
         return made
 
     def _solver(self, expr, dims_key: tuple) -> Solver:
-        return self.from_disk("trace", expr, dims_key, lambda e, k: {"record": self.system(e, k).record()},
-                              _trace_solver)
+        solver = self.from_disk("trace", expr, dims_key, lambda e, k: {"record": self.system(e, k).record()},
+                                _trace_solver)
+        solver.reduced_source = _StoredReduced(expr, dims_key, numbers=True)
+        return solver
+
+    def _reduced(self, expr, dims_key: tuple):
+        from .reduction import ReducedSystem, reduce_system
+
+        return self.from_disk("reduced", expr, dims_key, lambda e, k: reduce_system(self.system(e, k)).record(),
+                              lambda payload: ReducedSystem.from_record(self.system(expr, dims_key), payload))
 
     def _compiled_limit(self, quantity_tuple: sympy.Tuple, dims_key: tuple) -> quantities.CompiledLimit:
         return self.from_disk("limit", quantity_tuple, dims_key,
@@ -122,6 +135,18 @@ class _StoredSolver:
 
     def __call__(self) -> Solver:
         return store.solver(self.expr, self.dims_key)
+
+
+class _StoredReduced:
+    """The reduced system of ``expr`` from :data:`store`, or its :class:`pencils.solve.reduced.ReducedEquations`
+    if ``numbers`` (a picklable callable, for :attr:`DysonSystem.reduced_source` and :attr:`Solver.reduced_source`)."""
+
+    def __init__(self, expr, dims_key: tuple, numbers: bool = False):
+        self.expr, self.dims_key, self.numbers = expr, dims_key, numbers
+
+    def __call__(self):
+        reduced = store.reduced(self.expr, self.dims_key)
+        return reduced.numbers if self.numbers else reduced
 
 
 def _trace_solver(payload: dict) -> Solver:

@@ -231,7 +231,8 @@ class DysonSystem:
 
         Unknowns read together or equal by symmetry are merged, and those the
         others determine explicitly are eliminated, by exact sparse rational
-        arithmetic (see :mod:`pencils.reduction`).  Computed once per system.
+        arithmetic (see :mod:`pencils.reduction`).  Computed once per system (and kept on disk by the
+        derivation store for the systems of :func:`pencils.derive`).
 
         Examples
         --------
@@ -250,8 +251,12 @@ class DysonSystem:
         if self._reduced is None:
             from .reduction import reduce_system
 
-            self._reduced = reduce_system(self)
+            self._reduced = self.reduced_source() if self.reduced_source is not None else reduce_system(self)
         return self._reduced
+
+    #: Set by the derivation store for the systems it derives (:func:`pencils.derive`): returns their reduced
+    #: system from the store, which keeps it on disk.
+    reduced_source = None
 
     def latex(self) -> str:
         r"""The equations and the target as a LaTeX ``aligned`` environment."""

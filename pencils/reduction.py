@@ -1,8 +1,9 @@
 r"""The Dyson system in the few scalar unknowns a theorist would write.
 
-(Why one module of some 750 lines: the modular image that finds the structure, the exact
-elimination that follows it and the reduced system it returns are one pipeline; each step
-needs the previous one's unknowns and their names.)
+(Why one module of some 700 lines: the exact elimination and the reduced system it returns,
+with its names, legend and polynomial, are one pipeline; each step needs the previous one's
+unknowns and their names.  The numbers, Newton's method on the reduced equations, are in
+:mod:`pencils.solve.reduced`.)
 
 :class:`pencils.dyson.DysonSystem` states :math:`g = (\Lambda - \eta(g))^{-1}`
 in every block trace :math:`g_{lm}` that :math:`\eta` reads.  Most of them are
@@ -24,7 +25,10 @@ sparse polynomial arithmetic (:class:`sympy.polys.matrices.DomainMatrix`):
 3. **Explicit unknowns.**  An unknown whose equation :math:`g_u = R_u(g)` does
    not involve :math:`g_u` is substituted into the others, greedily (the one
    read by the fewest equations first) until every remaining unknown lies on
-   a cycle of the dependency graph.
+   a cycle of the dependency graph.  An unknown stays where its substitution
+   could give an equation of more than :data:`MAX_TERMS` terms, or twice that
+   before cancellation: the multivariate gcds of the cancellation (in some
+   twenty generators for the DSM at finite :math:`m`) take minutes beyond.
 
 The entries of :math:`(\Lambda - \eta(g))^{-1}` are computed column by column
 by block forward substitution over the strongly connected components of the
@@ -36,7 +40,6 @@ polynomial ring, after clearing the denominators of its rows).
 from __future__ import annotations
 
 import contextlib
-from functools import cached_property
 from typing import Mapping
 
 import numpy as np
@@ -44,14 +47,20 @@ import sympy
 from sympy.polys.matrices import DomainMatrix
 
 from . import precision
-from .errors import ConvergenceError, EliminationTooLargeError, ParameterError
+from .errors import EliminationTooLargeError, ParameterError
 from .pencil import IDENTITY
+from .serialization import decode, encode
+from .solve.reduced import ReducedEquations
 
 __all__ = ["ReducedSystem", "reduce_system"]
 
 #: An explicit unknown is not substituted where that would give an equation (or the target) of more
 #: terms than this, counting numerator and denominator: the reduction stops short of unreadable sizes.
 MAX_TERMS = 300
+
+#: Equations of at most this many terms (numerator and denominator) are printed factored; factoring
+#: larger ones in many parameters takes minutes.
+FACTORED_TERMS = 80
 
 
 # --------------------------------------------------------------------------- exact linear algebra
@@ -173,9 +182,17 @@ def _depends(fraction, variable) -> bool:
 
 
 def _tidy(expression: sympy.Expr) -> sympy.Expr:
-    """A rational function as ``numerator / denominator``, each factored, the denominator's signs made mostly positive."""
-    numerator, denominator = sympy.fraction(sympy.cancel(sympy.together(expression)))
-    numerator, denominator = sympy.factor(numerator), sympy.factor(denominator)
+    """A rational function as ``numerator / denominator``, the denominator's signs made mostly positive.
+
+    ``expression`` comes from a cancelled fraction of the reduction's field.  Each part is factored if
+    the fraction has at most :data:`FACTORED_TERMS` terms; larger ones (whose factorisation in many
+    parameters takes minutes) are expanded, with only their content taken out.
+    """
+    numerator, denominator = sympy.fraction(sympy.together(expression))
+    small = len(sympy.Add.make_args(numerator)) + len(sympy.Add.make_args(denominator)) <= FACTORED_TERMS
+    if small:
+        numerator, denominator = sympy.fraction(sympy.cancel(numerator / denominator))
+    shape = sympy.factor if small else sympy.factor_terms
 
     def negative_terms(polynomial) -> int:
         return sum(1 for term in sympy.Add.make_args(sympy.expand(polynomial)) if term.could_extract_minus_sign())
@@ -183,10 +200,9 @@ def _tidy(expression: sympy.Expr) -> sympy.Expr:
     kept = negative_terms(numerator) + negative_terms(denominator)
     changed = negative_terms(-numerator) + negative_terms(-denominator)
     flipped = changed < kept or (changed == kept and negative_terms(-denominator) < negative_terms(denominator))
-    if flipped:
-        numerator, denominator = sympy.factor(-numerator), sympy.factor(-denominator)
-    if denominator == 1:
-        return numerator
+    numerator, denominator = (shape(-numerator), shape(-denominator)) if flipped else (shape(numerator), shape(denominator))
+    if denominator.is_Number:
+        return numerator / denominator
     return sympy.Mul(numerator, sympy.Pow(denominator, -1, evaluate=False), evaluate=False) if numerator != 1 else (
         sympy.Pow(denominator, -1, evaluate=False))
 
@@ -297,7 +313,7 @@ def reduce_system(system) -> "ReducedSystem":
         for j, fraction in [(j, equations[j]) for j in readers[k]] + [(None, target)]:
             if not _depends(fraction, generator[k]):
                 continue
-            if _size_bound(fraction, generator[k], value) > 20 * MAX_TERMS:
+            if _size_bound(fraction, generator[k], value) > 2 * MAX_TERMS:
                 break
             substituted[j] = _substitute(fraction, generator[k], value)
             if _size(substituted[j]) > MAX_TERMS:
@@ -314,9 +330,13 @@ def reduce_system(system) -> "ReducedSystem":
     for unknown in unknowns.values():
         unknown.blocks = {block: c.xreplace(restore) for block, c in unknown.blocks.items()}
         unknown.equal_to = [{block: c.xreplace(restore) for block, c in blocks.items()} for blocks in unknown.equal_to]
-    return ReducedSystem(system, symbols, list(equations),
-                         {k: field.to_sympy(e).xreplace(restore) for k, e in equations.items()},
-                         field.to_sympy(target).xreplace(restore), unknowns)
+    order = list(equations)
+    names = _names(system, [unknowns[k] for k in order])
+    renaming = {symbols[k]: name for k, name in zip(order, names)}
+    right_hand_sides = [_tidy(field.to_sympy(equations[k]).xreplace(restore).xreplace(renaming)) for k in order]
+    target = field.to_sympy(target).xreplace(restore).xreplace(renaming)
+    return ReducedSystem(system, names, right_hand_sides, target if target in names else _tidy(target),
+                         [unknowns[k].blocks for k in order], [unknowns[k].equal_to for k in order])
 
 
 def _irrational_atoms(expressions: list) -> dict:
@@ -408,20 +428,36 @@ class ReducedSystem:
     g_d
     """
 
-    def __init__(self, system, dummies: list, kept: list, equations: dict, target: sympy.Expr, unknowns: dict):
+    def __init__(self, system, unknowns: list, right_hand_sides: list, target: sympy.Expr, combinations: list,
+                 equal_to: list):
         self.system = system
         self.parameters = system.parameters
-        order = list(kept)
-        self.unknowns = _names(system, [unknowns[k] for k in order])
-        renaming = {dummies[k]: symbol for k, symbol in zip(order, self.unknowns)}
-        self.equations = [
-            sympy.Eq(symbol, _tidy(equations[k].xreplace(renaming)))
-            for k, symbol in zip(order, self.unknowns)
-        ]
-        target = target.xreplace(renaming)
-        self.target = target if target in self.unknowns else _tidy(target)
-        self.combinations = [unknowns[k].blocks for k in order]
-        self._equal_to = [unknowns[k].equal_to for k in order]
+        self.unknowns = list(unknowns)
+        self.equations = [sympy.Eq(symbol, rhs) for symbol, rhs in zip(self.unknowns, right_hand_sides)]
+        self.target = target
+        self.combinations = list(combinations)
+        self._equal_to = list(equal_to)
+        self.numbers = ReducedEquations(self.parameters, self.unknowns, right_hand_sides, target, self.combinations)
+
+    def record(self) -> dict:
+        """The reduced system as plain data (:meth:`ReducedEquations.record` and the unknowns equal by symmetry),
+        which the derivation store keeps on disk."""
+        record = self.numbers.record()
+        record["equal_to"] = [[[[l, m, encode(c)] for (l, m), c in blocks.items()] for blocks in others]
+                              for others in self._equal_to]
+        return record
+
+    @classmethod
+    def from_record(cls, system, record: Mapping) -> "ReducedSystem":
+        """The reduced system of ``system`` stored as ``record`` (see :meth:`record`)."""
+        numbers = ReducedEquations.from_record(record)
+        if numbers.parameters != tuple(system.parameters):
+            raise ValueError("a reduced record of other parameters than its system's")
+        equal_to = [[{(int(l), int(m)): decode(c) for l, m, c in blocks} for blocks in others]
+                    for others in record["equal_to"]]
+        if len(equal_to) != len(numbers.unknowns):
+            raise ValueError("a reduced record needs the unknowns equal by symmetry to each of its unknowns")
+        return cls(system, numbers.unknowns, numbers.right_hand_sides, numbers.target, numbers.combinations, equal_to)
 
     def __repr__(self) -> str:
         count = len(self.unknowns)
@@ -470,13 +506,6 @@ class ReducedSystem:
 
     # ----------------------------------------------------------------- numbers
 
-    @cached_property
-    def _combination_functions(self) -> dict:
-        from .solve.compiled import compile_expressions
-
-        coefficients = [sympy.sympify(c) for blocks in self.combinations for c in blocks.values()]
-        return {module: compile_expressions(self.parameters, coefficients, module) for module in ("numpy", "mpmath")}
-
     def values(self, subs: Mapping, dps: int | None = None) -> dict:
         r"""The unknowns on the physical branch at ``subs`` (broadcast), from the full system's solver.
 
@@ -500,21 +529,11 @@ class ReducedSystem:
         """
         inverse, _, shape = self.system.solver.solve(dict(subs), dps=dps)
         columns = self._columns(subs, dps, inverse.shape[0])
-        with _precision(dps):
-            function = self._combination_functions["numpy" if dps is None else "mpmath"]
-            coefficients = iter(_tabulate(function, columns, inverse.shape[0], dps is not None))
-            result = {}
-            for symbol, blocks in zip(self.unknowns, self.combinations):
-                total = 0
-                for l, m in blocks:
-                    total = total + next(coefficients) * inverse[:, l, m]
-                result[symbol] = _shaped(total, shape, dps)
-        return result
+        return {symbol: _shaped(column, shape, dps)
+                for symbol, column in zip(self.unknowns, self.numbers.start(inverse, columns, dps))}
 
     def _columns(self, subs: Mapping, dps: int | None, count: int) -> list:
         """The parameter values as flat arrays of ``count`` points (mpmath numbers if ``dps``)."""
-        from .solve.compiled import to_mpmath
-
         subs = {sympy.sympify(key): value for key, value in subs.items()}
         missing = [str(p) for p in self.parameters if p not in subs]
         if missing:
@@ -523,36 +542,23 @@ class ReducedSystem:
         arrays = [np.broadcast_to(a.reshape(-1), (count,)) for a in arrays]
         if dps is None:
             return arrays
-        with _precision(dps):
-            return [np.array([to_mpmath(x) for x in a], dtype=object) for a in arrays]
-
-    @cached_property
-    def _compiled(self) -> dict:
-        """Residuals :math:`F(y) = y - R(y)`, Jacobian and target, for numpy and mpmath."""
-        from .solve.compiled import compile_expressions
-
-        arguments = tuple(self.unknowns) + tuple(self.parameters)
-        residuals = [e.lhs - e.rhs for e in self.equations]
-        jacobian = [r.diff(y) for r in residuals for y in self.unknowns]
-        expressions = residuals + jacobian + [self.target]
-        return {module: compile_expressions(arguments, expressions, module) for module in ("numpy", "mpmath")}
+        with precision.working(dps):
+            return [np.array([_mpmath_number(x) for x in a], dtype=object) for a in arrays]
 
     def residuals(self, unknowns: Mapping, subs: Mapping, dps: int | None = None) -> np.ndarray:
         r"""The residuals :math:`y - R(y)` of the reduced equations at given unknowns and parameters, shape (U, P)."""
         count = max([np.size(v) for v in unknowns.values()] + [np.size(v) for v in subs.values()] + [1])
         columns = self._columns(subs, dps, count)
-        with _precision(dps):
-            values = [np.broadcast_to(np.asarray(unknowns[s], dtype=object if dps else complex).reshape(-1), (count,))
-                      for s in self.unknowns]
-            function = self._compiled["numpy" if dps is None else "mpmath"]
-            return _tabulate(function, values + columns, count, dps is not None)[: len(self.unknowns)]
+        values = [np.broadcast_to(np.asarray(unknowns[s], dtype=object if dps else complex).reshape(-1), (count,))
+                  for s in self.unknowns]
+        return self.numbers.residuals(values, columns, count, dps)
 
     def solve(self, subs: Mapping, dps: int | None = None, start: Mapping | None = None,
               max_iterations: int = 60) -> tuple:
         r"""The unknowns and the target by Newton's method on the reduced equations.
 
         Starts from ``start`` (``{unknown: value}``), by default the full system's
-        float solution (:meth:`values`), and iterates
+        float solution (:meth:`values`), and iterates (:meth:`ReducedEquations.newton`)
         :math:`y \leftarrow y - J(y)^{-1} (y - R(y))` with the exact Jacobian, in
         float (batched) or in mpmath at ``dps +`` :data:`pencils.precision.GUARD_DIGITS` digits until the step is
         below :math:`10^{-(\mathrm{dps} + 8)}` relative.
@@ -584,52 +590,19 @@ class ReducedSystem:
         shape = np.broadcast_shapes(*(np.shape(v) for v in list(subs.values()) + list(start.values())))
         count = int(np.prod(shape)) if shape else 1
         columns = self._columns(subs, dps, count)
-        size = len(self.unknowns)
-        function = self._compiled["numpy" if dps is None else "mpmath"]
-        with _precision(dps):
-            y = [np.broadcast_to(np.asarray(start[s], dtype=complex).reshape(-1), (count,)) for s in self.unknowns]
-            if dps is not None:
-                y = [np.array([_mpmath_number(x) for x in column], dtype=object) for column in y]
-            tolerance = 1e-14 if dps is None else precision.context().mpf(10) ** -(dps + 8)
-            converged, change = not size, [0]
-            for _ in range(max_iterations if size else 0):
-                table = _tabulate(function, y + columns, count, dps is not None)
-                residual = table[:size]
-                jacobian = table[size : size + size * size].reshape(size, size, count)
-                if dps is None:
-                    step = np.linalg.solve(np.moveaxis(jacobian, -1, 0), residual.T[..., None])[..., 0].T
-                    change = np.max(np.abs(step) / np.maximum(1, np.abs(np.array(y))), axis=0)
-                else:
-                    step = np.empty((size, count), dtype=object)
-                    change = np.empty(count, dtype=object)
-                    context = precision.context()
-                    for p in range(count):
-                        matrix = context.matrix(jacobian[:, :, p].tolist())
-                        delta = context.lu_solve(matrix, context.matrix(residual[:, p].tolist()))
-                        step[:, p] = [delta[i] for i in range(size)]
-                        change[p] = max([abs(delta[i]) / max(1, abs(y[i][p])) for i in range(size)] + [context.zero])
-                y = [column - step[i] for i, column in enumerate(y)]
-                if all(c <= tolerance for c in change):
-                    converged = True
-                    break
-            if not converged:
-                raise ConvergenceError(
-                    f"Newton's method on the reduced equations did not converge in {max_iterations} iterations "
-                    f"(last relative step {max(change)}); start closer (e.g. from values(subs)).",
-                    residual=float(max(change)),
-                )
-            target = _tabulate(function, y + columns, count, dps is not None)[-1]
+        y, target, _ = self.numbers.newton([start[s] for s in self.unknowns], columns, count, dps, max_iterations)
+        with contextlib.nullcontext() if dps is None else precision.working(dps):
             unknowns = {s: _shaped(column, shape, dps) for s, column in zip(self.unknowns, y)}
             return unknowns, _shaped(target, shape, dps)
 
     # ----------------------------------------------------------------- elimination
 
     #: The most unknowns of a full system that :func:`reduce_system` attempts.  The exact rational
-    #: arithmetic grows quickly with the unknowns and the parameters: measured (loaded 2-core machine)
-    #: 12 unknowns (DSM m = inf) 1 s, 58 and 66 (random-features errors) 12 s and 32 s, 32 for
-    #: ``(S**2 + lambda)**-2`` 210 s (no unknown is explicit), 48 with 9 parameters and 4 square
-    #: roots (DSM finite m, dual) over 5 minutes.
-    max_unknowns = 16
+    #: arithmetic grows quickly with the unknowns and the parameters: measured cold on a loaded 2-core
+    #: machine, 12 unknowns (DSM m = inf) 0.5 s, 45 and 50 with 12 parameters and 7 square roots (DSM
+    #: finite m, test traces) 11 s and 15 s, 58 and 66 (random-features errors) 8 s and 22 s, 32 for
+    #: ``(S**2 + lambda)**-2`` 15 s (no unknown is explicit).
+    max_unknowns = 66
 
     #: The largest Bezout number (product of the total degrees of the equations, cleared of
     #: denominators, and of the target's equation) for which :meth:`polynomial` attempts the elimination.
@@ -736,20 +709,7 @@ def _float_value(value):
     return number.real if number.imag == 0 else number
 
 
-def _precision(dps: int | None):
-    """The working precision of a multiprecision call: ``dps +`` :data:`pencils.precision.GUARD_DIGITS` digits of this thread's private context
-    (nothing for floats)."""
-    return precision.working(dps) if dps is not None else contextlib.nullcontext()
-
-
 def _shaped(values, shape: tuple, dps: int | None):
     from .solve.compiled import shaped
 
     return shaped(np.asarray(values), shape, dps)
-
-
-def _tabulate(function, columns: list, count: int, multiprecision: bool) -> np.ndarray:
-    """A compiled function at every point, shape (outputs, points): :func:`pencils.solve.compiled.tabulate`."""
-    from .solve.compiled import tabulate
-
-    return tabulate(function, columns, count, multiprecision)

@@ -177,26 +177,27 @@ def test_random_features_cross_term():
 
 
 @pytest.mark.parametrize("dual", [False, True])
-def test_dsm_finite_m_is_reduced_or_refused_with_a_clear_error(dual):
-    """Of the finite-m systems, the dual train trace (12 unknowns) is reduced and checked against the
-    full solver at p > nm; the test traces (45 and 50 unknowns) exceed the bound and are refused."""
-    reduced_any = False
+def test_dsm_finite_m(dual):
+    """Every finite-m system, the dual train trace (12 unknowns) and the test traces (45 and 50 unknowns,
+    12 parameters), reduced and checked against the full solver at p > nm."""
+    subs = dsm.substitutions(0.5, 3.0, 0.5, 1e-2, m=2, dps=50)
     for matrix in library_matrices(list(dsm.quantities(True, dual).values()), dsm.dims):
         system = derive(matrix, dsm.dims)
-        if len(system.unknowns) <= ReducedSystem.max_unknowns:
-            subs = dsm.substitutions(0.5, 3.0, 0.5, 1e-2, m=2, dps=50)
-            check_against_full(system, subs, max_unknowns=6)
-            reduced_any = True
-        else:
-            with pytest.raises(EliminationTooLargeError, match="max_unknowns"):
-                system.reduce()
-    assert reduced_any == dual
+        check_against_full(system, subs, max_unknowns=6 if len(system.unknowns) <= 12 else 10)
+
+
+def test_larger_systems_are_refused_with_a_clear_error():
+    d, n, z = sympy.symbols("d n z")
+    X = Gaussian("X", n, d)
+    system = derive((X.T * X / n) ** 12, {n: 2 * d})
+    assert len(system.unknowns) > ReducedSystem.max_unknowns
+    with pytest.raises(EliminationTooLargeError, match="max_unknowns"):
+        system.reduce()
 
 
 @pytest.mark.slow
-def test_random_features_errors(monkeypatch):
-    """The two merged traces of the errors (58 and 66 unknowns), above the default bound: about a minute."""
-    monkeypatch.setattr(ReducedSystem, "max_unknowns", 80)
+def test_random_features_errors():
+    """The two merged traces of the errors (58 and 66 unknowns): about a minute."""
     subs = {random_features.symbols[k]: v for k, v in
             {"psi_n": 2, "psi_p": sympy.Rational(3, 2), "lam": sympy.Rational(1, 10), "mu1": sympy.Rational(1, 2),
              "v2": sympy.Rational(1, 5), "signal": 1, "noise": sympy.Rational(1, 4)}.items()}
@@ -241,3 +242,53 @@ def test_random_features_gram_against_mei_montanari():
         coupling = zeta**2 / (1 - zeta**2 * nu_1 * nu_2)
         assert relative(nu_1, psi_p / (-xi - nu_2 - coupling * nu_2)) < mpmath.mpf(10) ** -DIGITS
         assert relative(nu_2, psi_n / (-xi - nu_1 - coupling * nu_1)) < mpmath.mpf(10) ** -DIGITS
+
+
+# ----------------------------------------------------------------------- the store and the default path
+
+
+def test_reduced_system_is_kept_on_disk():
+    """A fresh store (memory emptied) reads the reduced system back from disk: the same equations."""
+    from pencils.derivations import store
+
+    n, d, z, gamma = sympy.symbols("n d z gamma")
+    X = Gaussian("X", n, d)
+    expr = (X.T * X / n + semicircular("Y", d) - z * sympy.Identity(d)).I
+    reduced = derive(expr, {d: d, n: d / gamma}).reduce()
+    store.clear()
+    again = derive(expr, {d: d, n: d / gamma}).reduce()
+    assert again is not reduced and store.reduced.cache_info().misses == 1
+    assert again.unknowns == reduced.unknowns and again.combinations == reduced.combinations
+    for new, old in zip(again.equations, reduced.equations):
+        assert new.lhs == old.lhs and sympy.cancel(new.rhs - old.rhs) == 0
+    assert sympy.cancel(again.target - reduced.target) == 0
+    assert again.latex() == reduced.latex()
+
+
+@pytest.mark.parametrize("subs", [{"z": sympy.Rational(-3, 4), "gamma": sympy.Rational(1, 2)},
+                                  {"z": sympy.Rational(1, 2) + sympy.I, "gamma": sympy.Rational(3, 2)}])
+def test_default_path_in_arbitrary_precision_is_the_reduced_one(subs):
+    """trace_limit at dps = 50 goes through the reduced equations by default and agrees with the full
+    system's Newton in mpmath (max_reduced_unknowns = 0) and with the Marchenko-Pastur closed form."""
+    import dataclasses
+
+    from pencils import trace_limit
+    from pencils.derivations import store
+    from pencils.solve.compiled import to_mpmath
+    from pencils.solve.options import DEFAULT_OPTIONS
+
+    n, d, z, gamma = sympy.symbols("n d z gamma")
+    X = Gaussian("X", n, d)
+    expr = (X.T * X / n - z * sympy.Identity(d)).I
+    subs = {sympy.Symbol(k): v for k, v in subs.items()}
+    store.clear()
+    reduced_path = trace_limit(expr, {d: d, n: d / gamma}, subs, dps=50)
+    assert store.reduced.cache_info().currsize == 1
+    store.clear()
+    full_path = trace_limit(expr, {d: d, n: d / gamma}, subs, dps=50,
+                            options=dataclasses.replace(DEFAULT_OPTIONS, max_reduced_unknowns=0))
+    assert store.reduced.cache_info().currsize == 0
+    with mpmath.workdps(60):
+        assert relative(reduced_path, full_path) < mpmath.mpf(10) ** -49
+        expected = marchenko_pastur_stieltjes(to_mpmath(subs[z]), to_mpmath(subs[gamma]))
+        assert relative(reduced_path, expected) < mpmath.mpf(10) ** -49

@@ -31,6 +31,12 @@ class SolverOptions:
         automatically; larger ones issue a :class:`pencils.errors.PrecisionWarning`.
     max_newton : int
         The most Newton iterations at the requested parameters.
+    max_reduced_unknowns : int
+        Evaluations in arbitrary precision (``dps``, no derivatives, no Diagonals) of a
+        system of at most this many unknowns solve it in floats and polish the few
+        unknowns of its reduced equations (:mod:`pencils.reduction`, kept by the
+        derivation store) instead of the full matrix equation: measured 1.5-2.8 times
+        faster at 50 digits (``benchmarks/reduction.py``); 0 turns this off.
     anchors : int
         The most points of a batch solved from zero variance before continuation
         from neighbours.
@@ -79,6 +85,7 @@ class SolverOptions:
     finishing_dps: int = 30
     max_finished_unknowns: int = 80
     max_newton: int = 60
+    max_reduced_unknowns: int = 16
     anchors: int = 4
     max_grid_level: int = 30
     chunk_entries: int = 2**20

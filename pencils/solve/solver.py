@@ -218,10 +218,11 @@ class Solver:
                         solved.shape)
 
     def _solve(self, subs: Mapping, dps: int | None, path_from: Mapping | None, continuation: str,
-               options: SolverOptions) -> _Solved:
+               options: SolverOptions, polish: bool = True) -> _Solved:
         """:meth:`solve`, with the float solution ``g`` (``inverse`` and ``g`` are those of Newton's last
         iteration: :meth:`AccuracyAudit.float_error` measures the residual between them), the relative
-        residual and the float points finished in arbitrary precision because Newton stalled."""
+        residual and the float points finished in arbitrary precision because Newton stalled.  Without
+        ``polish``, the float solution of values given for ``dps`` digits (exact numbers, mpmath numbers)."""
         shape, columns, count = self.compiled.points(subs, multiprecision=dps is not None)
         floats = float_columns(columns)
         coefficients = self.compiled.coefficients(floats, count, multiprecision=False)
@@ -237,7 +238,7 @@ class Solver:
             inverse=inverse,
         )
         converged &= reached
-        if dps is None:
+        if dps is None or not polish:
             # Points that the continuation reached (on the physical branch, to its tolerance) but where
             # rounding stops Newton above the residual tolerance are finished in extended precision and
             # rounded back; failed points are not.
@@ -330,6 +331,13 @@ class Solver:
         options = options or DEFAULT_OPTIONS
         if dps is None:
             return self._evaluate_floats(subs, path_from, continuation, derivatives, options)
+        reduced = self._reduced_equations(derivatives, options)
+        if reduced is not None:
+            try:
+                return self._evaluate_reduced(reduced, subs, dps, path_from, continuation, options)
+            except (ConvergenceError, ZeroDivisionError):
+                pass  # the full system's path finds it (continuation in arbitrary precision where floats failed)
+
         def evaluate(solver: "Solver") -> tuple:
             solved = solver._solve(subs, dps, path_from, continuation, options)
             values = [solved.scale * solver.compiled.nodes.mean(solved.inverse, self.problem.out, self.problem.into)]
@@ -341,16 +349,35 @@ class Solver:
         with np.errstate(all="ignore"), single_threaded_blas(), precision.working(dps) as context:
             values, solved, _ = self._refined(evaluate, context.mpf(10) ** -dps)
             results = [shaped(value, solved.shape, dps) for value in values]
-        count = len(solved.residual)
-        nothing = np.zeros(count, dtype=bool)
-        return LimitResult(
-            value=results[0], derivatives=tuple(results[1:]),
-            converged=point_shaped(solved.residual <= 10.0**-dps, solved.shape),
-            residual=point_shaped(solved.residual, solved.shape),
-            relative_error=point_shaped(np.full(count, 10.0**-dps), solved.shape),
-            finished=point_shaped(nothing, solved.shape), finish_reason=point_shaped(np.full(count, ""), solved.shape),
-            warned=point_shaped(nothing, solved.shape), dps=dps,
-        )
+        return _multiprecision_result(results, solved.residual, solved.shape, dps)
+
+    #: Set by the derivation store (:mod:`pencils.derivations`) for the solvers it keeps: returns the
+    #: :class:`pencils.solve.reduced.ReducedEquations` of the system, from the store (kept on disk).
+    reduced_source = None
+
+    def _reduced_equations(self, derivatives: Sequence, options: SolverOptions):
+        """The reduced equations for an evaluation in arbitrary precision, or ``None`` where the full system's path
+        is taken: derivatives asked, Diagonals, more than ``options.max_reduced_unknowns`` unknowns, no store."""
+        if (derivatives or self.problem.spectral or self.unknowns > options.max_reduced_unknowns
+                or self.reduced_source is None):
+            return None
+        return self.reduced_source()
+
+    def _evaluate_reduced(self, reduced, subs: Mapping, dps: int, path_from: Mapping | None, continuation: str,
+                          options: SolverOptions) -> LimitResult:
+        r"""The limit at ``dps`` digits from the reduced equations: the full system solved in floats (on the
+        physical branch), its unknowns :math:`\sum c\, G_{lm}` polished by Newton's method on the reduced
+        equations in mpmath (:meth:`pencils.solve.reduced.ReducedEquations.newton`)."""
+        with np.errstate(all="ignore"), single_threaded_blas():
+            solved = self._solve(subs, dps, path_from, continuation, options, polish=False)
+        with precision.working(dps):
+            shape, columns, count = self.compiled.points(subs, multiprecision=True)
+            inverse = self.compiled.nodes.average(solved.inverse)
+            inverse = inverse.reshape(len(inverse), self.problem.size, self.problem.size)
+            start = reduced.start(inverse, float_columns(columns), None)
+            _, target, step = reduced.newton(start, columns, count, dps, options.max_newton)
+            value = shaped(target, shape, dps)
+        return _multiprecision_result([value], np.array([float(s) for s in step]), shape, dps)
 
     def _evaluate_floats(self, subs: Mapping, path_from: Mapping | None, continuation: str, derivatives: Sequence,
                          options: SolverOptions) -> LimitResult:
@@ -520,3 +547,18 @@ class Solver:
                     (np.abs(jacobian) @ np.abs(moved)[:, :, None])[:, :, 0] + np.abs(shift))
                 parts.append((magnitude, np.sum(np.abs(adjoint) * residual, axis=1)))
         return results, parts
+
+
+def _multiprecision_result(results: list, residual: np.ndarray, shape: tuple, dps: int) -> LimitResult:
+    """The :class:`LimitResult` of an evaluation at ``dps`` digits: ``results`` the value and its derivatives,
+    ``residual`` the relative residual (or last Newton step) at each point."""
+    count = len(residual)
+    nothing = np.zeros(count, dtype=bool)
+    return LimitResult(
+        value=results[0], derivatives=tuple(results[1:]),
+        converged=point_shaped(residual <= 10.0**-dps, shape),
+        residual=point_shaped(residual, shape),
+        relative_error=point_shaped(np.full(count, 10.0**-dps), shape),
+        finished=point_shaped(nothing, shape), finish_reason=point_shaped(np.full(count, ""), shape),
+        warned=point_shaped(nothing, shape), dps=dps,
+    )
