@@ -10,7 +10,8 @@ and the time taken.  Nothing is asserted; the exit status is 1 if any disagreeme
 
 Run ``python benchmarks/differential.py --count 10000 --seed 0 --finite-m 40`` (41 minutes on a
 loaded 2-core machine, 246 ms a case; measured: 13202 quantities, 14 warned, 33 refused, 0 silent,
-worst unwarned relative error 2.7e-11) or ``--count 300`` for a quick look.
+worst unwarned relative error 2.7e-11) or ``--count 300`` for a quick look.  ``--diagonal N`` adds ridge
+cases with :class:`pencils.Diagonal` covariances (atoms, and quantile functions smooth or singular at an end).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import differential  # noqa: E402
 
@@ -32,11 +34,13 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=10_000, help="cases (a case may hold several quantities)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--finite-m", type=int, default=0, help="extra DSM cases at finite m (slow references)")
+    parser.add_argument("--diagonal", type=int, default=0, help="extra ridge cases with Diagonal covariances")
     arguments = parser.parse_args()
     rng = np.random.default_rng(arguments.seed)
     models = arguments.count // 4
     cases = differential.engine_cases(rng, arguments.count - models) + differential.model_cases(rng, models)
     cases += differential.model_cases(rng, arguments.finite_m, finite_m=True)
+    cases += differential.diagonal_cases(rng, arguments.diagonal)
     start = time.perf_counter()
     by_family = collections.defaultdict(lambda: [0, 0, 0, 0, 0.0])  # compared, warned, refused, silent, worst
     worst, worst_silent, refusals = None, None, collections.Counter()

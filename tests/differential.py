@@ -20,7 +20,7 @@ from functools import lru_cache
 import mpmath
 import sympy
 
-from pencils import Gaussian, limit
+from pencils import Diagonal, Gaussian, limit
 from pencils.errors import PencilsError, PrecisionWarning
 from pencils.models import dsm, random_features
 from pencils.solve import SolverOptions
@@ -130,6 +130,43 @@ def engine_cases(rng, count: int) -> list:
         if family == "semicircle":
             subs = {z: float(rng.uniform(-4, -2.05) if rng.random() < 0.5 else rng.uniform(2.05, 4))}
         cases.append(Case(family, quantity, _dims(family, r, q), subs))
+    return cases
+
+
+@lru_cache(maxsize=1)
+def _diagonal_expressions() -> dict:
+    """Ridge traces on anisotropic data: a covariance with atoms (a power law), a smooth quantile function, and
+    quantile functions singular at u = 0 and at u = 1 (tanh-sinh rules)."""
+    u = sympy.Symbol("u")
+    X = Gaussian("X", n, d)
+    laws = {
+        "4-atom power law": [sympy.Integer(k) ** sympy.Rational(-3, 4) for k in range(1, 5)],
+        "smooth quantile": sympy.Lambda(u, sympy.sqrt(1 + 3 * u)),
+        "quantile singular at 0": sympy.Lambda(u, u ** sympy.Rational(-1, 4)),
+        "quantile singular at 1": sympy.Lambda(u, (1 - u) ** sympy.Rational(1, 3)),
+    }
+    expressions = {}
+    for name, law in laws.items():
+        root = Diagonal("R", d, law)
+        S = root * X.T * X * root / n
+        R = (S + lam * sympy.Identity(d)).I
+        expressions[f"Diagonal resolvent, {name}"] = Tr(R) / d
+        expressions[f"Diagonal ridge bias + variance, {name}"] = lam**2 * Tr(R * R) / d + sigma**2 * Tr(R * S * R) / n
+    return expressions
+
+
+def diagonal_cases(rng, count: int) -> list:
+    """``count`` random cases of ridge traces with :class:`pencils.Diagonal` covariances (atoms and quantile
+    functions), at the ratios and ridges of :func:`engine_cases` (ridges from 1e-6: the 30-digit references of
+    quantile functions at smaller ridges need thousands of nodes)."""
+    families = list(_diagonal_expressions())
+    cases = []
+    for _ in range(count):
+        family = families[rng.integers(len(families))]
+        subs = {lam: float(10.0 ** rng.uniform(-6, 1)), sigma: float(rng.uniform(0.1, 2.0))}
+        if "bias" not in family:
+            del subs[sigma]
+        cases.append(Case(family, _diagonal_expressions()[family], {n: sympy.nsimplify(_ratio(rng)) * d}, subs))
     return cases
 
 

@@ -7,6 +7,7 @@
 - A one-atom Diagonal against the isotropic problem with the atom as a scalar.
 - Deterministic traces (``(Sigma + lam)^{-1}``, a block matrix of Diagonals) against exact sums.
 - Finite-size draws (:func:`pencils.sample_trace`) against the limits, within Monte Carlo error.
+- The float error bounds, first order and checked in extended precision, against the limits at 40 digits.
 """
 
 from __future__ import annotations
@@ -105,19 +106,42 @@ def test_float_error_bound_holds_and_is_tight(law):
         assert actual <= error <= 1e-11 * abs(value)
 
 
-@pytest.mark.parametrize("law", sorted(LAWS))
-def test_diagonal_systems_keep_their_first_order_bound(law):
-    """The check in extended precision (``Solver.tighten``) skips systems with Diagonals, whose eigenvalues
-    and weights are tabulated in double precision: their bounds stay first order, and still hold."""
-    make, average = LAWS[law]
-    z_values = np.array([0.5 + 0.3j, 6.0 + 0.01j])
-    solver = derive(covariance_resolvent(make()), DIMS).solver
-    evaluation = solver.float_target({z: z_values}, None, "neighbours", ())
-    first_order = evaluation.errors[0].copy()
-    solver.tighten(evaluation, (), np.arange(len(z_values)))
-    np.testing.assert_array_equal(evaluation.errors[0], first_order)
-    for value, error, z_value in zip(evaluation.values[0], first_order, z_values):
-        assert abs(value - complex(silverstein(complex(z_value), average, dps=25))) <= error
+POWER_LAW = Diagonal("R", d, [sympy.Integer(k) ** sympy.Rational(-3, 4) for k in range(1, 17)])
+#: Spectral systems and points for the check in extended precision: atoms and quantile functions (smooth, and
+#: singular at u = 0 or at u = 1), at ridges down to 1e-6 at and near the interpolation threshold n = d.
+TIGHTENED = {
+    "atoms, spectral parameter": (LAWS["atoms"][0](), DIMS, z, [0.5 + 0.3j, 6.0 + 0.01j, 2.0 + 1e-3j, -1e-3]),
+    "16-atom power law, ridge at n = d": (POWER_LAW, {n: d}, lam, [1e-2, 1e-4, 1e-6]),
+    "16-atom power law, ridge at n = 1.05 d": (POWER_LAW, {n: sympy.Rational(21, 20) * d}, lam, [1e-3, 1e-6]),
+    "smooth quantile, spectral parameter": (LAWS["quantile"][0](), DIMS, z, [0.5 + 0.3j, 6.0 + 0.01j, -1e-3]),
+    "quantile singular at 0, ridge": (Diagonal("R", d, sympy.Lambda(u, u ** sympy.Rational(-1, 4))), DIMS, lam,
+                                      [1e-1, 1e-2, 1e-4]),
+    "quantile singular at 1, ridge at n = d": (Diagonal("R", d, sympy.Lambda(u, (1 - u) ** sympy.Rational(1, 3))),
+                                               {n: d}, lam, [1e-1, 1e-2, 1e-4]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TIGHTENED))
+def test_tightened_bounds_of_diagonal_systems_hold_against_40_digits(case):
+    """The check in extended precision (``Solver.tighten``: eigenvalues, masses and quadrature rules tabulated in
+    extended precision, the quadrature's change kept whole) gives bounds on the value and its derivative that
+    hold against the same limits at 40 digits, at ill-conditioned points too, and that are at most the
+    first-order bounds (up to the part m u_e/u = 1/128 of them kept for the extended value's own error)."""
+    root, dims, parameter, points = TIGHTENED[case]
+    shift = -z if parameter == z else lam
+    solver = derive((root * X.T * X * root / n + shift * I).I, dims).solver
+    values = np.array(points)
+    evaluation = solver.float_target({parameter: values}, None, "neighbours", [parameter])
+    first_order = [error.copy() for error in evaluation.errors]
+    solver.tighten(evaluation, [parameter], np.arange(len(values)))
+    exact = [sympy.nsimplify(v) if isinstance(v, complex) else sympy.Float(v, 60) for v in points]
+    reference = solver.evaluate({parameter: np.array(exact, dtype=object)}, dps=40, derivatives=[parameter])
+    with mpmath.workdps(40):
+        for value, bound, loose, expected in zip(evaluation.values, evaluation.errors, first_order,
+                                                 (reference.value, reference.derivatives[0])):
+            actual = np.array([float(abs(mpmath.mpmathify(complex(v)) - e)) for v, e in zip(value, expected)])
+            assert np.all(actual <= bound), (actual, bound)
+            assert np.all(bound <= (1 + 1 / 64) * loose), (bound, loose)
 
 
 def test_singular_quantile_uses_tanh_sinh_and_agrees_with_silverstein():

@@ -148,7 +148,7 @@ class AccuracyAudit:
                    + np.abs(rho)) + mean(correction_error))
         placed = zeros((count, size, size), inverse.dtype)
         placed[:, self.dyson_map.unknown_rows, self.dyson_map.unknown_cols] = adjoint
-        node_weights = nodes.weights(False)  # row a of the average at node q weighs node_weights[a, q]
+        node_weights = nodes.weights(float)  # row a of the average at node q weighs node_weights[a, q]
         weight = -np.swapaxes(inverse, -1, -2) @ (placed[:, None] * node_weights.T[None, :, :, None])
         weight[:, :, :, into] += scales[:, :, None] * node_weights[out][None, :, None] * row
         sensitivity = -weight @ np.swapaxes(inverse, -1, -2)  # d target / d M(u_q), node weights included
@@ -194,10 +194,20 @@ class AccuracyAudit:
         amplification of those errors by the tangent's solve (there, the bound
         of the derivative in the ridge is down to 0.46 times its error: hence
         the check above :data:`CHECKED_FRACTION` of the promise).
+
+        With quantile functions of Diagonals, :math:`b = a + q` also holds the
+        quadrature's error :math:`q` (the change from the rule of the level below,
+        ``result.quadrature``).  The extended value is computed with the same rule
+        (its nodes and weights rounded to extended precision), so it shares that
+        error: only :math:`a` shrinks, and the bound is
+        :math:`|\tilde v - \hat v| + m\,(u_e/u)\,a + q`, computed as
+        :math:`|\tilde v - \hat v| + m\,(u_e/u)\,b + (1 - m\,u_e/u)\,q` (no cancellation).
         """
         shrink = EXTENDED_MARGIN * ExtendedAlgebra.epsilon / FloatAlgebra.epsilon
-        for value, error, exact in zip(result.values, result.errors, precise):
-            bound = np.abs(value[points] - exact).astype(float) + shrink * error[points]
+        for value, error, quadrature, exact in zip(result.values, result.errors, result.quadrature, precise):
+            # the quadrature's part q of b = a + q is shared by the extended value: a shrinks, q does not
+            kept = (1 - shrink) * quadrature[points] if np.ndim(quadrature) else 0
+            bound = np.abs(value[points] - exact).astype(float) + shrink * error[points] + kept
             error[points] = np.where(converged, bound, error[points])
 
     def raise_if_failed(self, failed: np.ndarray, relative, columns: list, g=None, continuation: bool = True) -> None:

@@ -26,7 +26,8 @@ from ..errors import ParameterError
 from ..serialization import decode
 
 __all__ = [
-    "CompiledProblem", "NumericProblem", "compile_expressions", "float_columns", "shaped", "tabulate", "to_mpmath",
+    "EXTENDED_DIGITS", "EXTENDED_TYPES", "CompiledProblem", "NumericProblem", "compile_expressions", "float_columns",
+    "in_extended_precision", "shaped", "tabulate", "to_mpmath",
 ]
 
 
@@ -95,9 +96,12 @@ def _table(values: list, count: int) -> np.ndarray:
     return table
 
 
+#: The digits at which coefficients whose constants extended precision cannot represent exactly are computed
+#: (in mpmath) before they are rounded to extended precision (:func:`in_extended_precision`).
+EXTENDED_DIGITS = 30
 #: numpy's extended-precision types, where they are wider than double.
-_EXTENDED = ((np.dtype(np.longdouble), np.dtype(np.clongdouble))
-             if np.finfo(np.longdouble).eps < np.finfo(float).eps else ())
+EXTENDED_TYPES = ((np.dtype(np.longdouble), np.dtype(np.clongdouble))
+                  if np.finfo(np.longdouble).eps < np.finfo(float).eps else ())
 
 
 def _kind(value) -> str:
@@ -106,7 +110,7 @@ def _kind(value) -> str:
     return dtype.kind if isinstance(dtype, np.dtype) else ""
 
 
-def _in_extended_precision(table: np.ndarray) -> np.ndarray:
+def in_extended_precision(table: np.ndarray) -> np.ndarray:
     """mpmath numbers (an object array) in extended precision, each the sum of its two nearest doubles."""
     def split(x) -> tuple:
         high = float(x)
@@ -114,7 +118,7 @@ def _in_extended_precision(table: np.ndarray) -> np.ndarray:
 
     values = table.reshape(-1)
     if any(hasattr(x, "_mpc_") for x in values):
-        real, imaginary = (_in_extended_precision(np.array([part(x) for x in values], dtype=object))
+        real, imaginary = (in_extended_precision(np.array([part(x) for x in values], dtype=object))
                            for part in (lambda x: x.real, lambda x: x.imag))
         return (real + 1j * imaginary.astype(np.clongdouble)).reshape(table.shape)
     pairs = np.array([split(x) for x in values]).reshape(-1, 2).astype(np.longdouble)
@@ -284,20 +288,20 @@ class CompiledProblem:
         Extended-precision (``longdouble``) columns give an extended-precision
         table: from the numpy function where every constant is a binary number,
         else (a constant such as 1/3 that it would round to double) from its
-        mpmath twin at 30 digits, each value rounded to the sum of two doubles.
+        mpmath twin at :data:`EXTENDED_DIGITS` digits, each value rounded to the sum of two doubles.
         """
-        nodes = self.nodes.count
+        nodes = spectral[0].shape[1] if spectral else 1  # the spectral tables' nodes
         if not multiprecision:
-            if columns and columns[0].dtype in _EXTENDED and not self.binary_constants(function):
+            if columns and columns[0].dtype in EXTENDED_TYPES and not self.binary_constants(function):
                 doubles = [column.astype(complex if np.iscomplexobj(column) else float) for column in columns]
-                with precision.digits(30):
+                with precision.digits(EXTENDED_DIGITS):
                     table = self._nodal_table(self._mpmath_twin(function), doubles, spectral, directions, moves,
                                               count, True)
-                return _in_extended_precision(table)
+                return in_extended_precision(table)
             values = function(*(c[:, None] for c in columns), *spectral, *(d[:, None] for d in directions), *moves)
             complex_valued = any(map(np.iscomplexobj, values))
             dtype = complex if complex_valued else float
-            if any(getattr(value, "dtype", None) in _EXTENDED for value in values):
+            if any(getattr(value, "dtype", None) in EXTENDED_TYPES for value in values):
                 dtype = np.clongdouble if complex_valued else np.longdouble
             table = np.empty((len(values), count, nodes), dtype=dtype)
             for row, value in zip(table, values):

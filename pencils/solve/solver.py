@@ -55,10 +55,12 @@ class _Polished(NamedTuple):
 
 
 class FloatEvaluation(NamedTuple):
-    """The float values of a target and its derivatives with their rounding-error bounds
+    """The float values of a target and its derivatives with their error bounds
     (:meth:`Solver.float_target`): flat arrays, one per output; the broadcast ``shape``, the parameter
     ``columns``, the relative ``residual``, the points ``finished`` in arbitrary precision and the float
-    solution ``g`` the values come from."""
+    solution ``g`` the values come from; with quantile functions, the quadrature ``level`` of the values and
+    the part of each bound that is the quadrature's error, ``quadrature`` (the change from the level below;
+    0 for atoms and without Diagonals)."""
 
     values: list
     errors: list
@@ -67,6 +69,8 @@ class FloatEvaluation(NamedTuple):
     residual: np.ndarray
     finished: np.ndarray
     g: np.ndarray
+    level: int
+    quadrature: list
 
 
 def point_shaped(values: np.ndarray, shape: tuple):
@@ -434,7 +438,8 @@ class Solver:
             return evaluation.values, evaluation
 
         _, evaluation, changes = self._refined(evaluate, options.float_accuracy / 10)
-        return evaluation._replace(errors=[error + change for error, change in zip(evaluation.errors, changes)])
+        return evaluation._replace(errors=[error + change for error, change in zip(evaluation.errors, changes)],
+                                   quadrature=changes)
 
     def _float_values(self, subs: Mapping, path_from: Mapping | None, continuation: str, derivatives: Sequence,
                       options: SolverOptions) -> FloatEvaluation:
@@ -458,17 +463,16 @@ class Solver:
                 rounding = FloatAlgebra.epsilon / 2 * (max(self.audit.rounding_steps[1], default=0) + 2)
                 values += slopes
                 errors += [(2 * inputs + rounding) * magnitude + solve for magnitude, solve in parts]
-        return FloatEvaluation(values, errors, solved.shape, columns, solved.residual, solved.finished, g)
+        return FloatEvaluation(values, errors, solved.shape, columns, solved.residual, solved.finished, g,
+                               self.compiled.nodes.level, [0] * len(values))
 
 
     def tighten(self, evaluation: FloatEvaluation, derivatives: Sequence, points: np.ndarray,
                 options: SolverOptions = DEFAULT_OPTIONS) -> None:
         """Tighten the error bounds of ``evaluation`` (from :meth:`float_target`, with these ``derivatives``) at
         ``points`` by the same values in extended precision (:meth:`extended_target`,
-        :meth:`AccuracyAudit.tighten`); nothing is done where numpy has no extended precision, nor for systems
-        with Diagonals, whose eigenvalues and quadrature weights are tabulated in double precision (they keep
-        their first-order bounds)."""
-        if ExtendedAlgebra.available and not self.problem.spectral:
+        :meth:`AccuracyAudit.tighten`); nothing is done where numpy has no extended precision."""
+        if ExtendedAlgebra.available:
             self.audit.tighten(evaluation, points, *self.extended_target(evaluation, derivatives, points, options))
 
     def extended_target(self, evaluation: FloatEvaluation, derivatives: Sequence, points: np.ndarray,
@@ -480,9 +484,17 @@ class Solver:
         The float solution is refined by one Newton step with :class:`ExtendedAlgebra`
         (quadratic convergence from a solution accurate to :math:`\kappa u`), and
         the coefficients, the target and its derivatives are computed from it in
-        extended precision.  A point counts as converged where the relative
-        residual of the refined solution is at most :math:`64 u_e`.
+        extended precision.  With Diagonals, their eigenvalues at the nodes and the
+        weights of the averages are extended too: exact atoms and masses, and the
+        nodes and weights of the quadrature rule of ``evaluation``'s level, each
+        rounded from :data:`pencils.solve.compiled.EXTENDED_DIGITS` digits
+        (:class:`pencils.solve.spectral.SpectralNodes`; with the nodes next to
+        :math:`u = 1` that double precision drops, :func:`pencils.diagonal.extended_rule`),
+        so that the extended value has the float value's quadrature error and not its rounding.  A point counts
+        as converged where the relative residual of the refined solution is at most :math:`64 u_e`.
         """
+        if evaluation.level != self.compiled.nodes.level:
+            return self._at_level(evaluation.level).extended_target(evaluation, derivatives, points, options)
         algebra = ExtendedAlgebra()
         with np.errstate(all="ignore"), single_threaded_blas():
             columns = [extended(column[points]) for column in float_columns(evaluation.columns)]

@@ -27,11 +27,30 @@ import numpy as np
 import sympy
 
 from .. import precision
-from ..diagonal import SPECTRAL_VARIABLE, quadrature
+from ..diagonal import SPECTRAL_VARIABLE, extended_rule, quadrature
 from ..serialization import decode
-from .compiled import compile_expressions, to_mpmath
+from .compiled import EXTENDED_DIGITS, EXTENDED_TYPES, compile_expressions, in_extended_precision, to_mpmath
 
-__all__ = ["SpectralNodes"]
+__all__ = ["EXTENDED", "FLOAT", "MULTIPRECISION", "SpectralNodes", "precision_kind"]
+
+#: The precisions of the tables of nodes, weights and eigenvalues: floats, numpy's extended precision
+#: (``longdouble``) and mpmath numbers at the thread's precision.
+FLOAT, EXTENDED, MULTIPRECISION = "float", "extended", "mpmath"
+
+
+def precision_kind(dtype) -> str:
+    """The precision of arrays of ``dtype``: :data:`MULTIPRECISION` (object), :data:`EXTENDED` (``longdouble``
+    and ``clongdouble`` where they are wider than double) or :data:`FLOAT`.
+
+    Examples
+    --------
+    >>> precision_kind(object), precision_kind(complex)
+    ('mpmath', 'float')
+    """
+    dtype = np.dtype(dtype)
+    if dtype == object:
+        return MULTIPRECISION
+    return EXTENDED if dtype in EXTENDED_TYPES else FLOAT
 
 
 class SpectralNodes:
@@ -54,7 +73,7 @@ class SpectralNodes:
     >>> laws = [{"blocks": [0], "symbols": [["Symbol", "S(u)", {}]], "atoms": [[1, 4]],
     ...          "weights": [["Rational", 1, 4], ["Rational", 3, 4]]}]
     >>> nodes = SpectralNodes(laws, (), size=2, level=0)
-    >>> nodes.count, nodes.weights(False).tolist()
+    >>> nodes.count, nodes.weights(float).tolist()
     (2, [[0.25, 0.75], [1.0, 0.0]])
     >>> [v.tolist() for v in nodes.values([], 1, False)]
     [[[1.0, 4.0]]]
@@ -83,37 +102,58 @@ class SpectralNodes:
 
     # ----------------------------------------------------------------- nodes
 
-    def _rule(self, law: dict, multiprecision: bool) -> tuple:
-        """``(nodes, weights)`` of one law: the atom indices and masses, or a quadrature rule's nodes."""
+    def _rule(self, law: dict, kind: str) -> tuple:
+        """``(nodes, weights)`` of one law: the atom indices and masses, or a quadrature rule's nodes, as floats
+        (:data:`FLOAT`), mpmath numbers at this thread's precision (:data:`MULTIPRECISION`) or, for
+        :data:`EXTENDED`, mpmath numbers of :func:`pencils.diagonal.extended_rule` (exact masses)."""
         if "atoms" in law:
             masses = [decode(tree) for tree in law["weights"]]
-            if multiprecision:
-                context = precision.context()
-                return list(range(len(masses))), [context.mpf(sympy.N(m, context.dps)) for m in masses]
-            return list(range(len(masses))), [float(m) for m in masses]
-        dps = precision.context().dps if multiprecision else None
-        return quadrature(law["rule"], self.level, dps)
+            if kind == FLOAT:
+                return list(range(len(masses))), [float(m) for m in masses]
+            context = precision.context()
+            return list(range(len(masses))), [context.mpf(sympy.N(m, context.dps)) for m in masses]
+        if kind == FLOAT:
+            return quadrature(law["rule"], self.level, None)
+        if kind == EXTENDED:
+            return extended_rule(law["rule"], self.level, EXTENDED_DIGITS)
+        return quadrature(law["rule"], self.level, precision.context().dps)
 
     @cached_property
     def count(self) -> int:
-        """The number of nodes ``Q`` (1 without Diagonals)."""
-        return max((len(self._rule(law, False)[1]) for law in self.laws), default=1)
+        """The number of nodes ``Q`` of the float tables (1 without Diagonals)."""
+        return self.count_of(FLOAT)
 
-    def weights(self, multiprecision: bool) -> np.ndarray:
-        """The weight of each node in the average of each block's entries, shape (K, Q) (mpmath numbers at
-        this thread's precision if ``multiprecision``)."""
-        key = precision.context().prec if multiprecision else None
+    def count_of(self, kind: str) -> int:
+        """The number of nodes of the tables of ``kind``: more in extended and arbitrary precision, where
+        tanh-sinh rules are truncated at smaller weights or closer to the end points."""
+        return max((len(self._rule(law, kind)[1]) for law in self.laws), default=1)
+
+    def weights(self, dtype) -> np.ndarray:
+        """The weight of each node in the average of each block's entries, shape (K, Q), for arrays of ``dtype``:
+        floats, extended precision (``longdouble``, the float rules' weights rounded from
+        :data:`pencils.solve.compiled.EXTENDED_DIGITS` digits) or mpmath numbers at this thread's precision
+        (object)."""
+        kind = precision_kind(dtype)
+        key = precision.context().prec if kind == MULTIPRECISION else kind
         if key not in self._weights:
-            zero, one = (precision.context().zero, precision.context().one) if multiprecision else (0.0, 1.0)
-            table = np.full((self.size, self.count), zero, dtype=object if multiprecision else float)
-            table[:, 0] = one
-            for law in self.laws:
-                _, weights = self._rule(law, multiprecision)
-                for block in law["blocks"]:
-                    table[block, :] = zero
-                    table[block, : len(weights)] = weights
-            self._weights[key] = table
+            if kind == EXTENDED:
+                with precision.digits(EXTENDED_DIGITS):
+                    self._weights[key] = in_extended_precision(self._weight_table(kind))
+            else:
+                self._weights[key] = self._weight_table(kind)
         return self._weights[key]
+
+    def _weight_table(self, kind: str) -> np.ndarray:
+        """:meth:`weights` as floats, or mpmath numbers for the other kinds."""
+        zero, one = (0.0, 1.0) if kind == FLOAT else (precision.context().zero, precision.context().one)
+        table = np.full((self.size, self.count_of(kind)), zero, dtype=float if kind == FLOAT else object)
+        table[:, 0] = one
+        for law in self.laws:
+            _, weights = self._rule(law, kind)
+            for block in law["blocks"]:
+                table[block, :] = zero
+                table[block, : len(weights)] = weights
+        return table
 
     # ----------------------------------------------------------------- values
 
@@ -138,17 +178,31 @@ class SpectralNodes:
 
     def values(self, columns: list, count: int, multiprecision: bool, directions: list | None = None) -> list:
         """The eigenvalue of every symbol at every point and node, arrays of shape (P, Q) in the order of
-        :attr:`symbols`; with ``directions`` (one column per parameter), their derivatives along them instead."""
-        module = "mpmath" if multiprecision else "numpy"
+        :attr:`symbols`; with ``directions`` (one column per parameter), their derivatives along them instead.
+
+        Extended-precision columns (``longdouble``, from doubles) give extended-precision values: computed
+        in mpmath at :data:`pencils.solve.compiled.EXTENDED_DIGITS` digits, at the float rules' nodes, and rounded.
+        """
+        if multiprecision:
+            return self._values(columns, count, MULTIPRECISION, directions)
+        if not (columns and columns[0].dtype in EXTENDED_TYPES):
+            return self._values(columns, count, FLOAT, directions)
+        doubles = [column.astype(complex if np.iscomplexobj(column) else float) for column in columns]
+        with precision.digits(EXTENDED_DIGITS):
+            return [in_extended_precision(table) for table in self._values(doubles, count, EXTENDED, directions)]
+
+    def _values(self, columns: list, count: int, kind: str, directions: list | None) -> list:
+        """:meth:`values` as floats, or mpmath numbers (object arrays) for the other kinds."""
+        module = "numpy" if kind == FLOAT else "mpmath"
         extra = list(directions or [])
-        results = []
+        results, nodes_in_table = [], self.count_of(kind)
         for index, law in enumerate(self.laws):
             function = self._functions(index, module)[0 if directions is None else 1]
             atoms = "atoms" in law
-            nodes = None if atoms else self._rule(law, multiprecision)[0]
+            nodes = None if atoms else self._rule(law, kind)[0]
             symbols, used = len(law["symbols"]), len(law["weights"]) if atoms else len(nodes)
-            if multiprecision:
-                table = np.empty((symbols, count, self.count), dtype=object)
+            if kind != FLOAT:
+                table = np.empty((symbols, count, nodes_in_table), dtype=object)
                 for point in range(count):
                     arguments = [to_mpmath(c[point]) for c in columns]
                     moves = [to_mpmath(v[point]) for v in extra]
@@ -159,7 +213,7 @@ class SpectralNodes:
                         for j, u in enumerate(nodes):
                             table[:, point, j] = list(function(*arguments, u, *moves))
             else:
-                table = np.empty((symbols, count, self.count), dtype=complex)
+                table = np.empty((symbols, count, nodes_in_table), dtype=complex)
                 if atoms:
                     flat = function(*columns, *extra)
                     for k in range(symbols):
@@ -171,7 +225,7 @@ class SpectralNodes:
                     for k in range(symbols):
                         table[k, :, :used] = flat[k]
             table[:, :, used:] = table[:, :, :1]
-            if not multiprecision and np.all(table.imag == 0):
+            if kind == FLOAT and np.all(table.imag == 0):
                 table = table.real.copy()
             results.extend(table)
         return results
@@ -180,19 +234,19 @@ class SpectralNodes:
 
     def average(self, matrices: np.ndarray) -> np.ndarray:
         r"""Matrices (P, Q, K, K) averaged over the nodes, row ``a`` with the weights of block ``a``: shape (P, K, K)."""
-        if self.count == 1:
+        if matrices.shape[1] == 1:
             return matrices[:, 0]
-        return np.sum(matrices * self.weights(matrices.dtype == object).T[None, :, :, None], axis=1)
+        return np.sum(matrices * self.weights(matrices.dtype).T[None, :, :, None], axis=1)
 
     def mean(self, matrices: np.ndarray, rows, cols) -> np.ndarray:
         """The average of the entries ``(rows, cols)`` of matrices of shape (P, Q, K, K): shape (P, len(rows))."""
         entries = matrices[:, :, rows, cols]
-        if self.count == 1:
+        if entries.shape[1] == 1:
             return entries[:, 0]
-        return np.sum(entries * self.weights(matrices.dtype == object)[rows].T, axis=1)
+        return np.sum(entries * self.weights(matrices.dtype)[rows].T, axis=1)
 
     def weigh(self, terms: np.ndarray, blocks) -> np.ndarray:
         """The average over nodes of ``terms`` (P, Q, T), term ``t`` weighted as the entries of block ``blocks[t]``."""
-        if self.count == 1:
+        if terms.shape[1] == 1:
             return terms[:, 0]
-        return np.sum(terms * self.weights(terms.dtype == object)[blocks].T, axis=1)
+        return np.sum(terms * self.weights(terms.dtype)[blocks].T, axis=1)
