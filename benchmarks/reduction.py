@@ -1,13 +1,18 @@
 """The reduced Dyson systems: unknowns before and after, time to reduce from a cold start, and the
 reduced system as a solver path at 50 digits against the full solver.
 
-Run ``python benchmarks/reduction.py``.  Prints Markdown table rows; nothing is asserted.  The
+Run ``python benchmarks/reduction.py [row ...]`` (substrings of the rows to run, e.g. ``DSM`` or
+``dsm.errors``; all by default).  Prints Markdown table rows; nothing is asserted.  The
 reduced path is: the full solver in floats, then Newton's method on the reduced equations in
-mpmath (the default of ``DysonSystem.solve`` and ``trace_limit`` at ``dps`` for systems of at most
-``SolverOptions.max_reduced_unknowns`` unknowns); the full path is the full solver at ``dps``
+mpmath (the default of ``DysonSystem.solve``, ``trace_limit`` and ``limit`` at ``dps`` for systems of at
+most ``SolverOptions.max_reduced_unknowns`` unknowns that the reduction at least halves; forced here
+for every row); the full path is the full solver at ``dps``
 (float continuation, then Newton on the full matrix equation in mpmath,
-``max_reduced_unknowns=0``).  Both are timed warm (compiled), best of 5.  "reduce, warm" is ``reduce()`` in a fresh process whose disk cache
-holds the reduced system.
+``max_reduced_unknowns=0``).  Both are timed warm (compiled), best of 20.  "reduce, warm" is ``reduce()`` in a fresh process whose disk cache
+holds the reduced system.  The last table times the DSM errors at ``m = inf`` at 50 digits (a trace
+and its derivatives in the tilt and the ridge: on the reduced path, by the implicit function theorem on
+the reduced equations), through ``pencils.limit`` on either path, the first time in a fresh cache and warm (best of 20), and
+``dsm.errors`` itself warm.
 """
 
 from __future__ import annotations
@@ -47,11 +52,20 @@ SETUP = {
 for _dual, _name in ((False, "DSM finite m, test trace"), (True, "DSM finite m, dual test trace")):
     SETUP[_name] = (
         "import sympy; from pencils import derive; from pencils.models import dsm; "
-        "from pencils.derivations import dims_key, store; from pencils.quantities import limit_payload; "
-        f"q = sympy.Tuple(*dsm.quantities(True, {_dual}).values()); found = []; "
-        "limit_payload(q, dims_key(dsm.dims), lambda m, k: found.append(m) or store.system(m, k)); "
+        "from pencils.derivations import dims_key; from pencils.quantities import trace_matrices; "
+        f"found = trace_matrices(sympy.Tuple(*dsm.quantities(True, {_dual}).values()), dims_key(dsm.dims)); "
         "system = max((derive(m, dsm.dims) for m in found), key=lambda s: len(s.unknowns)); "
         "subs = dsm.substitutions(0.5, 3.0, 0.5, 1e-2, m=2, dps=50)"
+    )
+
+for _key in ("test", "train"):
+    SETUP[f"random-features {_key} error traces"] = (
+        "import sympy; from pencils import derive; from pencils.models import random_features as rf; "
+        "from pencils.derivations import dims_key; from pencils.quantities import trace_matrices; "
+        f"found = trace_matrices(sympy.Tuple(rf.quantities()[{_key!r}]), dims_key(rf.dims)); "
+        "system = max((derive(m, rf.dims) for m in found), key=lambda s: len(s.unknowns)); "
+        "S = rf.symbols; subs = {S['psi_n']: 2, S['psi_p']: sympy.Rational(3, 2), S['lam']: sympy.Rational(1, 10), "
+        "S['mu1']: sympy.Rational(1, 2), S['v2']: sympy.Rational(1, 5), S['signal']: 1, S['noise']: sympy.Rational(3, 10)}"
     )
 
 MEASURE = """
@@ -80,7 +94,7 @@ reduced = system.reduce()
 full_options = dataclasses.replace(DEFAULT_OPTIONS, max_reduced_unknowns=0)
 reduced_options = dataclasses.replace(DEFAULT_OPTIONS, max_reduced_unknowns=len(system.unknowns))
 full = system.solver.target(subs, dps=50, options=full_options); system.solver.target(subs, dps=50, options=reduced_options)   # compile both
-def best(f, repeat=5):
+def best(f, repeat=20):
     times = []
     for _ in range(repeat):
         t = time.perf_counter(); value = f(); times.append(time.perf_counter() - t)
@@ -89,6 +103,32 @@ t_full, v_full = best(lambda: system.solver.target(subs, dps=50, options=full_op
 t_reduced, v_reduced = best(lambda: system.solver.target(subs, dps=50, options=reduced_options))
 with mpmath.workdps(60):
     print(t_full, t_reduced, mpmath.nstr(abs(v_full - v_reduced) / max(1, abs(v_full)), 3))
+"""
+
+
+ERRORS = """
+import dataclasses, time, mpmath
+from pencils import limit
+from pencils.models import dsm
+from pencils.solve.options import DEFAULT_OPTIONS
+full_options = dataclasses.replace(DEFAULT_OPTIONS, max_reduced_unknowns=0)
+subs = dsm.substitutions(2.0, 1.5, 0.5, "0.01", dps=50)
+forms = dsm.quantities(False)
+quantities = [forms["test"], forms["train"]]
+start = time.perf_counter()
+limit(quantities, dsm.dims, subs, dps=50, options={cold_options})
+cold = time.perf_counter() - start
+def best(f, repeat=20):
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter(); value = f(); times.append(time.perf_counter() - t)
+    return min(times), value
+t_full, v_full = best(lambda: limit(quantities, dsm.dims, subs, dps=50, options=full_options))
+t_reduced, v_reduced = best(lambda: limit(quantities, dsm.dims, subs, dps=50))
+t_errors, _ = best(lambda: dsm.errors(2.0, 1.5, 0.5, "0.01", dps=50))
+with mpmath.workdps(60):
+    difference = max(abs(a - b) / abs(b) for a, b in zip(v_reduced, v_full))
+print(cold, t_full, t_reduced, t_errors, mpmath.nstr(difference, 3))
 """
 
 
@@ -102,7 +142,10 @@ def main() -> None:
     print("| system | unknowns full -> reduced | derive [s] | reduce, cold [s] | reduce, warm [s] "
           "| full path dps=50 [ms] | reduced path dps=50 [ms] | relative difference |")
     print("|---|---|---|---|---|---|---|---|")
+    wanted = sys.argv[1:]  # substrings of the rows to run (all by default)
     for name, setup in SETUP.items():
+        if wanted and not any(w in name for w in wanted):
+            continue
         with tempfile.TemporaryDirectory() as cache:
             before, after, derive_time, reduce_time = run(MEASURE.format(setup=setup), cache)
             (warm,) = run(WARM.format(setup=setup), cache)
@@ -110,6 +153,20 @@ def main() -> None:
         print(f"| {name} | {before} -> {after} | {float(derive_time):.2f} | {float(reduce_time):.2f} "
               f"| {float(warm):.2f} | {1e3 * float(full):.1f} | {1e3 * float(reduced):.1f} | {difference} |",
               flush=True)
+    if wanted and not any(w in "dsm.errors" for w in wanted):
+        return
+    colds = []
+    for cold_options in ("full_options", "None"):
+        with tempfile.TemporaryDirectory() as cache:
+            cold, full, reduced, errors, difference = run(ERRORS.format(cold_options=cold_options), cache)
+            colds.append(cold)
+    print("\n| DSM errors, m = inf, one point at dps = 50 (a 12-unknown trace, its value and 2 derivatives) "
+          "| full path | reduced path |")
+    print("|---|---|---|")
+    print(f"| `limit` of test and train, cold (fresh cache) [s] | {float(colds[0]):.2f} | {float(colds[1]):.2f} |")
+    print(f"| `limit` of test and train, warm [ms] | {1e3 * float(full):.1f} | {1e3 * float(reduced):.1f} |")
+    print(f"| `dsm.errors(2, 1.5, 0.5, 0.01, dps=50)`, warm [ms] (default path) | | {1e3 * float(errors):.1f} |")
+    print(f"| relative difference of the values | {difference} | |")
 
 
 if __name__ == "__main__":

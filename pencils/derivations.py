@@ -123,8 +123,11 @@ class DerivationStore:
                               lambda payload: ReducedSystem.from_record(self.system(expr, dims_key), payload))
 
     def _compiled_limit(self, quantity_tuple: sympy.Tuple, dims_key: tuple) -> quantities.CompiledLimit:
-        return self.from_disk("limit", quantity_tuple, dims_key,
-                              lambda q, k: quantities.limit_payload(q, k, self.system), quantities.CompiledLimit)
+        compiled = self.from_disk("limit", quantity_tuple, dims_key,
+                                  lambda q, k: quantities.limit_payload(q, k, self.system), quantities.CompiledLimit)
+        for index, solver in enumerate(compiled.solvers):
+            solver.reduced_source = _ReducedTrace(quantity_tuple, dims_key, index)
+        return compiled
 
 
 class _StoredSolver:
@@ -147,6 +150,20 @@ class _StoredReduced:
     def __call__(self):
         reduced = store.reduced(self.expr, self.dims_key)
         return reduced.numbers if self.numbers else reduced
+
+
+class _ReducedTrace:
+    """The :class:`pencils.solve.reduced.ReducedEquations` of the ``index``-th trace of ``quantities`` (a picklable
+    callable, for the :attr:`Solver.reduced_source` of the solvers of :meth:`DerivationStore.compiled_limit`)."""
+
+    def __init__(self, quantity_tuple: sympy.Tuple, dims_key: tuple, index: int):
+        self.quantity_tuple, self.dims_key, self.index = quantity_tuple, dims_key, index
+        self.matrix = None
+
+    def __call__(self):
+        if self.matrix is None:
+            self.matrix = quantities.trace_matrices(self.quantity_tuple, self.dims_key)[self.index]
+        return store.reduced(self.matrix, self.dims_key).numbers
 
 
 def _trace_solver(payload: dict) -> Solver:

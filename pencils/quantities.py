@@ -29,7 +29,7 @@ from .solve.compiled import compile_expressions, shaped, to_mpmath
 from .solve.linear_algebra import FloatAlgebra
 from .solve.solver import IMPRECISE, STALLED
 
-__all__ = ["CompiledLimit", "check_derivative", "evaluate", "limit_payload", "merge_traces"]
+__all__ = ["CompiledLimit", "check_derivative", "evaluate", "limit_payload", "merge_traces", "trace_matrices"]
 
 
 class CompiledLimit:
@@ -236,9 +236,10 @@ def _starts_by_trace(path_from: Mapping | None, solvers: list) -> list:
     return [start or None for start in starts]
 
 
-def limit_payload(quantities: sympy.Tuple, dims_key: tuple, derive) -> dict:
-    """The normalised matrices whose traces enter ``quantities``, derived by ``derive(matrix, dims_key)`` (a
-    :class:`pencils.DysonSystem`), and the quantities as functions of their limits."""
+def _traces(quantities: sympy.Tuple, dims_key: tuple) -> tuple:
+    """The normalised matrices whose traces enter ``quantities`` (in the order of the payload's records), the
+    quantities with every trace and derivative of a trace replaced by their limits, and the placeholders and
+    outputs of :func:`limit_payload`."""
     check_rational(quantities)
     derivatives = sorted(set().union(*(q.atoms(sympy.Derivative) for q in quantities)), key=sympy.default_sort_key)
     for derivative in derivatives:
@@ -276,9 +277,23 @@ def limit_payload(quantities: sympy.Tuple, dims_key: tuple, derive) -> dict:
         tau, size = placeholder(trace, None)
         slope, _ = placeholder(trace, parameter)
         replacements[hidden[derivative]] = sympy.diff(size, parameter) * tau + size * slope
+    replaced = [(original, quantity.subs(replacements).subs(dimensions.mapping))
+                for original, quantity in zip(originals, quantities)]
+    return matrices, replaced, placeholders, outputs, dimensions
+
+
+def trace_matrices(quantities: sympy.Tuple, dims_key: tuple) -> list:
+    """The normalised matrices whose traces enter ``quantities``, one per record of :func:`limit_payload`, in order."""
+    return _traces(quantities, dims_key)[0]
+
+
+def limit_payload(quantities: sympy.Tuple, dims_key: tuple, derive) -> dict:
+    """The normalised matrices whose traces enter ``quantities``, derived by ``derive(matrix, dims_key)`` (a
+    :class:`pencils.DysonSystem`), and the quantities as functions of their limits."""
+    matrices, replaced, placeholders, outputs, dimensions = _traces(quantities, dims_key)
     formulas = []
-    for original, quantity in zip(originals, quantities):
-        reduced = sympy.simplify(quantity.subs(replacements).subs(dimensions.mapping))
+    for original, quantity in replaced:
+        reduced = sympy.simplify(quantity)
         if dimensions.base in reduced.free_symbols:
             raise MisScaledError(
                 f"the quantity {original} still depends on {dimensions.base} once every trace is "

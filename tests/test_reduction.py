@@ -292,3 +292,95 @@ def test_default_path_in_arbitrary_precision_is_the_reduced_one(subs):
         assert relative(reduced_path, full_path) < mpmath.mpf(10) ** -49
         expected = marchenko_pastur_stieltjes(to_mpmath(subs[z]), to_mpmath(subs[gamma]))
         assert relative(reduced_path, expected) < mpmath.mpf(10) ** -49
+
+
+# ----------------------------------------------------------------------- derivatives on the reduced path
+
+DERIVATIVE_DIGITS = 38  # at dps = 40: two digits for the rounding of each value and of the reference
+
+
+def on_full_path(quantities, dims, subs, dps=40):
+    """``limit`` of ``quantities`` at ``dps`` on the full system's path (max_reduced_unknowns = 0)."""
+    import dataclasses
+
+    from pencils import limit
+    from pencils.solve.options import DEFAULT_OPTIONS
+
+    return limit(quantities, dims, subs, dps=dps, options=dataclasses.replace(DEFAULT_OPTIONS, max_reduced_unknowns=0))
+
+
+def on_both_paths(quantities, dims, subs, dps=40):
+    """``limit`` of ``quantities`` at ``dps`` on the default path and on the full system's path, and the number of
+    derivatives of each trace evaluation that took the reduced path."""
+    from pencils import limit
+    from pencils.solve import solver
+
+    reduced_calls = []
+    evaluate_reduced = solver.Solver._evaluate_reduced
+
+    def spy(self, *arguments):
+        result = evaluate_reduced(self, *arguments)
+        reduced_calls.append(len(result.derivatives))
+        return result
+
+    solver.Solver._evaluate_reduced = spy
+    try:
+        default = limit(quantities, dims, subs, dps=dps)
+        full = on_full_path(quantities, dims, subs, dps)
+    finally:
+        solver.Solver._evaluate_reduced = evaluate_reduced
+    return default, full, reduced_calls
+
+
+@pytest.mark.parametrize("z_value", [sympy.Rational(-3, 4), sympy.Rational(1, 2) + sympy.I])
+def test_derivative_on_the_reduced_path_marchenko_pastur(z_value):
+    """d/dz of the Marchenko-Pastur resolvent trace: reduced path, full path and the derivative of the
+    quadratic gamma z m^2 + (gamma + z - 1) m + 1 = 0, m' = -(gamma m^2 + m) / (2 gamma z m + gamma + z - 1)."""
+    n, d, z, gamma = sympy.symbols("n d z gamma")
+    X = Gaussian("X", n, d)
+    quantity = sympy.Derivative(sympy.Trace((X.T * X / n - z * sympy.Identity(d)).I), z) / d
+    from pencils.solve.compiled import to_mpmath
+
+    default, full, reduced_calls = on_both_paths(quantity, {d: d, n: d / gamma}, {z: z_value, gamma: sympy.Rational(3, 2)})
+    assert reduced_calls == [1]
+    with mpmath.workdps(60):
+        z_number, g = to_mpmath(z_value), mpmath.mpf(3) / 2
+        m = marchenko_pastur_stieltjes(z_number, g)
+        expected = -(g * m**2 + m) / (2 * g * z_number * m + g + z_number - 1)
+        assert relative(default, full) < mpmath.mpf(10) ** -DERIVATIVE_DIGITS
+        assert relative(default, expected) < mpmath.mpf(10) ** -DERIVATIVE_DIGITS
+
+
+def test_derivative_on_the_reduced_path_random_features():
+    """d/dlambda of the random-features ridge resolvent trace (4 unknowns -> 2) on both paths, and the identity
+    d/dlambda tr (A + psi_p lambda)^{-1} = -psi_p tr (A + psi_p lambda)^{-2} (another system, without derivatives)."""
+    S = random_features.symbols
+    d, n, p = sympy.symbols("d n p")
+    W, X, Xi = Gaussian("W", p, d), Gaussian("X", d, n), Gaussian("Xi", p, n)
+    F = S["mu1"] * W * X / sympy.sqrt(d) + sympy.sqrt(S["v2"]) * Xi
+    K_inv = (F * F.T / n + p * S["lam"] / d * sympy.Identity(p)).I
+    subs = {S["psi_n"]: 2, S["psi_p"]: sympy.Rational(3, 2), S["lam"]: sympy.Rational(1, 10),
+            S["mu1"]: sympy.Rational(1, 2), S["v2"]: sympy.Rational(1, 5)}
+    quantity = sympy.Derivative(sympy.Trace(K_inv), S["lam"]) / p
+    default, full, reduced_calls = on_both_paths(quantity, random_features.dims, subs)
+    squared = on_full_path(sympy.Trace(K_inv * K_inv) / p, random_features.dims, subs)
+    assert reduced_calls == [1]
+    with mpmath.workdps(60):
+        assert relative(default, full) < mpmath.mpf(10) ** -DERIVATIVE_DIGITS
+        assert relative(default, -mpmath.mpf(3) / 2 * squared) < mpmath.mpf(10) ** -DERIVATIVE_DIGITS
+
+
+@pytest.mark.parametrize("point", [(2.0, 1.5, 0.5, "0.01"), (0.5, 3.0, 1.0, "0.1")])
+def test_dsm_errors_on_the_reduced_path(point):
+    """The m = inf DSM errors (one 12-unknown trace and its derivatives in the tilt and the ridge) at dps = 40:
+    reduced path against the full one, and against the direct form of the errors (traces of products, other
+    systems without derivatives, on the full path)."""
+    subs = dsm.substitutions(*point, dps=40)
+    forms, direct = dsm.quantities(False), dsm.quantities(False, direct=True)
+    default, full, reduced_calls = on_both_paths([forms["test"], forms["train"]], dsm.dims, subs)
+    reference = on_full_path([direct["test"], direct["train"]], dsm.dims, subs)
+    assert reduced_calls == [2]
+    with mpmath.workdps(60):
+        for value, from_full_path, from_direct_form in zip(default, full, reference):
+            assert relative(value, from_full_path) < mpmath.mpf(10) ** -DERIVATIVE_DIGITS
+            assert relative(value, from_direct_form) < mpmath.mpf(10) ** -DERIVATIVE_DIGITS

@@ -32,11 +32,12 @@ class SolverOptions:
     max_newton : int
         The most Newton iterations at the requested parameters.
     max_reduced_unknowns : int
-        Evaluations in arbitrary precision (``dps``, no derivatives, no Diagonals) of a
-        system of at most this many unknowns solve it in floats and polish the few
-        unknowns of its reduced equations (:mod:`pencils.reduction`, kept by the
-        derivation store) instead of the full matrix equation: measured 1.5-2.8 times
-        faster at 50 digits (``benchmarks/reduction.py``); 0 turns this off.
+        Evaluations in arbitrary precision (``dps``, no Diagonals) of a system of at
+        most this many unknowns, which its reduction at least halves, solve it in floats
+        and polish the few unknowns of its reduced equations (:mod:`pencils.reduction`,
+        kept by the derivation store) instead of the full matrix equation, derivatives
+        by the implicit function theorem on them: measured 1.2-2.5 times faster at 50
+        digits (``benchmarks/reduction.py``); 0 turns this off.
     anchors : int
         The most points of a batch solved from zero variance before continuation
         from neighbours.
