@@ -309,9 +309,9 @@ def on_full_path(quantities, dims, subs, dps=40):
     return limit(quantities, dims, subs, dps=dps, options=dataclasses.replace(DEFAULT_OPTIONS, max_reduced_unknowns=0))
 
 
-def on_both_paths(quantities, dims, subs, dps=40):
-    """``limit`` of ``quantities`` at ``dps`` on the default path and on the full system's path, and the number of
-    derivatives of each trace evaluation that took the reduced path."""
+def on_both_paths(quantities, dims, subs, dps=40, options=None):
+    """``limit`` of ``quantities`` at ``dps`` on the default path (or with ``options``) and on the full system's
+    path, and the number of derivatives of each trace evaluation that took the reduced path."""
     from pencils import limit
     from pencils.solve import solver
 
@@ -325,7 +325,7 @@ def on_both_paths(quantities, dims, subs, dps=40):
 
     solver.Solver._evaluate_reduced = spy
     try:
-        default = limit(quantities, dims, subs, dps=dps)
+        default = limit(quantities, dims, subs, dps=dps, options=options)
         full = on_full_path(quantities, dims, subs, dps)
     finally:
         solver.Solver._evaluate_reduced = evaluate_reduced
@@ -384,3 +384,21 @@ def test_dsm_errors_on_the_reduced_path(point):
         for value, from_full_path, from_direct_form in zip(default, full, reference):
             assert relative(value, from_full_path) < mpmath.mpf(10) ** -DERIVATIVE_DIGITS
             assert relative(value, from_direct_form) < mpmath.mpf(10) ** -DERIVATIVE_DIGITS
+
+
+def test_dsm_finite_m_derivatives_on_the_reduced_path():
+    """The finite-m DSM errors (primal form: test trace 45 -> 10 unknowns, 12 parameters, derivatives in the tilt,
+    the scale and the ridge) with the reduced path forced (max_reduced_unknowns = 66; by default these systems take
+    the full path) against the full path at dps = 40."""
+    import dataclasses
+
+    from pencils.solve.options import DEFAULT_OPTIONS
+
+    subs = dsm.substitutions(2.0, 1.5, 0.5, "0.01", m=2, dps=40)
+    forms = dsm.quantities(True)
+    default, full, reduced_calls = on_both_paths([forms["test"], forms["train"]], dsm.dims, subs, options=dataclasses.replace(
+        DEFAULT_OPTIONS, max_reduced_unknowns=66))
+    assert reduced_calls == [3]  # one trace, differentiated in the tilt, the scale and the ridge
+    with mpmath.workdps(60):
+        for value, from_full_path in zip(default, full):
+            assert relative(value, from_full_path) < mpmath.mpf(10) ** -DERIVATIVE_DIGITS
