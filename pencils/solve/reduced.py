@@ -7,7 +7,9 @@ A reduced system states :math:`y = R(y)` in unknowns :math:`y_k = \sum c\, g_{lm
 exact Jacobian and :math:`T` for numpy and mpmath, takes its start from the
 full system's float solution (:meth:`ReducedEquations.start`: on the physical
 branch, which the continuation of the full system finds) and polishes it by
-Newton's method (:meth:`ReducedEquations.newton`).  It is built from plain
+Newton's method (:meth:`ReducedEquations.newton`); the derivatives of the limit
+in the parameters follow from the implicit function theorem on the reduced
+equations (:meth:`ReducedEquations.derivatives`).  It is built from plain
 data (:meth:`ReducedEquations.record`, expressions as the trees of
 :mod:`pencils.serialization`), so that the derivation store keeps it on disk
 and the solver uses it without reducing again.

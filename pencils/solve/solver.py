@@ -325,7 +325,9 @@ class Solver:
         :math:`\partial_\theta c\, G_{oi} - c\,(G\, \partial_\theta M\, G)_{oi}`,
         with :math:`\partial_\theta M = \partial_\theta \Lambda - \eta_{\partial_\theta w}(g)
         - \eta_w(\partial_\theta g)`: one linear solve per point and parameter.  A
-        parameter the trace does not depend on has derivative 0.
+        parameter the trace does not depend on has derivative 0.  In arbitrary precision, a system with
+        reduced equations (see :attr:`SolverOptions.max_reduced_unknowns`) is polished on them instead, and
+        its derivatives follow from them (:meth:`pencils.solve.reduced.ReducedEquations.derivatives`).
 
         Returns
         -------
