@@ -229,7 +229,7 @@ class DysonSystem:
     def reduce(self):
         r"""The same equations in the fewest unknowns, with readable names (:class:`pencils.reduction.ReducedSystem`).
 
-        Unknowns read together or equal by symmetry are merged, and those the
+        Unknowns read together, equal by symmetry or proportional by structure are merged, and those the
         others determine explicitly are eliminated, by exact sparse rational
         arithmetic (see :mod:`pencils.reduction`).  Computed once per system (and kept on disk by the
         derivation store for the systems of :func:`pencils.derive`).

@@ -7,7 +7,7 @@ unknowns and their names.  The numbers, Newton's method on the reduced equations
 
 :class:`pencils.dyson.DysonSystem` states :math:`g = (\Lambda - \eta(g))^{-1}`
 in every block trace :math:`g_{lm}` that :math:`\eta` reads.  Most of them are
-redundant, and :func:`reduce_system` removes them in three exact steps, all in
+redundant, and :func:`reduce_system` removes them in four exact steps, all in
 the field :math:`\mathbb Q(\text{parameters}, \text{unknowns})` of SymPy's
 sparse polynomial arithmetic (:class:`sympy.polys.matrices.DomainMatrix`):
 
@@ -29,6 +29,14 @@ sparse polynomial arithmetic (:class:`sympy.polys.matrices.DomainMatrix`):
    could give an equation of more than :data:`MAX_TERMS` terms, or twice that
    before cancellation: the multivariate gcds of the cancellation (in some
    twenty generators for the DSM at finite :math:`m`) take minutes beyond.
+4. **Unknowns proportional by structure.**  Where no explicit unknown is left to
+   substitute, unknowns whose right-hand sides are proportional,
+   :math:`R_a(g) = c\, R_b(g)` identically with :math:`c` free of the unknowns,
+   satisfy :math:`g_a = c\, g_b` at every solution: :math:`g_a` is replaced by
+   :math:`c\, g_b` and its equation dropped (it follows from that of
+   :math:`g_b`).  The smaller equations may let step 3 go on; the two steps
+   alternate until neither applies (random-features error traces: 58 -> 10 and
+   66 -> 9 unknowns instead of 58 -> 12 and 66 -> 20).
 
 The entries of :math:`(\Lambda - \eta(g))^{-1}` are computed column by column
 by block forward substitution over the strongly connected components of the
@@ -215,7 +223,7 @@ class _Unknown:
 
     def __init__(self, blocks: dict, equal_to: list):
         self.blocks = blocks  # {(l, m): coefficient}
-        self.equal_to = equal_to  # other combinations equal to it by symmetry
+        self.equal_to = equal_to  # other combinations equal to it by symmetry (step 2) or scaled (step 4)
 
 
 def reduce_system(system) -> "ReducedSystem":
@@ -306,7 +314,12 @@ def reduce_system(system) -> "ReducedSystem":
         readers = {k: [j for j in equations if j != k and _depends(equations[j], generator[k])] for k in equations}
         candidates = [k for k in equations if k not in refused and not _depends(equations[k], generator[k])]
         if not candidates:
-            break
+            target, merged = _merge_proportional(equations, unknowns, generator, field_symbols, target,
+                                                 target_unknowns)
+            if not merged:
+                break
+            refused.clear()  # smaller equations now: the refused substitutions may fit
+            continue
         k = min(candidates, key=lambda c: (c in target_unknowns, _size(equations[c]) * len(readers[c]), c))
         value = equations[k]
         substituted = {}
@@ -337,6 +350,88 @@ def reduce_system(system) -> "ReducedSystem":
     target = field.to_sympy(target).xreplace(restore).xreplace(renaming)
     return ReducedSystem(system, names, right_hand_sides, target if target in names else _tidy(target),
                          [unknowns[k].blocks for k in order], [unknowns[k].equal_to for k in order])
+
+
+def _merge_proportional(equations: dict, unknowns: dict, generator: dict, field_symbols: dict, target,
+                        preferred: list) -> tuple:
+    r"""Step 4 of the reduction (module notes): merge the unknowns whose right-hand sides are proportional.
+
+    Where :math:`R_a(y) = c\, R_b(y)` identically, with :math:`c` free of the
+    unknowns, every solution has :math:`y_a = c\, y_b`: :math:`y_a` is replaced by
+    :math:`c\, y_b` in the other equations and the target, and its equation,
+    implied by that of :math:`y_b`, dropped; its combination of blocks, divided
+    by :math:`c`, is recorded as equal to :math:`y_b`.  ``equations``,
+    ``unknowns`` (and ``target``, returned) are updated in place; returns
+    ``(target, whether any unknown was merged)``.
+    """
+    def shape(k) -> tuple:
+        """The degrees of the equation of ``k`` in each unknown (equal for proportional equations)."""
+        fraction = equations[k]
+        return tuple((j, fraction.numer.degree(g), fraction.denom.degree(g)) for j, g in generator.items()
+                     if j in equations and _depends(fraction, g))
+
+    groups: dict = {}
+    for k in sorted(equations, key=lambda k: (k not in preferred, k)):
+        if equations[k]:
+            groups.setdefault(shape(k), []).append(k)
+    positions = [generator[j].ring.gens.index(generator[j]) for j in equations]
+    merged = False
+    for members in groups.values():
+        kept = []
+        for a in members:
+            for b in kept:
+                ratio = _constant_ratio(equations[a], equations[b], positions)
+                if ratio is None:
+                    continue
+                scale = ratio.as_expr()
+                others = [unknowns[a].blocks] + unknowns[a].equal_to
+                unknowns[b].equal_to.extend({block: sympy.cancel(c / scale) for block, c in blocks.items()}
+                                            for blocks in others)
+                replacement = ratio * field_symbols[b]
+                del equations[a], unknowns[a]
+                for j in equations:
+                    if _depends(equations[j], generator[a]):
+                        equations[j] = _substitute(equations[j], generator[a], replacement)
+                if _depends(target, generator[a]):
+                    target = _substitute(target, generator[a], replacement)
+                merged = True
+                break
+            else:
+                kept.append(a)
+    return target, merged
+
+
+def _constant_ratio(first, second, positions: list):
+    r"""``first / second`` if it is free of the generators at ``positions`` (the unknowns), else ``None``.
+
+    With :math:`R_1 = N_1/D_1` and :math:`R_2 = N_2/D_2`, the ratio is free of the
+    unknowns exactly when :math:`P_1 = N_1 D_2` and :math:`P_2 = N_2 D_1` are
+    proportional as polynomials in the unknowns: their coefficients :math:`c_1, c_2`
+    (polynomials in the parameters) of one monomial in the unknowns then give
+    :math:`c_2 P_1 = c_1 P_2` and the ratio :math:`c_1 / c_2`.  Products only, no gcd:
+    a division of the fractions with its cancellation takes seconds for equations
+    of a hundred terms.
+    """
+    products = [first.numer * second.denom, second.numer * first.denom]
+    ring = products[0].ring
+
+    def split(polynomial) -> dict:
+        """``{exponents of the unknowns: coefficient terms}`` of ``polynomial``."""
+        parts: dict = {}
+        for monomial, coefficient in polynomial.items():
+            key = tuple(monomial[i] for i in positions)
+            rest = tuple(0 if i in positions else e for i, e in enumerate(monomial))
+            parts.setdefault(key, {})[rest] = coefficient
+        return parts
+
+    parts = [split(p) for p in products]
+    if set(parts[0]) != set(parts[1]) or not parts[0]:
+        return None
+    key = next(iter(parts[0]))
+    c1, c2 = (ring.from_dict(p[key]) for p in parts)
+    if products[0] * c2 != products[1] * c1:
+        return None
+    return first.field(c1) / first.field(c2)
 
 
 def _irrational_atoms(expressions: list) -> dict:
@@ -440,7 +535,7 @@ class ReducedSystem:
         self.numbers = ReducedEquations(self.parameters, self.unknowns, right_hand_sides, target, self.combinations)
 
     def record(self) -> dict:
-        """The reduced system as plain data (:meth:`ReducedEquations.record` and the unknowns equal by symmetry),
+        """The reduced system as plain data (:meth:`ReducedEquations.record` and the unknowns equal by structure),
         which the derivation store keeps on disk."""
         record = self.numbers.record()
         record["equal_to"] = [[[[l, m, encode(c)] for (l, m), c in blocks.items()] for blocks in others]
@@ -456,7 +551,7 @@ class ReducedSystem:
         equal_to = [[{(int(l), int(m)): decode(c) for l, m, c in blocks} for blocks in others]
                     for others in record["equal_to"]]
         if len(equal_to) != len(numbers.unknowns):
-            raise ValueError("a reduced record needs the unknowns equal by symmetry to each of its unknowns")
+            raise ValueError("a reduced record needs the unknowns equal by structure to each of its unknowns")
         return cls(system, numbers.unknowns, numbers.right_hand_sides, numbers.target, numbers.combinations, equal_to)
 
     def __repr__(self) -> str:
@@ -485,7 +580,7 @@ class ReducedSystem:
             line = (f"{sympy.latex(symbol)} &= \\lim \\tfrac{{1}}{{{sympy.latex(size)}}}\\operatorname{{tr}}"
                     f"\\bigl({sympy.latex(terms)}\\bigr) && {where}")
             if others:
-                line += f"\\text{{; equal by symmetry to {len(others)} other trace{'s' if len(others) > 1 else ''}}}"
+                line += f"\\text{{; equal by structure to {len(others)} other trace{'s' if len(others) > 1 else ''}}}"
             lines.append(line)
         return lines
 
@@ -600,8 +695,8 @@ class ReducedSystem:
     #: The most unknowns of a full system that :func:`reduce_system` attempts.  The exact rational
     #: arithmetic grows quickly with the unknowns and the parameters: measured cold on a loaded 2-core
     #: machine (``benchmarks/reduction.py``), 12 unknowns (DSM m = inf) 0.3-0.5 s, 45 and 50 with 12
-    #: parameters and 7 square roots (DSM finite m, test traces) 4.7 s and 4.0-6.3 s, 58 and 66
-    #: (random-features errors) 4.2 s and 10 s, 32 for ``(S**2 + lambda)**-2`` 15 s (no unknown is explicit).
+    #: parameters and 7 square roots (DSM finite m, test traces) 16 s and 6.5 s, 58 and 66
+    #: (random-features errors) 7.8 s and 10 s, 32 for ``(S**2 + lambda)**-2`` 15 s (no unknown is explicit).
     max_unknowns = 66
 
     #: The largest Bezout number (product of the total degrees of the equations, cleared of
