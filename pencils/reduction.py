@@ -695,8 +695,8 @@ class ReducedSystem:
     #: The most unknowns of a full system that :func:`reduce_system` attempts.  The exact rational
     #: arithmetic grows quickly with the unknowns and the parameters: measured cold on a loaded 2-core
     #: machine (``benchmarks/reduction.py``), 12 unknowns (DSM m = inf) 0.3-0.5 s, 45 and 50 with 12
-    #: parameters and 7 square roots (DSM finite m, test traces) 16 s and 6.5 s, 58 and 66
-    #: (random-features errors) 7.8 s and 10 s, 32 for ``(S**2 + lambda)**-2`` 15 s (no unknown is explicit).
+    #: parameters and 7 square roots (DSM finite m, test traces) 15 s and 6.6 s, 58 and 66
+    #: (random-features errors) 7.6 s and 10 s, 32 for ``(S**2 + lambda)**-2`` 15 s (no unknown is explicit).
     max_unknowns = 66
 
     #: The largest Bezout number (product of the total degrees of the equations, cleared of

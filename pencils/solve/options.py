@@ -36,7 +36,7 @@ class SolverOptions:
         most this many unknowns, which its reduction at least halves, solve it in floats
         and polish the few unknowns of its reduced equations (:mod:`pencils.reduction`,
         kept by the derivation store) instead of the full matrix equation, derivatives
-        by the implicit function theorem on them: measured 1.6-2.9 times faster at 50
+        by the implicit function theorem on them: measured 1.2-3.5 times faster at 50
         digits, one point, warm (``benchmarks/reduction.py``); 0 turns this off.
     anchors : int
         The most points of a batch solved from zero variance before continuation
