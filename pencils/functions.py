@@ -771,8 +771,16 @@ def _solve_grid(normalised_trace, symbols, dims_key, subs_key, spectra, plans, c
         traces[solved] = np.asarray(values, dtype=traces.dtype).reshape(-1)
     traces = traces[representative]
     if np.any(conjugated):
-        traces[conjugated] = np.conj(traces[conjugated]) if not multiprecision else [v.conjugate() for v in traces[conjugated]]
+        traces[conjugated] = np.conj(traces[conjugated]) if not multiprecision else [_conjugate(v) for v in traces[conjugated]]
     return traces
+
+
+def _conjugate(value):
+    """The exact conjugate of an mpmath number (``conjugate()`` rounds it to the precision of ``mpmath.mp``)."""
+    if not hasattr(value, "_mpc_"):
+        return value
+    real, imaginary = value._mpc_
+    return mpmath.mp.make_mpc((real, mpmath.libmp.mpf_neg(imaginary)))
 
 
 def _orbits(normalised_trace, symbols: tuple, same: bool, contours: list, grid: list):
