@@ -30,9 +30,11 @@ so the first occurrence only needs the nodes in the closed upper half plane; whe
 two occurrences share a spectrum and the trace is unchanged by exchanging them
 (:math:`\operatorname{tr} A R(z_1) B R(z_2)` with symmetric :math:`A, B`), one point
 per orbit under exchange and conjugation is solved (:func:`_orbits`).
-The quadrature error is estimated by comparing :math:`N` nodes per contour with
-the :math:`N/2` among them; :math:`N` doubles until they agree to the working
-accuracy.
+The quadrature error is estimated from the changes between :math:`N/4`, :math:`N/2` and
+:math:`N` nodes per contour (:func:`_converge`); :math:`N` doubles until it is below the
+working accuracy, and the traces at the nodes shared with :math:`N/2` are not solved again.
+For an entire function (the gradient-flow filter) one ellipse around the whole spectrum
+replaces those around its parts when it is wider (:func:`_enclosing`).
 
 Long times.  On an ellipse, :math:`e^{-sz}` oscillates about :math:`s\,w` times
 (:math:`w` the width of the spectrum), so the nodes needed grow like :math:`s`.
@@ -257,8 +259,9 @@ def _enclosing(found, rho: float) -> tuple:
     is used when :math:`\rho'` exceeds the :math:`\rho` of the thinnest ellipse of the parts (which sets their
     common node count); otherwise the parts of :func:`_parts`.  For the DSM feature matrix at
     :math:`\psi_n = 2, \psi_p = 8, t = 0.05` (three bulks 0.02 apart and an atom 0.004 below them, the
-    thinnest part at :math:`\rho = 0.06`) the train-error trace at :math:`\tau = 1` to 20 digits took 1028 solves
-    without converging at 512 nodes per part, and takes 129 (256 nodes) on one ellipse at :math:`\rho = 2`."""
+    thinnest part at :math:`\rho = 0.06`) the trace of :math:`A(v^2g_\tau^2 - 2g_\tau)(U)` at :math:`\tau = 1`
+    to 20 digits did not converge with 512 nodes per part (1028 solves at the last doubling), and converges with
+    256 on one ellipse at :math:`\rho = 2` (129 solves, those of the coarser grids among them)."""
     parts = _parts(found)
     landmarks = np.array([e for _, a, b in parts for e in (a, b)])
     thinnest = min(_bulk_rho(a, b, landmarks, rho) for kind, a, b in parts if kind == "bulk")
@@ -697,7 +700,7 @@ def _shared(coarse: tuple, contours: list, axes: list) -> tuple:
         positions.append(np.where(found, where, -1))
     mesh = np.meshgrid(*positions, indexing="ij")
     inside = np.all([m >= 0 for m in mesh], axis=0)
-    flat = np.ravel_multi_index([m[inside] for m in mesh], [len(a) for a in axes]) if inside.any() else np.array([], int)
+    flat = np.ravel_multi_index([m[inside] for m in mesh], [len(a) for a in axes])
     return flat, traces[inside]
 
 
@@ -771,7 +774,8 @@ def _solve_grid(normalised_trace, symbols, dims_key, subs_key, spectra, plans, c
         traces[solved] = np.asarray(values, dtype=traces.dtype).reshape(-1)
     traces = traces[representative]
     if np.any(conjugated):
-        traces[conjugated] = np.conj(traces[conjugated]) if not multiprecision else [_conjugate(v) for v in traces[conjugated]]
+        conjugate = np.frompyfunc(_conjugate, 1, 1) if multiprecision else np.conj
+        traces[conjugated] = conjugate(traces[conjugated])
     return traces
 
 
