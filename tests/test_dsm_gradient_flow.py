@@ -161,3 +161,19 @@ def test_finite_m_against_finite_size_gradient_flow():
             for size in sizes}
     assert_extrapolates_to(theory, runs)
 
+
+
+@pytest.mark.slow
+def test_long_training_reaches_the_ridge_estimator_to_30_digits():
+    r"""dps = 30: with lam = 38 the flow's exponential part e^{-tau (x + lam)} is below e^{-76} ~ 1e-33 on the
+    spectrum of U ([0.086, 1.17]) at tau = 2, so test and train errors equal those of the ridge estimator of
+    dsm.errors (one tilted resolvent, no contour) to that accuracy; both are rounded to 30 digits, hence the
+    1e-28 tolerance.  The contour sums are over entire functions on one ellipse, the test error's with two
+    occurrences (a grid of resolvent traces of two spectral parameters, conjugate and exchange symmetric)."""
+    import mpmath
+
+    flow = dsm.gradient_flow(2.0, 1.0, 0.5, [2.0], lam=38, dps=30)
+    ridge = dsm.errors(2.0, 1.0, 0.5, 38, dps=30)
+    assert abs(flow.test[0] - ridge.test) < mpmath.mpf(10) ** -28
+    assert abs(flow.train[0] - ridge.train) < mpmath.mpf(10) ** -28
+    assert abs(ridge.test - 1) > 1e-3  # the ridge estimator is far from B = 0
