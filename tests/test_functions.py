@@ -67,11 +67,13 @@ def test_square_of_a_function_is_two_occurrences():
     assert abs(value - marchenko_pastur_integral(lambda y: mpmath.exp(-2 * y), 0.5)) < 1e-12
 
 
+@pytest.mark.slow
 def test_atom_next_to_a_bulk_inside_one_ellipse():
     """At d/n = 1.75 the Wishart S has an atom of mass 1 - 1/1.75 at 0, 0.039 half-widths below its bulk
     [0.104, 5.40]: outside the reach of the bulk's own contour, so near that contours around the parts would be
-    squeezed between them.  The gradient-flow filter g (pole at -lam removable) and exp(-tx) have no poles: one
-    ellipse encloses the atom and the bulk.  One and two occurrences (tr g(S)^2 and tr g(S) S g(S), a 2-D grid)
+    squeezed between them.  The gradient-flow filter g (pole at -lam removable) and exp(-tx) have no poles: at
+    t = 0.5 and 5 one ellipse encloses the atom and the bulk (t = 50, beyond LONG_TIME, goes on a hyperbola and
+    a circle around the atom).  One and two occurrences (tr g(S)^2 and tr g(S) S g(S), a 2-D grid)
     against the quadrature of the Marchenko-Pastur density plus the atom, at 30 digits, to 1e-11 relative: ten
     times the change between successive node counts at which the contour integral stops (1e-12 relative)."""
     lam, times = 1e-2, np.array([0.5, 5.0, 50.0])
