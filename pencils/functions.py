@@ -15,7 +15,10 @@ per part of it, an ellipse with foci at the edges of each bulk
 (:math:`z = c + h\cosh(\rho + i\theta)`, :math:`\rho \le` :data:`WIDEST`, at most
 half the :math:`\rho` of the nearest other part) and a circle around each atom
 of 1/32 of its distance to the other parts (an atom within the reach of a bulk's
-widest contour is enclosed with the bulk, :func:`_parts`).  A trace with :math:`k` occurrences
+widest contour is enclosed with the bulk, :func:`_parts`).  A function without poles (an exponential
+filter whose poles cancel, :func:`_plans`) has nothing to keep out between the parts: one ellipse with
+foci at the lowest and the highest point of the spectrum, atoms included, as wide as its growth off the
+real axis allows (:func:`_entire_width`), replaces them.  A trace with :math:`k` occurrences
 :math:`f_1(H_1), \dots, f_k(H_k)` becomes the :math:`k`-fold integral of a trace
 of :math:`k` resolvents :math:`(H_j - z_jI)^{-1}`; the trapezoid rule in
 :math:`\theta` (geometric convergence for a periodic analytic integrand) puts
@@ -33,8 +36,6 @@ per orbit under exchange and conjugation is solved (:func:`_orbits`).
 The quadrature error is estimated from the changes between :math:`N/4`, :math:`N/2` and
 :math:`N` nodes per contour (:func:`_converge`); :math:`N` doubles until it is below the
 working accuracy, and the traces at the nodes shared with :math:`N/2` are not solved again.
-For an entire function (the gradient-flow filter) one ellipse around the whole spectrum
-replaces those around its parts when it is wider (:func:`_enclosing`).
 
 Long times.  On an ellipse, :math:`e^{-sz}` oscillates about :math:`s\,w` times
 (:math:`w` the width of the spectrum), so the nodes needed grow like :math:`s`.
@@ -82,10 +83,11 @@ WIDEST = 0.25
 #: The widest contour around a bulk for a function without poles (:func:`_entire_width`), as its :math:`\rho`.
 WIDEST_ENTIRE = 2.0
 #: An exponential factor :math:`e^{-sz}` of a function is integrated on a hyperbola (:func:`_hyperbola`) when
-#: :math:`s` times the width of the spectrum reaches this: an ellipse would need of order that many nodes.  Below
-#: it the ellipse is cheaper (the hyperbola's 2N + 1 nodes converge at N = 64: a two-occurrence grid of 9000
-#: solves).
-LONG_TIME = 1000.0
+#: :math:`s` times the width :math:`w` of the spectrum reaches this: an ellipse needs of order :math:`sw/2` nodes,
+#: and the estimate from N/2 of them twice that.  Measured on a two-occurrence DSM trace: from :math:`sw \approx 64`
+#: on, the ellipses converge at N = 256 (a grid of 33,000 points, 11 s), the hyperbola of a whole decade of rates at
+#: N = 48 (97 nodes: a grid of 4850 points, 3 s); at 1000 the ellipses needed more than 1024 nodes.
+LONG_TIME = 200.0
 #: The largest factor :math:`e^{s\mu(1 - \sin\alpha_-)}` by which :func:`_hyperbola` lets the integrand grow
 #: left of the spectrum in floating point (rounding errors of the resolvents are amplified by it).
 GROWTH = 5.0
@@ -164,19 +166,26 @@ WHOLE, RATIONAL, EXPONENTIAL = 0, 1, 2
 
 def _contour(found, plan: tuple, count: int, multiprecision: bool) -> _Contour:
     """The nodes for one occurrence: ellipses and circles around the parts of ``found`` (a Spectrum) for the
-    plan ``("whole",)``, or for ``("split", poles, atoms, lowest, rates)`` (:func:`_plans`) circles around
-    the poles of the rational part, and for the exponential part circles around the ``atoms`` and a
-    hyperbola from ``lowest`` (:func:`_hyperbola`); ``count`` nodes per closed part, ``2 count + 1`` on the
-    hyperbola."""
+    plan ``("whole",)``, one ellipse of parameter ``rho`` around the whole spectrum (:func:`_span`) for
+    ``("whole", rho)`` (a function without poles, :func:`_plans`), or for ``("split", poles, atoms, lowest,
+    rates)`` circles around the poles of the rational part, and for the exponential part circles around the
+    ``atoms`` and a hyperbola from ``lowest`` (:func:`_hyperbola`); ``count`` nodes per closed part,
+    ``2 count + 1`` on the hyperbola."""
     pieces = []
-    if plan[0] == "whole":
-        parts, widest = (_parts(found), WIDEST) if len(plan) == 1 else _enclosing(found, plan[1])
+    if plan[0] == "whole" and len(plan) > 1:
+        # nothing to keep out between the parts: one ellipse with foci at the ends of the spectrum, as wide as
+        # plan[1], instead of per-part contours squeezed by their neighbours (an atom next to a bulk)
+        lowest, highest = _span(found)
+        pieces.append(_ellipse((lowest + highest) / 2, (highest - lowest) / 2, plan[1], count, multiprecision)
+                      + (WHOLE,))
+    elif plan[0] == "whole":
+        parts = _parts(found)
         landmarks = np.array([e for _, a, b in parts for e in (a, b)])
         for kind, a, b in parts:
             others = np.array([q for q in landmarks if q < a or q > b])
             if kind == "bulk":
                 half, center = (b - a) / 2, (a + b) / 2
-                pieces.append(_ellipse(center, half, _bulk_rho(a, b, landmarks, widest), count, multiprecision)
+                pieces.append(_ellipse(center, half, _bulk_rho(a, b, landmarks, WIDEST), count, multiprecision)
                               + (WHOLE,))
             else:
                 # a pole plus a part analytic up to the nearest other landmark: a small circle converges as
@@ -248,31 +257,6 @@ def _bulk_rho(a: float, b: float, landmarks: np.ndarray, widest: float) -> float
     return min(widest, np.arccosh(nearest) / 2) if np.isfinite(nearest) else widest
 
 
-def _enclosing(found, rho: float) -> tuple:
-    r"""The parts and the widest :math:`\rho` for an entire function (the plan ``("whole", rho)``).
-
-    The integrand is then analytic off the spectrum, so one ellipse around all of it, its foci at the lowest
-    and highest points, converges like :math:`e^{-\rho' N}` whatever the gaps between the parts, where an ellipse
-    per part must stay thin next to a close neighbour (:func:`_bulk_rho`).  ``rho`` was set for the width of
-    the bulks (:func:`_entire_width`); :math:`\rho'` is lowered so that the ellipse reaches no further left of
-    the spectrum than the one of ``rho`` around the bulks, where :math:`e^{-sz}` grows most.  The one ellipse
-    is used when :math:`\rho'` exceeds the :math:`\rho` of the thinnest ellipse of the parts (which sets their
-    common node count); otherwise the parts of :func:`_parts`.  For the DSM feature matrix at
-    :math:`\psi_n = 2, \psi_p = 8, t = 0.05` (three bulks 0.02 apart and an atom 0.004 below them, the
-    thinnest part at :math:`\rho = 0.06`) the trace of :math:`A(v^2g_\tau^2 - 2g_\tau)(U)` at :math:`\tau = 1`
-    to 20 digits did not converge with 512 nodes per part (1028 solves at the last doubling), and converges with
-    256 on one ellipse at :math:`\rho = 2` (129 solves, those of the coarser grids among them)."""
-    parts = _parts(found)
-    landmarks = np.array([e for _, a, b in parts for e in (a, b)])
-    thinnest = min(_bulk_rho(a, b, landmarks, rho) for kind, a, b in parts if kind == "bulk")
-    edges = [float(e) for interval in found.intervals for e in interval]
-    points = edges + [float(x) for x, _ in found.atoms]
-    low, high = min(points), max(points)
-    reach = (max(edges) - min(edges)) * (math.cosh(rho) - 1)
-    enclosing = math.acosh(1 + reach / (high - low))
-    return ([("bulk", low, high)], enclosing) if enclosing > thinnest else (parts, rho)
-
-
 def _parts(found) -> list:
     """The contour parts ``(kind, lower, upper)`` of a Spectrum: one per bulk and per atom, except that an
     atom closer to a bulk than the bulk's widest contour reaches (``half (cosh WIDEST - 1)`` beyond an
@@ -291,6 +275,12 @@ def _parts(found) -> list:
         else:
             atoms.append(x)
     return [("bulk", a, b) for a, b in bulks] + [("atom", x, x) for x in atoms]
+
+
+def _span(found) -> tuple:
+    """The lowest and the highest point of a Spectrum with at least one bulk (bulk edges and atoms)."""
+    points = [float(e) for interval in found.intervals for e in interval] + [float(x) for x, _ in found.atoms]
+    return min(points), max(points)
 
 
 def _occurrences(expr, counter: list):
@@ -475,8 +465,9 @@ def _plans(occurrences, spectra, subs: dict, size: int, multiprecision: bool = F
     the plan ``("split", poles, rates)``: the exponential part on a hyperbola designed for the rates of a
     decade of the largest rate (the same nodes for every time of that decade, in any call), the rational part
     around its poles.  A shorter time of such an :math:`f` whose poles all cancel (as that of the
-    gradient-flow filter at :math:`-\lambda`, :func:`_removable`) has the plan ``("whole", rho)``: wider
-    ellipses (:func:`_entire_width`).
+    gradient-flow filter at :math:`-\lambda`, :func:`_removable`), or that has no poles at all, has the plan
+    ``("whole", rho)``: one ellipse around the whole spectrum, atoms included, as wide as :func:`_entire_width`
+    allows (per-part contours would have to pass between an atom and a nearby bulk, squeezed onto both).
     """
     plans = [[("whole",)] * len(occurrences) for _ in range(size)]
     for index, ((matrix_function, _), found) in enumerate(zip(occurrences, spectra)):
@@ -509,8 +500,9 @@ def _plans(occurrences, spectra, subs: dict, size: int, multiprecision: bool = F
         rates = rates.real
         short = np.flatnonzero(~long & np.all(rates >= 0, axis=0))
         if short.size and _removable(matrix_function.function, poles, subs, short):
+            left, right = _span(found)
             for point in short:
-                plans[point][index] = ("whole", _entire_width(rates[:, point].max(), highest - lowest, multiprecision))
+                plans[point][index] = ("whole", _entire_width(rates[:, point].max(), right - left, multiprecision))
         for point in np.flatnonzero(long):
             decade = math.floor(math.log10(rates[:, point].max()))
             low = 10.0**decade * 2.0 ** -math.ceil(math.log2(rates[:, point].max() / rates[:, point].min()))
@@ -522,7 +514,7 @@ def _plans(occurrences, spectra, subs: dict, size: int, multiprecision: bool = F
 
 
 def _entire_width(rate: float, width: float, multiprecision: bool) -> float:
-    r"""The :math:`\rho` of the ellipses around a spectrum of width ``width`` for a function without poles whose
+    r"""The :math:`\rho` of the ellipse around a spectrum of width ``width`` for a function without poles whose
     exponential factors decay at most like :math:`e^{-sz}`, ``rate`` :math:`\ge s`: as wide as
     :data:`WIDEST_ENTIRE`, but with :math:`e^{-sz}` growing by at most :math:`e^{G}` left of the spectrum,
     :math:`s\,(w/2)(\cosh\rho - 1) \le G` (:math:`G` = :data:`GROWTH` in floats, 30 with the guard digits of

@@ -177,3 +177,25 @@ def test_long_training_reaches_the_ridge_estimator_to_30_digits():
     assert abs(flow.test[0] - ridge.test) < mpmath.mpf(10) ** -28
     assert abs(flow.train[0] - ridge.train) < mpmath.mpf(10) ** -28
     assert abs(ridge.test - 1) > 1e-3  # the ridge estimator is far from B = 0
+
+
+@pytest.mark.slow
+def test_memorization_time_against_a_dense_scan():
+    """memorization_time against the crossing located here: gap / gap(inf) on 32 log-spaced times per decade, the
+    first cell where it reaches 1/2, then bisection in log tau on fresh gradient_flow evaluations to 1e-9 (the
+    setting of test_memorization_time_is_where_the_gap_reaches_half_of_its_final_value, whose
+    contour grids it shares)."""
+    psi_n, psi_p, t, lam, span = 2.0, 1.0, 0.5, 0.1, (1e-2, 1e2)
+    found = dsm.memorization_time(psi_n, psi_p, t, lam, span=span)
+    final = dsm.errors(psi_n, psi_p, t, lam).gap
+    times = np.geomspace(*span, 129)
+    ratio = dsm.gradient_flow(psi_n, psi_p, t, times, lam=lam).gap / final
+    cell = np.flatnonzero(ratio >= 0.5)[0]
+    low, high = np.log(times[cell - 1]), np.log(times[cell])
+    while high - low > 1e-9:
+        middle = (low + high) / 2
+        if dsm.gradient_flow(psi_n, psi_p, t, np.exp(middle), lam=lam).gap / final >= 0.5:
+            high = middle
+        else:
+            low = middle
+    assert abs(np.log(found) - (low + high) / 2) < 1e-9

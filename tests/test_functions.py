@@ -67,6 +67,29 @@ def test_square_of_a_function_is_two_occurrences():
     assert abs(value - marchenko_pastur_integral(lambda y: mpmath.exp(-2 * y), 0.5)) < 1e-12
 
 
+@pytest.mark.slow
+def test_atom_next_to_a_bulk_inside_one_ellipse():
+    """At d/n = 1.75 the Wishart S has an atom of mass 1 - 1/1.75 at 0, 0.039 half-widths below its bulk
+    [0.104, 5.40]: outside the reach of the bulk's own contour, so near that contours around the parts would be
+    squeezed between them.  The gradient-flow filter g (pole at -lam removable) and exp(-tx) have no poles: at
+    t = 0.5 and 5 one ellipse encloses the atom and the bulk (t = 50, beyond LONG_TIME, goes on a hyperbola and
+    a circle around the atom).  One and two occurrences (tr g(S)^2 and tr g(S) S g(S), a 2-D grid)
+    against the quadrature of the Marchenko-Pastur density plus the atom, at 30 digits, to 1e-11 relative: ten
+    times the change between successive node counts at which the contour integral stops (1e-12 relative)."""
+    lam, times = 1e-2, np.array([0.5, 5.0, 50.0])
+    filter_ = sympy.Lambda(x, -expm1(-t * (x + lam)) / (x + lam))
+    dims, subs, ratio = {d: d, n: d / gamma}, {gamma: 1.75, t: times}, mpmath.mpf(7) / 4
+    g = MatrixFunction(filter_, S)
+    one = limit(sympy.Trace(MatrixFunction(DECAY, S)) / d, dims, subs)
+    square = limit(sympy.Trace(g * g) / d, dims, subs)
+    sandwich = limit(sympy.Trace(g * S * g) / d, dims, subs)
+    for k, time in enumerate(times):
+        for value, function in ((one, lambda y: mpmath.exp(-time * y)), (square, lambda y: flow(y, time, lam) ** 2),
+                                (sandwich, lambda y: y * flow(y, time, lam) ** 2)):
+            expected = marchenko_pastur_integral_30_digits(function, ratio)
+            assert abs(value[k] - expected) < 1e-11 * (1 + abs(expected))
+
+
 @pytest.mark.parametrize("dps", [None, 30])
 def test_contour_grids_are_read_back_from_disk(dps, tmp_path, monkeypatch):
     """The solved grid of resolvent traces goes to the disk cache: with the process's memory of it cleared (as
