@@ -60,7 +60,10 @@ axis are conjugates of those above), with the variance of the enclosed mass, whi
 vanishes for a single pole.  The mass of each bulk is the integral of
 the density between its edges (Gauss-Legendre quadrature in
 :math:`x = a + (b - a)(1 - \cos\theta)/2`, which smooths square-root and
-inverse-square-root edges), and so is its first moment.
+inverse-square-root edges), and so is its first moment.  A gap narrower than the scan's spacing
+makes the density non-smooth inside a "bulk", where the quadrature then does not converge: the gap
+is looked for around the local minima of the density (it vanishes at both edges of a gap) on finer
+and finer samples, and the bulk split at its edges.
 
 A decrease needs scan points on both sides of the pole.  An atom between the
 last scan point of a gap and a bulk edge (or beyond the scan) shows no decrease:
@@ -107,6 +110,12 @@ MASS_TOLERANCE = 1e-8
 #: :func:`spectrum` reads the mean and the spread of a spectrum from :math:`m(iY)` at :math:`Y` this many times
 #: their scale (a relative error :math:`Y^{-2}`).
 MOMENT_HEIGHT = 1e6
+#: The mass of a bulk by Gauss-Legendre quadrature has converged when two successive orders agree to this.
+QUADRATURE_TOLERANCE = 1e-10
+#: The orders of that quadrature: the first ones, then the higher ones once no hidden gap was found.
+QUADRATURE_ORDERS = ((64, 128, 256, 512), (1024, 2048, 4096))
+#: Points per refinement of the search for a gap narrower than the scan's spacing (:meth:`_Scan.hidden_gap`).
+GAP_SAMPLES = 33
 #: A circle holds one atom when the variance of its mass about its mean is below this times its radius squared.
 SINGLE_POLE = 1e-8
 
@@ -651,10 +660,9 @@ class _Scan:
             if states[left] != states[right]:
                 outside, inside_point = (left, right) if states[left] == 0 else (right, left)
                 edges.append(self.edge(x[outside], x[inside_point], dps))
-        lowers, uppers = edges[0::2], edges[1::2]
-        intervals = tuple(zip(lowers, uppers))
+        densities = np.where(states == 1, _densities(values, None), 0.0)
+        intervals, moments = self.bulks(list(zip(edges[0::2], edges[1::2])), x, densities, dps)
         atoms = self.atoms(x, values, states, intervals, dps)
-        moments = [self.bulk_moments(float(a), float(b)) for a, b in intervals]
         masses = tuple(mass for mass, _ in moments)
         missing = 1 - sum(masses) - sum(float(w) for _, w in atoms)
         if abs(missing) > MASS_TOLERANCE:
@@ -841,10 +849,60 @@ class _Scan:
 
     # ---------------------------------------------------------------- bulks
 
-    def bulk_moments(self, lower: float, upper: float) -> tuple[float, float]:
-        r"""The mass and the first moment of the density over ``[lower, upper]``: Gauss-Legendre in
-        :math:`\theta`, 64 against 128 nodes (then 512).  The nodes are inside the bulk, at least ~1e-4 from
-        an edge: the engine's float solution suffices there (no solve at higher precision next to the edges)."""
+    def bulks(self, intervals: list, x: np.ndarray, densities: np.ndarray, dps: int | None) -> tuple[tuple, list]:
+        """The bulks between the scan's edges with their masses and first moments (:meth:`bulk_moments`).  A
+        bulk whose quadrature has not converged at 512 nodes may hold a gap narrower than the scan's spacing
+        (the density is not smooth there): :meth:`hidden_gap` looks for it, and the two bulks on either side
+        are integrated instead; else the density is smooth but sharply peaked (a pole of its continuation
+        close to the bulk, e.g. an atom next to an edge), and the quadrature goes on to 4096 nodes."""
+        found, moments = [], []
+        while intervals:
+            lower, upper = intervals.pop(0)
+            estimate, converged = self.bulk_moments(float(lower), float(upper), QUADRATURE_ORDERS[0])
+            if not converged:
+                gap = self.hidden_gap(float(lower), float(upper), x, densities, dps)
+                if gap is not None:
+                    intervals[:0] = [(lower, gap[0]), (gap[1], upper)]
+                    continue
+                estimate, _ = self.bulk_moments(float(lower), float(upper), QUADRATURE_ORDERS[1], estimate)
+            found.append((lower, upper))
+            moments.append((float(estimate[0]), float(estimate[1])))
+        return tuple(found), moments
+
+    def hidden_gap(self, lower: float, upper: float, x: np.ndarray, densities: np.ndarray, dps: int | None):
+        r"""The edges ``(left, right)`` of a gap inside ``(lower, upper)`` narrower than the scan's spacing, or
+        ``None``.  The density vanishes like a square root at both its edges, so the scan point next to it is a
+        local minimum of the density: around each such minimum (lowest first) the density is sampled on
+        :data:`GAP_SAMPLES` points between its neighbours, then again around the lowest sample, until a sample is
+        outside the support (a gap, its edges then located by :meth:`edge`) or the minimum stops falling (a
+        smooth minimum of the density: no gap)."""
+        inner = np.flatnonzero((x > lower) & (x < upper))
+        candidates = [k for k in inner[1:-1] if densities[k] <= min(densities[k - 1], densities[k + 1])]
+        for k in sorted(candidates, key=lambda k: densities[k]):
+            left, right, lowest = x[k - 1], x[k + 1], densities[k]
+            for _ in range(12):
+                points = np.linspace(left, right, GAP_SAMPLES)
+                values, singular = self.stieltjes(points)
+                density = np.where(singular, 0.0, _densities(values, None))
+                outside = np.flatnonzero(density == 0)
+                if outside.size:  # never at an end: those are inside points
+                    first, last = outside[0], outside[-1]
+                    return self.edge(points[first], points[first - 1], dps), self.edge(points[last], points[last + 1], dps)
+                best = int(np.argmin(density))
+                if density[best] > 0.9 * lowest:
+                    break
+                lowest = density[best]
+                left, right = points[max(best - 1, 0)], points[min(best + 1, GAP_SAMPLES - 1)]
+        return None
+
+    def bulk_moments(self, lower: float, upper: float, orders: tuple, previous=None) -> tuple:
+        r"""The mass and the first moment of the density over ``[lower, upper]`` (an array), and whether the
+        quadrature converged: Gauss-Legendre in :math:`\theta` at each of ``orders`` in turn, until two
+        successive estimates of the mass (the first against ``previous``, if given) agree to
+        :data:`QUADRATURE_TOLERANCE`.  The nodes are inside the bulk, at a relative distance of at least
+        ~1e-7 (4096 nodes) from an edge, where the float density is still correct to ~1e-9 relatively and
+        the weights are below 1e-6: the engine's float solution suffices (no solve at higher precision next
+        to the edges)."""
 
         def integrand(theta):
             x = lower + (upper - lower) * (1 - np.cos(theta)) / 2
@@ -852,8 +910,9 @@ class _Scan:
             density = _densities(values, None) * (upper - lower) * np.sin(theta) / 2
             return np.array([density, x * density])
 
-        coarse, _ = scipy.integrate.fixed_quad(integrand, 0, np.pi, n=64)
-        fine, _ = scipy.integrate.fixed_quad(integrand, 0, np.pi, n=128)
-        if abs(fine[0] - coarse[0]) > 1e-10:
-            fine, _ = scipy.integrate.fixed_quad(integrand, 0, np.pi, n=512)
-        return float(fine[0]), float(fine[1])
+        for order in orders:
+            estimate, _ = scipy.integrate.fixed_quad(integrand, 0, np.pi, n=order)
+            if previous is not None and abs(estimate[0] - previous[0]) <= QUADRATURE_TOLERANCE:
+                return estimate, True
+            previous = estimate
+        return previous, False
