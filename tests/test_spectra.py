@@ -223,14 +223,21 @@ def assert_edges_bound_the_density(H, dims, subs, found):
             assert outside == 0 and inside > 0
 
 
-@pytest.mark.parametrize("psi_n, time", [(0.5, 0.5), (0.5, 0.05)])
-def test_dsm_feature_matrix_atom(psi_n, time):
+@pytest.mark.parametrize("psi_n, psi_p, time", [
+    (0.5, 3.0, 0.5), (0.5, 3.0, 0.05), (0.5, 2.0, 0.05), (2.0, 4.0, 0.1), (2.0, 4.0, 0.05), (2.0, 8.0, 0.05),
+    (1.0, 2.5, 1.0),
+])
+def test_dsm_feature_matrix_atom(psi_n, psi_p, time):
     r"""The DSM matrix :math:`U = F_tF_t^T/n + h\mu_1^2WW^T/d + s^2 I_p` is :math:`s^2` plus a positive
     semi-definite matrix of rank :math:`n + d`: an atom at :math:`s^2` of mass
-    :math:`1 - (\psi_n + 1)/\psi_p` for :math:`\psi_p > \psi_n + 1`, the rest in bulks above it.  At
-    :math:`t = 0.05` the atom sits 0.0021 below the lowest bulk, closer than the scan's spacing (it was
-    missed there)."""
-    psi_p = 3.0
+    :math:`1 - (\psi_n + 1)/\psi_p` for :math:`\psi_p > \psi_n + 1` (the rank count, independent of the
+    Dyson equation), the rest in bulks above it.  At :math:`t = 0.05` the atom sits closer than the scan's
+    spacing below the lowest bulk (0.0021 at :math:`\psi_n = 0.5, \psi_p = 3`; it was missed there); at
+    :math:`(2, 4, 0.1)` a gap of width 0.0036 lies between two scan points (the bulk around it was integrated
+    across it); at :math:`(2, 4, 0.05)` the density peaks within 3e-4 of its lower edge (512 quadrature nodes
+    leave 4e-8 of the mass out).  Tolerances: the atom's Cauchy integral converges to rounding (1e-12 on
+    quantities of order 0.01-1); the bulk quadrature to :data:`pencils.spectra.QUADRATURE_TOLERANCE` per
+    bulk (1e-10)."""
     U, dims, subs, s_squared = dsm_feature_matrix(psi_n, psi_p, time)
     found = spectrum(U, dims, subs)
     ((location, mass),) = found.atoms
@@ -240,6 +247,22 @@ def test_dsm_feature_matrix_atom(psi_n, time):
     assert abs(sum(found.bulk_masses) - (psi_n + 1) / psi_p) < 1e-10
     assert abs(found.total_mass - 1) < 1e-10
     assert_edges_bound_the_density(U, dims, subs, found)
+
+
+def test_a_gap_narrower_than_the_scan_is_found():
+    """DSM U at (psi_n, psi_p, t) = (2, 4, 0.1): the density vanishes on a gap of width 0.0036 near 0.24,
+    between two points of the default scan (spacing ~0.01); spectrum splits the bulk there.  Checked by
+    spectral_density (a direct solve at each point) on a fine grid: 0 exactly on the gap, positive on
+    either side of it."""
+    U, dims, subs, _ = dsm_feature_matrix(2.0, 4.0, 0.1)
+    found = spectrum(U, dims, subs)
+    (_, upper), (lower, _) = found.intervals
+    assert 0.0030 < lower - upper < 0.0040
+    grid = np.linspace(upper - 0.01, lower + 0.01, 201)
+    density = spectral_density(U, dims, grid, subs)
+    gap = (grid > upper + 1e-9) & (grid < lower - 1e-9)
+    assert gap.sum() > 25 and np.all(density[gap] == 0)  # 0.0036 on a spacing of 1.2e-4
+    assert np.all(density[(grid < upper - 1e-9) | (grid > lower + 1e-9)] > 0)
 
 
 def test_random_features_gram_atom_next_to_its_bulk():
