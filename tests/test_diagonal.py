@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import mpmath
 import numpy as np
 import pytest
@@ -285,3 +287,29 @@ def test_diagonals_of_one_dimension_must_pair(other, message):
     first = Diagonal("A", d, [1, 2])
     with pytest.raises(ParameterError, match=message):
         trace_limit((first * other + I).I, DIMS, {})
+
+
+def test_first_order_bounds_of_a_structured_ridge_curve_hold_and_keep_the_promise():
+    """Ridge errors with 16 power-law atoms at lam = 1e-3, psi_n = 0.1 (dual form, zero tilt): many entries of
+    G vanish or nearly, which a bound through the largest relative error of an entry of G turned into 1e-2 of
+    the value.  The first-order bounds alone (no check in extended precision, no finishing: a promise of 1)
+    hold against 30 digits and stay below the 1e-10 promise."""
+    from pencils.models import linear_regression
+    from pencils.models.covariance import profile_key
+    from pencils.solve.options import DEFAULT_OPTIONS
+
+    profile = linear_regression.power_law(1.5, 2.0, 16)
+    covariance = profile_key(profile["covariance"], "covariance")
+    teacher = profile_key(profile["teacher"], "teacher", like=profile["covariance"])
+    names = ("test", "train", "bias", "variance")
+    found = linear_regression.ridge_quantities(covariance, teacher, True)
+    symbols = linear_regression.symbols
+    subs = {symbols["psi_n"]: 0.1, symbols["lam"]: 1e-3, symbols["signal"]: 1.0, symbols["noise"]: 0.1,
+            symbols["tilt"]: 0}
+    quantities = [found[name] for name in names]
+    raw = limit(quantities, linear_regression.dims, subs, full_output=True,
+                options=dataclasses.replace(DEFAULT_OPTIONS, float_accuracy=1.0))
+    exact = limit(quantities, linear_regression.dims, subs, dps=30)
+    with mpmath.workdps(30):
+        for value, relative, expected in zip(raw.value, raw.relative_error, exact):
+            assert not raw.finished and abs(value - expected) <= relative * abs(value) <= 1e-10 * abs(value)

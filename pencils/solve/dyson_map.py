@@ -154,7 +154,6 @@ class DysonMap:
         self._term_right = self.cols[coupling] * size + cols_of[equation]  # G[j_t, b_r]
         self._entry_start = np.flatnonzero(np.r_[True, np.diff(entry) != 0]) if entry.size else entry
         diagonal = np.arange(count) * (count + 1)
-        self.reach = reach
         self._pattern = np.union1d(entry[self._entry_start], diagonal)  # flat positions of the entries
         self._pattern_of_terms = np.searchsorted(self._pattern, entry[self._entry_start])
         self._pattern_of_diagonal = np.searchsorted(self._pattern, diagonal)

@@ -457,19 +457,13 @@ class Solver:
             _, columns, count = self.compiled.points(subs, multiprecision=False)
             floats = float_columns(columns)
             deterministic, weights, _, _ = self.compiled.coefficients(floats, count, multiprecision=False)
-            error, sensitivity, entries, adjoint = self.audit.float_error(deterministic, weights, g, inverse, scale,
-                                                                          options)
+            error, *audit = self.audit.float_error(deterministic, weights, g, inverse, scale, options)
             values, errors = [scale * self.compiled.nodes.mean(inverse, self.problem.out, self.problem.into)], [error]
             if derivatives:
-                slopes, parts = self._derivatives(floats, inverse, scale, derivatives, None, options,
-                                                  (sensitivity, adjoint))
-                # first order: each input of a derivative (the entries of G, the target's sensitivity
-                # to M and the coefficients) is off by at most `inputs` relative
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    inputs = np.maximum(entries, np.nan_to_num(error / np.abs(values[0]), nan=np.inf))
+                slopes, parts = self._derivatives(floats, inverse, scale, derivatives, None, options, audit)
                 rounding = FloatAlgebra.epsilon / 2 * (max(self.audit.rounding_steps[1], default=0) + 2)
                 values += slopes
-                errors += [(2 * inputs + rounding) * magnitude + solve for magnitude, solve in parts]
+                errors += [rounding * magnitude + inputs for magnitude, inputs in parts]
         return FloatEvaluation(values, errors, solved.shape, columns, solved.residual, solved.finished, g,
                                self.compiled.nodes.level, [0] * len(values))
 
@@ -519,16 +513,51 @@ class Solver:
         r"""The derivatives of the target at solved points (see :meth:`target`), one array per parameter.
 
         Returns ``(derivatives, parts)``; ``parts`` (with ``adjoints``, the
-        sensitivity :math:`S = \partial T/\partial M` and the adjoint :math:`y`
-        of :meth:`AccuracyAudit.float_error`) holds for each derivative ``(magnitude, solve)``.
+        ``(S, E, y, Omega)`` of :meth:`AccuracyAudit.float_error`) holds for each
+        derivative ``(magnitude, inputs)``.
         ``algebra`` (by default that of ``dps``) is :class:`ExtendedAlgebra` for :meth:`extended_target`.
-        The derivative is also :math:`\partial_\theta c\,G_{oi} + \sum_{kj} S_{kj}\,(\partial_\theta M|_g)_{kj}`,
-        and its magnitude is the sum of the absolute values of these terms: a
-        derivative whose inputs are off by :math:`\epsilon` relative is off by at
-        most :math:`\epsilon` times its magnitude (to first order).  ``solve``
-        bounds the error of the tangent's solve :math:`J v = b` in floats through
-        its residual :math:`s = J\tilde v - b`: the derivative moves with
-        :math:`v` as :math:`h^{\mathsf T} v`, so by at most
+        The derivative is :math:`D = c'\,t - c\,\mathbb E[G\,\Delta M\,G]_{oi}` with
+        :math:`t = \mathbb E[G]_{oi}`, :math:`\Delta M = \partial_\theta M|_g - \eta(v)`
+        and :math:`J v = [G\,\partial_\theta M|_g\,G]_S`; it is also
+        :math:`c' t + \sum_{kj} S_{kj}\,(\partial_\theta M|_g)_{kj}`, and ``magnitude``,
+        the sum of the absolute values of these terms, times the relative
+        rounding of the coefficients bounds their part (added by the caller).
+
+        ``inputs`` bounds the rest.  The entries of :math:`G` are off by
+        :math:`\delta G`, and :math:`\partial_\theta M|_g` moves with :math:`g = [G]_S` as
+        :math:`-\eta_{\partial_\theta w}(\delta g)`.  With
+        :math:`Q = \delta G\,\Delta M\,G + G\,\Delta M\,\delta G + G\,\delta(\partial_\theta M|_g)\,G`,
+        the tangent moves by :math:`\delta v = J^{-1}[Q]_S` and
+
+        .. math::  \delta D = c'\,\delta t - c\,\mathbb E[Q]_{oi} + h^{\mathsf T}J^{-1}[Q]_S
+                   = c'\,\delta t + \langle \Omega, Q\rangle = \langle \Gamma, \delta G\rangle,
+
+        .. math::  \Gamma = \Omega (\Delta M G)^{\mathsf T} + (G\Delta M)^{\mathsf T}\Omega
+                   + \sum_u \sigma_u w_{r_u} e_{r_u} e_{c_u}^{\mathsf T} + c'\,w_o e_o e_i^{\mathsf T},
+                   \qquad \sigma_u = -\sum_{t:\,u_t = u} \partial_\theta w_t\, S_{i_t j_t},
+
+        at each node: the sensitivity of the derivative to each entry of
+        :math:`G`, with its signs, through the adjoint :math:`y = J^{-\mathsf T}h` of
+        the target (so that the amplification by the tangent's solve is in it).
+        :math:`\delta G = \tilde G - G^*` has a part bounded entrywise by :math:`E`
+        and the part :math:`G\,\eta(\tilde g - g^*)\,G` of the solution's error,
+        on which :math:`D` moves by :math:`\kappa^{\mathsf T}(\tilde g - g^*)`,
+        :math:`\kappa_u = \sum_{t:\,u_t = u} w_t \sum_q (G^{\mathsf T}\Gamma G^{\mathsf T})_{i_t j_t}`;
+        with :math:`\tilde g - g^* = J^{-1}\rho^* = \tilde\delta + J^{-1}(\rho^* - J\tilde\delta)`
+        (:meth:`AccuracyAudit.float_error`, whose ``slack`` bounds :math:`|\rho^* - J\tilde\delta|`), to first order
+
+        .. math::  |\delta D| \le \langle |\Gamma|, E\rangle + |\kappa^{\mathsf T}\tilde\delta|
+                   + |J^{-\mathsf T}\kappa|^{\mathsf T}\,\mathrm{slack},
+
+        no entry of :math:`G` divided by its size.
+
+        To it are added the roundings of the products that form the derivative,
+        :math:`(2K + k)\,u\,(|c|\,\mathbb E[|G|\,|\Delta M|_e\,|G|]_{oi} +
+        |y|^{\mathsf T}[|G|\,|\partial_\theta M|_g|\,|G|]_S)` with
+        :math:`|\Delta M|_e = |\partial_\theta M|_g| + |\eta|(|v|)`, and the error
+        of the tangent's solve in floats through its residual
+        :math:`s = J\tilde v - b`: the derivative moves with :math:`v` as
+        :math:`h^{\mathsf T} v`, so by at most
         :math:`|y|^{\mathsf T}(|s| + K u(|J||\tilde v| + |b|))`.
         """
         count, multiprecision = inverse.shape[0], dps is not None
@@ -540,9 +569,13 @@ class Solver:
         out, into = self.problem.out, self.problem.into
         results, parts = [], []
         if adjoints is not None:
-            sensitivity, adjoint = adjoints
+            sensitivity, entry_error, adjoint, averaging, step, slack = adjoints
             jacobian = self.dyson_map.jacobian(self.dyson_map.jacobian_entries(weights, inverse, 1.0))
             rounding = len(self.dyson_map.unknown_rows) * FloatAlgebra.epsilon / 2
+            products = (2 * self.dyson_map.size + max(self.audit.rounding_steps[1], default=0) + 2) * (
+                FloatAlgebra.epsilon / 2)
+            size_of, node_weights = np.abs(inverse), self.compiled.nodes.weights(float)
+            at_entries = np.sum(sensitivity[:, :, self.dyson_map.rows, self.dyson_map.cols], axis=1)
         for parameter in map(sympy.sympify, parameters):
             if parameter not in self.parameters:
                 results.append(0 * scale)
@@ -564,7 +597,29 @@ class Solver:
                 shift = self.dyson_map.mean(inverse @ direct @ inverse)
                 residual = np.abs((jacobian @ moved[:, :, None])[:, :, 0] - shift) + rounding * (
                     (np.abs(jacobian) @ np.abs(moved)[:, :, None])[:, :, 0] + np.abs(shift))
-                parts.append((magnitude, np.sum(np.abs(adjoint) * residual, axis=1)))
+                # the derivative moves with the entries of G as <gradient, dG> (see the docstring)
+                gradient = (averaging @ np.swapaxes(change @ inverse, -1, -2)
+                            + np.swapaxes(inverse @ change, -1, -2) @ averaging)
+                sigma = zeros((count, len(adjoint[0])), gradient.dtype)
+                np.add.at(sigma, (slice(None), self.dyson_map.sources), -d_weights.T * at_entries)
+                placed = zeros(gradient.shape[:1] + gradient.shape[2:], gradient.dtype)
+                placed[:, self.dyson_map.unknown_rows, self.dyson_map.unknown_cols] = sigma
+                gradient += placed[:, None] * node_weights.T[None, :, :, None]
+                gradient[:, :, out, into] += np.reshape(d_scale, (-1, 1)) * node_weights[out][None, :]
+                # and with g~ - g* = J^-1 rho* (G* moves by G eta(dg) G) as kappa^T J^-1 rho*
+                pulled = np.sum((np.swapaxes(inverse, -1, -2) @ gradient @ np.swapaxes(inverse, -1, -2))[
+                    :, :, self.dyson_map.rows, self.dyson_map.cols], axis=1)
+                kappa = zeros((count, len(adjoint[0])), gradient.dtype)
+                np.add.at(kappa, (slice(None), self.dyson_map.sources), weights.T * pulled)
+                dual = np.linalg.solve(np.swapaxes(jacobian, 1, 2), kappa[:, :, None])[:, :, 0]
+                inputs = (np.sum(entry_error * np.abs(gradient), axis=(1, 2, 3))
+                          + np.abs(np.sum(kappa * step, axis=1)) + np.sum(np.abs(dual) * slack, axis=1))
+                tangent = self.dyson_map.matrix(np.zeros((1, count, inverse.shape[1])), -np.abs(weights),
+                                                np.abs(moved), 1, algebra).real + np.abs(direct)
+                formed = products * (np.abs(scale) * nodes.mean(size_of @ tangent @ size_of, out, into)
+                                     + np.sum(np.abs(adjoint) * self.dyson_map.mean(
+                                         size_of @ np.abs(direct) @ size_of), axis=1))
+                parts.append((magnitude, inputs + formed + np.sum(np.abs(adjoint) * residual, axis=1)))
         return results, parts
 
 
