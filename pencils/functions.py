@@ -185,8 +185,9 @@ def _contour(found, plan: tuple, count: int, multiprecision: bool) -> _Contour:
             others = np.array([q for q in landmarks if q < a or q > b])
             if kind == "bulk":
                 half, center = (b - a) / 2, (a + b) / 2
-                pieces.append(_ellipse(center, half, _bulk_rho(a, b, landmarks, WIDEST), count, multiprecision)
-                              + (WHOLE,))
+                nearest = np.min(np.abs(others - center)) / half if others.size else np.inf
+                rho = min(WIDEST, np.arccosh(nearest) / 2) if np.isfinite(nearest) else WIDEST
+                pieces.append(_ellipse(center, half, rho, count, multiprecision) + (WHOLE,))
             else:
                 # a pole plus a part analytic up to the nearest other landmark: a small circle converges as
                 # 32^-N and keeps a function that grows off the real axis small on it
@@ -246,15 +247,6 @@ def _circle(center, radius, count, multiprecision, orientation):
         z.append(number(center) + point)
         dz.append(orientation * 1j * point / count)
     return z, dz, (-np.arange(count)) % count
-
-
-def _bulk_rho(a: float, b: float, landmarks: np.ndarray, widest: float) -> float:
-    """The :math:`\\rho` of the ellipse around the bulk ``[a, b]``: ``widest``, or half the :math:`\\rho` of the
-    nearest other ``landmarks`` (edges and atoms)."""
-    others = np.array([q for q in landmarks if q < a or q > b])
-    half, center = (b - a) / 2, (a + b) / 2
-    nearest = np.min(np.abs(others - center)) / half if others.size else np.inf
-    return min(widest, np.arccosh(nearest) / 2) if np.isfinite(nearest) else widest
 
 
 def _parts(found) -> list:
