@@ -62,6 +62,9 @@ class DerivationStore:
         The :class:`pencils.quantities.CompiledLimit` of a tuple of scalar quantities, likewise.
     reduced(expr, dims_key)
         The :class:`pencils.reduction.ReducedSystem` of its Dyson system, likewise.
+    trace_matrices(quantities, dims_key)
+        The normalised matrices whose traces enter a tuple of quantities
+        (:func:`pencils.quantities.trace_matrices`; memory only), found once for all its traces.
     """
 
     def __init__(self, root: Path = Path(__file__).parent):
@@ -70,11 +73,13 @@ class DerivationStore:
         self.solver = lru_cache(maxsize=256)(self._solver)
         self.compiled_limit = lru_cache(maxsize=64)(self._compiled_limit)
         self.reduced = lru_cache(maxsize=256)(self._reduced)
+        self.trace_matrices = lru_cache(maxsize=64)(quantities.trace_matrices)
         self.fingerprint = lru_cache(maxsize=1)(self._fingerprint)
 
     def clear(self) -> None:
         """Forget everything held in memory (the next call reads the disk cache, or derives again)."""
-        for function in (self.system, self.solver, self.compiled_limit, self.reduced, self.fingerprint):
+        for function in (self.system, self.solver, self.compiled_limit, self.reduced, self.trace_matrices,
+                         self.fingerprint):
             function.cache_clear()
 
     def _system(self, expr, dims_key: tuple) -> DysonSystem:
@@ -154,7 +159,8 @@ class _StoredReduced:
 
 class _ReducedTrace:
     """The :class:`pencils.solve.reduced.ReducedEquations` of the ``index``-th trace of ``quantities`` (a picklable
-    callable, for the :attr:`Solver.reduced_source` of the solvers of :meth:`DerivationStore.compiled_limit`)."""
+    callable, for the :attr:`Solver.reduced_source` of the solvers of :meth:`DerivationStore.compiled_limit`).
+    The matrices of the tuple are found once per process for all its traces (:attr:`DerivationStore.trace_matrices`)."""
 
     def __init__(self, quantity_tuple: sympy.Tuple, dims_key: tuple, index: int):
         self.quantity_tuple, self.dims_key, self.index = quantity_tuple, dims_key, index
@@ -162,7 +168,7 @@ class _ReducedTrace:
 
     def __call__(self):
         if self.matrix is None:
-            self.matrix = quantities.trace_matrices(self.quantity_tuple, self.dims_key)[self.index]
+            self.matrix = store.trace_matrices(self.quantity_tuple, self.dims_key)[self.index]
         return store.reduced(self.matrix, self.dims_key).numbers
 
 

@@ -280,6 +280,33 @@ def test_reduced_system_is_kept_on_disk():
     assert again.latex() == reduced.latex()
 
 
+def test_traces_of_one_tuple_find_their_matrices_once(monkeypatch):
+    """The reduced sources of the two traces of a tuple of two quantities find the tuple's matrices once per
+    process, each gets its own trace's reduced equations, and a pickled source (as sent to a worker) gives
+    the same equations."""
+    import pickle
+
+    from pencils import quantities
+    from pencils.derivations import dims_key, store
+
+    n, d, z, gamma = sympy.symbols("n d z gamma")
+    X = Gaussian("X", n, d)
+    R = (X.T * X / n - z * sympy.Identity(d)).I
+    key = dims_key({d: d, n: d / gamma})
+    quantity_tuple = sympy.Tuple(sympy.Trace(R) / d, sympy.Trace(R * R) / d)
+    store.clear()
+    solvers = store.compiled_limit(quantity_tuple, key).solvers
+    searches = []
+    find = quantities._traces
+    monkeypatch.setattr(quantities, "_traces", lambda *arguments: searches.append(1) or find(*arguments))
+    first, second = (solver.reduced_source() for solver in solvers)
+    assert len(solvers) == 2 and len(searches) == 1
+    matrices = quantities.trace_matrices(quantity_tuple, key)
+    assert first is store.reduced(matrices[0], key).numbers and second is store.reduced(matrices[1], key).numbers
+    assert first is not second
+    assert pickle.loads(pickle.dumps(solvers[1].reduced_source))() is second
+
+
 @pytest.mark.parametrize("subs", [{"z": sympy.Rational(-3, 4), "gamma": sympy.Rational(1, 2)},
                                   {"z": sympy.Rational(1, 2) + sympy.I, "gamma": sympy.Rational(3, 2)}])
 def test_default_path_in_arbitrary_precision_is_the_reduced_one(subs):

