@@ -35,6 +35,11 @@ import numpy as np
 
 from .errors import ParameterError, PencilsError
 
+#: ``--psi-n`` of a learning curve when not given.
+CURVE_PSI_N = "20"
+#: ``--psi-n`` of the phase diagram when not given: its horizontal axis, log-spaced.
+PHASE_DIAGRAM_PSI_N = "1:100:5"
+
 __all__ = ["main"]
 
 
@@ -60,7 +65,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Asymptotic DSM learning curves (conventions: docs/dsm.md). "
         "Values are a comma-separated list or start:stop:count (log-spaced); every combination is computed.",
     )
-    dsm.add_argument("--psi-n", type=_values, default=_values("20"), help="n/d (default 20)")
+    dsm.add_argument("--psi-n", type=_values, default=None,
+                     help="n/d (default 20; with --phase-diagram 1:100:5, the diagram's horizontal axis)")
     dsm.add_argument("--psi-p", type=_values, default=_values("1:100:41"), help="p/d (default 1:100:41)")
     dsm.add_argument("--t", type=_values, default=_values("0.01"), help="diffusion time (default 0.01)")
     dsm.add_argument("--lam", type=_values, default=_values("1e-3"), help="ridge (default 1e-3)")
@@ -102,6 +108,8 @@ def _memorization_parser(commands) -> None:
     command.add_argument("--sampler", choices=("sde", "ode"), default="ode", help="reverse SDE (Euler-Maruyama) or "
                          "probability-flow ODE (Heun) (default ode)")
     command.add_argument("--activation", default="relu", help="activation (default relu)")
+    command.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1: the default grid took 4.5 s "
+                         "on one thread and 30 s on two of a two-core machine; its matrices are too small to share)")
     command.add_argument("--plot", metavar="FILE", help="save the fraction against p/n per m to FILE")
     command.add_argument("--images", metavar="FILE", help="save generated images beside their nearest training images "
                          "(largest p and m) to FILE")
@@ -109,6 +117,8 @@ def _memorization_parser(commands) -> None:
 
 
 def _memorization(arguments) -> int:
+    from threadpoolctl import threadpool_limits
+
     from . import datasets
     from .errors import ParameterError
     from .simulation import diffusion
@@ -126,11 +136,14 @@ def _memorization(arguments) -> int:
             values = getattr(arguments, name)
             if not np.all((values >= 1) & (values == np.round(values))):
                 raise ParameterError(f"--{name} must be integers >= 1, got {values.tolist()}")
-        sweep = diffusion.memorization_sweep(
-            data, arguments.p.astype(int), arguments.m.astype(int), seeds=arguments.seeds, progress=True,
-            times=arguments.times, lam=arguments.lam,
-            samples=arguments.samples, sampler=arguments.sampler, activation=arguments.activation, bias=arguments.bias,
-        )
+        if arguments.threads < 1:
+            raise ParameterError(f"--threads must be at least 1, got {arguments.threads}")
+        with threadpool_limits(limits=arguments.threads, user_api="blas"):
+            sweep = diffusion.memorization_sweep(
+                data, arguments.p.astype(int), arguments.m.astype(int), seeds=arguments.seeds, progress=True,
+                times=arguments.times, lam=arguments.lam, samples=arguments.samples, sampler=arguments.sampler,
+                activation=arguments.activation, bias=arguments.bias,
+            )
     except (PencilsError, ValueError) as error:
         print(f"pencils memorization: {error}", file=sys.stderr)
         return 2
@@ -155,7 +168,13 @@ def _phase_diagram(arguments) -> int:
     if arguments.t.size > 1 or arguments.lam.size > 1 or arguments.dps is not None:
         print("pencils dsm: --phase-diagram takes one --t and one --lam, in floats (no --dps)", file=sys.stderr)
         return 2
+    if arguments.psi_n is None:
+        arguments.psi_n = _values(PHASE_DIAGRAM_PSI_N)
     if arguments.plot:
+        if arguments.psi_n.size < 2:
+            print("pencils dsm: the phase diagram's plot spans psi_n: give at least two values, e.g. --psi-n 1:100:5",
+                  file=sys.stderr)
+            return 2
         _check_plot_path(arguments.plot)
     try:
         boundary = dsm.phase_boundary(arguments.psi_n, m=arguments.m, t=arguments.t.item(), lam=arguments.lam.item(),
@@ -224,13 +243,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PencilsError as error:
         print(f"pencils {arguments.command}: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemError) as error:
+        if not _interrupted(error):
+            raise
         sys.stdout.flush()
         print(f"pencils {arguments.command}: interrupted; the rows printed so far are complete.", file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader of standard output stopped (e.g. ``| head``): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+
+
+def _interrupted(error: BaseException | None) -> bool:
+    """Whether ``error`` is Ctrl-C, directly or wrapped: a ``KeyboardInterrupt`` raised inside a C extension's call
+    (mpmath arithmetic on numpy object arrays) can surface as a ``SystemError`` caused by it."""
+    while error is not None:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def _dsm(arguments: argparse.Namespace) -> int:
@@ -241,6 +272,8 @@ def _dsm(arguments: argparse.Namespace) -> int:
 
     grid, fixed = {}, {"activation": arguments.activation}
     get(arguments.activation)
+    if arguments.psi_n is None:
+        arguments.psi_n = _values(CURVE_PSI_N)
     if arguments.dps is not None:
         fixed["dps"] = check_dps(arguments.dps)
     for name in ("psi_n", "psi_p", "t", "lam", "m"):

@@ -307,6 +307,7 @@ def test_command_line_prints_csv_and_saves_figures(tmp_path, capsys):
     (["--data", "mnist:/no/such/dir"], "never downloaded"),
     (["--p", "0.5"], "--p must be integers"),
     (["--downsample", "1", "--p", "60", "--n", "20"], "p = 60 is below the dimension d = 64"),
+    (["--threads", "0"], "--threads must be at least 1"),
 ])
 def test_command_line_refuses_bad_input(arguments, message, capsys):
     from pencils.cli import main

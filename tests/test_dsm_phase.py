@@ -87,3 +87,8 @@ def test_command_line_phase_diagram(tmp_path, capsys):
     assert float(rows[1]["psi_p"]) == pytest.approx(dsm.crossover(8.0, 0.01, 1e-3), rel=1e-12)
     assert figure.stat().st_size > 0
     assert main(["dsm", "--phase-diagram", "--t", "0.1,1"]) == 2
+    capsys.readouterr()
+    # a plot over a single psi_n would be empty: refused before computing, with the remedy
+    assert main(["dsm", "--phase-diagram", "--psi-n", "20", "--plot", str(figure)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "--psi-n 1:100:5" in captured.err

@@ -133,6 +133,30 @@ def test_command_line_refuses_bad_input_before_computing(arguments, word, capsys
     assert word in captured.err and len(captured.err.strip().splitlines()) == 1
 
 
+def test_command_line_ctrl_c_wrapped_by_a_c_extension_exits_130(monkeypatch, capsys):
+    """Ctrl-C landing inside mpmath arithmetic on numpy object arrays surfaces as a SystemError caused by the
+    KeyboardInterrupt; it must end like a plain Ctrl-C (status 130, no traceback), and any other SystemError
+    must still propagate."""
+    from pencils import cli
+
+    def interrupted(arguments):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as cause:
+            raise SystemError("<built-in method __new__> returned a result with an exception set") from cause
+
+    monkeypatch.setattr(cli, "_dsm", interrupted)
+    assert main(["dsm"]) == 130
+    assert "interrupted" in capsys.readouterr().err
+
+    def broken(arguments):
+        raise SystemError("not an interrupt")
+
+    monkeypatch.setattr(cli, "_dsm", broken)
+    with pytest.raises(SystemError, match="not an interrupt"):
+        main(["dsm"])
+
+
 def test_command_line_interrupted_keeps_the_rows_done():
     import signal
 
