@@ -459,7 +459,7 @@ def check_rational(expr) -> None:
     >>> check_rational(sympy.exp(S))
     Traceback (most recent call last):
     ...
-    pencils.errors.UnsupportedOperationError: exp(1/n*X.T*X) applies exp to a matrix; functions of matrices are not rational and have no linear pencil. Write a rational expression instead: a resolvent (S - z*Identity)**-1, whose trace gives the spectral density by Stieltjes inversion (pencils.models.marchenko_pastur.density), or a polynomial such as S + S**2/2.
+    pencils.errors.UnsupportedOperationError: exp(1/n*X.T*X) applies exp to a matrix; functions of matrices are not rational and have no linear pencil. Write a rational expression instead: a resolvent (S - z*Identity)**-1, whose trace gives the spectral density by Stieltjes inversion (pencils.models.marchenko_pastur.density), or a polynomial such as S + S**2/2; for a function f analytic around the spectrum of a symmetric S, give pencils.limit the trace Trace(MatrixFunction(Lambda(x, f(x)), S))/N (contour integrals of the resolvent).
     """
     for node in sympy.preorder_traversal(expr):
         if isinstance(node, sympy.Determinant):
@@ -474,7 +474,9 @@ def check_rational(expr) -> None:
                 f"{node} applies {node.func} to a matrix; functions of matrices are not rational and have "
                 f"no linear pencil. Write a rational expression instead: a resolvent (S - z*Identity)**-1, "
                 f"whose trace gives the spectral density by Stieltjes inversion "
-                f"(pencils.models.marchenko_pastur.density), or a polynomial such as S + S**2/2."
+                f"(pencils.models.marchenko_pastur.density), or a polynomial such as S + S**2/2; for a function "
+                f"f analytic around the spectrum of a symmetric S, give pencils.limit the trace "
+                f"Trace(MatrixFunction(Lambda(x, f(x)), S))/N (contour integrals of the resolvent)."
             )
 
 
