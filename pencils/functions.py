@@ -542,7 +542,7 @@ def _entire_contour(rate: float, width: float, dps: int | None) -> tuple:
     that nearby times share their contours (and their solves).
 
     In floats the ellipse is the widest so allowed, up to :data:`WIDEST_ENTIRE`, from :data:`FEWEST` nodes: the
-    tolerance is reached at 32 to 256 nodes, and all the times of a curve whose rates are below
+    tolerance is reached at 64 to 256 nodes (the curves of ``benchmarks/spectra.py``), and all the times of a curve whose rates are below
     :math:`G/(h(\cosh 2 - 1))` share one ellipse.  In arbitrary precision, where a two-occurrence grid of
     :math:`N^2/4` solves at :math:`N = 128` takes minutes, :math:`\rho` and :math:`N_0` are those with which
     the model of :func:`_entire_choice` stops at the fewest nodes, and the choice for the largest rate
@@ -550,9 +550,11 @@ def _entire_contour(rate: float, width: float, dps: int | None) -> tuple:
     :math:`e^{-sz}` as well), so that the times of a curve share the contours of a few rates.  Measured on the
     two-occurrence DSM gradient-flow trace at dps=30 (:math:`sh = 3.4`): :math:`\rho = 2` (the widest, the
     former rule) stops at :math:`N = 128` (about 4100 solves), and so do 1 and 1.5 from :math:`N_0 = 16`
-    (the estimates at 64 are :math:`2\cdot10^{-25}` and :math:`3\cdot10^{-18}`); 1.15 from 20 (the choice) and
-    1.25 from 20 stop at 80 (1640 solves), as the model says, with the same 40 digits.  The time of a solve
-    does not depend on :math:`\rho` (0.06 to 0.08 s there at every :math:`\rho` from 0.25 to 2)."""
+    (the estimates at 64 are :math:`2\cdot10^{-25}` and :math:`3\cdot10^{-18}`); 1.15 (the choice) and 1.25 from
+    20 stop at 80 (1640 solves), as the model says, with the same value to 35 digits.  The time of a solve
+    does not depend on :math:`\rho` (0.06 to 0.08 s there at every :math:`\rho` from 0.25 to 2).  On
+    :math:`\operatorname{tr} e^{-4S}e^{-4S}` of a Marchenko-Pastur :math:`S` (:math:`sh = 5.7`) the widest
+    ellipse stops at 256, the choice (1.0 from 24) at 96."""
     rate = 2.0 ** math.ceil(math.log2(rate)) if rate > 0 else 0.0
     scale = rate * width / 2
     widest = _widest_entire(scale, 30.0 if dps is not None else GROWTH)
