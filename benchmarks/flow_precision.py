@@ -3,9 +3,12 @@
 Run ``python benchmarks/flow_precision.py``.  Each point runs in a fresh interpreter with an empty cache
 (import, derivation, spectrum and the contour solves included).  The traces of the errors are contour
 integrals (:mod:`pencils.functions`); the test error's two-occurrence trace, a grid of about
-:math:`N^2/4` resolvent solves at :math:`N` nodes per contour, takes nearly all of the time.  Where the
-training is long enough for the flow to have reached the ridge estimator (the exponential part below
-:math:`10^{-33}`), the difference from ``dsm.errors(..., dps=30)`` is printed as well.
+:math:`N^2/4` resolvent solves at :math:`N` nodes per contour, takes nearly all of the time.  For each contour
+integral, the debug records of :mod:`pencils.functions` are printed: its plan (``("whole", rho, first)`` is the
+ellipse of Bernstein parameter ``rho`` around the spectrum, its node count doubling from ``first``), the solves
+and their time at each node count, and the node count at which it stopped.  Where the training is long enough
+for the flow to have reached the ridge estimator (the exponential part below :math:`10^{-33}`), the difference
+from ``dsm.errors(..., dps=30)`` is printed as well.
 Nothing is asserted; timings depend on the machine and its load.
 """
 
@@ -20,8 +23,10 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 MEASURE = """
-import sys, mpmath
+import logging, sys, mpmath
 from pencils.models import dsm
+logging.basicConfig(stream=sys.stdout, format="%(message)s")
+logging.getLogger("pencils.functions").setLevel(logging.DEBUG)
 psi_n, psi_p, t, time, lam = map(float, sys.argv[1:6])
 flow = dsm.gradient_flow(psi_n, psi_p, t, [time], lam=lam, dps=30)
 print(mpmath.nstr(flow.test[0], 30), mpmath.nstr(flow.train[0], 30))

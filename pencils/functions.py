@@ -17,8 +17,10 @@ half the :math:`\rho` of the nearest other part) and a circle around each atom
 of 1/32 of its distance to the other parts (an atom within the reach of a bulk's
 widest contour is enclosed with the bulk, :func:`_parts`).  A function without poles (an exponential
 filter whose poles cancel, :func:`_plans`) has nothing to keep out between the parts: one ellipse with
-foci at the lowest and the highest point of the spectrum, atoms included, as wide as its growth off the
-real axis allows (:func:`_entire_width`), replaces them.  A trace with :math:`k` occurrences
+foci at the lowest and the highest point of the spectrum, atoms included, replaces them: in floats as wide
+as its growth off the real axis allows, in arbitrary precision of the width and first node count with which
+a model of the trapezoid error reaches the tolerance at the fewest nodes (:func:`_entire_contour`).  A trace
+with :math:`k` occurrences
 :math:`f_1(H_1), \dots, f_k(H_k)` becomes the :math:`k`-fold integral of a trace
 of :math:`k` resolvents :math:`(H_j - z_jI)^{-1}`; the trapezoid rule in
 :math:`\theta` (geometric convergence for a periodic analytic integrand) puts
@@ -34,8 +36,9 @@ two occurrences share a spectrum and the trace is unchanged by exchanging them
 (:math:`\operatorname{tr} A R(z_1) B R(z_2)` with symmetric :math:`A, B`), one point
 per orbit under exchange and conjugation is solved (:func:`_orbits`).
 The quadrature error is estimated from the changes between :math:`N/4`, :math:`N/2` and
-:math:`N` nodes per contour (:func:`_converge`); :math:`N` doubles until it is below the
-working accuracy, and the traces at the nodes shared with :math:`N/2` are not solved again.
+:math:`N` nodes per contour (:func:`_converge`); :math:`N` doubles (from 16, or the first count
+of the ellipse of a function without poles) until it is below the working accuracy, and the traces
+at the nodes shared with :math:`N/2` are not solved again.
 
 Long times.  On an ellipse, :math:`e^{-sz}` oscillates about :math:`s\,w` times
 (:math:`w` the width of the spectrum), so the nodes needed grow like :math:`s`.
@@ -59,7 +62,9 @@ hyperbola).
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Mapping
@@ -77,10 +82,14 @@ from .trace_limits import rational_limit
 
 __all__ = ["MatrixFunction", "function_limit"]
 
+#: Debug records: each grid of resolvent solves (:func:`_solve_grid`) and the node count at which each integral stops
+#: (:func:`_converge`).
+_logger = logging.getLogger(__name__)
+
 #: The widest contour around a bulk, as its Bernstein parameter :math:`\rho` (:math:`\cosh\rho = 1.03`): close to the
 #: bulk, so that a function growing off the real axis (:math:`e^{-tz}` at large :math:`t`) stays small on it.
 WIDEST = 0.25
-#: The widest contour around a bulk for a function without poles (:func:`_entire_width`), as its :math:`\rho`.
+#: The widest ellipse around the spectrum for a function without poles (:func:`_entire_contour`), as its :math:`\rho`.
 WIDEST_ENTIRE = 2.0
 #: An exponential factor :math:`e^{-sz}` of a function is integrated on a hyperbola (:func:`_hyperbola`) when
 #: :math:`s` times the width :math:`w` of the spectrum reaches this: an ellipse needs of order :math:`sw/2` nodes,
@@ -167,13 +176,13 @@ WHOLE, RATIONAL, EXPONENTIAL = 0, 1, 2
 def _contour(found, plan: tuple, count: int, multiprecision: bool) -> _Contour:
     """The nodes for one occurrence: ellipses and circles around the parts of ``found`` (a Spectrum) for the
     plan ``("whole",)``, one ellipse of parameter ``rho`` around the whole spectrum (:func:`_span`) for
-    ``("whole", rho)`` (a function without poles, :func:`_plans`), or for ``("split", poles, atoms, lowest,
-    rates)`` circles around the poles of the rational part, and for the exponential part circles around the
-    ``atoms`` and a hyperbola from ``lowest`` (:func:`_hyperbola`); ``count`` nodes per closed part,
-    ``2 count + 1`` on the hyperbola."""
+    ``("whole", rho, first)`` (a function without poles, :func:`_plans`; ``first`` is its first node count), or
+    for ``("split", poles, atoms, lowest, rates)`` circles around the poles of the rational part, and for the
+    exponential part circles around the ``atoms`` and a hyperbola from ``lowest`` (:func:`_hyperbola`);
+    ``count`` nodes per closed part, ``2 count + 1`` on the hyperbola."""
     pieces = []
     if plan[0] == "whole" and len(plan) > 1:
-        # nothing to keep out between the parts: one ellipse with foci at the ends of the spectrum, as wide as
+        # nothing to keep out between the parts: one ellipse with foci at the ends of the spectrum, of parameter
         # plan[1], instead of per-part contours squeezed by their neighbours (an atom next to a bulk)
         lowest, highest = _span(found)
         pieces.append(_ellipse((lowest + highest) / 2, (highest - lowest) / 2, plan[1], count, multiprecision)
@@ -348,20 +357,34 @@ def _integral(normalised_trace, occurrences: list, dims, subs: dict, dps, spectr
     flat_subs = {**subs, **{symbol: np.broadcast_to(np.asarray(subs[symbol], dtype=object if dps else None),
                                                     shape).reshape(-1) for symbol in function_symbols}}
     values = np.empty(int(np.prod(shape)), dtype=object if dps is not None else float)
-    for plans, points in _plans(occurrences, spectra, flat_subs, values.size, dps is not None).items():
+    for plans, points in _plans(occurrences, spectra, flat_subs, values.size, dps).items():
         group_subs = {**flat_subs, **{symbol: flat_subs[symbol][points] for symbol in function_symbols}}
         values[points] = _converge(normalised_trace, occurrences, spectra, plans, dims, scalar_subs, group_subs, dps)
     return values.reshape(shape) if shape else values[0]
 
 
-#: The fewest nodes per contour part: :func:`_converge` starts there and doubles.
+#: The fewest nodes per contour part: :func:`_converge` starts there and doubles (except on the ellipse of a function
+#: without poles, whose first count :func:`_entire_contour` chooses with its width).
 FEWEST = 16
 
 
+def _limits(dps) -> tuple:
+    """The digits of the tolerance of :func:`_converge` (``dps``, or 12 in floats) and the most nodes per contour
+    part it tries (512 in arbitrary precision, 1024 in floats)."""
+    return (12, 1024) if dps is None else (dps, 512)
+
+
+def _fewest(plans: tuple) -> int:
+    """The first node count of :func:`_converge` for ``plans``: the largest first count of their ellipses for functions
+    without poles (:func:`_entire_contour`), else :data:`FEWEST`."""
+    return max((plan[2] for plan in plans if plan[0] == "whole" and len(plan) > 1), default=FEWEST)
+
+
 def _converge(normalised_trace, occurrences, spectra, plans, dims, scalar_subs, subs, dps):
-    r"""The trapezoid rule with :math:`N` nodes per contour part, :math:`N` doubling from :data:`FEWEST` until
-    the estimated error of the last value is below the tolerance (:math:`10^{-12}`, or :math:`10^{-\rm dps}`),
-    relative to :math:`1 +` its size.
+    r"""The trapezoid rule with :math:`N` nodes per contour part, :math:`N` doubling from :data:`FEWEST` (or the
+    first count of an ellipse for a function without poles, :func:`_fewest`) until the estimated error of the
+    last value is below the tolerance (:math:`10^{-12}`, or :math:`10^{-\rm dps}`), relative to :math:`1 +` its
+    size.
 
     The error estimate.  For an integrand analytic in a strip :math:`|\operatorname{Im}\theta| < a` of the
     contour's parameter, the trapezoid error decays geometrically, :math:`e(N) \approx C r^N` with
@@ -378,9 +401,9 @@ def _converge(normalised_trace, occurrences, spectra, plans, dims, scalar_subs, 
     errors of the traces are kept below the tolerance by the guard digits of :func:`_solve_grid`.
     """
     multiprecision = dps is not None
-    tolerance = precision.context().mpf(10) ** -dps if multiprecision else 1e-12
-    largest = 512 if multiprecision else 1024
-    previous, difference, count = None, None, FEWEST
+    digits, largest = _limits(dps)
+    tolerance = precision.context().mpf(10) ** -digits if multiprecision else 10.0**-digits
+    previous, difference, count = None, None, _fewest(plans)
     while count <= largest:
         with precision.working(dps) if multiprecision else contextlib.nullcontext():
             value = _trapezoid(normalised_trace, occurrences, spectra, plans, count, dims, scalar_subs, subs, dps)
@@ -390,6 +413,8 @@ def _converge(normalised_trace, occurrences, spectra, plans, dims, scalar_subs, 
                 shrink = change / difference if difference else 1
                 error = change * shrink / (1 - shrink) if shrink < 0.5 else change
                 if error <= tolerance * scale:
+                    _logger.debug("contour integral with %d occurrence(s) on %s: stopped at N = %d (estimated "
+                                  "error %s)", len(occurrences), plans, count, mpmath.nstr(error, 3))
                     return np.frompyfunc(precision.public, 1, 1)(value) if multiprecision else value
                 difference = change
         previous, count = value, 2 * count
@@ -448,7 +473,7 @@ def _split(function: sympy.Lambda) -> _Split | None:
                   bool(rational) and sympy.degree(numerator, variable) >= sympy.degree(denominator, variable))
 
 
-def _plans(occurrences, spectra, subs: dict, size: int, multiprecision: bool = False) -> dict:
+def _plans(occurrences, spectra, subs: dict, size: int, dps: int | None = None) -> dict:
     r"""The contour plan of each occurrence at each of ``size`` parameter points, as ``{plans: points}``.
 
     The plan ``("whole",)`` integrates the whole function on ellipses and circles around the spectrum.  An
@@ -458,8 +483,9 @@ def _plans(occurrences, spectra, subs: dict, size: int, multiprecision: bool = F
     decade of the largest rate (the same nodes for every time of that decade, in any call), the rational part
     around its poles.  A shorter time of such an :math:`f` whose poles all cancel (as that of the
     gradient-flow filter at :math:`-\lambda`, :func:`_removable`), or that has no poles at all, has the plan
-    ``("whole", rho)``: one ellipse around the whole spectrum, atoms included, as wide as :func:`_entire_width`
-    allows (per-part contours would have to pass between an atom and a nearby bulk, squeezed onto both).
+    ``("whole", rho, first)``: one ellipse around the whole spectrum, atoms included, of the width and first node
+    count chosen by :func:`_entire_contour` (per-part contours would have to pass between an atom and a nearby
+    bulk, squeezed onto both).
     """
     plans = [[("whole",)] * len(occurrences) for _ in range(size)]
     for index, ((matrix_function, _), found) in enumerate(zip(occurrences, spectra)):
@@ -494,7 +520,7 @@ def _plans(occurrences, spectra, subs: dict, size: int, multiprecision: bool = F
         if short.size and _removable(matrix_function.function, poles, subs, short):
             left, right = _span(found)
             for point in short:
-                plans[point][index] = ("whole", _entire_width(rates[:, point].max(), right - left, multiprecision))
+                plans[point][index] = ("whole", *_entire_contour(rates[:, point].max(), right - left, dps))
         for point in np.flatnonzero(long):
             decade = math.floor(math.log10(rates[:, point].max()))
             low = 10.0**decade * 2.0 ** -math.ceil(math.log2(rates[:, point].max() / rates[:, point].min()))
@@ -505,18 +531,115 @@ def _plans(occurrences, spectra, subs: dict, size: int, multiprecision: bool = F
     return {key: np.array(points) for key, points in groups.items()}
 
 
-def _entire_width(rate: float, width: float, multiprecision: bool) -> float:
-    r"""The :math:`\rho` of the ellipse around a spectrum of width ``width`` for a function without poles whose
-    exponential factors decay at most like :math:`e^{-sz}`, ``rate`` :math:`\ge s`: as wide as
-    :data:`WIDEST_ENTIRE`, but with :math:`e^{-sz}` growing by at most :math:`e^{G}` left of the spectrum,
-    :math:`s\,(w/2)(\cosh\rho - 1) \le G` (:math:`G` = :data:`GROWTH` in floats, 30 with the guard digits of
-    arbitrary precision).  The trapezoid error decays like :math:`e^{-N\rho}`, so a wider ellipse needs fewer
-    nodes: at :math:`\rho = 2`, 64 nodes for 45 digits instead of 512 at :data:`WIDEST`.  The rate is rounded up
-    to a power of 2, so that nearby times share their contours (and their solves)."""
+def _entire_contour(rate: float, width: float, dps: int | None) -> tuple:
+    r"""The :math:`\rho` and the first node count :math:`N_0` of the ellipse around a spectrum of width ``width`` for a
+    function without poles whose exponential factors decay at most like :math:`e^{-sz}`, ``rate`` :math:`\ge s`,
+    at the working precision ``dps`` (None: floats).
+
+    :math:`e^{-sz}` may grow by at most :math:`e^{G}` on the ellipse itself, :math:`sh(\cosh\rho - 1) \le G`
+    (:math:`h` = ``width``/2; :math:`G` = :data:`GROWTH` in floats, 30 with the guard digits of arbitrary
+    precision: rounding errors of the traces are amplified by it).  The rate is rounded up to a power of 2, so
+    that nearby times share their contours (and their solves).
+
+    In floats the ellipse is the widest so allowed, up to :data:`WIDEST_ENTIRE`, from :data:`FEWEST` nodes: the
+    tolerance is reached at 64 to 256 nodes (the curves of ``benchmarks/spectra.py``), and all the times of a curve whose rates are below
+    :math:`G/(h(\cosh 2 - 1))` share one ellipse.  In arbitrary precision, where a two-occurrence grid of
+    :math:`N^2/4` solves at :math:`N = 128` takes minutes, :math:`\rho` and :math:`N_0` are those with which
+    the model of :func:`_entire_choice` stops at the fewest nodes, and the choice for the largest rate
+    :math:`2^js` that stops at as few serves :math:`s` too (its contour fits the slower growth of
+    :math:`e^{-sz}` as well), so that the times of a curve share the contours of a few rates.  Measured on the
+    two-occurrence DSM gradient-flow trace at dps=30 (:math:`sh = 3.4`): :math:`\rho = 2` (the widest, the
+    former rule) stops at :math:`N = 128` (about 4100 solves), and so do 1 and 1.5 from :math:`N_0 = 16`
+    (the estimates at 64 are :math:`2\cdot10^{-25}` and :math:`3\cdot10^{-18}`); 1.15 (the choice) and 1.25 from
+    20 stop at 80 (1640 solves), as the model says, with the same value to 35 digits.  The time of a solve
+    does not depend on :math:`\rho` (0.06 to 0.08 s there at every :math:`\rho` from 0.25 to 2).  On
+    :math:`\operatorname{tr} e^{-4S}e^{-4S}` of a Marchenko-Pastur :math:`S` (:math:`sh = 5.7`) the widest
+    ellipse stops at 256, the choice (1.0 from 24) at 96."""
     rate = 2.0 ** math.ceil(math.log2(rate)) if rate > 0 else 0.0
-    budget = 30.0 if multiprecision else GROWTH
-    rho = math.acosh(1 + budget / (rate * width / 2)) if rate > 0 else WIDEST_ENTIRE
+    scale = rate * width / 2
+    widest = _widest_entire(scale, 30.0 if dps is not None else GROWTH)
+    if dps is None:
+        return widest, FEWEST
+    stop, rho, first = _entire_choice(scale, dps)
+    if stop == math.inf:  # no contour reaches the tolerance in the model: the widest allowed
+        return widest, FEWEST
+    while scale > 0 and _entire_choice(2 * scale, dps)[0] == stop:
+        scale = 2 * scale
+        stop, rho, first = _entire_choice(scale, dps)
+    return rho, first
+
+
+def _widest_entire(scale: float, budget: float) -> float:
+    r"""The widest :math:`\rho \le` :data:`WIDEST_ENTIRE` (and :math:`\ge` :data:`WIDEST`) with
+    :math:`sh(\cosh\rho - 1) \le` ``budget`` for :math:`sh` = ``scale``."""
+    rho = math.acosh(1 + budget / scale) if scale > 0 else WIDEST_ENTIRE
     return max(WIDEST, min(WIDEST_ENTIRE, rho))
+
+
+@lru_cache(maxsize=256)
+def _entire_choice(scale: float, dps: int) -> tuple:
+    r"""``(N, rho, first)``: the ellipse (:math:`\rho` from :data:`WIDEST` to :func:`_widest_entire` in steps of
+    0.05) and the first node count (from :data:`FIRST_COUNTS`) with which :func:`_converge` is modelled to stop
+    at the fewest nodes :math:`N` for :math:`e^{-sz}`, :math:`sh` = ``scale``, at ``dps`` digits.
+
+    The error model.  On the ellipse :math:`z = c + h\cosh(\rho + i\theta)` the integrand is analytic in
+    :math:`\theta` up to the spectrum (:math:`\rho \to 0`) and grows like :math:`e^{sh(\cosh\rho' - 1)}` on the
+    ellipse :math:`\rho' > \rho` (:math:`e^{-sz}` left of the spectrum, relative to its value at the lowest
+    point).  The trapezoid error with :math:`N` nodes is therefore about :math:`e^{E(N)}`,
+
+    .. math::  E(N) = \max\Bigl(-N\rho,\ \min_{\rho' \ge \rho}\bigl[sh(\cosh\rho' - 1) - N(\rho' - \rho)\bigr]\Bigr)
+
+    (the minimum at :math:`\sinh\rho' = N/(sh)`): a wider ellipse shrinks the first term and enlarges the
+    second.  :func:`_converge` stops at the first :math:`N = 2^jN_0` whose estimate :math:`d_Nq`
+    (:math:`d_N \approx e^{E(N/2)}`, :math:`q = d_N/d_{N/2}`) is below the tolerance, and a grid of a trace with
+    :math:`k` occurrences costs about :math:`N^k/4` solves.  The model is rough and one doubling too many
+    quadruples a two-occurrence grid, so each :math:`\rho` is rated by the largest stop within
+    :data:`ENTIRE_REACH` of it, and the middle of the best :math:`\rho` is taken.  The error of the value is
+    still estimated by :func:`_converge`; the model only chooses the contour."""
+    widths = np.arange(WIDEST, _widest_entire(scale, 30.0) + 1e-9, 0.05)
+    reach = int(round(ENTIRE_REACH / 0.05))
+    best = None
+    for first in FIRST_COUNTS:
+        stops = [_modelled_stop(first, rho, scale, dps) for rho in widths]
+        for i in range(len(widths)):
+            key = (max(stops[max(0, i - reach):i + reach + 1]), stops[i])
+            if best is None or key < best[0]:
+                best = (key, first, [i])
+            elif key == best[0] and first == best[1]:
+                best[2].append(i)
+    (_, stop), first, indices = best
+    return stop, round(float(widths[indices[len(indices) // 2]]), 2), first
+
+
+#: The first node counts :func:`_entire_choice` chooses from (each doubles from there).
+FIRST_COUNTS = (16, 20, 24, 28)
+#: The change in :math:`\rho` against which :func:`_entire_choice` makes its choice robust.
+ENTIRE_REACH = 0.1
+
+
+def _entire_error(count: int, rho: float, scale: float) -> float:
+    r"""The logarithm :math:`E(N)` of the modelled trapezoid error of :func:`_entire_choice` with ``count`` nodes on
+    the ellipse ``rho``, for :math:`e^{-sz}` with :math:`sh` = ``scale``."""
+    if scale == 0:
+        return -count * rho
+    outer = max(rho, math.asinh(count / scale))
+    return max(-count * rho, scale * (math.cosh(outer) - 1) - count * (outer - rho))
+
+
+def _modelled_stop(first: int, rho: float, scale: float, dps) -> float:
+    """The node count at which :func:`_converge`, doubling from ``first``, stops when its changes are those of the
+    model of :func:`_entire_choice` (infinity if beyond its largest count)."""
+    digits, largest = _limits(dps)
+    log_tolerance = -digits * math.log(10)
+    previous, count = None, 2 * first
+    while count <= largest:
+        change = _entire_error(count // 2, rho, scale)
+        shrink = change - previous if previous is not None else 0.0
+        error = change + shrink if shrink < math.log(0.5) else change
+        if max(error, _entire_error(count, rho, scale)) <= log_tolerance:
+            return count
+        previous, count = change, 2 * count
+    return math.inf
 
 
 def _removable(function: sympy.Lambda, poles: list, subs: dict, points: np.ndarray) -> bool:
@@ -661,7 +784,7 @@ def _grid(normalised_trace, symbols: tuple, dims_key: tuple, subs_key: tuple, sp
     shape = [len(a) for a in axes]
 
     def solve():
-        known = (_shared(_grid(*setting[:6], count // 2, dps), contours, axes) if count // 2 >= FEWEST
+        known = (_shared(_grid(*setting[:6], count // 2, dps), contours, axes) if count // 2 >= _fewest(plans)
                  else (np.array([], dtype=int), np.array([])))
         return _solve_grid(normalised_trace, symbols, dims_key, subs_key, spectra, plans, contours, axes, dps, known)
 
@@ -732,7 +855,7 @@ def _solve_grid(normalised_trace, symbols, dims_key, subs_key, spectra, plans, c
     """The resolvent trace on the grid of ``contours`` (flat), one solve per orbit (:func:`_orbits`) except where
     ``known`` (flat indices and their traces) gives it.  In arbitrary precision the traces are solved to
     ``dps +`` :data:`pencils.precision.GUARD_DIGITS` digits: the weights of the trapezoid sum grow up to
-    :math:`e^{30}` times the integrand on the spectrum (:func:`_hyperbola`, :func:`_entire_width`), and so do the
+    :math:`e^{30}` times the integrand on the spectrum (:func:`_hyperbola`, :func:`_entire_contour`), and so do the
     rounding errors of the traces, which would otherwise spoil the last digits of the sum."""
     multiprecision = dps is not None
     grid = [index.reshape(-1) for index in np.meshgrid(*axes, indexing="ij")]
@@ -753,8 +876,11 @@ def _solve_grid(normalised_trace, symbols, dims_key, subs_key, spectra, plans, c
             side = np.where(floats.imag < 0, -1.0, 1.0)
             starts[z] = floats + 1j * side * (1 + np.abs(floats))
         digits = dps + precision.GUARD_DIGITS if multiprecision else None
+        start = time.perf_counter()
         values = rational_limit(normalised_trace, dict(dims_key), {**dict(subs_key), **points}, dps=digits,
                                 path_from=starts)
+        _logger.debug("contour grid on %s, %s nodes per occurrence: %d solves in %.2f s", plans,
+                      [len(contour.z) for contour in contours], solved.size, time.perf_counter() - start)
         traces[solved] = np.asarray(values, dtype=traces.dtype).reshape(-1)
     traces = traces[representative]
     if np.any(conjugated):
