@@ -82,6 +82,10 @@ def test_empirical_score_is_the_gradient_of_the_mixture_log_density():
     numeric = np.array([[(log_density(x + step * e) - log_density(x - step * e)) / (2 * step) for e in np.eye(3)]
                         for x in points])
     np.testing.assert_allclose(EmpiricalScore(t, data)(points), numeric, rtol=1e-6, atol=1e-8)
+    with pytest.raises(ParameterError, match="x has dimension 2, the data 3"):
+        EmpiricalScore(t, data)(points[:, :2])
+    with pytest.raises(ParameterError, match="t must be > 0"):
+        EmpiricalScore(0.0, data)
 
 
 def test_exact_empirical_score_copies_and_held_out_images_do_not():

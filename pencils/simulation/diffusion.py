@@ -203,13 +203,15 @@ class EmpiricalScore:
 
     def __post_init__(self):
         object.__setattr__(self, "data", _rows(self.data, "data"))
-        check_number(self.t, "t", hint=" Pass a positive diffusion time.")
+        object.__setattr__(self, "t", check_number(self.t, "t", hint=" Pass a positive diffusion time."))
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         from scipy.spatial.distance import cdist
         from scipy.special import softmax
 
         x = _rows(x, "x")
+        if x.shape[1] != self.data.shape[1]:
+            raise ParameterError(f"x has dimension {x.shape[1]}, the data {self.data.shape[1]}; pass rows of the data's dimension")
         a, h = math.exp(-self.t), -math.expm1(-2.0 * self.t)
         centres = a * self.data
         result = np.empty_like(x)
