@@ -211,7 +211,9 @@ class EmpiricalScore:
 
         x = _rows(x, "x")
         if x.shape[1] != self.data.shape[1]:
-            raise ParameterError(f"x has dimension {x.shape[1]}, the data {self.data.shape[1]}; pass rows of the data's dimension")
+            raise ParameterError(
+                f"x has dimension {x.shape[1]}, the data {self.data.shape[1]}; pass rows of the data's dimension"
+            )
         a, h = math.exp(-self.t), -math.expm1(-2.0 * self.t)
         centres = a * self.data
         result = np.empty_like(x)
