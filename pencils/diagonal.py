@@ -305,84 +305,99 @@ def endpoint_regular(quantile: sympy.Expr) -> bool:
 
 @lru_cache(maxsize=64)
 def quadrature(rule: str, level: int, dps: int | None) -> tuple:
-    r"""Nodes and weights of a rule on :math:`(0, 1)` at a level; the nodes double from one level to the next.
+    r"""Nodes, weights and complements of a rule on :math:`(0, 1)` at a level; the nodes double from one level
+    to the next.
 
     ``rule`` is ``"legendre"`` (:math:`3 \cdot 2^{\text{level}}` Gauss-Legendre
     nodes) or ``"tanh-sinh"`` (step :math:`h = 2^{-\text{level}}`,
     :math:`u = 1/(1 + e^{-\pi \sinh t})`, weight
     :math:`h \pi \cosh t\, u (1 - u)`, truncated where the weights fall below
-    the precision).  Returns ``(nodes, weights)``: float arrays if ``dps`` is
-    ``None``, else tuples of mpmath numbers at ``dps`` digits.
+    the precision).  Returns ``(nodes, weights, complements)``: float arrays if
+    ``dps`` is ``None``, else tuples of mpmath numbers at ``dps`` digits.
+
+    The complement :math:`v = 1 - u` of each node is computed directly
+    (:math:`v = 1/(1 + e^{\pi \sinh t})`, the mirror node), not as ``1 - u``: tanh-sinh
+    nodes crowd at :math:`u = 1` at distances down to :math:`10^{-20}`, where a float
+    :math:`u` rounds to 1 or keeps only the leading digits of :math:`1 - u`.  A
+    quantile function singular at 1, e.g. :math:`(1 - u)^{-0.4}`, evaluated there
+    is off by a fixed amount that does not change from level to level (so no
+    error estimate sees it); evaluated as :math:`\sigma(1 - v)` written in
+    :math:`v` (above :math:`u = 1/2`, :class:`pencils.solve.spectral.SpectralNodes`)
+    it is exact to rounding.  The rule is therefore symmetric, truncated by its
+    weights only (at :math:`10^{-25}` for floats), and keeps the nodes whose float
+    :math:`u` is 1: dropping them, or the nodes where :math:`1 - u` rounds to 0 at
+    20 digits, misses the mass of :math:`(1 - u)^{-0.4}` below
+    :math:`1 - u = 10^{-21}`, :math:`10^{-12.6}/0.6`, again at every level.
 
     Examples
     --------
-    >>> nodes, weights = quadrature("legendre", 1, None)
+    >>> nodes, weights, complements = quadrature("legendre", 1, None)
     >>> len(nodes), round(float(sum(weights)), 15), round(float(sum(w * x**5 for x, w in zip(nodes, weights))), 15)
     (6, 1.0, 0.166666666666667)
+    >>> nodes, weights, complements = quadrature("tanh-sinh", 2, None)
+    >>> int(sum(nodes == 1.0)), float(complements[-1]) > 0  # nodes that are 1 in floats keep their complement
+    (2, True)
     """
     context = mpmath.mp.clone()
     context.dps = 20 if dps is None else dps + 10
-    points = _rule_points(rule, level, context)
-    if dps is None:  # nodes that round to an end point (weights below 1e-20) are dropped
-        pairs = [(float(x), float(w)) for _, x, w in points if 0.0 < float(x) < 1.0]
-        return np.array([x for x, _ in pairs]), np.array([w for _, w in pairs])
-    _, nodes, weights = zip(*points)
-    return tuple(nodes), tuple(weights)
+    _, nodes, complements, weights = zip(*_rule_points(rule, level, context))
+    if dps is None:
+        return tuple(np.array([float(x) for x in column]) for column in (nodes, weights, complements))
+    return nodes, weights, complements
 
 
 @lru_cache(maxsize=64)
 def extended_rule(rule: str, level: int, dps: int) -> tuple:
-    r"""The nodes and weights of the float rule (``quadrature(rule, level, None)``) for tables in numpy's extended
-    precision (``longdouble``), as mpmath numbers to ``dps`` digits.
+    r"""The nodes, weights and complements of the float rule (``quadrature(rule, level, None)``) for tables in
+    numpy's extended precision (``longdouble``), as mpmath numbers to ``dps`` digits.
 
-    The float rule is truncated where its weights fall below :math:`10^{-25}`
-    and drops the nodes that round to an end point in double precision; here
-    the same nodes are computed again at ``dps + 10`` digits, and only those
-    within the extended unit roundoff of 1 are dropped (the float rule misses
-    the mass :math:`2^{-53}` next to :math:`u = 1`, where a quantile function may be
-    singular: the extended rule misses :math:`2^{-64}`).
+    The float rule is truncated where its weights fall below :math:`10^{-25}`;
+    here the same nodes are computed again at ``dps + 10`` digits, so that a value
+    computed in extended precision has the float value's quadrature error (and
+    not its rounding).
 
     Examples
     --------
-    >>> nodes, weights = extended_rule("tanh-sinh", 2, 40)
+    >>> nodes, weights, complements = extended_rule("tanh-sinh", 2, 40)
     >>> len(quadrature("tanh-sinh", 2, None)[0]), len(nodes), mpmath.nstr(sum(weights), 12)
-    (27, 28, '1.0')
+    (29, 29, '1.0')
     """
     coarse = mpmath.mp.clone()
     coarse.dps = 20
-    ulp = float(np.finfo(np.longdouble).eps)
-    kept = [key for key, x, _ in _rule_points(rule, level, coarse) if x > 0 and 1 - x >= ulp]
+    kept = [key for key, *_ in _rule_points(rule, level, coarse)]
     context = mpmath.mp.clone()
     context.dps = dps + 10
-    nodes, weights = zip(*((x, w) for _, x, w in _rule_points(rule, level, context, keys=kept)))
-    return tuple(nodes), tuple(weights)
+    _, nodes, complements, weights = zip(*_rule_points(rule, level, context, keys=kept))
+    return nodes, weights, complements
 
 
 def _rule_points(rule: str, level: int, context, keys: list | None = None) -> list:
-    r"""``(key, node, weight)`` of a rule (see :func:`quadrature`) in ``context``, sorted by node; ``key`` names a
-    node whatever the precision (its rank for Gauss-Legendre, ``(k, sign)`` of :math:`t = \pm k h` for tanh-sinh).
-    With ``keys``, tanh-sinh computes those nodes only (instead of truncating at the precision)."""
+    r"""``(key, node, complement, weight)`` of a rule (see :func:`quadrature`) in ``context``, sorted by node;
+    ``key`` names a node whatever the precision (its rank for Gauss-Legendre, ``(k, sign)`` of
+    :math:`t = \pm k h` for tanh-sinh).  With ``keys``, tanh-sinh computes those nodes only (instead of
+    truncating at the precision)."""
     if rule == "legendre":
         from mpmath.calculus.quadrature import GaussLegendre
 
         pairs = GaussLegendre(context).calc_nodes(level + 1, context.prec)
-        return [(rank, x, w) for rank, (x, w) in enumerate(sorted(((x + 1) / 2, w / 2) for x, w in pairs))]
+        return [(rank, x, v, w) for rank, (x, v, w) in enumerate(sorted(((x + 1) / 2, (1 - x) / 2, w / 2)
+                                                                         for x, w in pairs))]
     if rule != "tanh-sinh":  # pragma: no cover - internal
         raise ValueError(rule)
     step = context.ldexp(1, -level)
 
     def point(k: int, sign: int) -> tuple:
         t = k * step
-        u = 1 / (1 + context.exp(-context.pi * context.sinh(sign * t)))
-        return (k, sign), u, step * context.pi * context.cosh(t) * u * (1 - u)
+        growth = context.pi * context.sinh(sign * t)
+        u, v = 1 / (1 + context.exp(-growth)), 1 / (1 + context.exp(growth))
+        return (k, sign), u, v, step * context.pi * context.cosh(t) * u * v
 
     if keys is not None:
         return sorted((point(*key) for key in keys), key=lambda item: item[1])
     points, tiny, k = [], context.mpf(10) ** -(context.dps + 5), 0
     while True:
-        added = [item for item in (point(k, sign) for sign in ((1,) if k == 0 else (1, -1)))
-                 if item[1] > 0 and 1 - item[1] > 0]
-        if not added or max(item[2] for item in added) < tiny:
+        added = [point(k, sign) for sign in ((1,) if k == 0 else (1, -1))]
+        if max(item[3] for item in added) < tiny:
             break
         points += added
         k += 1

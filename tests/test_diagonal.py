@@ -155,6 +155,30 @@ def test_singular_quantile_uses_tanh_sinh_and_agrees_with_silverstein():
     assert abs(value - expected) <= 1e-11 * abs(expected)
 
 
+def test_quantile_singular_at_one_keeps_its_digits_next_to_one():
+    """Quantile functions singular at u = 1, where tanh-sinh nodes crowd within 1e-20 of 1 (their float u is 1 or
+    has lost the digits of 1 - u): the float values against independent references, within their reported
+    bounds and within 1e-12 relative.  A float rule that drops or rounds these nodes is off by a constant
+    (here 1e-10 relative for the mean of (1 - u)^-0.3952, 7e-12 for the resolvent) that the change from one
+    quadrature level to the next never shows."""
+    power = sympy.Rational(-247, 625)  # E (1 - u)^power = 1 / (1 + power), integrable but nearly 1/sqrt
+    root = Diagonal("R", d, sympy.Lambda(u, (1 - u) ** (power / 2)))
+    result = derive(root * X.T * X * root / n + lam * I, DIMS).solver.evaluate({lam: 1.0})
+    expected = 1 / (1 + power) + 1  # E[X^T X / n] = I: the mean of R^2 plus the ridge
+    actual = abs(result.value / float(expected) - 1)
+    assert actual <= result.relative_error <= 1e-12, (actual, result.relative_error)
+
+    # the resolvent of a covariance with quantile (1 - u)^(2/3) at a small ridge, near n = d, against 30 digits
+    root = Diagonal("R", d, sympy.Lambda(u, (1 - u) ** sympy.Rational(1, 3)))
+    solver = derive((root * X.T * X * root / n + lam * I).I, {n: sympy.Rational(5, 4) * d}).solver
+    ridge = 6.588740422895396e-06
+    reference = solver.evaluate({lam: ridge}, dps=30).value
+    evaluation = solver.float_target({lam: np.array([ridge])}, None, "neighbours", ())
+    (value,), (bound,) = evaluation.values[0], evaluation.errors[0]
+    actual = float(abs(mpmath.mpf(float(np.real(value))) - reference))
+    assert actual <= bound <= 1e-12 * abs(value), (actual, bound)
+
+
 def test_one_atom_equals_the_isotropic_problem():
     a = sympy.Rational(3, 2)
     root = Diagonal("R", d, [a])

@@ -489,8 +489,7 @@ class Solver:
         weights of the averages are extended too: exact atoms and masses, and the
         nodes and weights of the quadrature rule of ``evaluation``'s level, each
         rounded from :data:`pencils.solve.compiled.EXTENDED_DIGITS` digits
-        (:class:`pencils.solve.spectral.SpectralNodes`; with the nodes next to
-        :math:`u = 1` that double precision drops, :func:`pencils.diagonal.extended_rule`),
+        (:class:`pencils.solve.spectral.SpectralNodes`, :func:`pencils.diagonal.extended_rule`),
         so that the extended value has the float value's quadrature error and not its rounding.  A point counts
         as converged where the relative residual of the refined solution is at most :math:`64 u_e`.
         """

@@ -8,7 +8,10 @@ depends on one spectral variable per dimension that carries them,
 .. math::  g_S = \mathbb E_u\bigl[M(u)^{-1}\bigr]_S = \sum_q w_q\, M(u_q)^{-1}_S,
 
 over the atoms (weights their masses, exact) or over the nodes of a
-quadrature rule on :math:`(0, 1)`.  The solver evaluates :math:`M` at
+quadrature rule on :math:`(0, 1)` (above :math:`u = 1/2`, a quantile function
+:math:`\sigma` is evaluated as :math:`\sigma(1 - v)` at the node's exact
+complement :math:`v = 1 - u`, see :func:`pencils.diagonal.quadrature`, so that
+a function singular at 1 keeps its digits where :math:`u` rounds to 1).  The solver evaluates :math:`M` at
 ``Q`` nodes per point: node ``q`` of every dimension at once, since
 :math:`M` only couples blocks of one size (a dimension with fewer nodes is
 padded with copies of its first node of weight 0; blocks of a dimension
@@ -103,15 +106,16 @@ class SpectralNodes:
     # ----------------------------------------------------------------- nodes
 
     def _rule(self, law: dict, kind: str) -> tuple:
-        """``(nodes, weights)`` of one law: the atom indices and masses, or a quadrature rule's nodes, as floats
-        (:data:`FLOAT`), mpmath numbers at this thread's precision (:data:`MULTIPRECISION`) or, for
-        :data:`EXTENDED`, mpmath numbers of :func:`pencils.diagonal.extended_rule` (exact masses)."""
+        """``(nodes, weights, complements)`` of one law: the atom indices and masses (complements ``None``), or
+        a quadrature rule's nodes, weights and :math:`1 - u`, as floats (:data:`FLOAT`), mpmath numbers at this
+        thread's precision (:data:`MULTIPRECISION`) or, for :data:`EXTENDED`, mpmath numbers of
+        :func:`pencils.diagonal.extended_rule` (the float rule's nodes, exact masses)."""
         if "atoms" in law:
             masses = [decode(tree) for tree in law["weights"]]
             if kind == FLOAT:
-                return list(range(len(masses))), [float(m) for m in masses]
+                return list(range(len(masses))), [float(m) for m in masses], None
             context = precision.context()
-            return list(range(len(masses))), [context.mpf(sympy.N(m, context.dps)) for m in masses]
+            return list(range(len(masses))), [context.mpf(sympy.N(m, context.dps)) for m in masses], None
         if kind == FLOAT:
             return quadrature(law["rule"], self.level, None)
         if kind == EXTENDED:
@@ -149,7 +153,7 @@ class SpectralNodes:
         table = np.full((self.size, self.count_of(kind)), zero, dtype=float if kind == FLOAT else object)
         table[:, 0] = one
         for law in self.laws:
-            _, weights = self._rule(law, kind)
+            weights = self._rule(law, kind)[1]
             for block in law["blocks"]:
                 table[block, :] = zero
                 table[block, : len(weights)] = weights
@@ -163,17 +167,27 @@ class SpectralNodes:
             return [[decode(tree) for tree in row] for row in law["atoms"]]
         return [[decode(tree)] for tree in law["quantiles"]]
 
-    def _functions(self, law_index: int, module: str):
+    def _functions(self, law_index: int, module: str) -> tuple:
+        """The eigenvalues of a law and their derivatives along directions in the parameters, compiled:
+        ``(values, derivatives)`` in the parameters (and ``u``); for a quantile function, followed by the same
+        two written in the complement :math:`v = 1 - u`, i.e. :math:`\sigma(1 - v)` as a function of
+        :math:`v` (symbolically, so that :math:`1 - u` is never formed in floats)."""
         key = (law_index, module)
         if key not in self._compiled:
             law = self.laws[law_index]
             expressions = [e for row in self._expressions(law) for e in row]
+            variants = [expressions]
+            if "quantiles" in law:
+                variants.append([e.subs(SPECTRAL_VARIABLE, 1 - SPECTRAL_VARIABLE) for e in expressions])
             direction = sympy.symbols(f"delta0:{len(self.parameters)}", cls=sympy.Dummy)
-            derivatives = [sum((e.diff(p) * v for p, v in zip(self.parameters, direction)), sympy.Integer(0))
-                           for e in expressions]
             arguments = self.parameters + ((SPECTRAL_VARIABLE,) if "quantiles" in law else ())
-            self._compiled[key] = (compile_expressions(arguments, expressions, module),
-                                   compile_expressions(arguments + tuple(direction), derivatives, module))
+            compiled = []
+            for variant in variants:
+                derivatives = [sum((e.diff(p) * v for p, v in zip(self.parameters, direction)), sympy.Integer(0))
+                               for e in variant]
+                compiled += [compile_expressions(arguments, variant, module),
+                             compile_expressions(arguments + tuple(direction), derivatives, module)]
+            self._compiled[key] = tuple(compiled)
         return self._compiled[key]
 
     def values(self, columns: list, count: int, multiprecision: bool, directions: list | None = None) -> list:
@@ -197,9 +211,14 @@ class SpectralNodes:
         extra = list(directions or [])
         results, nodes_in_table = [], self.count_of(kind)
         for index, law in enumerate(self.laws):
-            function = self._functions(index, module)[0 if directions is None else 1]
+            functions = self._functions(index, module)
+            function = functions[0 if directions is None else 1]
             atoms = "atoms" in law
-            nodes = None if atoms else self._rule(law, kind)[0]
+            if not atoms:  # sigma(u) below 1/2, sigma(1 - v) at the complement v = 1 - u above
+                reflected = functions[2 if directions is None else 3]
+                nodes, _, complements = self._rule(law, kind)
+                upper = [j for j, u in enumerate(nodes) if u > 0.5]
+                lower = [j for j, u in enumerate(nodes) if not u > 0.5]
             symbols, used = len(law["symbols"]), len(law["weights"]) if atoms else len(nodes)
             if kind != FLOAT:
                 table = np.empty((symbols, count, nodes_in_table), dtype=object)
@@ -210,8 +229,10 @@ class SpectralNodes:
                         flat = list(function(*arguments, *moves))
                         table[:, point, :used] = np.array(flat, dtype=object).reshape(symbols, used)
                     else:
-                        for j, u in enumerate(nodes):
-                            table[:, point, j] = list(function(*arguments, u, *moves))
+                        for j in lower:
+                            table[:, point, j] = list(function(*arguments, nodes[j], *moves))
+                        for j in upper:
+                            table[:, point, j] = list(reflected(*arguments, complements[j], *moves))
             else:
                 table = np.empty((symbols, count, nodes_in_table), dtype=complex)
                 if atoms:
@@ -220,10 +241,11 @@ class SpectralNodes:
                         for j in range(used):
                             table[k, :, j] = flat[k * used + j]
                 else:
-                    u = np.asarray(nodes)[None, :]
-                    flat = function(*(c[:, None] for c in columns), u, *(v[:, None] for v in extra))
-                    for k in range(symbols):
-                        table[k, :, :used] = flat[k]
+                    for part, evaluate, at in ((lower, function, nodes), (upper, reflected, complements)):
+                        if part:
+                            flat = evaluate(*(c[:, None] for c in columns), at[None, part], *(v[:, None] for v in extra))
+                            for k in range(symbols):
+                                table[k, :, part] = np.broadcast_to(flat[k], (count, len(part))).T
             table[:, :, used:] = table[:, :, :1]
             if kind == FLOAT and np.all(table.imag == 0):
                 table = table.real.copy()
