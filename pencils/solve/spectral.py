@@ -168,7 +168,7 @@ class SpectralNodes:
         return [[decode(tree)] for tree in law["quantiles"]]
 
     def _functions(self, law_index: int, module: str) -> tuple:
-        """The eigenvalues of a law and their derivatives along directions in the parameters, compiled:
+        r"""The eigenvalues of a law and their derivatives along directions in the parameters, compiled:
         ``(values, derivatives)`` in the parameters (and ``u``); for a quantile function, followed by the same
         two written in the complement :math:`v = 1 - u`, i.e. :math:`\sigma(1 - v)` as a function of
         :math:`v` (symbolically, so that :math:`1 - u` is never formed in floats)."""
