@@ -217,8 +217,8 @@ class SpectralNodes:
             if not atoms:  # sigma(u) below 1/2, sigma(1 - v) at the complement v = 1 - u above
                 reflected = functions[2 if directions is None else 3]
                 nodes, _, complements = self._rule(law, kind)
-                upper = [j for j, u in enumerate(nodes) if u > 0.5]
-                lower = [j for j, u in enumerate(nodes) if not u > 0.5]
+                parts = (([j for j, u in enumerate(nodes) if not u > 0.5], function, nodes),
+                         ([j for j, u in enumerate(nodes) if u > 0.5], reflected, complements))
             symbols, used = len(law["symbols"]), len(law["weights"]) if atoms else len(nodes)
             if kind != FLOAT:
                 table = np.empty((symbols, count, nodes_in_table), dtype=object)
@@ -229,10 +229,9 @@ class SpectralNodes:
                         flat = list(function(*arguments, *moves))
                         table[:, point, :used] = np.array(flat, dtype=object).reshape(symbols, used)
                     else:
-                        for j in lower:
-                            table[:, point, j] = list(function(*arguments, nodes[j], *moves))
-                        for j in upper:
-                            table[:, point, j] = list(reflected(*arguments, complements[j], *moves))
+                        for part, evaluate, at in parts:
+                            for j in part:
+                                table[:, point, j] = list(evaluate(*arguments, at[j], *moves))
             else:
                 table = np.empty((symbols, count, nodes_in_table), dtype=complex)
                 if atoms:
@@ -241,7 +240,7 @@ class SpectralNodes:
                         for j in range(used):
                             table[k, :, j] = flat[k * used + j]
                 else:
-                    for part, evaluate, at in ((lower, function, nodes), (upper, reflected, complements)):
+                    for part, evaluate, at in parts:
                         if part:
                             flat = evaluate(*(c[:, None] for c in columns), at[None, part], *(v[:, None] for v in extra))
                             for k in range(symbols):
